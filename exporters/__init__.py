@@ -1,0 +1,1 @@
+"""Spec -> built model -> deploy form -> artifacts. Importing the package imports no torch."""

@@ -1,0 +1,77 @@
+"""The one error tree of latbench (torch-free, shared by exporters, devices and service).
+
+    LatbenchError                 anything latbench refuses or fails to do, with an actionable message
+    ├── SpecError                 the user's input is invalid; ``field`` names the offending field
+    │   └── UnknownModelError     no such model in the zoo; carries close matches
+    ├── ExportError               an exporter failed; names the exporter and, when known, the op
+    ├── EquivalenceError          train and deploy forms (or two forms of an op) compute different things
+    ├── RunnerError               a device runner cannot measure
+    │   └── RunnerUnavailableError    the runner cannot run on this host (e.g. CoreML on Linux)
+    ├── NotFoundError             a stored object (job, result, artifact, runner) does not exist
+    ├── ConflictError             the request contradicts stored state
+    ├── QuotaError                a bounded resource (queue, body size) is full
+    └── AuthError                 missing or wrong token
+
+Third-party exceptions are wrapped at the boundary with ``raise ... from exc`` so callers handle
+one tree; the API maps it to HTTP status codes once and the CLI to exit codes once.
+"""
+
+from __future__ import annotations
+
+
+class LatbenchError(Exception):
+    """Base class: ``str(error)`` is a message a user can act on."""
+
+
+class SpecError(LatbenchError):
+    """Invalid user input; ``field`` is the dotted path of the offending field when known."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class UnknownModelError(SpecError):
+    def __init__(self, name: str, suggestions: list[str]) -> None:
+        self.name = name
+        self.suggestions = suggestions
+        hint = f"; close matches: {', '.join(suggestions)}" if suggestions else ""
+        super().__init__(
+            f"unknown model {name!r}{hint} (`latbench models` lists them)", field="model"
+        )
+
+
+class ExportError(LatbenchError):
+    def __init__(self, exporter: str, message: str, *, op: str | None = None) -> None:
+        self.exporter = exporter
+        self.op = op
+        where = f" at op {op!r}" if op else ""
+        super().__init__(f"{exporter} export failed{where}: {message}")
+
+
+class EquivalenceError(LatbenchError):
+    """Two forms that must compute the same function do not."""
+
+
+class RunnerError(LatbenchError):
+    pass
+
+
+class RunnerUnavailableError(RunnerError):
+    pass
+
+
+class NotFoundError(LatbenchError):
+    pass
+
+
+class ConflictError(LatbenchError):
+    pass
+
+
+class QuotaError(LatbenchError):
+    pass
+
+
+class AuthError(LatbenchError):
+    pass

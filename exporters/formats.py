@@ -1,0 +1,53 @@
+"""Closed sets shared by exporters, runners and the service (torch-free, so device hosts import it).
+
+Adding a member here is deliberate: every ``match`` over these enums must then handle it.
+"""
+
+from __future__ import annotations
+
+import platform
+from enum import Enum
+
+
+class Precision(str, Enum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+
+
+class ExportFormat(str, Enum):
+    ONNX = "onnx"
+    COREML = "coreml"
+    TORCH_EXPORT = "pt2"
+
+    @property
+    def suffix(self) -> str:
+        """File (or, for CoreML, directory) name ending of an artifact of this format."""
+        return {"onnx": ".onnx", "coreml": ".mlpackage", "pt2": ".pt2"}[self.value]
+
+    @property
+    def runtime(self) -> str:
+        """The Python package that executes artifacts of this format."""
+        return {"onnx": "onnxruntime", "coreml": "coremltools", "pt2": "torch"}[self.value]
+
+
+class DeviceClass(str, Enum):
+    """What a result is comparable across: two runners of one class measure the same thing."""
+
+    CPU_X86_64 = "cpu-x86_64"
+    CPU_ARM64 = "cpu-arm64"
+    GPU_CUDA = "gpu-cuda"
+    IPHONE12_CLASS = "iphone12-class"
+
+    @property
+    def formats(self) -> tuple[ExportFormat, ...]:
+        """Artifact formats a runner of this class can execute, preferred first."""
+        if self is DeviceClass.IPHONE12_CLASS:
+            return (ExportFormat.COREML,)
+        return (ExportFormat.ONNX, ExportFormat.TORCH_EXPORT)
+
+    @classmethod
+    def of_this_cpu(cls) -> DeviceClass:
+        machine = platform.machine().lower()
+        if machine in {"arm64", "aarch64"}:
+            return cls.CPU_ARM64
+        return cls.CPU_X86_64

@@ -1,0 +1,137 @@
+"""What a user sends: a model by name (plus allow-listed architecture overrides), its input and the
+export options. Specs arrive from the network, so nothing here can name a file or make a library
+load weights: unknown keys are refused by the schema and overrides are checked against a per-family
+allow-list before anything is built (see ``exporters.zoo.knobs``).
+
+The content hash keys the artifact cache: canonical JSON of what changes the computed graph, plus
+the versions of the libraries that produce it. Format and precision are not in it; the artifact key
+adds them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from exporters.errors import SpecError
+from exporters.formats import ExportFormat, Precision
+
+MAX_SIDE = 2048
+MAX_BATCH = 64
+MAX_PIXELS_PER_BATCH = 64 * 1024 * 1024  # batch*height*width; beyond this no phone model makes sense
+
+HASHED_LIBRARIES = ("torch", "timm", "onnx", "coremltools")
+
+
+class InputSpec(BaseModel):
+    """NCHW input of the exported graph. Omitted fields default to the model's own config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch: int = Field(1, ge=1, le=MAX_BATCH)
+    channels: int = Field(3, ge=1, le=16)
+    height: int = Field(..., ge=16, le=MAX_SIDE)
+    width: int = Field(..., ge=16, le=MAX_SIDE)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.channels, self.height, self.width)
+
+    @model_validator(mode="after")
+    def _bounded_size(self) -> InputSpec:
+        pixels = self.batch * self.height * self.width
+        if pixels > MAX_PIXELS_PER_BATCH:
+            raise ValueError(f"batch*height*width = {pixels} exceeds {MAX_PIXELS_PER_BATCH}")
+        return self
+
+
+class ModelSpec(BaseModel):
+    """A model to build: ``{"model": "fastvit_t8"}`` or with ``overrides`` of architecture knobs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    overrides: dict[str, Any] = Field(default_factory=dict, max_length=32)
+    input: InputSpec | None = None
+    precision: Precision | None = Field(
+        None, description="None: each format's deployed default (CoreML fp16, others fp32)"
+    )
+    formats: tuple[ExportFormat, ...] = (ExportFormat.ONNX, ExportFormat.COREML)
+
+    @field_validator("formats")
+    @classmethod
+    def _formats_nonempty_unique(cls, value: tuple[ExportFormat, ...]) -> tuple[ExportFormat, ...]:
+        if not value:
+            raise ValueError("at least one format is required")
+        return tuple(dict.fromkeys(value))
+
+    def precision_for(self, fmt: ExportFormat) -> Precision:
+        if self.precision is not None:
+            return self.precision
+        return Precision.FP16 if fmt is ExportFormat.COREML else Precision.FP32
+
+    def graph_identity(self) -> dict[str, Any]:
+        """The fields that change the computed graph, in canonical form."""
+        return {
+            "model": self.model,
+            "overrides": self.overrides,
+            "input": self.input.model_dump() if self.input else None,
+        }
+
+    def content_hash(self) -> str:
+        payload = {"spec": self.graph_identity(), "versions": library_versions()}
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+@cache
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose output the artifact depends on (no import needed)."""
+    versions = {}
+    for name in HASHED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def parse_spec(data: Any) -> ModelSpec:
+    """Validate untrusted input; a bare string is a model name. Errors name the field."""
+    if isinstance(data, str):
+        data = {"model": data}
+    if isinstance(data, ModelSpec):
+        return data
+    try:
+        return ModelSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "spec"
+        raise SpecError(first["msg"], field=field) from exc
+
+
+def load_spec_file(path: Path) -> ModelSpec:
+    """A spec from a local JSON or YAML file (CLI only; the API never takes a path)."""
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(f"cannot parse {path.name}: {exc}", field="spec") from exc
+    return parse_spec(data)
+
+
+def resolve_spec_argument(argument: str) -> ModelSpec:
+    """CLI argument: a spec file if it names an existing .json/.yaml file, else a model name."""
+    path = Path(argument)
+    if path.suffix in {".json", ".yaml", ".yml"}:
+        if not path.is_file():
+            raise SpecError(f"spec file {argument!r} does not exist", field="spec")
+        return load_spec_file(path)
+    return parse_spec(argument)

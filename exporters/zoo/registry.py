@@ -1,0 +1,159 @@
+"""Model registry keyed by name: one decorator to add a builder, one factory to build from a spec.
+
+Natively written models (ParC-Net) register with ``@register_model``; every timm model name is
+resolved on demand through ``exporters.zoo.timm_models`` so the zoo never copies timm's list.
+Builders always produce randomly initialised weights: no download is possible here and latency does
+not depend on weight values. Results carry ``weights="random"`` so nobody mistakes them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from exporters.errors import SpecError, UnknownModelError
+from exporters.spec import InputSpec, ModelSpec
+
+Builder = Callable[..., Any]  # (**overrides) -> torch.nn.Module, weights random
+WEIGHTS = "random"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str
+    builder: Builder
+    input_size: tuple[int, int, int]  # (C, H, W) the model is designed for
+    knobs: Mapping[str, Any] = field(default_factory=dict)  # override name -> type annotation
+    source: str = ""  # where the architecture comes from, shown to users
+    img_size_arg: bool = False  # constructor takes img_size: resolution is part of the graph
+
+    def default_input(self) -> InputSpec:
+        channels, height, width = self.input_size
+        return InputSpec(batch=1, channels=channels, height=height, width=width)
+
+    def validate_overrides(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """Check each override against the allow-list; errors name ``overrides.<knob>``."""
+        clean: dict[str, Any] = {}
+        for key, value in overrides.items():
+            if key not in self.knobs:
+                allowed = ", ".join(sorted(self.knobs)) or "none"
+                raise SpecError(
+                    f"unknown override for family {self.family!r}; allowed: {allowed}",
+                    field=f"overrides.{key}",
+                )
+            try:
+                clean[key] = TypeAdapter(self.knobs[key]).validate_python(value)
+            except ValidationError as exc:
+                raise SpecError(exc.errors()[0]["msg"], field=f"overrides.{key}") from exc
+        return clean
+
+
+_NATIVE: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    family: str,
+    input_size: tuple[int, int, int] = (3, 224, 224),
+    knobs: Mapping[str, Any] | None = None,
+    source: str = "",
+    img_size_arg: bool = False,
+) -> Callable[[Builder], Builder]:
+    """Register a native builder under ``name``; a duplicate name is a programming error."""
+
+    def decorate(builder: Builder) -> Builder:
+        if name in _NATIVE:
+            raise ValueError(f"model {name!r} is already registered")
+        _NATIVE[name] = ModelEntry(
+            name=name,
+            family=family,
+            builder=builder,
+            input_size=input_size,
+            knobs=dict(knobs or {}),
+            source=source,
+            img_size_arg=img_size_arg,
+        )
+        return builder
+
+    return decorate
+
+
+def _load_native_models() -> None:
+    """Import every module of ``exporters.zoo.native`` (lazily: they import torch)."""
+    import importlib
+    import pkgutil
+
+    from exporters.zoo import native
+
+    for module in pkgutil.iter_modules(native.__path__):
+        importlib.import_module(f"{native.__name__}.{module.name}")
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    from exporters.zoo import timm_models
+
+    _load_native_models()
+    names = set(_NATIVE) | set(timm_models.list_names())
+    return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
+
+
+def get_model(name: str) -> ModelEntry:
+    from exporters.zoo import timm_models
+
+    _load_native_models()
+    if name in _NATIVE:
+        return _NATIVE[name]
+    entry = timm_models.entry_for(name)
+    if entry is not None:
+        return entry
+    close = difflib.get_close_matches(name, list_models(), n=5, cutoff=0.6)
+    raise UnknownModelError(name, close)
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A spec checked against its zoo entry: overrides validated, input defaulted."""
+
+    spec: ModelSpec
+    entry: ModelEntry
+    overrides: dict[str, Any]
+    input: InputSpec
+
+
+def resolve(spec: ModelSpec) -> ResolvedSpec:
+    """Everything that can be checked without building: fails before any torch work starts."""
+    entry = get_model(spec.model)
+    overrides = entry.validate_overrides(spec.overrides)
+    default = entry.default_input()
+    input_spec = spec.input or default
+    if input_spec.channels != default.channels:
+        raise SpecError(
+            f"{entry.name} takes {default.channels} input channels, not {input_spec.channels}",
+            field="input.channels",
+        )
+    return ResolvedSpec(spec=spec, entry=entry, overrides=overrides, input=input_spec)
+
+
+def build(resolved: ResolvedSpec) -> Any:
+    """The train-form ``nn.Module`` (eval mode, random weights)."""
+    kwargs = dict(resolved.overrides)
+    default = resolved.entry.default_input()
+    if resolved.entry.img_size_arg and (resolved.input.height, resolved.input.width) != (
+        default.height,
+        default.width,
+    ):
+        kwargs["img_size"] = (resolved.input.height, resolved.input.width)
+    try:
+        model = resolved.entry.builder(**kwargs)
+    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+        raise SpecError(
+            f"{resolved.entry.name} cannot be built with these overrides: {exc}", field="overrides"
+        ) from exc
+    return model.eval()

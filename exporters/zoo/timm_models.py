@@ -1,0 +1,134 @@
+"""Every timm model as a zoo entry, built with ``pretrained=False``.
+
+Overrides go through a per-family allow-list of architecture knobs (the keyword arguments of each
+family's constructor that change the graph). Loader arguments (``pretrained``, ``checkpoint_path``,
+``pretrained_cfg``, ``pretrained_cfg_overlay``, ...) are on no list, so a spec can never make timm
+read a file or fetch weights.
+"""
+
+from __future__ import annotations
+
+from functools import cache, partial
+from typing import Annotated, Any, Literal
+
+from annotated_types import Interval, Len
+
+from exporters.zoo.registry import ModelEntry
+
+Depth = Annotated[int, Interval(ge=1, le=32)]
+Width = Annotated[int, Interval(ge=8, le=2048)]
+Ratio = Annotated[float, Interval(ge=0.25, le=8.0)]
+OddKernel = Literal[1, 3, 5, 7, 9, 11]
+Stages4 = Len(4, 4)
+
+COMMON_KNOBS: dict[str, Any] = {"num_classes": Annotated[int, Interval(ge=1, le=100_000)]}
+
+# family -> (model-name prefixes, architecture knobs beyond COMMON_KNOBS)
+FAMILIES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "fastvit": (
+        ("fastvit_",),
+        {
+            "layers": Annotated[tuple[Depth, ...], Stages4],
+            "embed_dims": Annotated[tuple[Width, ...], Stages4],
+            "mlp_ratios": Annotated[tuple[Ratio, ...], Stages4],
+            "token_mixers": Annotated[tuple[Literal["repmixer", "attention"], ...], Stages4],
+            "repmixer_kernel_size": OddKernel,
+            "down_patch_size": OddKernel,
+        },
+    ),
+    "repvit": (
+        ("repvit_",),
+        {
+            "embed_dim": Annotated[tuple[Width, ...], Len(1, 6)],
+            "depth": Annotated[tuple[Depth, ...], Len(1, 6)],
+            "mlp_ratio": Ratio,
+            "kernel_size": OddKernel,
+        },
+    ),
+    "fasternet": (
+        ("fasternet_",),
+        {
+            "embed_dim": Width,
+            "depths": Annotated[tuple[Depth, ...], Stages4],
+            "mlp_ratio": Ratio,
+            "n_div": Annotated[int, Interval(ge=1, le=16)],
+        },
+    ),
+    "efficientformer": (
+        ("efficientformer_l",),
+        {
+            "depths": Annotated[tuple[Depth, ...], Stages4],
+            "embed_dims": Annotated[tuple[Width, ...], Stages4],
+            "num_vit": Annotated[int, Interval(ge=0, le=8)],
+        },
+    ),
+    "efficientformerv2": (
+        ("efficientformerv2_",),
+        {
+            "depths": Annotated[tuple[Depth, ...], Stages4],
+            "embed_dims": Annotated[tuple[Width, ...], Stages4],
+        },
+    ),
+    "mobilevit": (("mobilevit_",), {}),
+    "mobilevitv2": (("mobilevitv2_",), {}),
+    "mobileone": (("mobileone_",), {}),
+    "levit": (("levit_",), {}),
+    "edgenext": (("edgenext_",), {}),
+    "mobilenetv2": (("mobilenetv2_",), {}),
+    "mobilenetv3": (("mobilenetv3_", "tf_mobilenetv3_"), {}),
+    "mobilenetv4": (("mobilenetv4_",), {}),
+    "efficientnet": (("efficientnet_", "tf_efficientnet_"), {}),
+    "convnext": (("convnext_",), {}),
+    "resnet": (("resnet",), {}),
+}
+
+
+def family_of(name: str) -> tuple[str, dict[str, Any]]:
+    """Longest matching prefix wins (``mobilevitv2_`` before ``mobilevit_``)."""
+    best: tuple[int, str, dict[str, Any]] | None = None
+    for family, (prefixes, knobs) in FAMILIES.items():
+        for prefix in prefixes:
+            if name.startswith(prefix) and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), family, knobs)
+    if best is None:
+        return name.split("_")[0], {}
+    return best[1], best[2]
+
+
+@cache
+def list_names() -> tuple[str, ...]:
+    import timm
+
+    return tuple(timm.list_models())
+
+
+def _create(name: str, **kwargs: Any) -> Any:
+    import timm
+
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+@cache
+def entry_for(name: str) -> ModelEntry | None:
+    if name not in list_names():
+        return None
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    input_size = tuple(cfg.input_size) if cfg is not None else (3, 224, 224)
+    family, knobs = family_of(name)
+    return ModelEntry(
+        name=name,
+        family=family,
+        builder=partial(_create, name),
+        input_size=input_size,  # type: ignore[arg-type]
+        knobs={**COMMON_KNOBS, **knobs},
+        source=f"timm {_timm_version()} ({name})",
+        img_size_arg=bool(cfg is not None and cfg.fixed_input_size),
+    )
+
+
+def _timm_version() -> str:
+    from importlib import metadata
+
+    return metadata.version("timm")
