@@ -1,0 +1,1 @@
+"""Everything with state: API, jobs, storage, dispatch, dashboard, CLI."""
