@@ -10,6 +10,7 @@
     ├── NotFoundError             a stored object (job, result, artifact, runner) does not exist
     ├── ConflictError             the request contradicts stored state
     ├── QuotaError                a bounded resource (queue, body size) is full
+    │   └── PayloadTooLargeError      a request body exceeds the configured bound
     └── AuthError                 missing or wrong token
 
 Third-party exceptions are wrapped at the boundary with ``raise ... from exc`` so callers handle
@@ -70,6 +71,10 @@ class ConflictError(LatbenchError):
 
 
 class QuotaError(LatbenchError):
+    pass
+
+
+class PayloadTooLargeError(QuotaError):
     pass
 
 

@@ -1,0 +1,29 @@
+# The two commands a newcomer needs: `make serve` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install serve test test-full bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+serve: install  ## the service on the embedded default: SQLite, local CPU runner, loopback
+	$(BIN)/latbench serve
+
+test: install  ## the default suite (under ~15 min on 2 cores)
+	$(BIN)/pytest -q
+
+test-full: install  ## everything, including the sweep over every seed-family variant
+	$(BIN)/pytest -q -m "not bench"
+
+bench: install  ## benchmark scripts that print figures
+	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script --quick || exit 1; done
+
+clean:
+	rm -rf $(VENV) .latbench .pytest_cache

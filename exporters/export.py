@@ -1,0 +1,193 @@
+"""spec → artifacts: build, reparameterize (proven), analyse, export each requested format.
+
+Artifacts already in the store are cache hits: when every requested one exists, nothing is
+built. One format failing does not lose the others; its error is reported in its entry.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from exporters.artifacts import Artifact, ArtifactStore, artifact_key, artifact_size_bytes
+from exporters.errors import ExportError, LatbenchError
+from exporters.exporter import get_exporter
+from exporters.formats import ExportFormat
+from exporters.spec import ModelSpec, library_versions
+from exporters.zoo import registry
+
+Progress = Callable[[str, int, int], None]  # (step description, steps done, steps in all)
+
+
+@dataclass
+class ArtifactReport:
+    format: str
+    precision: str
+    ok: bool
+    key: str
+    path: str | None = None
+    error: str | None = None
+    parity: dict[str, Any] | None = None
+    export_seconds: float | None = None
+    export_path: str | None = None
+    size_bytes: int | None = None
+    cached: bool = False
+    checks: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact, *, cached: bool) -> ArtifactReport:
+        meta = artifact.meta
+        return cls(
+            format=artifact.format.value,
+            precision=artifact.precision.value,
+            ok=True,
+            key=artifact.key,
+            path=str(artifact.path),
+            parity=meta.get("parity"),
+            export_seconds=meta.get("export_seconds"),
+            export_path=meta.get("export_path"),
+            size_bytes=meta.get("size_bytes"),
+            cached=cached,
+            checks=meta.get("checks", {}),
+        )
+
+
+@dataclass
+class ExportReport:
+    model: str
+    family: str
+    spec_hash: str
+    input_shape: list[int]
+    weights: str = registry.WEIGHTS
+    params: int | None = None
+    macs: int | None = None
+    reparam: dict[str, Any] | None = None
+    artifacts: list[ArtifactReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.artifacts)
+
+    def artifact(self, fmt: ExportFormat) -> ArtifactReport | None:
+        return next((a for a in self.artifacts if a.format == fmt.value), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def export_model(
+    spec: ModelSpec,
+    *,
+    store: ArtifactStore,
+    formats: tuple[ExportFormat, ...] | None = None,
+    progress: Progress | None = None,
+) -> ExportReport:
+    """Export ``spec`` to every requested format (default: the spec's own list)."""
+    resolved = registry.resolve(spec)  # all input checks happen before any torch work
+    spec_hash = spec.content_hash()
+    wanted = formats or spec.formats
+    keys = {fmt: artifact_key(spec_hash, fmt, spec.precision_for(fmt)) for fmt in wanted}
+    cached = {fmt: store.get(key) for fmt, key in keys.items()}
+    report = ExportReport(
+        model=spec.model,
+        family=resolved.entry.family,
+        spec_hash=spec_hash,
+        input_shape=list(resolved.input.shape),
+    )
+    missing = [fmt for fmt, artifact in cached.items() if artifact is None]
+    total = (3 if missing else 0) + len(missing)
+    step = _stepper(progress, total)
+    if missing:
+        import torch
+
+        step(f"building {spec.model} (random weights)")
+        train = registry.build(resolved)
+        step("reparameterizing and proving equivalence")
+        from exporters.reparam import deploy_form
+
+        deploy, equivalence = deploy_form(train, resolved.input.shape)
+        step("counting parameters and MACs")
+        from exporters.analysis import analyse
+
+        example = torch.randn(*resolved.input.shape, generator=torch.Generator().manual_seed(0))
+        cost = analyse(deploy, example)
+        report.params, report.macs = cost.params, cost.macs
+        report.reparam = equivalence.to_dict()
+    for fmt in wanted:
+        artifact = cached[fmt]
+        if artifact is not None:
+            report.artifacts.append(ArtifactReport.from_artifact(artifact, cached=True))
+            _fill_model_fields(report, artifact.meta)
+            continue
+        step(f"exporting {fmt.value}")
+        report.artifacts.append(
+            _export_one(spec, fmt, keys[fmt], deploy, example, report, cost, store)
+        )
+    return report
+
+
+def _stepper(progress: Progress | None, total: int) -> Callable[[str], None]:
+    done = 0
+
+    def step(description: str) -> None:
+        nonlocal done
+        if progress is not None:
+            progress(description, done, total)
+        done += 1
+
+    return step
+
+
+def _fill_model_fields(report: ExportReport, meta: dict[str, Any]) -> None:
+    report.params = report.params or meta.get("params")
+    report.macs = report.macs or meta.get("macs")
+    report.reparam = report.reparam or meta.get("reparam")
+
+
+def _export_one(
+    spec: ModelSpec,
+    fmt: ExportFormat,
+    key: str,
+    deploy: Any,
+    example: Any,
+    report: ExportReport,
+    cost: Any,
+    store: ArtifactStore,
+) -> ArtifactReport:
+    precision = spec.precision_for(fmt)
+    started = time.perf_counter()
+
+    def produce(path: Any) -> dict[str, Any]:
+        result = get_exporter(fmt)(deploy, example, precision, path)
+        return {
+            "spec": spec.model_dump(mode="json"),
+            "spec_hash": report.spec_hash,
+            "model": spec.model,
+            "family": report.family,
+            "input_shape": report.input_shape,
+            "weights": registry.WEIGHTS,
+            "versions": {**library_versions(), "python": platform.python_version()},
+            "reparam": report.reparam,
+            "params": cost.params,
+            "macs": cost.macs,
+            "module_histogram": cost.module_histogram,
+            "parity": result.parity,
+            "checks": result.checks,
+            "export_path": result.export_path,
+            "export_seconds": round(time.perf_counter() - started, 3),
+            "size_bytes": artifact_size_bytes(result.path),
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+
+    try:
+        artifact = store.put(key, produce)
+    except LatbenchError as exc:
+        return ArtifactReport(fmt.value, precision.value, ok=False, key=key, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - an exporter bug must not lose the other formats
+        error = ExportError(fmt.value, f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+        return ArtifactReport(fmt.value, precision.value, ok=False, key=key, error=str(error))
+    return ArtifactReport.from_artifact(artifact, cached=False)

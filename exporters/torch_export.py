@@ -1,0 +1,45 @@
+"""``torch.export`` program (.pt2): the artifact of the PyTorch runner, the runtime behind timm's
+benchmark and FasterNet's published tables, so measured numbers can sit beside published ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from exporters.errors import ExportError, SpecError
+from exporters.exporter import ExportResult, register_exporter, relative_error
+from exporters.formats import ExportFormat, Precision
+
+PARITY_TOLERANCE = 1e-5
+
+
+@register_exporter(ExportFormat.TORCH_EXPORT)
+def export_torch_program(
+    model: torch.nn.Module, example: torch.Tensor, precision: Precision, dest: Path
+) -> ExportResult:
+    if precision is not Precision.FP32:
+        raise SpecError("pt2 artifacts are exported in fp32", field="precision")
+    try:
+        program = torch.export.export(model, (example,))
+        torch.export.save(program, str(dest))
+    except Exception as exc:  # noqa: BLE001 - torch.export raises many unrelated types
+        raise ExportError("pt2", str(exc).splitlines()[0][:500]) from exc
+    with torch.no_grad():
+        want = model(example)
+        got = torch.export.load(str(dest)).module()(example)
+    rel = relative_error(want.numpy(), got.numpy())
+    if rel > PARITY_TOLERANCE:
+        raise ExportError("pt2", f"reloaded program differs: relative error {rel:.3g}")
+    return ExportResult(
+        path=dest,
+        export_path="torch.export",
+        parity={
+            "runtime": f"torch {torch.__version__}",
+            "max_abs_error": float((want - got).abs().max()),
+            "rel_error": rel,
+            "tolerance": PARITY_TOLERANCE,
+            "ok": True,
+        },
+        checks={"graph_nodes": len(program.graph.nodes)},
+    )

@@ -1,0 +1,130 @@
+"""`latbench export` and `latbench models`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from exporters.errors import LatbenchError, SpecError
+from exporters.formats import ExportFormat, Precision
+from service.cli import EXIT_FAILURE, data_dir, fail
+
+err_console = Console(stderr=True)
+
+
+def parse_formats(value: str | None) -> tuple[ExportFormat, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(ExportFormat(part.strip()) for part in value.split(",") if part.strip())
+    except ValueError as exc:
+        choices = ", ".join(f.value for f in ExportFormat)
+        raise SpecError(f"{exc}; choose from {choices}", field="--format") from exc
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator:
+    """A rich bar on stderr (stdout stays clean for --json); yields the exporters' callback."""
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("resolving spec", total=None)
+
+        def update(description: str, done: int, total: int) -> None:
+            bar.update(task, description=description, completed=done, total=total)
+
+        yield update
+
+
+def _print_report(report) -> None:
+    console = Console()
+    gmacs = f"{report.macs / 1e9:.3f}" if report.macs is not None else "?"
+    params = f"{report.params / 1e6:.2f} M" if report.params is not None else "?"
+    rel = report.reparam["rel_error"] if report.reparam else None
+    console.print(
+        f"[bold]{report.model}[/] ({report.family}) input {report.input_shape}  params {params}  "
+        f"GMACs {gmacs}  reparam rel. error {rel:.2e}  weights: {report.weights}"
+        if rel is not None
+        else f"[bold]{report.model}[/] params {params} GMACs {gmacs}"
+    )
+    table = Table("format", "precision", "status", "parity (rel)", "via", "seconds", "artifact")
+    for art in report.artifacts:
+        status = ("cached" if art.cached else "ok") if art.ok else "[red]failed[/]"
+        parity = f"{art.parity['rel_error']:.1e}" if art.parity else "n/a"
+        seconds = f"{art.export_seconds:.1f}" if art.export_seconds is not None else ""
+        table.add_row(
+            art.format, art.precision, status, parity, art.export_path or "", seconds,
+            art.path or art.error or "",
+        )
+    console.print(table)
+
+
+def export_command(
+    model: Annotated[str, typer.Argument(help="model name (see `latbench models`) or spec file")],
+    format: Annotated[str | None, typer.Option(help="comma list: onnx,coreml,pt2")] = None,
+    precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+) -> None:
+    """Build, reparameterize (proven equivalent) and export a model."""
+    from exporters.artifacts import ArtifactStore
+    from exporters.export import export_model
+    from exporters.spec import resolve_spec_argument
+
+    try:
+        spec = resolve_spec_argument(model)
+        if precision is not None:
+            spec = spec.model_copy(update={"precision": precision})
+        formats = parse_formats(format)
+        with progress_bar(enabled=not as_json) as update:
+            report = export_model(
+                spec, store=ArtifactStore(data_dir()), formats=formats, progress=update
+            )
+    except LatbenchError as error:
+        raise fail(error) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        _print_report(report)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def models_command(
+    pattern: Annotated[str, typer.Argument(help="shell-style pattern, e.g. 'fastvit*'")] = "*",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List the model zoo (every timm model plus native ParC-Net models)."""
+    from exporters.zoo import get_model, list_models
+
+    entries = [get_model(name) for name in list_models(pattern)]
+    rows = [
+        {"name": e.name, "family": e.family, "input": list(e.input_size), "source": e.source}
+        for e in entries
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "family", "input (C,H,W)", "source", title=f"{len(rows)} models")
+    for row in rows:
+        table.add_row(row["name"], row["family"], str(tuple(row["input"])), row["source"])
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_command)
+    app.command("models")(models_command)
