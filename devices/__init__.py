@@ -1,0 +1,1 @@
+"""Artifact -> measurement: device runners and the measurement protocol (no torch at import)."""

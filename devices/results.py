@@ -1,0 +1,95 @@
+"""What a runner returns: a Measurement of one artifact, or a Comparison of two (A/B mode)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from devices.stats import RatioEstimate, Summary
+
+
+@dataclass
+class Measurement:
+    runner: str
+    artifact: str  # file name only: the store owns the path
+    latency_ms: Summary
+    samples_ms: tuple[float, ...]
+    warmup_iters: int
+    warmup_steady: bool
+    load_ms: float
+    peak_memory_mb: float | None
+    memory_source: str | None  # "runtime" (device allocator) or "rss" (process growth), or None
+    target_met: bool
+    stop_reason: str
+    ci_halfwidth: float  # relative half-width of the 95% CI of the median reached
+    device: dict[str, Any]
+    settings: dict[str, Any]  # requested settings plus the effective runtime/session options
+    host_load: dict[str, float]
+    layers: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runner": self.runner,
+            "artifact": self.artifact,
+            "latency_ms": self.latency_ms.to_dict(),
+            "samples_ms": list(self.samples_ms),
+            "warmup_iters": self.warmup_iters,
+            "warmup_steady": self.warmup_steady,
+            "load_ms": self.load_ms,
+            "peak_memory_mb": self.peak_memory_mb,
+            "memory_source": self.memory_source,
+            "target_met": self.target_met,
+            "stop_reason": self.stop_reason,
+            "ci_halfwidth": self.ci_halfwidth,
+            "device": self.device,
+            "settings": self.settings,
+            "host_load": self.host_load,
+            "layers": self.layers,
+        }
+
+
+@dataclass
+class Comparison:
+    """Latency ratio B/A. ``ci95`` is built across ``reloads`` fresh session pairs, so it includes
+    the session-to-session variance that samples of a single pair cannot show."""
+
+    runner: str
+    a: Summary
+    b: Summary
+    estimate: RatioEstimate
+    samples_a: tuple[float, ...]
+    samples_b: tuple[float, ...]
+    load_ms: tuple[float, float]  # mean session load time of A and of B
+    device: dict[str, Any]
+    settings: dict[str, Any]
+    host_load: dict[str, float]
+    order: str = "ABBA"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.estimate.ratio
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return self.estimate.ci95
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runner": self.runner,
+            "ratio": self.estimate.ratio,
+            "ci95": list(self.estimate.ci95),
+            "reloads": self.estimate.n,
+            "per_reload_ratios": list(self.estimate.estimates),
+            "n": min(self.a.n, self.b.n),
+            "a": self.a.to_dict(),
+            "b": self.b.to_dict(),
+            "samples_a": list(self.samples_a),
+            "samples_b": list(self.samples_b),
+            "load_ms": list(self.load_ms),
+            "order": self.order,
+            "device": self.device,
+            "settings": self.settings,
+            "host_load": self.host_load,
+            "notes": self.notes,
+        }

@@ -1,0 +1,275 @@
+"""Runner base class, the device description, and the runner registry.
+
+A runner turns an artifact into a Measurement on one kind of device. Adding one is one module
+(listed in ``RUNNER_MODULES``) and one ``@register_runner``; the registry imports runner modules
+lazily and a runner module never imports its runtime at import time, so listing runners on a host
+without torch or coremltools works and says why those runners are unavailable.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from devices.host import HostLoadMonitor, host_facts, rss_mb
+from devices.results import Comparison, Measurement
+from devices.sampling import interleave, sample_until_precise, warm_up
+from devices.settings import MeasureSettings, parse_settings
+from devices.stats import paired_ratio, ratio_ci, summarize
+from exporters.errors import RunnerError, RunnerUnavailableError, SpecError
+from exporters.formats import DeviceClass, ExportFormat
+
+RUNNER_MODULES = ("devices.ort", "devices.torch_runner", "devices.coreml")
+ALIASES = {"cpu": "ort-cpu", "cuda": "ort-cuda", "gpu": "ort-cuda", "coreml": "coreml-mac"}
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a number was measured on; stored beside every result."""
+
+    device_class: str
+    runner: str
+    label: str  # human description, e.g. "Apple M1 Mac (stand-in for iPhone 12)"
+    cpu_model: str
+    cores_physical: int
+    cores_logical: int
+    threads: int | None
+    os: str
+    arch: str
+    host_name: str
+    runtime: str
+    runtime_version: str
+    execution_provider: str | None = None
+    gpu_name: str | None = None
+    gpu_driver: str | None = None
+    compute_units: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Session(ABC):
+    """One loaded artifact, ready to run on a rotating pool of random inputs."""
+
+    load_ms: float = 0.0
+    options: dict[str, Any]  # the effective session/runtime options, recorded with the result
+
+    @abstractmethod
+    def run(self) -> float:
+        """One inference on the next input buffer; its latency in ms (device synchronised)."""
+
+    def peak_memory_mb(self) -> float | None:
+        """Peak memory as the runtime reports it (device allocators); None: not available."""
+        return None
+
+    def close(self) -> None:
+        """Release the runtime's resources."""
+
+
+def random_inputs(
+    specs: list[tuple[str, tuple[int, ...], Any]], pool: int, seed: int
+) -> list[dict[str, np.ndarray]]:
+    """``pool`` distinct standard-normal input sets (never zeros: sparse-aware kernels and
+    denormal handling make all-zero inputs faster than real images)."""
+    rng = np.random.default_rng(seed)
+    return [
+        {name: rng.standard_normal(shape, dtype=np.float32).astype(dtype) for name, shape, dtype in specs}
+        for _ in range(pool)
+    ]
+
+
+Progress = Callable[[str, int, float], None]  # (phase, samples so far, CI half-width or progress)
+
+
+class Runner(ABC):
+    name: ClassVar[str]
+    device_class: ClassVar[DeviceClass]
+    formats: ClassVar[tuple[ExportFormat, ...]]
+    runtime: ClassVar[str]
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this runner cannot run on this host, or None when it can (must not be slow)."""
+        return None
+
+    @abstractmethod
+    def runtime_facts(self, settings: MeasureSettings) -> dict[str, Any]:
+        """runtime_version, execution_provider, gpu_name, ..., label: the runner-specific part."""
+
+    @abstractmethod
+    def open(self, artifact: Path, settings: MeasureSettings) -> Session:
+        """Load ``artifact`` into a fresh session (raise RunnerError with the cause on failure)."""
+
+    def layers(self, artifact: Path, settings: MeasureSettings | None = None) -> dict[str, Any]:
+        raise RunnerError(f"runner {self.name!r} offers no per-layer breakdown")
+
+    def describe(self, settings: MeasureSettings | None = None) -> DeviceInfo:
+        settings = parse_settings(settings)
+        facts = {**host_facts(), "threads": settings.threads, "label": "", **self.runtime_facts(settings)}
+        return DeviceInfo(
+            device_class=self.device_class.value, runner=self.name, runtime=self.runtime, **facts
+        )
+
+    def check_artifact(self, artifact: Path) -> Path:
+        artifact = Path(artifact)
+        if not artifact.exists():
+            raise RunnerError(f"artifact {artifact.name!r} does not exist")
+        if not any(artifact.name.endswith(fmt.suffix) for fmt in self.formats):
+            runs = ", ".join(fmt.suffix for fmt in self.formats)
+            raise RunnerError(f"runner {self.name!r} runs {runs} artifacts, not {artifact.name!r}")
+        return artifact
+
+    def measure(
+        self,
+        artifact_path: Path,
+        settings: MeasureSettings | None = None,
+        progress: Progress | None = None,
+    ) -> Measurement:
+        settings = parse_settings(settings)
+        artifact = self.check_artifact(artifact_path)
+        rss_before = rss_mb()
+        peak_rss = [rss_before]
+
+        def hook(n: int, halfwidth: float) -> None:
+            peak_rss.append(rss_mb())
+            if progress is not None:
+                progress("measure", n, halfwidth)
+
+        with HostLoadMonitor() as load:
+            session = self.open(artifact, settings)
+            try:
+                warm = warm_up(session.run, settings.warmup_policy())
+                result = sample_until_precise(session.run, settings.stop_policy(), progress=hook)
+                runtime_peak = session.peak_memory_mb()
+            finally:
+                session.close()
+        peak, source = (runtime_peak, "runtime") if runtime_peak is not None else (
+            max(peak_rss) - rss_before, "rss"
+        )
+        return Measurement(
+            runner=self.name,
+            artifact=artifact.name,
+            latency_ms=summarize(result.samples),
+            samples_ms=result.samples,
+            warmup_iters=warm.iterations,
+            warmup_steady=warm.steady,
+            load_ms=session.load_ms,
+            peak_memory_mb=round(peak, 2),
+            memory_source=source,
+            target_met=result.target_met,
+            stop_reason=result.stop_reason,
+            ci_halfwidth=result.ci_halfwidth,
+            device=self.describe(settings).to_dict(),
+            settings={**settings.model_dump(), **session.options},
+            host_load=load.result.to_dict(),
+        )
+
+    def compare(
+        self,
+        a: Path,
+        b: Path,
+        settings: MeasureSettings | None = None,
+        progress: Progress | None = None,
+    ) -> Comparison:
+        """B/A ratio: ``ab_reloads`` fresh session pairs (load order alternating), each warmed up
+        and run in ABBA blocks; each pair gives one ratio of medians and the CI is built across
+        pairs, because two sessions of one model differ by ~1% from one load to the next."""
+        settings = parse_settings(settings)
+        paths = {"A": self.check_artifact(a), "B": self.check_artifact(b)}
+        samples: dict[str, list[float]] = {"A": [], "B": []}
+        loads: dict[str, list[float]] = {"A": [], "B": []}
+        estimates, options = [], {}
+        with HostLoadMonitor() as load:
+            for reload in range(settings.ab_reloads):
+                first = "A" if reload % 2 == 0 else "B"
+                order = [first, "B" if first == "A" else "A"]
+                sessions = {side: self.open(paths[side], settings) for side in order}
+                try:
+                    for side in order:
+                        warm_up(sessions[side].run, settings.warmup_policy())
+                        loads[side].append(sessions[side].load_ms)
+                    xa, xb = interleave(
+                        sessions["A"].run, sessions["B"].run, settings.ab_blocks, first
+                    )
+                    options = sessions["A"].options
+                finally:
+                    for session in sessions.values():
+                        session.close()
+                estimates.append(paired_ratio(xa, xb))
+                samples["A"] += xa
+                samples["B"] += xb
+                if progress is not None:
+                    progress("compare", reload + 1, settings.ab_reloads)
+        return Comparison(
+            runner=self.name,
+            a=summarize(samples["A"]),
+            b=summarize(samples["B"]),
+            estimate=ratio_ci(estimates),
+            samples_a=tuple(samples["A"]),
+            samples_b=tuple(samples["B"]),
+            load_ms=(float(np.mean(loads["A"])), float(np.mean(loads["B"]))),
+            device=self.describe(settings).to_dict(),
+            settings={**settings.model_dump(), **options},
+            host_load=load.result.to_dict(),
+        )
+
+
+_RUNNERS: dict[str, type[Runner]] = {}
+
+
+def register_runner(cls: type[Runner]) -> type[Runner]:
+    if cls.name in _RUNNERS:
+        raise ValueError(f"a runner named {cls.name!r} is already registered")
+    _RUNNERS[cls.name] = cls
+    return cls
+
+
+def _load_runner_modules() -> None:
+    for module in RUNNER_MODULES:
+        importlib.import_module(module)
+
+
+def list_runners(*, available_only: bool = False) -> list[str]:
+    _load_runner_modules()
+    return sorted(
+        name for name, cls in _RUNNERS.items() if not available_only or cls.unavailable_reason() is None
+    )
+
+
+def runners_for(device_class: DeviceClass | str) -> list[str]:
+    wanted = DeviceClass(device_class)
+    _load_runner_modules()
+    return sorted(name for name, cls in _RUNNERS.items() if cls.device_class is wanted)
+
+
+def local_runner_name() -> str:
+    """The default runner for this host's CPU."""
+    return "ort-cpu"
+
+
+def runner_class(name: str) -> type[Runner]:
+    _load_runner_modules()
+    name = ALIASES.get(name, name)
+    if name not in _RUNNERS:
+        known = ", ".join(sorted(_RUNNERS) + sorted(ALIASES))
+        raise SpecError(f"unknown runner {name!r}; known: {known}", field="device")
+    return _RUNNERS[name]
+
+
+def get_runner(name: str, **options: Any) -> Runner:
+    """Instantiate a runner by name (or alias: cpu, cuda, gpu, coreml); raises
+    RunnerUnavailableError, with the reason, when it cannot run on this host."""
+    cls = runner_class(name)
+    reason = cls.unavailable_reason()
+    if reason is not None:
+        raise RunnerUnavailableError(f"runner {cls.name!r} cannot run on this host: {reason}")
+    return cls(**options)

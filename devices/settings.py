@@ -1,0 +1,69 @@
+"""Measurement settings: what a user (or the API) may ask of a runner, validated at the edge.
+
+Every field ends up in the result next to the numbers it produced, so a latency is never quoted
+without the thread count, optimisation level and spinning policy that shaped it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from devices.sampling import StopPolicy, WarmupPolicy
+from exporters.errors import SpecError
+
+GraphOptimization = Literal["disable", "basic", "extended", "all"]
+ComputeUnits = Literal["ALL", "CPU_AND_NE", "CPU_ONLY", "CPU_AND_GPU"]
+
+
+class MeasureSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threads: int | None = Field(
+        None, ge=1, le=256, description="intra-op threads; None: one per physical core"
+    )
+    graph_optimization: GraphOptimization = "all"
+    intra_op_spinning: bool = Field(
+        False,
+        description="ORT workers busy-wait after a run; off by default: spinning pools of two "
+        "interleaved sessions steal each other's cores and make A/B ratios meaningless",
+    )
+    target_rel_ci: float = Field(0.01, gt=0, le=0.5, description="stop when the 95% CI of the "
+                                 "median is within ± this fraction of it")
+    min_iters: int = Field(20, ge=5, le=100_000)
+    max_iters: int = Field(1000, ge=5, le=100_000)
+    max_seconds: float = Field(30.0, gt=0, le=3600)
+    warmup_max_iters: int = Field(300, ge=1, le=100_000)
+    warmup_max_seconds: float = Field(15.0, gt=0, le=600)
+    input_pool: int = Field(8, ge=1, le=64, description="distinct random input buffers cycled")
+    seed: int = Field(0, ge=0)
+    ab_reloads: int = Field(
+        5, ge=2, le=50, description="A/B mode: fresh session pairs; the CI is built across them"
+    )
+    ab_blocks: int = Field(15, ge=1, le=10_000, description="A/B mode: ABBA blocks per session pair")
+    torch_compile: bool = False
+    compute_units: ComputeUnits = "ALL"
+
+    def warmup_policy(self) -> WarmupPolicy:
+        return WarmupPolicy(max_iters=self.warmup_max_iters, max_seconds=self.warmup_max_seconds)
+
+    def stop_policy(self) -> StopPolicy:
+        return StopPolicy(
+            target=self.target_rel_ci,
+            min_iters=min(self.min_iters, self.max_iters),
+            max_iters=self.max_iters,
+            max_seconds=self.max_seconds,
+        )
+
+
+def parse_settings(data: Any) -> MeasureSettings:
+    """Validate untrusted settings; errors name the field (``settings.<name>``)."""
+    if isinstance(data, MeasureSettings):
+        return data
+    try:
+        return MeasureSettings.model_validate(data or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(["settings", *(str(part) for part in first["loc"])])
+        raise SpecError(first["msg"], field=field) from exc
