@@ -46,13 +46,14 @@ def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
     """0-based ranks (lo, hi) of the sorted sample bracketing the median with >= ``confidence``.
 
     The number of samples below the true median is Binomial(n, 1/2) whatever the distribution,
-    so [x_(k), x_(n-1-k)] covers it with probability 1 - 2*P(X <= k-1) (exact, conservative).
+    so [x_(k), x_(n-1-k)] (0-based) covers it with probability 1 - 2*P(X <= k): exact and
+    conservative; the widest k still meeting ``confidence`` is taken (n=100 gives ranks 39, 60).
     """
     if n < 1:
         raise ValueError("no samples")
     alpha = 1.0 - confidence
     k = 0
-    while k + 1 <= (n - 1) // 2 and 2 * _binom_cdf(k, n) <= alpha:
+    while k + 1 <= (n - 1) // 2 and 2 * _binom_cdf(k + 1, n) <= alpha:
         k += 1
     return k, n - 1 - k
 
@@ -136,9 +137,10 @@ def ratio_ci(estimates: Sequence[float]) -> RatioEstimate:
     cannot see. Treating the per-session log ratios as the i.i.d. observations makes the interval
     reflect that variance; with a single estimate no interval can be stated (it is infinite).
     """
-    logs = np.log(np.asarray(estimates, dtype=np.float64))
-    if logs.size == 0 or not np.all(np.isfinite(logs)):
+    values = np.asarray(estimates, dtype=np.float64)
+    if values.size == 0 or not np.all((values > 0) & np.isfinite(values)):
         raise ValueError("ratio estimates must be positive and finite")
+    logs = np.log(values)
     centre = float(logs.mean())
     if logs.size == 1:
         return RatioEstimate(math.exp(centre), (0.0, math.inf), 1, tuple(map(float, estimates)))

@@ -1,0 +1,91 @@
+"""The real onnxruntime and PyTorch runners on tiny artifacts, and the registry."""
+
+import pytest
+
+from devices.runner import get_runner, list_runners, local_runner_name, register_runner, runners_for
+from devices.settings import parse_settings
+from exporters.errors import RunnerError, SpecError
+from exporters.formats import DeviceClass
+
+QUICK = {"threads": 1, "max_seconds": 3.0, "warmup_max_seconds": 2.0, "target_rel_ci": 0.02}
+LATENCY_KEYS = {"median", "mean", "min", "max", "p90", "p99", "std", "iqr", "cv", "ci95", "n"}
+
+
+def test_registry_lists_runners_by_device_class():
+    assert {"ort-cpu", "ort-cuda", "ort-tensorrt", "torch-cpu", "coreml-mac", "coreml-iphone"} <= set(list_runners())
+    assert local_runner_name() in runners_for(DeviceClass.of_this_cpu())
+    assert runners_for("iphone12-class") == ["coreml-iphone", "coreml-mac"]
+    assert set(runners_for(DeviceClass.GPU_CUDA)) == {"ort-cuda", "ort-tensorrt", "torch-cuda"}
+
+
+def test_unknown_runner_and_duplicate_registration_are_refused():
+    with pytest.raises(SpecError, match="unknown runner 'nope'") as err:
+        get_runner("nope")
+    assert err.value.field == "device"
+    with pytest.raises(ValueError, match="already registered"):
+        register_runner(type(get_runner("cpu")))
+
+
+def test_settings_errors_name_the_field():
+    with pytest.raises(SpecError) as err:
+        parse_settings({"threads": 0})
+    assert err.value.field == "settings.threads"
+    with pytest.raises(SpecError) as err:
+        parse_settings({"bogus": 1})
+    assert err.value.field == "settings.bogus"
+
+
+def test_ort_runner_measures_a_real_onnx_model(tiny_onnx):
+    runner = get_runner("cpu")
+    result = runner.measure(tiny_onnx, QUICK).to_dict()
+    latency = result["latency_ms"]
+    assert LATENCY_KEYS <= set(latency)
+    assert 0 < latency["min"] <= latency["median"] <= latency["p99"]
+    assert latency["ci95"][0] <= latency["median"] <= latency["ci95"][1]
+    assert latency["n"] == len(result["samples_ms"]) >= 20
+    assert result["warmup_iters"] >= 10 and result["load_ms"] > 0
+    assert result["target_met"] == (result["ci_halfwidth"] <= 0.02)
+    assert result["settings"]["intra_op_num_threads"] == 1
+    assert result["settings"]["intra_op_spinning"] is False
+    assert result["settings"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
+    device = result["device"]
+    assert device["runtime"] == "onnxruntime" and device["execution_provider"] == "CPUExecutionProvider"
+    assert device["threads"] == 1 and device["device_class"] == DeviceClass.of_this_cpu().value
+    assert {"loadavg_1m_start", "others_cpu_pct", "own_cpu_pct"} <= set(result["host_load"])
+
+
+def test_ort_runner_ab_mode_on_the_same_model(tiny_onnx):
+    settings = {**QUICK, "ab_reloads": 2, "ab_blocks": 5}
+    comparison = get_runner("cpu").compare(tiny_onnx, tiny_onnx, settings).to_dict()
+    assert comparison["reloads"] == 2 and len(comparison["per_reload_ratios"]) == 2
+    assert comparison["n"] == 2 * 5 * 2  # reloads * blocks * 2 runs of each side per ABBA block
+    assert comparison["ci95"][0] <= comparison["ratio"] <= comparison["ci95"][1]
+    assert 0.5 < comparison["ratio"] < 2.0
+
+
+def test_ort_runner_per_layer_breakdown(tiny_onnx):
+    layers = get_runner("cpu").layers(tiny_onnx, QUICK)
+    assert layers["runs"] == 20 and layers["total_ms"] > 0
+    ops = {row["op"] for row in layers["by_op"]}
+    assert ops & {"Conv", "FusedConv"}
+    assert sum(row["share"] for row in layers["by_op"]) == pytest.approx(1.0)
+    assert sum(row["ms"] for row in layers["by_block"]) == pytest.approx(layers["total_ms"])
+
+
+def test_runner_refuses_missing_or_foreign_artifacts(tmp_path, tiny_pt2):
+    runner = get_runner("cpu")
+    with pytest.raises(RunnerError, match="does not exist"):
+        runner.measure(tmp_path / "absent.onnx")
+    with pytest.raises(RunnerError, match="runs .onnx artifacts"):
+        runner.measure(tiny_pt2)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(RunnerError, match="onnxruntime cannot load"):
+        runner.measure(broken, QUICK)
+
+
+def test_torch_runner_measures_a_real_pt2_program(tiny_pt2):
+    result = get_runner("torch-cpu").measure(tiny_pt2, QUICK).to_dict()
+    assert result["latency_ms"]["median"] > 0 and result["latency_ms"]["n"] >= 20
+    assert result["settings"]["torch_threads"] == 1 and result["settings"]["torch_mode"] == "eager"
+    assert result["device"]["runtime"] == "torch" and result["device"]["execution_provider"] == "cpu (eager)"
