@@ -1,0 +1,61 @@
+"""Request dependencies as ``Annotated`` aliases, so routes declare what they need in one word."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from exporters.errors import AuthError
+from service.db import runners
+from service.db.tables import RunnerRow
+from service.dispatch import Dispatcher
+from service.settings import Settings
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def _dispatcher(request: Request) -> Dispatcher:
+    return request.app.state.dispatcher
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionDep = Annotated[Session, Depends(_session)]
+DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
+
+
+def bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _user(request: Request, settings: SettingsDep) -> str:
+    """Who is asking: the API token's fingerprint, or the client address where no token is set
+    (loopback only). The per-user queue bound counts jobs by this."""
+    token = bearer(request)
+    if settings.api_token:
+        if not token or not hmac.compare_digest(token, settings.api_token):
+            raise AuthError("missing or wrong API token (Authorization: Bearer <token>)")
+        return "token:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+    return "client:" + (request.client.host if request.client else "unknown")
+
+
+UserDep = Annotated[str, Depends(_user)]
+
+
+def _runner(runner_id: str, request: Request, session: SessionDep) -> RunnerRow:
+    return runners.authenticate(session, runner_id=runner_id, token=bearer(request))
+
+
+RunnerDep = Annotated[RunnerRow, Depends(_runner)]

@@ -1,0 +1,30 @@
+"""GET /jobs/{id} (state, timestamps, error, result when done) and GET /jobs with filters."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from exporters.formats import DeviceClass
+from service.api.deps import SessionDep, UserDep
+from service.api.present import job_public
+from service.api.schemas import JobPublic, JobsPublic
+from service.db import jobs
+from service.db.jobs import JobState
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def read_job(job_id: str, session: SessionDep, _user: UserDep) -> JobPublic:
+    return job_public(session, jobs.get_job(session, job_id=job_id))
+
+
+@router.get("", response_model=JobsPublic)
+def list_jobs(session: SessionDep, _user: UserDep, state: JobState | None = None,
+              device: DeviceClass | None = None, model: str | None = Query(None, max_length=128),
+              limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> JobsPublic:
+    rows, count = jobs.list_jobs(session, state=state.value if state else None,
+                                 device_class=device.value if device else None, model=model,
+                                 limit=limit, offset=offset)
+    return JobsPublic(data=[job_public(session, row, with_result=False) for row in rows],
+                      count=count)

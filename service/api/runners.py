@@ -1,0 +1,87 @@
+"""The runner side: register (runner id + token), heartbeat, claim a job, fetch its artifact by
+key, post its result or failure. Everything but registration needs the runner's own token."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import tarfile
+from pathlib import Path
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import FileResponse, Response
+
+from exporters.artifacts import ArtifactStore
+from exporters.errors import AuthError
+from service.api.deps import RunnerDep, SessionDep, SettingsDep, bearer
+from service.api.schemas import Claim, FailurePost, ResultPost, RunnerCreate, RunnerRegistered
+from service.db import runners
+from service.dispatch import steps
+
+router = APIRouter(prefix="/runners", tags=["runners"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RunnerRegistered)
+def register(body: RunnerCreate, request: Request, session: SessionDep,
+             settings: SettingsDep) -> RunnerRegistered:
+    if settings.runner_token:
+        token = bearer(request) or ""
+        if not hmac.compare_digest(token, settings.runner_token):
+            raise AuthError("runner registration needs LATBENCH_RUNNER_TOKEN as bearer token")
+    row, token = runners.register_runner(session, device_class=body.device_class.value,
+                                         description=body.description)
+    broker = settings.broker_url if settings.dispatcher == "celery" else None
+    return RunnerRegistered(id=row.id, token=token, broker_url=broker,
+                            heartbeat_interval_s=settings.heartbeat_interval_s)
+
+
+@router.post("/{runner_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
+def heartbeat(runner: RunnerDep, session: SessionDep) -> None:
+    runners.heartbeat(session, runner=runner)
+
+
+@router.post("/{runner_id}/claim", status_code=status.HTTP_204_NO_CONTENT)
+def claim(body: Claim, runner: RunnerDep, session: SessionDep) -> None:
+    steps.claim(session, job_id=body.job_id, attempt=body.attempt, runner_id=runner.id)
+
+
+@router.get("/{runner_id}/artifacts/{key}")
+def fetch_artifact(key: str, _runner: RunnerDep, settings: SettingsDep) -> Response:
+    """The file itself, or a tar of a directory artifact (.mlpackage); SHA-256 in a header."""
+    path = ArtifactStore(settings.data_dir).require(key).path
+    if path.is_dir():
+        data = _tar(path)
+        return Response(data, media_type="application/x-tar",
+                        headers={"x-artifact-sha256": hashlib.sha256(data).hexdigest(),
+                                 "x-artifact-packing": "tar"})
+    return FileResponse(path, media_type="application/octet-stream",
+                        headers={"x-artifact-sha256": _sha256(path)})
+
+
+@router.post("/{runner_id}/results", status_code=status.HTTP_201_CREATED)
+def post_result(body: ResultPost, runner: RunnerDep, session: SessionDep) -> dict[str, object]:
+    result = steps.complete(session, job_id=body.job_id, runner_id=runner.id,
+                            measurement=body.measurement)
+    return {"result_id": result.id, "job_id": result.job_id}
+
+
+@router.post("/{runner_id}/failures", status_code=status.HTTP_204_NO_CONTENT)
+def post_failure(body: FailurePost, runner: RunnerDep, request: Request) -> None:
+    steps.fail(request.app.state.sessions, job_id=body.job_id, attempt=body.attempt,
+               error=f"runner {runner.id}: {body.error}", runner_id=runner.id)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tar(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(directory, arcname=".")
+    return buffer.getvalue()

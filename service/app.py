@@ -1,0 +1,53 @@
+"""``create_app(settings)``: the FastAPI application, its database and its dispatcher.
+
+Startup migrates the schema, starts the dispatcher and the reaper, and queues again every job a
+previous process left unfinished; shutdown stops them. Nothing is created at import time, so tests
+build as many apps as they like, each on its own database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import errors
+from service.api import devices, health, jobs, limits, models, profile, results, runners
+from service.dashboard import routes as dashboard
+from service.db.engine import make_engine, make_sessionmaker, upgrade
+from service.dispatch import make_dispatcher
+from service.dispatch.reaper import Reaper, recover
+from service.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.db_url)
+        upgrade(engine)
+        app.state.sessions = make_sessionmaker(engine)
+        app.state.dispatcher = make_dispatcher(settings, app.state.sessions)
+        reaper = Reaper(app.state.sessions, settings, app.state.dispatcher)
+        app.state.dispatcher.start()
+        recover(app.state.sessions, app.state.dispatcher)
+        reaper.start()
+        try:
+            yield
+        finally:
+            reaper.stop()
+            app.state.dispatcher.stop()
+            engine.dispose()
+
+    app = FastAPI(title="latbench", version="0.1.0", lifespan=lifespan,
+                  description="On-device latency profiling for vision backbones. "
+                              "Weights are always random: latency does not depend on them.")
+    app.state.settings = settings
+    errors.install(app)
+    app.add_middleware(limits.BodyLimit, limit=settings.max_body_bytes)
+    for module in (profile, jobs, results, models, devices, runners, health):
+        app.include_router(module.router)
+    dashboard.mount(app)
+    return app

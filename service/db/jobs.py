@@ -1,0 +1,151 @@
+"""Job rows and their state machine. Transitions are conditional UPDATEs keyed by ``attempt``, so a
+stale worker (a re-delivered message, a runner declared dead) can never move a job it lost."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from exporters.errors import NotFoundError
+from service.db.tables import JobRow, ResultRow, SpecRow, utcnow
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    EXPORTING = "exporting"
+    MEASURING = "measuring"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def active(self) -> bool:
+        return self not in (JobState.DONE, JobState.FAILED)
+
+
+ACTIVE = tuple(s.value for s in JobState if s.active)
+
+
+def upsert_spec(session: Session, *, spec_hash: str, model: str, family: str | None,
+                body: dict[str, Any]) -> None:
+    """Store the spec once; a concurrent request storing the same one is no error. Commits."""
+    if session.get(SpecRow, spec_hash) is not None:
+        return
+    session.add(SpecRow(hash=spec_hash, model=model, family=family, body=body))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+
+
+def create_or_coalesce(session: Session, *, spec_hash: str, device_class: str, fmt: str,
+                       settings: dict[str, Any], request_key: str, user: str) -> tuple[JobRow, bool]:
+    """A new queued job, or the unfinished one with the same request key (``created`` False).
+
+    Commits: the unique ``active_key`` decides races between concurrent identical requests."""
+    job = JobRow(id=uuid.uuid4().hex, spec_hash=spec_hash, device_class=device_class, format=fmt,
+                 settings=settings, request_key=request_key, active_key=request_key, user=user,
+                 state=JobState.QUEUED.value, attempt=1)
+    session.add(job)
+    try:
+        session.commit()
+        return job, True
+    except IntegrityError:
+        session.rollback()
+    existing = session.scalars(select(JobRow).where(JobRow.active_key == request_key)).first()
+    if existing is None:  # it finished between our insert and this read: try once more
+        return create_or_coalesce(session, spec_hash=spec_hash, device_class=device_class,
+                                  fmt=fmt, settings=settings, request_key=request_key, user=user)
+    return existing, False
+
+
+def get_job(session: Session, *, job_id: str) -> JobRow:
+    job = session.get(JobRow, job_id)
+    if job is None:
+        raise NotFoundError(f"no job {job_id!r}")
+    return job
+
+
+def list_jobs(session: Session, *, state: str | None = None, device_class: str | None = None,
+              model: str | None = None, limit: int = 100, offset: int = 0) -> tuple[list[JobRow], int]:
+    query = select(JobRow)
+    if state:
+        query = query.where(JobRow.state == state)
+    if device_class:
+        query = query.where(JobRow.device_class == device_class)
+    if model:
+        query = query.join(SpecRow).where(SpecRow.model == model)
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(JobRow.created_at.desc()).limit(limit).offset(offset))
+    return list(rows), count
+
+
+def count_active(session: Session, *, user: str) -> int:
+    query = select(func.count()).where(JobRow.user == user, JobRow.state.in_(ACTIVE))
+    return session.scalar(query) or 0
+
+
+def transition(session: Session, *, job_id: str, attempt: int, from_states: Iterable[JobState],
+               to: JobState, next_attempt: int | None = None, **fields: Any) -> bool:
+    """Move the job only if it is still in ``from_states`` at ``attempt``; commits; True if moved."""
+    values: dict[str, Any] = {"state": to.value, "attempt": next_attempt or attempt, **fields}
+    if not to.active:
+        values.update(active_key=None, finished_at=utcnow())
+    statement = (
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.attempt == attempt,
+               JobRow.state.in_([s.value for s in from_states]))
+        .values(**values)
+    )
+    moved = session.execute(statement).rowcount == 1
+    session.commit()
+    return moved
+
+
+def requeue(session: Session, *, job_id: str, attempt: int) -> bool:
+    """Back to the queue under a new attempt number: whatever held the old one is now ignored."""
+    return transition(session, job_id=job_id, attempt=attempt,
+                      from_states=[JobState.EXPORTING, JobState.MEASURING, JobState.QUEUED],
+                      to=JobState.QUEUED, next_attempt=attempt + 1, runner_id=None,
+                      measure_started_at=None)
+
+
+def active_jobs(session: Session) -> list[JobRow]:
+    return list(session.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE))
+                                .order_by(JobRow.created_at)))
+
+
+def overdue_jobs(session: Session, *, started_before: datetime) -> list[JobRow]:
+    query = select(JobRow).where(JobRow.state.in_([JobState.EXPORTING.value,
+                                                   JobState.MEASURING.value]),
+                                 JobRow.started_at < started_before)
+    return list(session.scalars(query))
+
+
+def counts_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
+    return {state: count for state, count in rows}
+
+
+def queue_depth(session: Session) -> dict[str, int]:
+    rows = session.execute(select(JobRow.device_class, func.count())
+                           .where(JobRow.state == JobState.QUEUED.value)
+                           .group_by(JobRow.device_class))
+    return {device: count for device, count in rows}
+
+
+def done_durations(session: Session) -> list[float]:
+    """Seconds from submission to result of every finished job (for /metrics)."""
+    rows = session.execute(select(JobRow.created_at, JobRow.finished_at)
+                           .where(JobRow.state == JobState.DONE.value))
+    return [(end - start).total_seconds() for start, end in rows if end and start]
+
+
+def result_for(session: Session, *, job_id: str) -> ResultRow | None:
+    return session.scalars(select(ResultRow).where(ResultRow.job_id == job_id)).first()

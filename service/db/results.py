@@ -1,0 +1,51 @@
+"""Result rows: one per job (unique ``job_id``), written idempotently."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.db.tables import JobRow, ResultRow, SpecRow
+
+
+def record_result(session: Session, *, job: JobRow, model: str, runner_id: str | None,
+                  measurement: dict[str, Any]) -> tuple[ResultRow, bool]:
+    """Insert the job's result; a repeat post returns the stored one (``created`` False). Commits."""
+    latency = measurement["latency_ms"]
+    row = ResultRow(job_id=job.id, request_key=job.request_key, spec_hash=job.spec_hash,
+                    model=model, device_class=job.device_class, format=job.format,
+                    runner_id=runner_id, median_ms=float(latency["median"]),
+                    p90_ms=latency.get("p90"), measurement=measurement)
+    session.add(row)
+    try:
+        session.commit()
+        return row, True
+    except IntegrityError:
+        session.rollback()
+    return session.scalars(select(ResultRow).where(ResultRow.job_id == job.id)).one(), False
+
+
+def cached_result(session: Session, *, request_key: str) -> ResultRow | None:
+    query = (select(ResultRow).where(ResultRow.request_key == request_key)
+             .order_by(ResultRow.created_at.desc()))
+    return session.scalars(query).first()
+
+
+def list_results(session: Session, *, model: str | None = None, family: str | None = None,
+                 device_class: str | None = None, since: datetime | None = None,
+                 limit: int = 1000) -> list[tuple[ResultRow, SpecRow]]:
+    query = select(ResultRow, SpecRow).join(SpecRow, SpecRow.hash == ResultRow.spec_hash)
+    if model:
+        query = query.where(ResultRow.model == model)
+    if family:
+        query = query.where(SpecRow.family == family)
+    if device_class:
+        query = query.where(ResultRow.device_class == device_class)
+    if since:
+        query = query.where(ResultRow.created_at >= since)
+    rows = session.execute(query.order_by(ResultRow.created_at.desc()).limit(limit))
+    return [(result, spec) for result, spec in rows]

@@ -1,0 +1,68 @@
+"""Registered runners: a per-runner token (stored hashed), heartbeats, offline detection."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from exporters.errors import AuthError, NotFoundError
+from service.db.tables import RunnerRow, utcnow
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def register_runner(session: Session, *, device_class: str, description: dict[str, Any],
+                    runner_id: str | None = None) -> tuple[RunnerRow, str]:
+    """A runner row (new, or ``runner_id`` re-registered) and a fresh bearer token, shown once and
+    stored only as a hash. Commits."""
+    token = secrets.token_urlsafe(32)
+    row = RunnerRow(id=runner_id or uuid.uuid4().hex, device_class=device_class,
+                    description=description, token_hash=_digest(token), online=True,
+                    current_job_id=None, last_heartbeat=utcnow())
+    row = session.merge(row)
+    session.commit()
+    return row, token
+
+
+def authenticate(session: Session, *, runner_id: str, token: str | None) -> RunnerRow:
+    row = session.get(RunnerRow, runner_id)
+    if row is None:
+        raise NotFoundError(f"no runner {runner_id!r}; register again")
+    if not token or not hmac.compare_digest(row.token_hash, _digest(token)):
+        raise AuthError(f"wrong token for runner {runner_id!r}")
+    return row
+
+
+def heartbeat(session: Session, *, runner: RunnerRow) -> None:
+    runner.last_heartbeat = utcnow()
+    runner.online = True
+    session.commit()
+
+
+def set_current_job(session: Session, *, runner_id: str, job_id: str | None) -> None:
+    session.execute(update(RunnerRow).where(RunnerRow.id == runner_id)
+                    .values(current_job_id=job_id))
+    session.commit()
+
+
+def mark_stale_offline(session: Session, *, cutoff: datetime) -> list[RunnerRow]:
+    """Runners silent since ``cutoff`` go offline; returned so their jobs can be requeued."""
+    stale = list(session.scalars(select(RunnerRow).where(RunnerRow.online.is_(True),
+                                                         RunnerRow.last_heartbeat < cutoff)))
+    for row in stale:
+        row.online = False
+    session.commit()
+    return stale
+
+
+def list_runners(session: Session) -> list[RunnerRow]:
+    return list(session.scalars(select(RunnerRow).order_by(RunnerRow.registered_at)))

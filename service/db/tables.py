@@ -1,0 +1,100 @@
+"""The five tables. Everything that matters lives here, never only in memory.
+
+Two constraints carry the service's guarantees: ``jobs.active_key`` is unique while a job is
+unfinished (NULL afterwards), so identical concurrent requests coalesce to one job; and
+``results.job_id`` is unique, so a job records at most one result however often it is posted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    """Naive UTC: SQLite drops time zones, so every timestamp is stored and compared naive."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class SpecRow(Base):
+    __tablename__ = "specs"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    family: Mapped[str | None] = mapped_column(String(64), index=True)
+    body: Mapped[dict[str, Any]]
+    params: Mapped[int | None] = mapped_column(BigInteger)
+    macs: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ArtifactRow(Base):
+    __tablename__ = "artifacts"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    spec_hash: Mapped[str] = mapped_column(ForeignKey("specs.hash"), index=True)
+    format: Mapped[str] = mapped_column(String(16))
+    precision: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str | None] = mapped_column(Text)
+    ok: Mapped[bool]
+    report: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    spec_hash: Mapped[str] = mapped_column(ForeignKey("specs.hash"), index=True)
+    device_class: Mapped[str] = mapped_column(String(32), index=True)
+    format: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict[str, Any]]
+    request_key: Mapped[str] = mapped_column(String(64), index=True)
+    active_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    user: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    error: Mapped[str | None] = mapped_column(Text)
+    runner_id: Mapped[str | None] = mapped_column(String(32))
+    artifact_key: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    measure_started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ResultRow(Base):
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    request_key: Mapped[str] = mapped_column(String(64), index=True)
+    spec_hash: Mapped[str] = mapped_column(String(64), index=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    device_class: Mapped[str] = mapped_column(String(32), index=True)
+    format: Mapped[str] = mapped_column(String(16))
+    runner_id: Mapped[str | None] = mapped_column(String(32))
+    median_ms: Mapped[float] = mapped_column(Float)
+    p90_ms: Mapped[float | None] = mapped_column(Float)
+    measurement: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class RunnerRow(Base):
+    __tablename__ = "runners"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    device_class: Mapped[str] = mapped_column(String(32), index=True)
+    description: Mapped[dict[str, Any]]
+    token_hash: Mapped[str] = mapped_column(String(64))
+    online: Mapped[bool] = mapped_column(default=True)
+    current_job_id: Mapped[str | None] = mapped_column(String(32))
+    registered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_heartbeat: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,0 +1,22 @@
+"""The distributed backend, server side: a job goes to the ``export`` queue; the export worker
+(``python -m service.dispatch.export_worker``, started by ``latbench serve`` or on its own) exports
+and forwards it to ``measure.<device class>``, where runners of that class take it."""
+
+from __future__ import annotations
+
+from service.dispatch.task import EXPORT_QUEUE, EXPORT_TASK, make_celery
+from service.settings import Settings
+
+
+class CeleryDispatcher:
+    def __init__(self, settings: Settings) -> None:
+        self.app = make_celery(settings.broker_url)
+
+    def submit(self, job_id: str, attempt: int) -> None:
+        self.app.send_task(EXPORT_TASK, args=[job_id, attempt], queue=EXPORT_QUEUE)
+
+    def start(self) -> None:
+        """Nothing to start in-process: the workers are their own processes."""
+
+    def stop(self) -> None:
+        self.app.close()

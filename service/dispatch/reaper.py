@@ -1,0 +1,83 @@
+"""Server-side housekeeping, run periodically by the API process whatever the dispatcher:
+runners that stopped heart-beating go offline and their in-flight job returns to the queue; jobs
+past the timeout fail; on startup, unfinished jobs are queued again (none is lost to a restart)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from service.db import jobs, runners
+from service.db.jobs import JobState
+from service.db.tables import RunnerRow, utcnow
+from service.dispatch import Dispatcher
+from service.dispatch.steps import Sessions
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def reap(sessions: Sessions, settings: Settings, dispatcher: Dispatcher) -> None:
+    now = utcnow()
+    with sessions() as session:
+        stale = runners.mark_stale_offline(
+            session, cutoff=now - timedelta(seconds=settings.heartbeat_timeout_s))
+        for runner in stale:
+            _requeue_runner_job(session, runner, dispatcher)
+        for job in jobs.overdue_jobs(
+                session, started_before=now - timedelta(seconds=settings.job_timeout_s)):
+            jobs.transition(session, job_id=job.id, attempt=job.attempt,
+                            from_states=[JobState.EXPORTING, JobState.MEASURING],
+                            to=JobState.FAILED,
+                            error=f"timed out after {settings.job_timeout_s:g} s "
+                                  "(LATBENCH_JOB_TIMEOUT_S)")
+
+
+def _requeue_runner_job(session, runner: RunnerRow, dispatcher: Dispatcher) -> None:
+    job_id = runner.current_job_id
+    runners.set_current_job(session, runner_id=runner.id, job_id=None)
+    if job_id is None:
+        return
+    job = jobs.get_job(session, job_id=job_id)
+    if job.state == JobState.MEASURING.value and job.runner_id == runner.id:
+        if jobs.requeue(session, job_id=job.id, attempt=job.attempt):
+            log.warning("runner %s went silent; job %s requeued", runner.id, job.id)
+            dispatcher.submit(job.id, job.attempt + 1)
+
+
+def recover(sessions: Sessions, dispatcher: Dispatcher) -> int:
+    """Queue every unfinished job again under a new attempt, except those being measured by a
+    runner that is still online (the reaper takes those if the runner dies)."""
+    count = 0
+    with sessions() as session:
+        online = {r.id for r in runners.list_runners(session) if r.online}
+        for job in jobs.active_jobs(session):
+            if job.state == JobState.MEASURING.value and job.runner_id in online:
+                continue
+            if jobs.requeue(session, job_id=job.id, attempt=job.attempt):
+                dispatcher.submit(job.id, job.attempt + 1)
+                count += 1
+    return count
+
+
+class Reaper:
+    def __init__(self, sessions: Sessions, settings: Settings, dispatcher: Dispatcher) -> None:
+        self._args = (sessions, settings, dispatcher)
+        self._interval = settings.reaper_interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="latbench-reaper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                reap(*self._args)
+            except Exception:  # keep reaping: a transient DB error must not end housekeeping
+                log.exception("reaper pass failed")

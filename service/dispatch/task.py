@@ -1,0 +1,52 @@
+"""What travels from the server to a runner, and the names both sides agree on. Imports nothing
+heavy: the runner agent on a device host (no torch, no SQLAlchemy) uses it too."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+EXPORT_QUEUE = "export"
+EXPORT_TASK = "latbench.export"
+MEASURE_TASK = "latbench.measure"
+
+
+def measure_queue(device_class: str) -> str:
+    """One queue per device class: any runner of the class may take any of its jobs."""
+    return f"measure.{device_class}"
+
+
+@dataclass(frozen=True)
+class MeasureTask:
+    """One job's measurement, as a runner needs it; travels as a JSON dict through the broker."""
+
+    job_id: str
+    attempt: int
+    device_class: str
+    format: str
+    artifact_key: str
+    settings: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_celery(broker_url: str) -> Any:
+    """A Celery app whose workers take one task at a time and acknowledge it only when done, so a
+    measurement never shares its device and a task a dead worker held is delivered again."""
+    from celery import Celery
+
+    app = Celery("latbench", broker=broker_url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_default_queue=EXPORT_QUEUE,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app

@@ -1,0 +1,57 @@
+"""The error tree of ``exporters.errors`` mapped to HTTP once, through exception handlers.
+
+Routes raise tree errors and never build HTTP errors themselves; every error body has the same
+shape, ``{"error": <class>, "detail": <message>, "field": <dotted field or null>}``. (The CLI maps the
+same tree to exit codes in ``service.cli.fail``.)
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from exporters import errors as e
+
+# Most specific first: the first isinstance match wins.
+STATUS: tuple[tuple[type[e.LatbenchError], int], ...] = (
+    (e.SpecError, 422),
+    (e.NotFoundError, 404),
+    (e.ConflictError, 409),
+    (e.PayloadTooLargeError, 413),
+    (e.QuotaError, 429),
+    (e.AuthError, 401),
+    (e.RunnerUnavailableError, 503),
+    (e.ExportError, 422),
+    (e.RunnerError, 502),
+    (e.LatbenchError, 500),
+)
+
+
+def status_for(error: e.LatbenchError) -> int:
+    return next(code for cls, code in STATUS if isinstance(error, cls))
+
+
+def error_response(error: e.LatbenchError) -> JSONResponse:
+    body = {"error": type(error).__name__, "detail": str(error),
+            "field": getattr(error, "field", None)}
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, e.AuthError) else None
+    return JSONResponse(body, status_code=status_for(error), headers=headers)
+
+
+async def _latbench_handler(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, e.LatbenchError)
+    return error_response(error)
+
+
+async def _validation_handler(_request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's own validation errors become SpecErrors naming the first offending field."""
+    assert isinstance(error, RequestValidationError)
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
+    return error_response(e.SpecError(first["msg"], field=field))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(e.LatbenchError, _latbench_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)

@@ -1,0 +1,78 @@
+"""Service configuration from ``LATBENCH_*`` environment variables or a ``.env`` file.
+
+One ``Settings`` object is built per process through the cached ``get_settings()``; tests build
+their own and pass it to ``create_app``. Unsafe combinations are refused when settings are built,
+not discovered in production: binding to a non-loopback address needs an API token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LATBENCH_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_token: str | None = Field(None, min_length=16, description="required off loopback")
+    runner_token: str | None = Field(
+        None, min_length=16, description="secret a runner shows to register; None on loopback"
+    )
+    data_dir: Path = Field(Path(".latbench"), description="database and artifact store root")
+    database_url: str | None = Field(None, description="default: SQLite file in data_dir")
+    dispatcher: Literal["local", "celery"] = "local"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    local_runner: bool = Field(True, description="embedded default: measure on this host's CPU")
+    reference_csv: Path = REPO_ROOT.parent / "shared" / "reference" / "published_latency.csv"
+    host_lock: Path = Path(tempfile.gettempdir()) / "latbench-host.lock"
+
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_queued_per_user: int = Field(50, ge=1)
+    job_timeout_s: float = Field(1800.0, gt=0)
+    heartbeat_interval_s: float = Field(5.0, gt=0)
+    heartbeat_timeout_s: float = Field(30.0, gt=0)
+    reaper_interval_s: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_open_bind_without_token(self) -> Settings:
+        if not is_loopback(self.host) and not self.api_token:
+            raise ValueError(
+                f"host {self.host!r} is not loopback: set LATBENCH_API_TOKEN (16+ chars) "
+                "so that requests are authenticated"
+            )
+        if not is_loopback(self.host) and not self.runner_token:
+            raise ValueError(
+                f"host {self.host!r} is not loopback: set LATBENCH_RUNNER_TOKEN (16+ chars) "
+                "so that only your runners can register"
+            )
+        if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
+            raise ValueError("heartbeat_timeout_s must exceed heartbeat_interval_s")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'latbench.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
