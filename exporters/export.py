@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exporters.artifacts import Artifact, ArtifactStore, artifact_key, artifact_size_bytes
-from exporters.errors import ExportError, LatbenchError
+from exporters.errors import ExportError, LatbenchError, SpecError
 from exporters.exporter import get_exporter
 from exporters.formats import ExportFormat
 from exporters.spec import ModelSpec, library_versions
@@ -98,7 +98,8 @@ def export_model(
         spec_hash=spec_hash,
         input_shape=list(resolved.input.shape),
     )
-    missing = [fmt for fmt, artifact in cached.items() if artifact is None]
+    unsupported = {fmt for fmt in wanted if spec.precision_for(fmt) not in fmt.precisions}
+    missing = [f for f, artifact in cached.items() if artifact is None and f not in unsupported]
     total = (3 if missing else 0) + len(missing)
     step = _stepper(progress, total)
     if missing:
@@ -118,6 +119,9 @@ def export_model(
         report.params, report.macs = cost.params, cost.macs
         report.reparam = equivalence.to_dict()
     for fmt in wanted:
+        if fmt in unsupported:
+            report.artifacts.append(_unsupported(fmt, spec, keys[fmt]))
+            continue
         artifact = cached[fmt]
         if artifact is not None:
             report.artifacts.append(ArtifactReport.from_artifact(artifact, cached=True))
@@ -140,6 +144,13 @@ def _stepper(progress: Progress | None, total: int) -> Callable[[str], None]:
         done += 1
 
     return step
+
+
+def _unsupported(fmt: ExportFormat, spec: ModelSpec, key: str) -> ArtifactReport:
+    precision = spec.precision_for(fmt)
+    allowed = ", ".join(sorted(p.value for p in fmt.precisions))
+    error = SpecError(f"{fmt.value} is exported in {allowed}, not {precision.value}", field="precision")
+    return ArtifactReport(fmt.value, precision.value, ok=False, key=key, error=str(error))
 
 
 def _fill_model_fields(report: ExportReport, meta: dict[str, Any]) -> None:

@@ -25,6 +25,13 @@ class ExportFormat(str, Enum):
         return {"onnx": ".onnx", "coreml": ".mlpackage", "pt2": ".pt2"}[self.value]
 
     @property
+    def precisions(self) -> frozenset[Precision]:
+        """Precisions the exporter writes; ONNX and pt2 stay fp32 (runtimes choose their own)."""
+        if self is ExportFormat.COREML:
+            return frozenset(Precision)
+        return frozenset({Precision.FP32})
+
+    @property
     def runtime(self) -> str:
         """The Python package that executes artifacts of this format."""
         return {"onnx": "onnxruntime", "coreml": "coremltools", "pt2": "torch"}[self.value]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from exporters.errors import ExportError, SpecError
+from exporters.errors import ExportError
 from exporters.exporter import ExportResult, register_exporter, relative_error
 from exporters.formats import ExportFormat, Precision
 
@@ -75,12 +75,6 @@ def export_onnx(
 ) -> ExportResult:
     import onnx
 
-    if precision is not Precision.FP32:
-        raise SpecError(
-            "ONNX artifacts are exported in fp32 (runtimes pick their own reduced precision); "
-            "ask for fp16 with the coreml format",
-            field="precision",
-        )
     errors: list[str] = []
     for dynamo, label in ((True, "torch.export (dynamo)"), (False, "jit.trace (torchscript)")):
         try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from exporters.errors import ExportError, SpecError
+from exporters.errors import ExportError
 from exporters.exporter import ExportResult, register_exporter, relative_error
 from exporters.formats import ExportFormat, Precision
 
@@ -18,8 +18,6 @@ PARITY_TOLERANCE = 1e-5
 def export_torch_program(
     model: torch.nn.Module, example: torch.Tensor, precision: Precision, dest: Path
 ) -> ExportResult:
-    if precision is not Precision.FP32:
-        raise SpecError("pt2 artifacts are exported in fp32", field="precision")
     try:
         program = torch.export.export(model, (example,))
         torch.export.save(program, str(dest))

@@ -38,6 +38,8 @@ def fail(error: LatbenchError) -> typer.Exit:
 
 def _register_commands() -> None:
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module.name.startswith("_"):
+            continue
         importlib.import_module(f"{__name__}.{module.name}").register(app)
 
 

@@ -1,0 +1,113 @@
+import pytest
+import torch
+from torch import nn
+
+from exporters.errors import EquivalenceError
+from exporters.reparam import (
+    DEFAULT_TOLERANCE,
+    check_equivalence,
+    deploy_form,
+    fuse_conv_bn,
+    randomize_batchnorm,
+)
+from exporters.spec import parse_spec
+from exporters.zoo import build, resolve
+from exporters.zoo.seeds import ALL_VARIANTS, SMALLEST
+
+
+def _train_form(name: str):
+    resolved = resolve(parse_spec(name))
+    return build(resolved), resolved.input.shape
+
+
+def _conv_bn() -> nn.Sequential:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()).eval()
+    randomize_batchnorm(model)
+    return model
+
+
+def _assert_proven(name: str) -> None:
+    train, shape = _train_form(name)
+    deploy, report = deploy_form(train, shape)
+    assert report.ok and report.rel_error <= DEFAULT_TOLERANCE
+    assert report.deploy.batchnorms == 0, "every BatchNorm is folded in the deploy form"
+    assert report.deploy.params < report.train.params
+    assert not deploy.training
+
+
+@pytest.mark.parametrize("name", SMALLEST)
+def test_seed_family_deploy_form_is_proven_equivalent(name):
+    _assert_proven(name)
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("name", ALL_VARIANTS)
+def test_every_seed_variant_deploy_form_is_proven_equivalent(name):
+    _assert_proven(name)
+
+
+def test_batchnorm_statistics_are_non_trivial():
+    model = _conv_bn()
+    bn = model[1]
+    assert bn.running_var.std() > 0.1 and bn.running_mean.abs().max() > 0.05
+    assert not torch.allclose(bn.weight, torch.ones_like(bn.weight))
+
+
+def test_correct_fold_passes_and_wrong_variance_fold_fails():
+    model = _conv_bn()
+    good = nn.Sequential(fuse_conv_bn(model[0], model[1]), nn.ReLU()).eval()
+    assert check_equivalence(model, good, (2, 3, 16, 16)).ok
+
+    wrong_bn = nn.BatchNorm2d(8).eval()
+    wrong_bn.load_state_dict(model[1].state_dict())
+    wrong_bn.running_var.fill_(1.0)  # the classic bug: variance ignored
+    bad = nn.Sequential(fuse_conv_bn(model[0], wrong_bn), nn.ReLU()).eval()
+    report = check_equivalence(model, bad, (2, 3, 16, 16))
+    assert not report.ok and report.rel_error > 100 * DEFAULT_TOLERANCE
+
+
+def test_broken_model_fold_raises(monkeypatch):
+    """Break MobileOne's own branch fold (variance ignored): the proof must refuse the model."""
+    from timm.models.byobnet import MobileOneBlock
+
+    original = MobileOneBlock._fuse_bn_tensor
+
+    def fold_ignoring_variance(self, branch):
+        bn = branch.bn if hasattr(branch, "bn") else branch
+        saved = bn.running_var.clone()
+        bn.running_var.fill_(1.0)
+        try:
+            return original(self, branch)
+        finally:
+            bn.running_var.copy_(saved)
+
+    monkeypatch.setattr(MobileOneBlock, "_fuse_bn_tensor", fold_ignoring_variance)
+    train, shape = _train_form("mobileone_s0")
+    with pytest.raises(EquivalenceError, match="relative error"):
+        deploy_form(train, shape)
+
+
+def test_broken_generic_fold_is_reverted_not_shipped(monkeypatch):
+    """If latbench's own Conv+BN fusion were wrong, the proof catches it and keeps the model's
+    folds only (resnet18 has no fold method of its own, so nothing gets folded)."""
+    import exporters.reparam as reparam
+
+    def wrong(conv, bn):
+        fused = fuse_conv_bn(conv, bn)
+        fused.bias.data += 1.0
+        return fused
+
+    monkeypatch.setattr(reparam, "fuse_conv_bn", wrong)
+    train, shape = _train_form("resnet18")
+    _, report = deploy_form(train, shape)
+    assert report.ok and report.generic_conv_bn_folds == 0
+    assert report.deploy.batchnorms == report.train.batchnorms
+
+
+def test_relative_not_absolute_error_on_exploding_outputs():
+    """mobileone_s0 with random weights reaches outputs ~1e9+: the absolute difference is huge
+    while the fold is right."""
+    train, shape = _train_form("mobileone_s0")
+    _, report = deploy_form(train, shape)
+    assert report.max_abs_error > 1.0
+    assert report.rel_error < DEFAULT_TOLERANCE
