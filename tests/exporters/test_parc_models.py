@@ -1,0 +1,87 @@
+"""ParC-Net models in the zoo: registered with their source, built through the same path as timm
+models, equivalent in both ParC forms at the build size and off it, and exported."""
+
+import pytest
+import torch
+
+from exporters.errors import SpecError
+from exporters.export import export_model
+from exporters.exporter import relative_error
+from exporters.formats import ExportFormat
+from exporters.reparam import randomize_batchnorm
+from exporters.spec import parse_spec
+from exporters.zoo import build, get_model, list_models, resolve
+from exporters.zoo.native.parc import parc_layers, set_parc_form
+from exporters.zoo.native.parc_select import layer_shapes
+
+PARC_MODELS = ["parcnet_s", "parcnet_xs", "parc_convnext_xt"]
+# Published parameter counts (hkzhang91/ParC-Net README; /work/shared/reference), millions.
+PUBLISHED_PARAMS_M = {"parcnet_s": 5.0, "parc_convnext_xt": 7.4}
+
+
+def _nontrivial(model):
+    """Random BatchNorm statistics and unit layer scale: ConvNeXt's 1e-6 layer scale would make
+    every ParC block's contribution invisible to a relative-error check."""
+    randomize_batchnorm(model)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("gamma"):
+                param.fill_(1.0)
+    return model
+
+
+def test_parc_models_are_registered_with_their_source():
+    assert set(PARC_MODELS) <= set(list_models("parc*"))
+    for name in PARC_MODELS:
+        entry = get_model(name)
+        assert entry.family == "parcnet"
+        assert "ParC-Net" in entry.source and "hkzhang91/ParC-Net" in entry.source
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS_M))
+def test_parameter_count_matches_the_published_configuration(name):
+    model = get_model(name).builder()
+    params_m = sum(p.numel() for p in model.parameters()) / 1e6
+    assert params_m == pytest.approx(PUBLISHED_PARAMS_M[name], rel=0.03)
+
+
+def test_form_is_an_override_checked_at_the_edge():
+    resolved = resolve(parse_spec({"model": "parcnet_xs", "overrides": {"parc_form": "fft"}}))
+    model = build(resolved)
+    assert {layer.form for layer in parc_layers(model).values()} == {"fft"}
+    with pytest.raises(SpecError) as info:
+        resolve(parse_spec({"model": "parcnet_xs", "overrides": {"parc_form": "complex"}}))
+    assert info.value.field == "overrides.parc_form"
+
+
+@pytest.mark.parametrize(
+    "name, side", [("parcnet_xs", 256), ("parcnet_xs", 224), ("parc_convnext_xt", 224),
+                   ("parc_convnext_xt", 160)]
+)
+def test_whole_model_is_equivalent_in_both_forms(name, side):
+    """At the build size and at another one, where kernels and embeddings are interpolated."""
+    model = _nontrivial(get_model(name).builder().eval())
+    x = torch.randn(1, 3, side, side)
+    with torch.no_grad():
+        spatial = model(x)
+        assert len(set_parc_form(model, "fft")) == len(parc_layers(model)) > 0
+        fft = model(x)
+    assert relative_error(spatial, fft) < 1e-5
+
+
+def test_layer_shapes_follow_the_input_size():
+    model = get_model("parcnet_xs").builder().eval()
+    at_256 = {s.size for s in layer_shapes(model, torch.randn(1, 3, 256, 256)).values()}
+    at_224 = {s.size for s in layer_shapes(model, torch.randn(1, 3, 224, 224)).values()}
+    assert at_256 == {32, 16, 8} and at_224 == {28, 14, 7}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["spatial", "fft"])
+def test_parcnet_goes_through_the_export_path_in_both_forms(form, session_store):
+    spec = parse_spec({"model": "parcnet_xs", "overrides": {"parc_form": form}})
+    report = export_model(spec, store=session_store, formats=(ExportFormat.ONNX,))
+    art = report.artifact(ExportFormat.ONNX)
+    assert art.ok, art.error
+    assert art.parity["ok"] and report.reparam["ok"] and report.weights == "random"
+    assert ("DFT" in art.checks["op_histogram"]) == (form == "fft")
