@@ -1,0 +1,190 @@
+"""`latbench profile` (export, cached, then measure on a local runner) and `latbench compare`
+(the A/B mode: ratio B/A with its 95% CI across freshly loaded session pairs)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from exporters.errors import ExportError, LatbenchError
+from exporters.formats import Precision
+from service.cli import data_dir, fail
+from service.cli.export import progress_bar
+
+err_console = Console(stderr=True)
+
+Device = Annotated[str, typer.Option(help="runner name or alias (cpu, cuda, coreml); see below")]
+Threads = Annotated[int | None, typer.Option(help="intra-op threads (default: physical cores)")]
+AsJson = Annotated[bool, typer.Option("--json", help="print one JSON document")]
+
+
+def _export(model: str, runner: Any, precision: Precision | None, quiet: bool) -> dict[str, Any]:
+    """Spec -> cached artifact in the runner's preferred format; what a result needs to cite it."""
+    from exporters.artifacts import ArtifactStore
+    from exporters.export import export_model
+    from exporters.spec import resolve_spec_argument
+
+    spec = resolve_spec_argument(model)
+    if precision is not None:
+        spec = spec.model_copy(update={"precision": precision})
+    fmt = runner.formats[0]
+    with progress_bar(enabled=not quiet) as update:
+        report = export_model(spec, store=ArtifactStore(data_dir()), formats=(fmt,), progress=update)
+    artifact = report.artifact(fmt)
+    if artifact is None or not artifact.ok or artifact.path is None:
+        raise ExportError(fmt.value, artifact.error if artifact else "no artifact produced")
+    return {
+        "model": report.model,
+        "spec_hash": report.spec_hash,
+        "weights": report.weights,
+        "input_shape": report.input_shape,
+        "macs": report.macs,
+        "format": artifact.format,
+        "precision": artifact.precision,
+        "artifact_key": artifact.key,
+        "path": Path(artifact.path),
+    }
+
+
+@contextmanager
+def measuring(enabled: bool, label: str, total: int) -> Iterator[Callable[[str, int, float], None] | None]:
+    """A rich bar on stderr for the sampling phase (samples so far vs the iteration cap)."""
+    if not enabled:
+        yield None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=total, info="warming up")
+
+        def update(phase: str, done: int, value: float) -> None:
+            if phase == "compare":
+                bar.update(task, completed=done, total=value, info=f"session pair {done}/{value:g}")
+            else:
+                bar.update(task, completed=done, info=f"n={done}  CI ±{value:.1%}")
+
+        yield update
+
+
+def _settings(threads: int | None, target: float, max_seconds: float, **extra: Any) -> Any:
+    from devices.settings import parse_settings
+
+    return parse_settings({"threads": threads, "target_rel_ci": target, "max_seconds": max_seconds, **extra})
+
+
+def _latency_row(table: Table, name: str, lat: dict[str, Any]) -> None:
+    lo, hi = lat["ci95"]
+    table.add_row(name, f"{lat['median']:.3f}", f"[{lo:.3f}, {hi:.3f}]", f"{lat['mean']:.3f}",
+                  f"{lat['min']:.3f}", f"{lat['p90']:.3f}", f"{lat['p99']:.3f}", f"{lat['cv']:.1%}",
+                  str(lat["n"]))  # fmt: skip
+
+
+def _latency_table(title: str) -> Table:
+    return Table("", "median ms", "95% CI", "mean", "min", "p90", "p99", "CV", "n", title=title)
+
+
+def _print_profile(doc: dict[str, Any]) -> None:
+    console = Console()
+    dev = doc["device"]
+    table = _latency_table(
+        f"{doc['model']} ({doc['format']} {doc['precision']}, weights {doc['weights']}) on "
+        f"{dev['runner']}: {dev['cpu_model']}, {dev['threads']} thread(s), {dev['runtime']} {dev['runtime_version']}"
+    )
+    _latency_row(table, "latency", doc["latency_ms"])
+    console.print(table)
+    met = "met" if doc["target_met"] else f"NOT met ({doc['stop_reason']})"
+    console.print(
+        f"load {doc['load_ms']:.1f} ms · warm-up {doc['warmup_iters']} runs · precision target "
+        f"±{doc['settings']['target_rel_ci']:.1%} {met} · other processes used "
+        f"{doc['host_load']['others_cpu_pct']:.0f}% of the CPU meanwhile"
+    )
+    if doc.get("layers"):
+        _print_layers(console, doc["layers"])
+
+
+def _print_layers(console: Console, layers: dict[str, Any]) -> None:
+    for key, label in (("by_block", "block"), ("by_op", "op")):
+        table = Table(label, "ms / run", "share", title=f"per-{label} time (onnxruntime profiler)")
+        for row in layers[key][:12]:
+            name = f"{row['block']} {row['module']}".strip() if key == "by_block" else row["op"]
+            table.add_row(name, f"{row['ms']:.3f}", f"{row['share']:.1%}")
+        console.print(table)
+
+
+def profile_command(
+    model: Annotated[str, typer.Argument(help="model name (see `latbench models`) or spec file")],
+    device: Device = "cpu",
+    precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
+    threads: Threads = None,
+    layers: Annotated[bool, typer.Option("--layers", help="per-layer breakdown (onnxruntime)")] = False,
+    target: Annotated[float, typer.Option(help="precision target: 95% CI of the median within ±")] = 0.01,
+    max_seconds: Annotated[float, typer.Option(help="time cap for sampling")] = 30.0,
+    as_json: AsJson = False,
+) -> None:
+    """Export (cached) and measure a model on a local runner."""
+    from devices.runner import get_runner
+
+    try:
+        runner = get_runner(device)
+        settings = _settings(threads, target, max_seconds)
+        exported = _export(model, runner, precision, quiet=as_json)
+        with measuring(not as_json, f"measuring {exported['model']}", settings.max_iters) as update:
+            measurement = runner.measure(exported["path"], settings, progress=update)
+        if layers:
+            measurement.layers = runner.layers(exported["path"], settings)
+    except LatbenchError as error:
+        raise fail(error) from None
+    exported.pop("path")
+    doc = {**exported, **measurement.to_dict()}
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        _print_profile(doc)
+
+
+def compare_command(
+    a: Annotated[str, typer.Argument(help="baseline A: model name or spec file")],
+    b: Annotated[str, typer.Argument(help="candidate B: model name or spec file")],
+    device: Device = "cpu",
+    precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
+    threads: Threads = None,
+    reloads: Annotated[int, typer.Option(help="freshly loaded session pairs")] = 5,
+    blocks: Annotated[int, typer.Option(help="ABBA blocks per session pair")] = 15,
+    as_json: AsJson = False,
+) -> None:
+    """A/B mode: latency ratio B/A, interleaved ABBA on one runner, 95% CI across reloads."""
+    from devices.runner import get_runner
+
+    try:
+        runner = get_runner(device)
+        settings = _settings(threads, 0.01, 30.0, ab_reloads=reloads, ab_blocks=blocks)
+        side_a = _export(a, runner, precision, quiet=as_json)
+        side_b = _export(b, runner, precision, quiet=as_json)
+        with measuring(not as_json, "A/B", reloads) as update:
+            comparison = runner.compare(side_a.pop("path"), side_b.pop("path"), settings, progress=update)
+    except LatbenchError as error:
+        raise fail(error) from None
+    doc = {"a_model": side_a, "b_model": side_b, **comparison.to_dict()}
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    table = _latency_table(f"A/B on {comparison.runner} ({comparison.order}, {reloads} session pairs)")
+    _latency_row(table, f"A {side_a['model']}", doc["a"])
+    _latency_row(table, f"B {side_b['model']}", doc["b"])
+    Console().print(table)
+    lo, hi = comparison.ci95
+    verdict = "differ" if comparison.estimate.excludes_one() else "no difference shown"
+    Console().print(f"B/A = {comparison.ratio:.4f}  95% CI [{lo:.4f}, {hi:.4f}]  ({verdict})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("profile")(profile_command)
+    app.command("compare")(compare_command)
