@@ -40,10 +40,11 @@ def _requeue_runner_job(session, runner: RunnerRow, dispatcher: Dispatcher) -> N
     if job_id is None:
         return
     job = jobs.get_job(session, job_id=job_id)
+    attempt = job.attempt  # the conditional UPDATE refreshes the loaded row
     if job.state == JobState.MEASURING.value and job.runner_id == runner.id:
-        if jobs.requeue(session, job_id=job.id, attempt=job.attempt):
+        if jobs.requeue(session, job_id=job.id, attempt=attempt):
             log.warning("runner %s went silent; job %s requeued", runner.id, job.id)
-            dispatcher.submit(job.id, job.attempt + 1)
+            dispatcher.submit(job.id, attempt + 1)
 
 
 def recover(sessions: Sessions, dispatcher: Dispatcher) -> int:
@@ -55,8 +56,9 @@ def recover(sessions: Sessions, dispatcher: Dispatcher) -> int:
         for job in jobs.active_jobs(session):
             if job.state == JobState.MEASURING.value and job.runner_id in online:
                 continue
-            if jobs.requeue(session, job_id=job.id, attempt=job.attempt):
-                dispatcher.submit(job.id, job.attempt + 1)
+            attempt = job.attempt  # the conditional UPDATE refreshes the loaded row
+            if jobs.requeue(session, job_id=job.id, attempt=attempt):
+                dispatcher.submit(job.id, attempt + 1)
                 count += 1
     return count
 

@@ -1,0 +1,119 @@
+"""The app over HTTP (TestClient), its dispatcher's worker off so jobs stay where the API put them:
+request shape, coalescing, cache, errors naming fields, limits, auth, and the runner protocol."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+
+FAST = {"threads": 1, "max_seconds": 1.0}
+
+
+def body(**extra):
+    return {"model": "mobileone_s0", "formats": ["onnx"], "settings": FAST, **extra}
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_profile_makes_one_job_per_device_and_coalesces_repeats(client):
+    first = client.post("/profile", json=body(devices=["cpu-x86_64", "cpu-arm64"]))
+    again = client.post("/profile", json=body(devices=["cpu-x86_64"]))
+    other = client.post("/profile", json=body(devices=["cpu-x86_64"],
+                                              settings={**FAST, "threads": 2}))
+    assert first.status_code == 202
+    jobs = first.json()["jobs"]
+    assert [(j["device"], j["state"]) for j in jobs] == [("cpu-x86_64", "queued"),
+                                                         ("cpu-arm64", "queued")]
+    assert again.json()["jobs"][0]["id"] == jobs[0]["id"]
+    assert other.json()["jobs"][0]["id"] != jobs[0]["id"]
+    listed = client.get("/jobs", params={"device": "cpu-arm64"}).json()
+    assert listed["count"] == 1 and listed["data"][0]["id"] == jobs[1]["id"]
+
+
+@pytest.mark.parametrize("payload, status, field", [
+    ({"model": "mobileone_s9000"}, 422, "model"),
+    ({"model": "mobileone_s0", "settings": {"threads": 0}}, 422, "settings.threads"),
+    ({"model": "mobileone_s0", "devices": ["toaster"]}, 422, "devices.0"),
+    ({"model": "mobileone_s0", "colour": "red"}, 422, "colour"),
+    ({"model": {"model": "mobileone_s0", "overrides": {"pretrained": True}}}, 422,
+     "overrides.pretrained"),
+    ({"model": "mobileone_s0", "devices": ["iphone12-class"], "formats": ["onnx"]}, 422, "formats"),
+])
+def test_bad_input_is_a_4xx_naming_the_field(client, payload, status, field):
+    response = client.post("/profile", json=payload)
+    assert response.status_code == status
+    assert response.json()["field"] == field
+
+
+def test_body_over_the_bound_is_refused(client, settings):
+    padding = "x" * (settings.max_body_bytes + 1)
+    response = client.post("/profile", json={"model": padding})
+    assert response.status_code == 413
+    assert "LATBENCH_MAX_BODY_BYTES" in response.json()["detail"]
+
+
+def test_per_user_queue_bound_answers_429(settings):
+    settings.max_queued_per_user = 1
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/profile", json=body()).status_code == 202
+        response = client.post("/profile", json=body(settings={**FAST, "threads": 2}))
+    assert response.status_code == 429
+
+
+def test_api_token_is_required_when_set(settings):
+    settings.api_token = "t" * 20
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/jobs").status_code == 401
+        assert client.get("/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = client.get("/jobs", headers={"Authorization": f"Bearer {'t' * 20}"})
+        assert client.get("/healthz").status_code == 200
+    assert ok.status_code == 200
+
+
+def test_runner_protocol_records_one_result_and_serves_it(client):
+    job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
+    reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
+    auth = {"Authorization": f"Bearer {reg['token']}"}
+    base = f"/runners/{reg['id']}"
+    assert client.post(f"{base}/heartbeat").status_code == 401
+    assert client.post(f"{base}/heartbeat", headers=auth).status_code == 204
+    assert client.post(f"{base}/claim", json={"job_id": job_id, "attempt": 2},
+                       headers=auth).status_code == 409
+    assert client.post(f"{base}/claim", json={"job_id": job_id, "attempt": 1},
+                       headers=auth).status_code == 204
+    assert client.get("/devices").json()["data"][0]["current_job_id"] == job_id
+    bad = client.post(f"{base}/results", json={"job_id": job_id, "attempt": 1,
+                                               "measurement": {}}, headers=auth)
+    assert bad.status_code == 422 and bad.json()["field"] == "measurement"
+    measurement = {"latency_ms": {"median": 4.2, "p90": 4.5, "ci95": [4.1, 4.3], "n": 30},
+                   "device": {"cpu_model": "test"}, "host_load": {"others_cpu_pct": 1.0}}
+    posts = [client.post(f"{base}/results", headers=auth,
+                         json={"job_id": job_id, "attempt": 1, "measurement": measurement})
+             for _ in range(3)]
+    assert {p.json()["result_id"] for p in posts} == {posts[0].json()["result_id"]}
+    job = client.get(f"/jobs/{job_id}").json()
+    assert job["state"] == "done" and job["result"]["latency_ms"]["median"] == 4.2
+    csv_text = client.get("/results", params={"format": "csv", "model": "mobileone_s0"}).text
+    assert len(csv_text.strip().splitlines()) == 2 and ",4.2,4.5," in csv_text
+    assert client.post("/profile", json=body()).json()["jobs"][0]["cached"] is True
+    assert client.post("/profile", json=body(force=True)).json()["jobs"][0]["id"] != job_id
+    assert 'latbench_jobs{state="done"} 1' in client.get("/metrics").text
+
+
+def test_artifact_keys_cannot_name_paths(client):
+    reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
+    response = client.get(f"/runners/{reg['id']}/artifacts/..%2F..%2Fetc%2Fpasswd",
+                          headers={"Authorization": f"Bearer {reg['token']}"})
+    assert response.status_code in (404, 422)
+
+
+def test_dashboard_renders_without_reference_data(client):
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and "No reference CSV" in page.text
+    assert client.get("/static/style.css").status_code == 200

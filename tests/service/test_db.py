@@ -1,0 +1,103 @@
+"""Data functions on real SQLite and PostgreSQL: the constraints that carry the guarantees."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import func, select
+
+from service.db import jobs, runners
+from service.db.jobs import JobState
+from service.db.results import record_result
+from service.db.tables import JobRow, ResultRow
+from service.db.engine import make_engine, upgrade
+
+MEASUREMENT = {"latency_ms": {"median": 1.5, "p90": 1.7, "n": 20}}
+
+
+def _job(session, key="k" * 64, user="u"):
+    jobs.upsert_spec(session, spec_hash="s" * 32, model="mobileone_s0", family="mobileone",
+                     body={"model": "mobileone_s0"})
+    return jobs.create_or_coalesce(session, spec_hash="s" * 32, device_class="cpu-x86_64",
+                                   fmt="onnx", settings={}, request_key=key, user=user)
+
+
+def test_identical_requests_coalesce_to_one_active_job(sessions):
+    with sessions() as s:
+        first, created = _job(s)
+        second, created_again = _job(s)
+    assert created and not created_again
+    assert first.id == second.id
+
+
+def test_concurrent_identical_requests_make_one_job(sessions):
+    def submit(_):
+        with sessions() as s:
+            return _job(s)[0].id
+
+    with ThreadPoolExecutor(16) as pool:
+        ids = set(pool.map(submit, range(48)))
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(JobRow)) == 1
+    assert len(ids) == 1
+
+
+def test_finished_job_frees_its_key_for_a_new_one(sessions):
+    with sessions() as s:
+        job, _ = _job(s)
+        assert jobs.transition(s, job_id=job.id, attempt=1, from_states=[JobState.QUEUED],
+                               to=JobState.FAILED, error="boom")
+        again, created = _job(s)
+    assert created and again.id != job.id
+
+
+def test_transition_refuses_a_stale_attempt(sessions):
+    with sessions() as s:
+        job, _ = _job(s)
+        assert jobs.requeue(s, job_id=job.id, attempt=1)
+        moved = jobs.transition(s, job_id=job.id, attempt=1, from_states=[JobState.QUEUED],
+                                to=JobState.EXPORTING)
+        current = jobs.get_job(s, job_id=job.id)
+    assert not moved
+    assert (current.state, current.attempt) == ("queued", 2)
+
+
+def test_a_job_records_one_result_however_often_posted(sessions):
+    with sessions() as s:
+        job, _ = _job(s)
+        first, created = record_result(s, job=job, model="m", runner_id=None,
+                                       measurement=MEASUREMENT)
+        second, created_again = record_result(s, job=job, model="m", runner_id=None,
+                                              measurement={"latency_ms": {"median": 9.0}})
+        count = s.scalar(select(func.count()).select_from(ResultRow))
+    assert created and not created_again
+    assert second.id == first.id and second.median_ms == 1.5
+    assert count == 1
+
+
+def test_runner_token_is_checked_and_stale_runners_go_offline(sessions):
+    from datetime import timedelta
+
+    import pytest
+
+    from exporters.errors import AuthError
+    from service.db.tables import utcnow
+
+    with sessions() as s:
+        row, token = runners.register_runner(s, device_class="cpu-x86_64", description={})
+        assert runners.authenticate(s, runner_id=row.id, token=token).id == row.id
+        with pytest.raises(AuthError):
+            runners.authenticate(s, runner_id=row.id, token=token + "x")
+        assert runners.mark_stale_offline(s, cutoff=utcnow() - timedelta(seconds=60)) == []
+        stale = runners.mark_stale_offline(s, cutoff=utcnow() + timedelta(seconds=1))
+    assert [r.id for r in stale] == [row.id] and not stale[0].online
+
+
+def test_migrations_are_idempotent(db_url):
+    engine = make_engine(db_url)
+    upgrade(engine)
+    upgrade(engine)  # a restart runs them again
+    with engine.connect() as conn:
+        version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    engine.dispose()
+    assert version == "0001"

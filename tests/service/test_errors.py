@@ -1,0 +1,42 @@
+"""Every class of the error tree maps to one HTTP status, most specific first."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from exporters import errors as e
+from service.errors import STATUS, status_for
+
+TREE = [cls for _, cls in inspect.getmembers(e, inspect.isclass)
+        if issubclass(cls, e.LatbenchError)]
+
+
+def _instance(cls):
+    if cls is e.UnknownModelError:
+        return cls("x", [])
+    if cls is e.ExportError:
+        return cls("onnx", "boom")
+    return cls("boom")
+
+
+@pytest.mark.parametrize("cls", TREE, ids=lambda c: c.__name__)
+def test_every_error_class_has_a_status(cls):
+    code = status_for(_instance(cls))
+    assert 400 <= code < 600
+
+
+@pytest.mark.parametrize("cls, code", [
+    (e.UnknownModelError, 422), (e.NotFoundError, 404), (e.ConflictError, 409),
+    (e.PayloadTooLargeError, 413), (e.QuotaError, 429), (e.AuthError, 401),
+    (e.RunnerUnavailableError, 503), (e.LatbenchError, 500),
+])
+def test_specific_classes_win_over_their_parents(cls, code):
+    assert status_for(_instance(cls)) == code
+
+
+def test_no_mapping_is_shadowed_by_an_earlier_parent():
+    classes = [cls for cls, _ in STATUS]
+    for i, cls in enumerate(classes):
+        assert not any(issubclass(cls, earlier) for earlier in classes[:i]), cls
