@@ -1,0 +1,92 @@
+"""Real processes for end-to-end tests: `latbench serve` and `latbench runner` as subprocesses
+(own process groups, so a test can SIGKILL one as a crash would), driven over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+LATBENCH = str(Path(sys.executable).with_name("latbench"))
+# A short but real measurement: one thread, about a second of sampling.
+FAST = {"threads": 1, "max_seconds": 1.0, "warmup_max_seconds": 0.5, "min_iters": 10}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._out = open(log, "ab")
+        self.popen = subprocess.Popen(args, env=env, stdout=self._out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+
+    def kill(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._out.close()
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Server(Proc):
+    def __init__(self, env: dict[str, str], log: Path, *options: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__([LATBENCH, "serve", "--port", str(self.port), *options], env, log)
+        self.http = httpx.Client(base_url=self.url, timeout=60)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.tail()}")
+            try:
+                if self.http.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"server not healthy in 120 s:\n{self.tail()}")
+
+    def wait_job(self, job_id: str, states=("done", "failed"), timeout: float = 240) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.http.get(f"/jobs/{job_id}").json()
+            if job["state"] in states:
+                return job
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s:\n{self.tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.http.close()
+        self.kill(sig)
+
+
+@pytest.fixture
+def base_env(tmp_path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LATBENCH_")}
+    env.update({
+        "LATBENCH_DATA_DIR": str(tmp_path / "data"),
+        "LATBENCH_HOST_LOCK": str(tmp_path / "host.lock"),
+        "LATBENCH_HEARTBEAT_INTERVAL_S": "0.5",
+        "LATBENCH_HEARTBEAT_TIMEOUT_S": "3",
+        "LATBENCH_REAPER_INTERVAL_S": "0.5",
+        "OMP_NUM_THREADS": "1",
+    })
+    return env

@@ -1,0 +1,74 @@
+"""The distributed backend with real parts: PostgreSQL, the Redis broker, the export worker that
+`latbench serve --dispatcher celery` starts, and `latbench runner` processes; a runner killed
+mid-measurement loses its job to another runner."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests.e2e.conftest import FAST, LATBENCH, Proc, Server
+from tests.service.backends import clean_redis, fresh_postgres
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
+
+
+@pytest.fixture
+def server(base_env, tmp_path):
+    with fresh_postgres() as db_url, clean_redis() as redis_url:
+        base_env.update(LATBENCH_DATABASE_URL=db_url, LATBENCH_BROKER_URL=redis_url)
+        server = Server(base_env, tmp_path / "server.log", "--dispatcher", "celery")
+        yield server
+        server.stop()
+
+
+def start_runner(server: Server, env: dict[str, str], log) -> tuple[Proc, str]:
+    """A runner process; returns it with the id it registered under."""
+    before = {d["id"] for d in server.http.get("/devices").json()["data"]}
+    proc = Proc([LATBENCH, "runner", "--server", server.url, "--device-class", "cpu-x86_64",
+                 "--cache", str(log.with_suffix(".cache"))], env, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        new = {d["id"] for d in server.http.get("/devices").json()["data"]} - before
+        if new:
+            time.sleep(2)  # registration precedes the Celery consumer: let it subscribe
+            return proc, new.pop()
+        assert proc.popen.poll() is None, proc.tail()
+        time.sleep(0.3)
+    raise AssertionError(f"runner did not register:\n{proc.tail()}")
+
+
+def profile(server: Server, **settings) -> str:
+    response = server.http.post("/profile", json={"model": "mobileone_s0", "formats": ["onnx"],
+                                                  "settings": {**FAST, **settings}})
+    assert response.status_code == 202, response.text
+    return response.json()["jobs"][0]["id"]
+
+
+def test_celery_runner_measures_and_a_killed_runner_loses_its_job(server, base_env, tmp_path):
+    first, first_id = start_runner(server, base_env, tmp_path / "runner-a.log")
+    try:
+        job = server.wait_job(profile(server))
+        assert job["state"] == "done", job["error"]
+        assert job["result"]["runner_id"] == first_id
+        assert job["result"]["latency_ms"]["n"] >= 10
+
+        # A measurement that runs for seconds (precision target out of reach), killed midway.
+        slow = profile(server, seed=3, max_seconds=6.0, target_rel_ci=0.0001, max_iters=100000)
+        assert server.wait_job(slow, states=("measuring",))["runner_id"] == first_id
+        first.kill(signal.SIGKILL)
+        second, second_id = start_runner(server, base_env, tmp_path / "runner-b.log")
+        try:
+            job = server.wait_job(slow)
+        finally:
+            second.kill()
+    finally:
+        first.kill()
+    assert job["state"] == "done", job["error"]
+    assert job["attempt"] == 2 and job["result"]["runner_id"] == second_id
+    devices = {d["id"]: d for d in server.http.get("/devices").json()["data"]}
+    assert devices[first_id]["online"] is False
+    results = server.http.get("/results").json()["data"]
+    assert sorted(r["job_id"] for r in results) == sorted({r["job_id"] for r in results})

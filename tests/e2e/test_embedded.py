@@ -1,0 +1,71 @@
+"""The zero-set-up default: `latbench serve` exports and measures on this host (SQLite, local
+worker, real ONNX export of a seed model, real onnxruntime measurement)."""
+
+from __future__ import annotations
+
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import FAST, Server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def server(base_env, tmp_path):
+    server = Server(base_env, tmp_path / "server.log")
+    yield server
+    server.stop()
+
+
+def profile(server: Server, **settings) -> httpx.Response:
+    return server.http.post("/profile", json={"model": "mobileone_s0", "formats": ["onnx"],
+                                              "settings": {**FAST, **settings}})
+
+
+def test_profile_returns_a_measured_result_then_a_cached_one(server):
+    accepted = profile(server)
+    assert accepted.status_code == 202
+    job_id = accepted.json()["jobs"][0]["id"]
+    job = server.wait_job(job_id)
+    assert job["state"] == "done", job["error"]
+    result = job["result"]
+    latency = result["latency_ms"]
+    assert latency["n"] >= 10 and 0 < latency["ci95"][0] <= latency["median"] <= latency["ci95"][1]
+    assert len(result["samples_ms"]) == latency["n"]
+    assert result["device"]["runtime"] == "onnxruntime" and result["device"]["threads"] == 1
+    assert "others_cpu_pct" in result["host_load"]
+    assert result["artifact"]["parity"]["ok"] is True
+    assert result["weights"] == "random"
+    repeat = profile(server).json()["jobs"][0]
+    assert repeat == {**repeat, "id": job_id, "state": "done", "cached": True}
+
+
+def test_100_concurrent_identical_posts_make_one_job_and_one_result(server):
+    with ThreadPoolExecutor(32) as pool:
+        responses = list(pool.map(lambda _: profile(server, seed=7), range(100)))
+    assert {r.status_code for r in responses} == {202}
+    ids = {r.json()["jobs"][0]["id"] for r in responses}
+    assert len(ids) == 1
+    job = server.wait_job(ids.pop())
+    assert job["state"] == "done", job["error"]
+    results = server.http.get("/results", params={"model": "mobileone_s0"}).json()["data"]
+    assert [r["job_id"] for r in results].count(job["id"]) == 1
+    assert server.http.get("/jobs").json()["count"] == 1
+
+
+def test_restart_with_jobs_queued_loses_none(base_env, tmp_path):
+    idle = Server(base_env, tmp_path / "idle.log", "--no-local-runner")
+    ids = [profile(idle, seed=seed).json()["jobs"][0]["id"] for seed in (1, 2)]
+    assert {idle.http.get(f"/jobs/{i}").json()["state"] for i in ids} == {"queued"}
+    idle.stop(signal.SIGKILL)  # a crash, not a clean shutdown
+    server = Server(base_env, tmp_path / "server.log")
+    try:
+        jobs = [server.wait_job(i) for i in ids]
+    finally:
+        server.stop()
+    assert [j["state"] for j in jobs] == ["done", "done"]
+    assert all(j["attempt"] == 2 and j["result"]["latency_ms"]["n"] >= 10 for j in jobs)
