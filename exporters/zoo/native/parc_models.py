@@ -14,21 +14,34 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from annotated_types import Interval
+from annotated_types import Interval, Len
+from pydantic import StringConstraints
 from timm.layers import ClassifierHead, ConvNormAct
 from timm.models._efficientnet_blocks import InvertedResidual
 from timm.models.convnext import ConvNeXt
 from torch import nn
 
+from exporters.errors import SpecError
 from exporters.zoo.native.parc import ParCForm, set_parc_form
 from exporters.zoo.native.parc_blocks import ParCMixer, ParCStage
 from exporters.zoo.registry import register_model
 
 PAPER = "Zhang et al., ParC-Net, ECCV 2022 (arXiv:2203.03952)"
+LayerName = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-9_.]+$")]
+# One form for every ParC layer, or one per layer (what form selection records, see parc_select).
+FormKnob = ParCForm | Annotated[dict[LayerName, ParCForm], Len(1, 512)]
 KNOBS: dict[str, Any] = {
     "num_classes": Annotated[int, Interval(ge=1, le=100_000)],
-    "parc_form": ParCForm,
+    "parc_form": FormKnob,
 }
+
+
+def _with_forms(model: nn.Module, parc_form: str | dict[str, str]) -> nn.Module:
+    try:
+        set_parc_form(model, parc_form)
+    except SpecError as exc:
+        raise SpecError(str(exc).removeprefix("parc_form: "), field="overrides.parc_form") from exc
+    return model
 
 # scale -> ParC stages as (out channels, ParC dim, FFN dim, blocks, meta-kernel size at 256 px)
 PARCNET_STAGES = {
@@ -64,17 +77,15 @@ class ParCNet(nn.Module):
         return self.head(self.conv_head(self.features(x)))
 
 
-def _parcnet(scale: str, num_classes: int, parc_form: ParCForm) -> nn.Module:
-    model = ParCNet(scale, num_classes=num_classes)
-    set_parc_form(model, parc_form)
-    return model
+def _parcnet(scale: str, num_classes: int, parc_form: FormKnob) -> nn.Module:
+    return _with_forms(ParCNet(scale, num_classes=num_classes), parc_form)
 
 
 @register_model(
     "parcnet_s", family="parcnet", input_size=(3, 256, 256), knobs=KNOBS,
     source=f"{PAPER}; config scale_s of hkzhang91/ParC-Net cvnets/.../config/edgeformer.py",
 )
-def parcnet_s(num_classes: int = 1000, parc_form: ParCForm = "spatial") -> nn.Module:
+def parcnet_s(num_classes: int = 1000, parc_form: FormKnob = "spatial") -> nn.Module:
     return _parcnet("s", num_classes, parc_form)
 
 
@@ -82,7 +93,7 @@ def parcnet_s(num_classes: int = 1000, parc_form: ParCForm = "spatial") -> nn.Mo
     "parcnet_xs", family="parcnet", input_size=(3, 256, 256), knobs=KNOBS,
     source=f"{PAPER}; config scale_xs of hkzhang91/ParC-Net cvnets/.../config/edgeformer.py",
 )
-def parcnet_xs(num_classes: int = 1000, parc_form: ParCForm = "spatial") -> nn.Module:
+def parcnet_xs(num_classes: int = 1000, parc_form: FormKnob = "spatial") -> nn.Module:
     return _parcnet("xs", num_classes, parc_form)
 
 
@@ -95,10 +106,9 @@ CONVNEXT_XT_PARC = ((3, 56), (3, 28), (6, 14), (2, 7))
     source=f"{PAPER}; parc_convnext_xt of hkzhang91/ParC-Net ParC_ConvNets/ParC_convnext.py; "
     f"ConvNeXt body from timm",
 )
-def parc_convnext_xt(num_classes: int = 1000, parc_form: ParCForm = "spatial") -> nn.Module:
+def parc_convnext_xt(num_classes: int = 1000, parc_form: FormKnob = "spatial") -> nn.Module:
     model = ConvNeXt(depths=(3, 3, 9, 3), dims=(48, 96, 192, 384), num_classes=num_classes)
     for stage, (first, size) in zip(model.stages, CONVNEXT_XT_PARC, strict=True):
         for block in list(stage.blocks)[first:]:
             block.conv_dw = ParCMixer(block.conv_dw.in_channels, size, cross=False)
-    set_parc_form(model, parc_form)
-    return model
+    return _with_forms(model, parc_form)

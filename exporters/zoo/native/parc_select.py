@@ -13,7 +13,7 @@ spatial form, which every runtime runs without DFT support.
 
 from __future__ import annotations
 
-import copy
+import math
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,9 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from exporters.errors import ExportError
 from exporters.exporter import get_exporter
 from exporters.formats import ExportFormat, Precision
-from exporters.zoo.native.parc import ParCConv, ParCForm, parc_layers, set_parc_form
+from exporters.zoo.native.parc import FORMS, ParCConv, ParCForm, parc_layers, set_parc_form
 
 # (artifact A, artifact B) -> an object with .a.median, .b.median (ms) and .estimate.ratio /
 # .estimate.ci95 (B/A): the shape of devices.results.Comparison.
@@ -55,6 +56,7 @@ class FormTiming:
     fft_ms: float
     ratio: float  # fft / spatial latency; < 1: FFT faster
     ci95: tuple[float, float]
+    fft_error: str | None = None  # why the FFT form could not be measured, when it could not
 
     @property
     def faster(self) -> ParCForm:
@@ -71,15 +73,34 @@ class FormPlan:
     export_format: str
     notes: list[str] = field(default_factory=list)
 
+    def overrides(self) -> dict[str, Any]:
+        """The spec override that builds this plan (``parc_form``), so the chosen forms are part
+        of the spec: its hash, hence the artifact key, changes with them. One form for every
+        layer collapses to that form's name."""
+        chosen = set(self.forms.values())
+        return {"parc_form": chosen.pop() if len(chosen) == 1 else dict(self.forms)}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "forms": dict(self.forms),
-            "timings": [{**asdict(t), "size": t.shape.size, "faster": t.faster}
+            "timings": [_finite({**asdict(t), "size": t.shape.size, "faster": t.faster})
                         for t in self.timings],
             "crossover": self.crossover,
             "export_format": self.export_format,
             "notes": list(self.notes),
         }
+
+
+def _finite(record: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no inf/nan: an unmeasurable FFT time is stored as null."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, tuple | list):
+            return [clean(v) for v in value]
+        return value
+
+    return {key: clean(value) for key, value in record.items()}
 
 
 @torch.no_grad()
@@ -105,21 +126,33 @@ def probe_layer(shape: LayerShape, form: ParCForm) -> nn.Module:
     return ParCConv(shape.channels, shape.size, shape.orientation, form=form).eval()  # type: ignore[arg-type]
 
 
+def export_probe(
+    shape: LayerShape, form: ParCForm, workdir: Path, fmt: ExportFormat, precision: Precision
+) -> Path:
+    example = torch.randn(shape.batch, shape.channels, shape.height, shape.width)
+    tag = f"{shape.orientation}{shape.channels}x{shape.height}x{shape.width}-{form}"
+    dest = workdir / f"parc-{tag}{fmt.suffix}"
+    return get_exporter(fmt)(probe_layer(shape, form), example, precision, dest).path
+
+
 def time_forms(
     shape: LayerShape,
     compare: CompareArtifacts,
     workdir: Path,
     fmt: ExportFormat = ExportFormat.ONNX,
+    precision: Precision = Precision.FP32,
 ) -> FormTiming:
-    """Export the layer in both forms and time them side by side (A = spatial, B = fft)."""
-    export = get_exporter(fmt)
-    example = torch.randn(shape.batch, shape.channels, shape.height, shape.width)
-    paths = []
-    for form in ("spatial", "fft"):
-        tag = f"{shape.orientation}{shape.channels}x{shape.height}x{shape.width}-{form}"
-        dest = workdir / f"parc-{tag}{fmt.suffix}"
-        paths.append(export(probe_layer(shape, form), example, Precision.FP32, dest).path)
-    result = compare(paths[0], paths[1])
+    """Export the layer in both forms and time them side by side (A = spatial, B = fft).
+
+    When the FFT form does not export to ``fmt`` the spatial form is the only choice: the timing
+    says why (``fft_error``) and ranks FFT infinitely slow, instead of failing the whole model."""
+    spatial = export_probe(shape, "spatial", workdir, fmt, precision)
+    try:
+        fft = export_probe(shape, "fft", workdir, fmt, precision)
+    except ExportError as exc:
+        reason = f"FFT form does not export to {fmt.value} ({exc}); falling back to spatial"
+        return FormTiming(shape, math.nan, math.inf, math.inf, (math.inf, math.inf), reason)
+    result = compare(spatial, fft)
     return FormTiming(
         shape=shape,
         spatial_ms=float(result.a.median),
@@ -150,13 +183,16 @@ def sweep(
     compare: CompareArtifacts,
     *,
     orientation: str = "h",
-    workdir: Path | None = None,
+    fmt: ExportFormat = ExportFormat.ONNX,
+    precision: Precision = Precision.FP32,
 ) -> list[FormTiming]:
     """Spatial vs FFT for square n x n feature maps: the crossover curve of one device."""
     with tempfile.TemporaryDirectory(prefix="parc-sweep-") as scratch:
-        where = workdir or Path(scratch)
-        return [time_forms(LayerShape(orientation, 1, channels, n, n), compare, where)
-                for n in sizes]
+        return [
+            time_forms(LayerShape(orientation, 1, channels, n, n), compare, Path(scratch), fmt,
+                       precision)
+            for n in sizes
+        ]
 
 
 def choose_forms(
@@ -165,30 +201,22 @@ def choose_forms(
     compare: CompareArtifacts,
     *,
     fmt: ExportFormat = ExportFormat.ONNX,
+    precision: Precision = Precision.FP32,
 ) -> FormPlan:
     """Measure both forms for every distinct ParC layer shape, set each layer to the faster form
     (in place) and return the plan. Layers of the same shape share one measurement."""
     shapes = layer_shapes(model, example)
     with tempfile.TemporaryDirectory(prefix="parc-forms-") as scratch:
-        timings = {s: time_forms(s, compare, Path(scratch), fmt) for s in dict.fromkeys(shapes.values())}
-    forms: dict[str, ParCForm] = {name: timings[s].faster for name, s in shapes.items()}
-    set_parc_form(model, forms)  # type: ignore[arg-type]
+        timings = {
+            shape: time_forms(shape, compare, Path(scratch), fmt, precision)
+            for shape in dict.fromkeys(shapes.values())
+        }
+    forms: dict[str, ParCForm] = {name: timings[shape].faster for name, shape in shapes.items()}
+    set_parc_form(model, dict(forms))
     return FormPlan(
         forms=forms,
         timings=list(timings.values()),
         crossover=crossover(timings.values()),
         export_format=fmt.value,
+        notes=sorted({t.fft_error for t in timings.values() if t.fft_error}),
     )
-
-
-def apply_plan(model: nn.Module, plan: FormPlan | dict[str, Any]) -> list[str]:
-    """Re-apply a recorded plan (e.g. from a stored result) to a fresh build of the same model."""
-    forms = plan.forms if isinstance(plan, FormPlan) else plan["forms"]
-    return set_parc_form(model, forms)
-
-
-def with_forms(model: nn.Module, form: ParCForm) -> nn.Module:
-    """A copy of ``model`` with every ParC layer in ``form`` (the original is left as it is)."""
-    clone = copy.deepcopy(model)
-    set_parc_form(clone, form)
-    return clone
