@@ -1,0 +1,54 @@
+"""A device host installs `latbench[runner]`: no torch, no SQLAlchemy, no FastAPI. The runner
+command and the measure path must import and work without them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+BLOCKER = textwrap.dedent("""
+    import sys
+    BLOCKED = ("torch", "timm", "sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn",
+               "pydantic_settings", "coremltools")
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"{name} is not installed on a device host")
+    sys.meta_path.insert(0, Block())
+""")
+
+
+def _tiny_onnx(path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16, 16])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_runner_command_and_measurement_need_no_torch(tmp_path):
+    model = tmp_path / "model.onnx"
+    _tiny_onnx(model)
+    script = BLOCKER + textwrap.dedent(f"""
+        import json
+        from pathlib import Path
+        import service.cli.runner, service.dispatch.agent
+        from devices.settings import MeasureSettings
+        from exporters.formats import DeviceClass, ExportFormat
+        from service import pipeline
+        m = pipeline.measure(Path({str(model)!r}), device_class=DeviceClass.of_this_cpu(),
+                             fmt=ExportFormat.ONNX, lock_path=Path({str(tmp_path / "lock")!r}),
+                             settings=MeasureSettings(threads=1, max_seconds=0.5,
+                                                      warmup_max_seconds=0.2))
+        print(json.dumps({{"n": m["latency_ms"]["n"], "runtime": m["device"]["runtime"],
+                          "torch": "torch" in sys.modules}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["runtime"] == "onnxruntime" and report["n"] >= 20 and not report["torch"]
