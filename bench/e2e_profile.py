@@ -1,0 +1,112 @@
+"""End-to-end time of a cold `POST /profile` (export + measure through the service) against the
+same export and measurement called directly in this script, and the time of a cached repeat.
+
+    .venv/bin/python bench/e2e_profile.py [--model mobileone_s0] [--repeats 2] [--quick]
+
+Both sides run the same fixed measurement (a fixed iteration count: the precision target is out of
+reach) on a fresh artifact store, with torch and the zoo already imported, so the difference is
+what the service adds: HTTP, the database, the queue, the worker hand-offs and polling. Sides
+alternate (service, direct, service, ...) so that load from other processes biases neither.
+Weights are random (latency does not depend on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.conftest import Server  # noqa: E402  (the same process harness as the e2e tests)
+
+
+def settings_for(iters: int) -> dict:
+    return {"threads": 1, "target_rel_ci": 0.0001, "min_iters": iters, "max_iters": iters,
+            "max_seconds": 600, "warmup_max_iters": 20, "warmup_max_seconds": 10}
+
+
+def direct(model: str, measure: dict, workdir: Path) -> tuple[float, float]:
+    """Seconds for export and for measurement, called directly."""
+    from devices.settings import MeasureSettings
+    from exporters.formats import DeviceClass, ExportFormat
+    from exporters.spec import parse_spec
+    from service import pipeline
+
+    spec, lock = parse_spec(model), workdir / "host.lock"
+    start = time.perf_counter()
+    report = pipeline.export(spec, ExportFormat.ONNX, store_root=workdir, lock_path=lock)
+    exported = time.perf_counter()
+    pipeline.measure(Path(report["artifacts"][0]["path"]), device_class=DeviceClass.of_this_cpu(),
+                     fmt=ExportFormat.ONNX, settings=MeasureSettings(**measure), lock_path=lock)
+    return exported - start, time.perf_counter() - exported
+
+
+def through_service(model: str, measure: dict, workdir: Path) -> tuple[float, float]:
+    """Seconds for a cold POST /profile until its result, and for a cached repeat."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LATBENCH_")}
+    env.update(LATBENCH_DATA_DIR=str(workdir), LATBENCH_HOST_LOCK=str(workdir / "host.lock"),
+               OMP_NUM_THREADS="1")
+    server = Server(env, workdir / "server.log")
+    try:
+        server.http.get("/models", params={"pattern": model})  # loads torch + zoo, like direct
+        body = {"model": model, "formats": ["onnx"], "settings": measure}
+        start = time.perf_counter()
+        job_id = server.http.post("/profile", json=body).json()["jobs"][0]["id"]
+        while (job := server.http.get(f"/jobs/{job_id}").json())["state"] not in ("done", "failed"):
+            time.sleep(0.05)
+        cold = time.perf_counter() - start
+        if job["state"] != "done":
+            raise SystemExit(f"job failed: {job['error']}")
+        start = time.perf_counter()
+        repeat = server.http.post("/profile", json=body).json()["jobs"][0]
+        server.http.get(f"/jobs/{repeat['id']}").raise_for_status()
+        cached = time.perf_counter() - start
+        assert repeat["cached"], repeat
+        return cold, cached
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mobileone_s0")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=200, help="measured iterations per run")
+    parser.add_argument("--quick", action="store_true", help="one repeat, 50 iterations")
+    args = parser.parse_args()
+    repeats, iters = (1, 50) if args.quick else (args.repeats, args.iters)
+    import torch  # both sides start with torch and the zoo loaded
+
+    torch.set_num_threads(1)
+    from exporters.zoo.registry import resolve
+    from exporters.spec import parse_spec
+
+    resolve(parse_spec(args.model))
+    measure = settings_for(iters)
+    svc, dir_export, dir_measure, cached = [], [], [], []
+    for i in range(repeats):
+        with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+            cold, hit = through_service(args.model, measure, Path(a))
+            e, m = direct(args.model, measure, Path(b))
+        svc.append(cold), cached.append(hit), dir_export.append(e), dir_measure.append(m)
+        print(f"run {i + 1}: service cold {cold:.2f} s | direct {e + m:.2f} s "
+              f"(export {e:.2f} + measure {m:.2f}) | cached repeat {hit * 1000:.1f} ms")
+    direct_total = [e + m for e, m in zip(dir_export, dir_measure)]
+    med = statistics.median
+    print(f"\n{args.model}, ONNX, {iters} measured iterations, 1 thread, {repeats} run(s), medians:")
+    print(f"  cold POST /profile -> result : {med(svc):7.2f} s")
+    print(f"  direct export + measure      : {med(direct_total):7.2f} s "
+          f"(export {med(dir_export):.2f} s, measure {med(dir_measure):.2f} s)")
+    print(f"  service overhead             : {med(svc) - med(direct_total):+7.2f} s "
+          f"(ratio {med(svc) / med(direct_total):.2f}x)")
+    print(f"  cached repeat POST + GET     : {med(cached) * 1000:7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
