@@ -68,6 +68,7 @@ def test_plan_is_recorded_as_a_spec_override_and_as_json():
     assert FormPlan({"a": "fft", "b": "fft"}, timings, None, "onnx").overrides() == {
         "parc_form": "fft"
     }
+    assert FormPlan({"a": "spatial"}, timings, None, "onnx").overrides() == {}  # the default
     data = json.loads(json.dumps(mixed.to_dict(), allow_nan=False))
     assert [t["faster"] for t in data["timings"]] == ["fft", "spatial"] and data["crossover"] == 14
 
@@ -110,5 +111,5 @@ def test_choose_forms_measures_each_shape_once_on_the_real_runner():
         assert layer.form == plan.forms[name] == by_shape[shapes[name]].faster
     assert all(t.spatial_ms > 0 and t.fft_ms > 0 and t.fft_error is None for t in plan.timings)
     fresh = torch.nn.Sequential(ParCMixer(16, 8, cross=True), ParCMixer(16, 8, cross=True))
-    set_parc_form(fresh, plan.overrides()["parc_form"])
+    set_parc_form(fresh, plan.overrides().get("parc_form", "spatial"))
     assert {n: m.form for n, m in parc_layers(fresh).items()} == plan.forms

@@ -75,9 +75,12 @@ class FormPlan:
 
     def overrides(self) -> dict[str, Any]:
         """The spec override that builds this plan (``parc_form``), so the chosen forms are part
-        of the spec: its hash, hence the artifact key, changes with them. One form for every
-        layer collapses to that form's name."""
+        of the spec: its hash, hence the artifact key, changes with them. All-spatial is every
+        ParC model's default (no override, so the default artifact is reused); one form for
+        every layer collapses to that form's name."""
         chosen = set(self.forms.values())
+        if chosen <= {"spatial"}:
+            return {}
         return {"parc_form": chosen.pop() if len(chosen) == 1 else dict(self.forms)}
 
     def to_dict(self) -> dict[str, Any]:
