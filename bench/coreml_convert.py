@@ -5,7 +5,8 @@
     .venv/bin/python bench/coreml_convert.py fastvit_t8 --precision fp32
 
 Seconds cover capture + ct.convert + save (the model is built and reparameterized beforehand,
-random weights). Figures depend on machine load: compare the two columns of one row.
+random weights). Ops: ML program ops without consts, per path. Figures depend on machine
+load: compare the two columns of one row.
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ def main() -> None:
     )
     labels = [label for label, _ in coreml.CAPTURES]
     print(f"{'model':18} {'input':16} " + " ".join(f"{label + ' s':>14}" for label in labels)
-          + "  ops  failures")
+          + "  ops (" + "/".join(labels) + ")  failures")
     for name in names:
         resolved = resolve(parse_spec(name))
         model = reparameterize_model(build(resolved)).eval()
         example = torch.randn(*resolved.input.shape)
-        cells, failures, ops = [], [], "-"
+        cells, failures, ops = [], [], []
         for label, capture in coreml.CAPTURES:
             with tempfile.TemporaryDirectory() as scratch:
                 dest = Path(scratch) / "model.mlpackage"
@@ -55,14 +56,13 @@ def main() -> None:
                     label, capture, model, example, Precision(args.precision), dest
                 )
                 seconds = time.perf_counter() - started
-                if failure is None and ops == "-":
-                    ops = str(coreml.inspect_package(dest)["ops"])
+                ops.append("-" if failure else str(coreml.inspect_package(dest)["ops"]))
             cells.append(f"{seconds:>13.1f}{'!' if failure else ' '}")
             if failure:
                 failures.append(f"{label}: op {failure.op!r}: {failure.message[:90]}")
         shape = "x".join(map(str, resolved.input.shape))
-        print(f"{name:18} {shape:16} " + " ".join(cells) + f" {ops:>4}  " + " | ".join(failures),
-              flush=True)
+        row = f"{name:18} {shape:16} " + " ".join(cells) + f"  {'/'.join(ops):>9}  "
+        print(row + " | ".join(failures), flush=True)
     print("! = that path failed (seconds until the failure)")
 
 

@@ -148,9 +148,10 @@ def test_failing_op_is_read_from_converter_messages(text: str, op: str | None) -
 @pytest.mark.skipif(sys.platform != "darwin", reason="Core ML prediction requires macOS")
 @pytest.mark.parametrize("precision", [Precision.FP32, Precision.FP16])
 def test_parity_with_pytorch_on_macos(precision: Precision, tmp_path: Path) -> None:
-    model, example = _deploy("mobileone_s0")
+    model, example = _deploy("repvit_m0_9")  # activations stay far inside the fp16 range
     result = _export(model, example, precision, tmp_path)
     assert result.parity is not None and result.parity["ok"], result.parity
+    assert "note" not in result.parity
     assert result.parity["rel_error"] <= coreml.PARITY_TOLERANCE[precision]
 
 
