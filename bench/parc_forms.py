@@ -9,6 +9,7 @@ of that model the same way and prints the plan.
 
     .venv/bin/python bench/parc_forms.py [--runners ort-cpu torch-cpu] [--sizes 7 14 28 56 112]
         [--channels 64] [--threads 1] [--reloads 3] [--blocks 6] [--model parcnet_xs] [--json F]
+        [--quick]
 """
 
 from __future__ import annotations
@@ -35,10 +36,9 @@ def print_sweep(runner: str, timings: list[FormTiming]) -> None:
               f"{ci:>17}  {t.faster}")
         if t.fft_error:
             print(f"      {t.fft_error}")
-    found = crossover(timings)
-    sizes = [t.shape.size for t in timings]
-    print(f"crossover: {found if found is not None else f'none in {min(sizes)}..{max(sizes)}'}"
-          f" (FFT faster from this size on)")
+    found, sizes = crossover(timings), [t.shape.size for t in timings]
+    print(f"crossover: n = {found} (FFT faster from this size on)" if found is not None
+          else f"crossover: none (FFT wins at no size from {min(sizes)} to {max(sizes)})")
 
 
 def print_plan(runner: str, model: str, plan: FormPlan) -> None:
@@ -61,7 +61,11 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=6, help="ABBA blocks per session pair")
     parser.add_argument("--model", help="also choose the form of every ParC layer of this model")
     parser.add_argument("--json", type=Path, help="write every timing here")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: sizes 7 14 28, 2 session pairs of 3 blocks")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.reloads, args.blocks = [7, 14, 28], 2, 3
     torch.set_num_threads(args.threads)
     settings = MeasureSettings(threads=args.threads, ab_reloads=args.reloads, ab_blocks=args.blocks,
                                warmup_max_seconds=5.0)
