@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from exporters.errors import QuotaError
+from exporters.errors import QuotaError, SpecError
 from service import pipeline
 from service.api.deps import DispatcherDep, SessionDep, SettingsDep, UserDep
 from service.api.schemas import JobBrief, ProfileAccepted, ProfileCreate
@@ -18,6 +18,12 @@ router = APIRouter(tags=["profile"])
 def create_profile(body: ProfileCreate, session: SessionDep, settings: SettingsDep,
                    dispatcher: DispatcherDep, user: UserDep) -> ProfileAccepted:
     plan = pipeline.plan(body.model, body.devices, body.formats)
+    for target in plan.targets:
+        if not dispatcher.serves(target.device_class.value):
+            raise SpecError(f"{target.device_class.value!r} cannot be measured by the "
+                            f"{settings.dispatcher} dispatcher of this server (it measures on "
+                            "this host only; use LATBENCH_DISPATCHER=celery to attach runners)",
+                            field="devices")
     jobs.upsert_spec(session, spec_hash=plan.spec_hash, model=plan.spec.model, family=plan.family,
                      body=plan.spec.model_dump(mode="json"))
     briefs = []

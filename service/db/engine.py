@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -41,6 +42,17 @@ def _begin_immediate(connection) -> None:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def commit_new(session: Session) -> bool:
+    """Commit pending inserts; False (rolled back) when a unique constraint says the row already
+    exists. This is how concurrent writers of the same job, result or spec settle."""
+    try:
+        session.commit()
+        return True
+    except IntegrityError:
+        session.rollback()
+        return False
 
 
 def upgrade(engine: Engine) -> None:

@@ -10,10 +10,10 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
+from service.db.engine import commit_new
 from service.db.tables import JobRow, ResultRow, SpecRow, utcnow
 
 
@@ -38,10 +38,7 @@ def upsert_spec(session: Session, *, spec_hash: str, model: str, family: str | N
     if session.get(SpecRow, spec_hash) is not None:
         return
     session.add(SpecRow(hash=spec_hash, model=model, family=family, body=body))
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
+    commit_new(session)
 
 
 def create_or_coalesce(session: Session, *, spec_hash: str, device_class: str, fmt: str,
@@ -53,11 +50,8 @@ def create_or_coalesce(session: Session, *, spec_hash: str, device_class: str, f
                  settings=settings, request_key=request_key, active_key=request_key, user=user,
                  state=JobState.QUEUED.value, attempt=1)
     session.add(job)
-    try:
-        session.commit()
+    if commit_new(session):
         return job, True
-    except IntegrityError:
-        session.rollback()
     existing = session.scalars(select(JobRow).where(JobRow.active_key == request_key)).first()
     if existing is None:  # it finished between our insert and this read: try once more
         return create_or_coalesce(session, spec_hash=spec_hash, device_class=device_class,

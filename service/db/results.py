@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.db.engine import commit_new
 from service.db.tables import JobRow, ResultRow, SpecRow
 
 
@@ -21,11 +21,8 @@ def record_result(session: Session, *, job: JobRow, model: str, runner_id: str |
                     runner_id=runner_id, median_ms=float(latency["median"]),
                     p90_ms=latency.get("p90"), measurement=measurement)
     session.add(row)
-    try:
-        session.commit()
+    if commit_new(session):
         return row, True
-    except IntegrityError:
-        session.rollback()
     return session.scalars(select(ResultRow).where(ResultRow.job_id == job.id)).one(), False
 
 

@@ -15,6 +15,9 @@ class Dispatcher(Protocol):
     def submit(self, job_id: str, attempt: int) -> None:
         """Queue the job's export step; its measure step follows on a runner of its class."""
 
+    def serves(self, device_class: str) -> bool:
+        """Whether a job for this device class can ever be measured through this backend."""
+
     def start(self) -> None: ...
 
     def stop(self) -> None: ...

@@ -126,6 +126,9 @@ def run_agent(*, server: str, device_class: DeviceClass, registration_token: str
               broker_url: str | None, cache: Path, lock_path: Path) -> None:
     client = ServerClient(server)
     info = client.register(device_class, registration_token)
+    if not (broker_url or info["broker_url"]):
+        raise RunnerError(f"{server} runs the local dispatcher, which measures on its own host "
+                          "only; start it with LATBENCH_DISPATCHER=celery to attach runners")
     app = make_celery(broker_url or info["broker_url"])
 
     @app.task(name=MEASURE_TASK)

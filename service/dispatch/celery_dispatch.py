@@ -15,6 +15,10 @@ class CeleryDispatcher:
     def submit(self, job_id: str, attempt: int) -> None:
         self.app.send_task(EXPORT_TASK, args=[job_id, attempt], queue=EXPORT_QUEUE)
 
+    def serves(self, device_class: str) -> bool:
+        """Any class: its runners may attach later; the job waits in its queue until then."""
+        return True
+
     def start(self) -> None:
         """Nothing to start in-process: the workers are their own processes."""
 

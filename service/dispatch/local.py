@@ -41,6 +41,9 @@ class LocalDispatcher:
     def submit(self, job_id: str, attempt: int) -> None:
         self._queue.put((job_id, attempt))
 
+    def serves(self, device_class: str) -> bool:
+        return device_class == self.device_class.value
+
     def start(self) -> None:
         if not self.settings.local_runner:
             return

@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from tests.service.backends import clean_redis
 
 FAST = {"threads": 1, "max_seconds": 1.0}
 
@@ -21,18 +22,23 @@ def client(settings):
         yield c
 
 
-def test_profile_makes_one_job_per_device_and_coalesces_repeats(client):
-    first = client.post("/profile", json=body(devices=["cpu-x86_64", "cpu-arm64"]))
-    again = client.post("/profile", json=body(devices=["cpu-x86_64"]))
-    other = client.post("/profile", json=body(devices=["cpu-x86_64"],
-                                              settings={**FAST, "threads": 2}))
+@pytest.mark.redis
+def test_profile_makes_one_job_per_device_and_coalesces_repeats(settings):
+    settings.dispatcher = "celery"  # the local dispatcher serves this host's CPU class only
+    with clean_redis() as redis_url:
+        settings.broker_url = redis_url
+        with TestClient(create_app(settings)) as client:
+            first = client.post("/profile", json=body(devices=["cpu-x86_64", "cpu-arm64"]))
+            again = client.post("/profile", json=body(devices=["cpu-x86_64"]))
+            other = client.post("/profile", json=body(devices=["cpu-x86_64"],
+                                                      settings={**FAST, "threads": 2}))
+            listed = client.get("/jobs", params={"device": "cpu-arm64"}).json()
     assert first.status_code == 202
     jobs = first.json()["jobs"]
     assert [(j["device"], j["state"]) for j in jobs] == [("cpu-x86_64", "queued"),
                                                          ("cpu-arm64", "queued")]
     assert again.json()["jobs"][0]["id"] == jobs[0]["id"]
     assert other.json()["jobs"][0]["id"] != jobs[0]["id"]
-    listed = client.get("/jobs", params={"device": "cpu-arm64"}).json()
     assert listed["count"] == 1 and listed["data"][0]["id"] == jobs[1]["id"]
 
 
@@ -44,6 +50,7 @@ def test_profile_makes_one_job_per_device_and_coalesces_repeats(client):
     ({"model": {"model": "mobileone_s0", "overrides": {"pretrained": True}}}, 422,
      "overrides.pretrained"),
     ({"model": "mobileone_s0", "devices": ["iphone12-class"], "formats": ["onnx"]}, 422, "formats"),
+    ({"model": "mobileone_s0", "devices": ["gpu-cuda"]}, 422, "devices"),  # local: this CPU only
 ])
 def test_bad_input_is_a_4xx_naming_the_field(client, payload, status, field):
     response = client.post("/profile", json=payload)
