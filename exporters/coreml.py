@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import logging.handlers
 import re
 import shutil
 import sys
@@ -36,6 +37,7 @@ from exporters.formats import ExportFormat, Precision
 DEPLOYMENT_TARGET = "iOS16"
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
+COMPUTE_PRECISION = {Precision.FP16: "FLOAT16", Precision.FP32: "FLOAT32"}  # ct.precision names
 PARITY_TOLERANCE = {Precision.FP32: 1e-3, Precision.FP16: 5e-2}  # relative
 FP16_MAX = 65504.0
 NO_RUNTIME = "skipped: prediction requires macOS (Core ML runtime); package checked from its spec"
@@ -83,26 +85,17 @@ CAPTURES: tuple[tuple[str, Callable[[torch.nn.Module, torch.Tensor], Any]], ...]
 )
 
 
-class _ErrorLog(logging.Handler):
-    """Keeps coremltools' ERROR records: only they name the op a conversion died in."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage().strip())
-
-
 @contextlib.contextmanager
-def _quiet_conversion() -> Iterator[_ErrorLog]:
-    """Silence progress bars and warnings; collect the converter's error log lines."""
-    log, logger = _ErrorLog(), logging.getLogger("coremltools")
+def _quiet_conversion() -> Iterator[list[logging.LogRecord]]:
+    """Silence progress bars and warnings; keep coremltools' ERROR records, the only place that
+    names the op a TorchScript conversion died in."""
+    log, logger = logging.handlers.BufferingHandler(10_000), logging.getLogger("coremltools")
+    log.setLevel(logging.ERROR)
     logger.addHandler(log)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
-            yield log
+            yield log.buffer
     finally:
         logger.removeHandler(log)
 
@@ -116,9 +109,9 @@ def failing_op(text: str) -> str | None:
     return None
 
 
-def _failure(path: str, exc: Exception, log_lines: list[str]) -> Failure:
+def _failure(path: str, exc: Exception, records: list[logging.LogRecord]) -> Failure:
     first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:400]
-    logged = " ".join(log_lines)
+    logged = " ".join(record.getMessage() for record in records)
     location = _LOCATION.search(logged)
     where = f" (at {location.group(1)})" if location and location.group(1) else ""
     return Failure(path, first + where, failing_op(logged) or failing_op(str(exc)))
@@ -134,26 +127,20 @@ def convert_and_save(
 ) -> Failure | None:
     """One capture path end to end; returns why it failed instead of raising."""
     ct = _coremltools()
-    with _quiet_conversion() as log:
+    with _quiet_conversion() as records:
         try:
-            _convert(ct, capture(model, example), example, precision).save(str(dest))
+            ct.convert(
+                capture(model, example),
+                inputs=[ct.TensorType(name=INPUT_NAME, shape=tuple(example.shape))],
+                outputs=[ct.TensorType(name=OUTPUT_NAME)],
+                convert_to="mlprogram",
+                minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
+                compute_precision=getattr(ct.precision, COMPUTE_PRECISION[precision]),
+            ).save(str(dest))
         except Exception as exc:  # noqa: BLE001 - torch and coremltools raise anything
             shutil.rmtree(dest, ignore_errors=True)  # the next path writes the same place
-            return _failure(label, exc, log.lines)
+            return _failure(label, exc, records)
     return None
-
-
-def _convert(ct: Any, source: Any, example: torch.Tensor, precision: Precision) -> Any:
-    return ct.convert(
-        source,
-        inputs=[ct.TensorType(name=INPUT_NAME, shape=tuple(example.shape))],
-        outputs=[ct.TensorType(name=OUTPUT_NAME)],
-        convert_to="mlprogram",
-        minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
-        compute_precision=ct.precision.FLOAT16
-        if precision is Precision.FP16
-        else ct.precision.FLOAT32,
-    )
 
 
 def inspect_package(path: Path) -> dict[str, Any]:
@@ -194,7 +181,6 @@ def inspect_package(path: Path) -> dict[str, Any]:
         "inputs": features(spec.description.input),
         "outputs": features(spec.description.output),
         "deployment_target": ct.target(spec.specificationVersion).name,
-        "specification_version": spec.specificationVersion,
         "mil_opset": main.opset,
         "compute_precision": "fp16" if floats == {"float16"} else "fp32" if floats else "none",
         "compute_dtypes": dict(dtypes.most_common()),
@@ -205,21 +191,18 @@ def inspect_package(path: Path) -> dict[str, Any]:
 
 def _verify(checks: dict[str, Any], example: torch.Tensor, want: np.ndarray, p: Precision) -> None:
     """The package must declare what was asked for; anything else is a converter bug."""
-    expected = {
-        "inputs": [(INPUT_NAME, list(example.shape))],
-        "outputs": [(OUTPUT_NAME, list(want.shape))],
-        "deployment_target": DEPLOYMENT_TARGET,
-        "compute_precision": p.value,
-    }
-    found = {
-        "inputs": [(f["name"], f["shape"]) for f in checks["inputs"]],
-        "outputs": [(f["name"], f["shape"]) for f in checks["outputs"]],
-        "deployment_target": checks["deployment_target"],
-        "compute_precision": checks["compute_precision"],
-    }
-    for key, value in expected.items():
-        if found[key] != value:
-            raise ExportError("coreml", f"saved package has {key} {found[key]}, expected {value}")
+
+    def named_shapes(features: list[dict[str, Any]]) -> list[tuple[str, list[int]]]:
+        return [(f["name"], f["shape"]) for f in features]
+
+    for key, found, expected in (
+        ("inputs", named_shapes(checks["inputs"]), [(INPUT_NAME, list(example.shape))]),
+        ("outputs", named_shapes(checks["outputs"]), [(OUTPUT_NAME, list(want.shape))]),
+        ("deployment_target", checks["deployment_target"], DEPLOYMENT_TARGET),
+        ("compute_precision", checks["compute_precision"], p.value),
+    ):
+        if found != expected:
+            raise ExportError("coreml", f"saved package has {key} {found}, expected {expected}")
 
 
 def coreml_parity(
