@@ -111,6 +111,9 @@ def run_measure_task(client: ServerClient, payload: dict[str, Any], *, cache: Pa
     except LatbenchError as exc:
         client.post_failure(task, str(exc))
         return
+    except Exception as exc:  # a runtime crash must fail the job now, not at the job timeout
+        client.post_failure(task, f"internal error: {type(exc).__name__}: {exc}")
+        raise
     client.post_result(task, measurement)
 
 

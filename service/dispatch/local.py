@@ -84,8 +84,11 @@ class LocalDispatcher:
                                          lock_path=self.settings.host_lock)
                 if task is not None:
                     self._measure(task)
-            except Exception:  # one broken job must not stop the worker
+            except Exception as exc:  # one broken job must neither stop the worker nor hang
                 log.exception("job %s failed in the local worker", job_id)
+                steps.fail(self.sessions, job_id=job_id, attempt=attempt,
+                           error=f"internal error: {type(exc).__name__}: {exc}",
+                           runner_id=local_runner_id())
 
     def _measure(self, task: MeasureTask) -> None:
         if task.device_class != self.device_class.value:
