@@ -130,7 +130,7 @@ def main() -> None:
               f"export+measure {phases['export_and_measure']:.2f}, of which measuring "
               f"{phases['measure_wall']:.2f}) | direct {e + m:.2f} s (export {e:.2f} + measure "
               f"{m:.2f}) | cached repeat {hit * 1000:.1f} ms")
-    direct_total = [e + m for e, m in zip(dir_export, dir_measure)]
+    direct_total = [e + m for e, m in zip(dir_export, dir_measure, strict=True)]
     med = statistics.median
     print(f"\n{args.model}, ONNX, {iters} measured iterations, 1 thread, {repeats} run(s), medians:")
     print(f"  cold POST /profile -> result : {med(svc):7.2f} s")

@@ -11,6 +11,8 @@ import typer
 
 from exporters.formats import DeviceClass
 
+TMP = Path(tempfile.gettempdir())
+
 
 def runner(
     server: Annotated[str, typer.Option(help="server URL, e.g. http://lab-server:8000")],
@@ -19,10 +21,11 @@ def runner(
         envvar="LATBENCH_RUNNER_TOKEN", help="the server's runner registration token")] = None,
     broker: Annotated[str | None, typer.Option(
         help="Redis URL as seen from this machine (default: the one the server announces)")] = None,
-    cache: Annotated[Path, typer.Option(help="where fetched artifacts are kept")] = Path(
-        tempfile.gettempdir()) / "latbench-runner-cache",
-    lock: Annotated[Path, typer.Option(help="host lock shared with exports on this machine")] = Path(
-        tempfile.gettempdir()) / "latbench-host.lock",
+    cache: Annotated[Path, typer.Option(help="where fetched artifacts are kept")] = (
+        TMP / "latbench-runner-cache"),
+    lock: Annotated[Path, typer.Option(help="host lock shared with exports on this machine (the "
+                                            "server's LATBENCH_HOST_LOCK default)")] = (
+        TMP / "latbench-host.lock"),
 ) -> None:
     """Register with SERVER, heart-beat, and measure jobs of DEVICE_CLASS one at a time."""
     import logging
