@@ -124,3 +124,21 @@ def test_dashboard_renders_without_reference_data(client):
     page = client.get("/dashboard")
     assert page.status_code == 200 and "No reference CSV" in page.text
     assert client.get("/static/style.css").status_code == 200
+
+
+def test_dashboard_plots_measured_models_with_their_published_top1(settings, tmp_path):
+    settings.reference_csv = tmp_path / "ref.csv"
+    settings.reference_csv.write_text("model,timm_name,top1,source_repo,source_file_or_table\n"
+                                      "MobileOne-S0,mobileone_s0,71.4,apple/ml-mobileone,README\n")
+    with TestClient(create_app(settings)) as client:
+        job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
+        reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
+        auth = {"Authorization": f"Bearer {reg['token']}"}
+        client.post(f"/runners/{reg['id']}/claim", json={"job_id": job_id, "attempt": 1},
+                    headers=auth)
+        client.post(f"/runners/{reg['id']}/results", headers=auth, json={
+            "job_id": job_id, "attempt": 1, "measurement": {"latency_ms": {"median": 3.25}}})
+        page = client.get("/dashboard").text
+    assert "<h2>cpu-x86_64</h2>" in page
+    assert "mobileone_s0: 3.250 ms, 71.4%" in page  # the point's tooltip
+    assert 'class="frontier"' in page and "apple/ml-mobileone README" in page
