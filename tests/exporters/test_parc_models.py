@@ -19,10 +19,10 @@ PARC_MODELS = ["parcnet_s", "parcnet_xs", "parc_convnext_xt"]
 PUBLISHED_PARAMS_M = {"parcnet_s": 5.0, "parc_convnext_xt": 7.4}
 
 
-def _nontrivial(model):
+def _nontrivial(model, input_shape):
     """Random BatchNorm statistics and unit layer scale: ConvNeXt's 1e-6 layer scale would make
     every ParC block's contribution invisible to a relative-error check."""
-    randomize_batchnorm(model)
+    randomize_batchnorm(model, input_shape)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.endswith("gamma"):
@@ -60,8 +60,8 @@ def test_form_is_an_override_checked_at_the_edge():
 )
 def test_whole_model_is_equivalent_in_both_forms(name, side):
     """At the build size and at another one, where kernels and embeddings are interpolated."""
-    model = _nontrivial(get_model(name).builder().eval())
     x = torch.randn(1, 3, side, side)
+    model = _nontrivial(get_model(name).builder().eval(), tuple(x.shape))
     with torch.no_grad():
         spatial = model(x)
         assert len(set_parc_form(model, "fft")) == len(parc_layers(model)) > 0
