@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 class ServerClient:
     """The runner side of the server's /runners API."""
 
-    def __init__(self, server: str, timeout: float = 60.0) -> None:
-        self.http = httpx.Client(base_url=server.rstrip("/"), timeout=timeout)
+    def __init__(self, server: str, timeout: float = 60.0, http: httpx.Client | None = None) -> None:
+        self.http = http or httpx.Client(base_url=server.rstrip("/"), timeout=timeout)
         self.runner_id = ""
 
     def _check(self, response: httpx.Response) -> httpx.Response:

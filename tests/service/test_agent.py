@@ -1,0 +1,63 @@
+"""The runner agent's side of the protocol against the real app: registration, artifact transfer
+(files, and directory artifacts such as .mlpackage as tar) with its checksum, stale claims."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from exporters.artifacts import ArtifactStore
+from exporters.formats import DeviceClass
+from service.app import create_app
+from service.dispatch.agent import ServerClient
+from service.dispatch.task import MeasureTask
+
+SPEC_HASH = "0123456789abcdef0123456789abcdef"
+
+
+def _task(fmt: str, precision: str, attempt: int = 1, job_id: str = "j") -> MeasureTask:
+    return MeasureTask(job_id=job_id, attempt=attempt, device_class="cpu-x86_64", format=fmt,
+                       artifact_key=f"{SPEC_HASH}-{fmt}-{precision}", settings={})
+
+
+@pytest.fixture
+def agent(settings):
+    with TestClient(create_app(settings)) as http:
+        client = ServerClient("http://testserver", http=http)
+        client.register(DeviceClass.CPU_X86_64, registration_token=None)
+        yield client, ArtifactStore(settings.data_dir)
+
+
+def test_file_artifact_arrives_intact_and_is_cached(agent, tmp_path):
+    client, store = agent
+    payload = bytes(range(256)) * 1000
+
+    def produce(path):
+        path.write_bytes(payload)
+        return {}
+
+    store.put(f"{SPEC_HASH}-onnx-fp32", produce)
+    path = client.fetch_artifact(_task("onnx", "fp32"), tmp_path / "cache")
+    assert path.name.endswith(".onnx") and path.read_bytes() == payload
+    assert client.fetch_artifact(_task("onnx", "fp32"), tmp_path / "cache") == path
+
+
+def test_directory_artifact_travels_as_tar(agent, tmp_path):
+    client, store = agent
+
+    def produce(path):
+        (path / "Data").mkdir(parents=True)
+        (path / "Manifest.json").write_text('{"ok": true}')
+        (path / "Data" / "weights.bin").write_bytes(b"\x01\x02" * 500)
+        return {}
+
+    store.put(f"{SPEC_HASH}-coreml-fp16", produce)
+    path = client.fetch_artifact(_task("coreml", "fp16"), tmp_path / "cache")
+    assert path.name.endswith(".mlpackage") and path.is_dir()
+    assert (path / "Manifest.json").read_text() == '{"ok": true}'
+    assert (path / "Data" / "weights.bin").read_bytes() == b"\x01\x02" * 500
+
+
+def test_claim_of_an_unknown_or_stale_job_is_declined(agent):
+    client, _ = agent
+    assert client.claim(_task("onnx", "fp32", job_id="nosuchjob")) is False
