@@ -29,8 +29,15 @@ from tests.e2e.conftest import Server  # noqa: E402  (the same process harness a
 
 
 def settings_for(iters: int) -> dict:
-    return {"threads": 1, "target_rel_ci": 0.0001, "min_iters": iters, "max_iters": iters,
-            "max_seconds": 600, "warmup_max_iters": 20, "warmup_max_seconds": 10}
+    return {
+        "threads": 1,
+        "target_rel_ci": 0.0001,
+        "min_iters": iters,
+        "max_iters": iters,
+        "max_seconds": 600,
+        "warmup_max_iters": 20,
+        "warmup_max_seconds": 10,
+    }
 
 
 def direct(model: str, measure: dict, workdir: Path) -> tuple[float, float]:
@@ -38,9 +45,21 @@ def direct(model: str, measure: dict, workdir: Path) -> tuple[float, float]:
     import json
     import subprocess
 
-    done = subprocess.run([sys.executable, __file__, "--direct-child", str(workdir),
-                           "--model", model, "--iters", str(measure["max_iters"])],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--direct-child",
+            str(workdir),
+            "--model",
+            model,
+            "--iters",
+            str(measure["max_iters"]),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     timing = json.loads(done.stdout.strip().splitlines()[-1])
     return timing["export"], timing["measure"]
 
@@ -55,8 +74,13 @@ def direct_child(model: str, measure: dict, workdir: Path) -> tuple[float, float
     start = time.perf_counter()
     report = pipeline.export(spec, ExportFormat.ONNX, store_root=workdir, lock_path=lock)
     exported = time.perf_counter()
-    pipeline.measure(Path(report["artifacts"][0]["path"]), device_class=DeviceClass.of_this_cpu(),
-                     fmt=ExportFormat.ONNX, settings=MeasureSettings(**measure), lock_path=lock)
+    pipeline.measure(
+        Path(report["artifacts"][0]["path"]),
+        device_class=DeviceClass.of_this_cpu(),
+        fmt=ExportFormat.ONNX,
+        settings=MeasureSettings(**measure),
+        lock_path=lock,
+    )
     return exported - start, time.perf_counter() - exported
 
 
@@ -64,8 +88,11 @@ def through_service(model: str, measure: dict, workdir: Path) -> tuple[float, fl
     """Seconds for a cold POST /profile until its result and for a cached repeat, and where the
     cold job's time went (from its own timestamps)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LATBENCH_")}
-    env.update(LATBENCH_DATA_DIR=str(workdir), LATBENCH_HOST_LOCK=str(workdir / "host.lock"),
-               OMP_NUM_THREADS="1")
+    env.update(
+        LATBENCH_DATA_DIR=str(workdir),
+        LATBENCH_HOST_LOCK=str(workdir / "host.lock"),
+        OMP_NUM_THREADS="1",
+    )
     server = Server(env, workdir / "server.log")
     try:
         server.http.get("/models", params={"pattern": model})  # loads torch + zoo, like direct
@@ -90,11 +117,14 @@ def through_service(model: str, measure: dict, workdir: Path) -> tuple[float, fl
 def _phases(job: dict) -> dict:
     from datetime import datetime
 
-    created, started, finished = (datetime.fromisoformat(job[k])
-                                  for k in ("created_at", "started_at", "finished_at"))
-    return {"queue_wait": (started - created).total_seconds(),
-            "export_and_measure": (finished - started).total_seconds(),
-            "measure_wall": job["result"]["host_load"]["wall_s"]}
+    created, started, finished = (
+        datetime.fromisoformat(job[k]) for k in ("created_at", "started_at", "finished_at")
+    )
+    return {
+        "queue_wait": (started - created).total_seconds(),
+        "export_and_measure": (finished - started).total_seconds(),
+        "measure_wall": job["result"]["host_load"]["wall_s"],
+    }
 
 
 def main() -> None:
@@ -126,18 +156,26 @@ def main() -> None:
             cold, hit, phases = through_service(args.model, measure, Path(a))
             e, m = direct(args.model, measure, Path(b))
         svc.append(cold), cached.append(hit), dir_export.append(e), dir_measure.append(m)
-        print(f"run {i + 1}: service cold {cold:.2f} s (queue wait {phases['queue_wait']:.2f}, "
-              f"export+measure {phases['export_and_measure']:.2f}, of which measuring "
-              f"{phases['measure_wall']:.2f}) | direct {e + m:.2f} s (export {e:.2f} + measure "
-              f"{m:.2f}) | cached repeat {hit * 1000:.1f} ms")
+        print(
+            f"run {i + 1}: service cold {cold:.2f} s (queue wait {phases['queue_wait']:.2f}, "
+            f"export+measure {phases['export_and_measure']:.2f}, of which measuring "
+            f"{phases['measure_wall']:.2f}) | direct {e + m:.2f} s (export {e:.2f} + measure "
+            f"{m:.2f}) | cached repeat {hit * 1000:.1f} ms"
+        )
     direct_total = [e + m for e, m in zip(dir_export, dir_measure, strict=True)]
     med = statistics.median
-    print(f"\n{args.model}, ONNX, {iters} measured iterations, 1 thread, {repeats} run(s), medians:")
+    print(
+        f"\n{args.model}, ONNX, {iters} measured iterations, 1 thread, {repeats} run(s), medians:"
+    )
     print(f"  cold POST /profile -> result : {med(svc):7.2f} s")
-    print(f"  direct export + measure      : {med(direct_total):7.2f} s "
-          f"(export {med(dir_export):.2f} s, measure {med(dir_measure):.2f} s)")
-    print(f"  service overhead             : {med(svc) - med(direct_total):+7.2f} s "
-          f"(ratio {med(svc) / med(direct_total):.2f}x)")
+    print(
+        f"  direct export + measure      : {med(direct_total):7.2f} s "
+        f"(export {med(dir_export):.2f} s, measure {med(dir_measure):.2f} s)"
+    )
+    print(
+        f"  service overhead             : {med(svc) - med(direct_total):+7.2f} s "
+        f"(ratio {med(svc) / med(direct_total):.2f}x)"
+    )
     print(f"  cached repeat POST + GET     : {med(cached) * 1000:7.1f} ms")
 
 

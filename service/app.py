@@ -41,9 +41,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.dispatcher.stop()
             engine.dispose()
 
-    app = FastAPI(title="latbench", version="0.1.0", lifespan=lifespan,
-                  description="On-device latency profiling for vision backbones. "
-                              "Weights are always random: latency does not depend on them.")
+    app = FastAPI(
+        title="latbench",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="On-device latency profiling for vision backbones. "
+        "Weights are always random: latency does not depend on them.",
+    )
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(limits.BodyLimit, limit=settings.max_body_bytes)

@@ -1,8 +1,8 @@
 """The error tree of ``exporters.errors`` mapped to HTTP once, through exception handlers.
 
 Routes raise tree errors and never build HTTP errors themselves; every error body has the same
-shape, ``{"error": <class>, "detail": <message>, "field": <dotted field or null>}``. (The CLI maps the
-same tree to exit codes in ``service.cli.fail``.)
+shape, ``{"error": <class>, "detail": <message>, "field": <dotted field or null>}``.
+(The CLI maps the same tree to exit codes in ``service.cli.fail``.)
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ def status_for(error: e.LatbenchError) -> int:
 
 
 def error_response(error: e.LatbenchError) -> JSONResponse:
-    body = {"error": type(error).__name__, "detail": str(error),
-            "field": getattr(error, "field", None)}
+    body = {
+        "error": type(error).__name__,
+        "detail": str(error),
+        "field": getattr(error, "field", None),
+    }
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, e.AuthError) else None
     return JSONResponse(body, status_code=status_for(error), headers=headers)
 

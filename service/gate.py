@@ -32,11 +32,14 @@ class Decision:
         lo, hi = self.ci95
         limit = 1 + self.threshold
         head = f"B/A = {self.ratio:.4f} (95% CI [{lo:.4f}, {hi:.4f}]), limit {limit:.4f}: "
-        return head + {
-            Verdict.PASS: "pass",
-            Verdict.REGRESSION: "regression (slower beyond the threshold, CI excludes 1)",
-            Verdict.INCONCLUSIVE: "inconclusive (slower beyond the threshold, but CI includes 1)",
-        }[self.verdict]
+        return (
+            head
+            + {
+                Verdict.PASS: "pass",
+                Verdict.REGRESSION: "regression (slower beyond the threshold, CI excludes 1)",
+                Verdict.INCONCLUSIVE: "inconclusive (slower beyond the threshold, CI includes 1)",
+            }[self.verdict]
+        )
 
 
 def decide(ratio: float, ci95: tuple[float, float], threshold: float) -> Decision:
@@ -44,8 +47,9 @@ def decide(ratio: float, ci95: tuple[float, float], threshold: float) -> Decisio
         raise SpecError("threshold must be in [0, 10), e.g. 0.05 for 5%", field="threshold")
     lo, hi = ci95
     if not 0 < lo <= ratio <= hi:
-        raise SpecError(f"ci95 [{lo}, {hi}] must be positive and contain ratio {ratio}",
-                        field="ci95")
+        raise SpecError(
+            f"ci95 [{lo}, {hi}] must be positive and contain ratio {ratio}", field="ci95"
+        )
     if ratio <= 1 + threshold:
         verdict = Verdict.PASS
     elif lo > 1:
@@ -61,8 +65,11 @@ def decide_from_json(text: str, threshold: float) -> Decision:
         doc: Any = json.loads(text)
         ratio, ci95 = float(doc["ratio"]), tuple(float(v) for v in doc["ci95"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise SpecError(f"not a comparison document ({type(exc).__name__}: {exc}); "
-                        "write one with `latbench compare A B --json`", field="comparison") from exc
+        raise SpecError(
+            f"not a comparison document ({type(exc).__name__}: {exc}); "
+            "write one with `latbench compare A B --json`",
+            field="comparison",
+        ) from exc
     if len(ci95) != 2:
         raise SpecError("ci95 must have two bounds", field="ci95")
     return decide(ratio, ci95, threshold)

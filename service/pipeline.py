@@ -40,8 +40,9 @@ class Plan:
     targets: tuple[Target, ...]
 
 
-def plan(model: str | dict[str, Any], devices: list[DeviceClass],
-         formats: list[ExportFormat] | None) -> Plan:
+def plan(
+    model: str | dict[str, Any], devices: list[DeviceClass], formats: list[ExportFormat] | None
+) -> Plan:
     """Validate a request against the zoo without building anything (fails fast, names fields)."""
     from exporters.zoo.registry import resolve
 
@@ -51,18 +52,30 @@ def plan(model: str | dict[str, Any], devices: list[DeviceClass],
     for device in devices:
         usable = [f for f in device.formats if formats is None or f in formats]
         if not usable:
-            raise SpecError(f"device {device.value!r} runs {[f.value for f in device.formats]}, "
-                            f"none of the requested formats", field="formats")
+            raise SpecError(
+                f"device {device.value!r} runs {[f.value for f in device.formats]}, "
+                f"none of the requested formats",
+                field="formats",
+            )
         fmt = usable[0]
         targets.append(Target(device, fmt, spec.precision_for(fmt).value))
-    return Plan(spec=spec, spec_hash=spec.content_hash(), family=resolved.entry.family,
-                targets=tuple(targets))
+    return Plan(
+        spec=spec,
+        spec_hash=spec.content_hash(),
+        family=resolved.entry.family,
+        targets=tuple(targets),
+    )
 
 
 def request_key(*, spec_hash: str, target: Target, settings: MeasureSettings) -> str:
     """Identity of a measurement request: equal keys are interchangeable results."""
-    payload = [spec_hash, target.device_class.value, target.format.value, target.precision,
-               settings.model_dump(mode="json")]
+    payload = [
+        spec_hash,
+        target.device_class.value,
+        target.format.value,
+        target.precision,
+        settings.model_dump(mode="json"),
+    ]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -79,8 +92,9 @@ def host_lock(path: Path, *, exclusive: bool) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def export(spec: ModelSpec, fmt: ExportFormat, *, store_root: Path,
-           lock_path: Path) -> dict[str, Any]:
+def export(
+    spec: ModelSpec, fmt: ExportFormat, *, store_root: Path, lock_path: Path
+) -> dict[str, Any]:
     """Export (or find cached) one format of ``spec``; the ``ExportReport`` as a dict."""
     from exporters.artifacts import ArtifactStore
     from exporters.export import export_model
@@ -103,8 +117,14 @@ def runner_name(device_class: DeviceClass, fmt: ExportFormat) -> str:
     raise RunnerUnavailableError(f"no runner for {fmt.value} artifacts on {device_class.value}")
 
 
-def measure(artifact: Path, *, device_class: DeviceClass, fmt: ExportFormat,
-            settings: MeasureSettings, lock_path: Path) -> dict[str, Any]:
+def measure(
+    artifact: Path,
+    *,
+    device_class: DeviceClass,
+    fmt: ExportFormat,
+    settings: MeasureSettings,
+    lock_path: Path,
+) -> dict[str, Any]:
     """Measure one artifact on this host with the runner for its class; the Measurement as a dict
     (its ``host_load`` records what else the host did meanwhile)."""
     from devices.runner import get_runner

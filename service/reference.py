@@ -36,6 +36,10 @@ def load(path: Path) -> dict[str, Reference]:
             if not name or top1 is None or name in table:
                 continue
             source = f"{row.get('source_repo', '')} {row.get('source_file_or_table', '')}".strip()
-            table[name] = Reference(top1=top1, source=source, params_m=_number(row.get("params_m")),
-                                    gmacs=_number(row.get("gmacs")))
+            table[name] = Reference(
+                top1=top1,
+                source=source,
+                params_m=_number(row.get("params_m")),
+                gmacs=_number(row.get("gmacs")),
+            )
     return table

@@ -1,4 +1,4 @@
-"""GET /devices: registered runners, their class and description, online by heartbeat, current job."""
+"""GET /devices: registered runners: class, description, online by heartbeat, current job."""
 
 from __future__ import annotations
 

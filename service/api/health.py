@@ -23,19 +23,23 @@ def healthz(session: SessionDep) -> dict[str, str]:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(session: SessionDep) -> str:
-    return render_metrics(jobs.counts_by_state(session), jobs.queue_depth(session),
-                          jobs.done_durations(session))
+    return render_metrics(
+        jobs.counts_by_state(session), jobs.queue_depth(session), jobs.done_durations(session)
+    )
 
 
-def render_metrics(by_state: dict[str, int], depth: dict[str, int],
-                   durations: list[float]) -> str:
+def render_metrics(by_state: dict[str, int], depth: dict[str, int], durations: list[float]) -> str:
     lines = ["# HELP latbench_jobs Jobs by state.", "# TYPE latbench_jobs gauge"]
     lines += [f'latbench_jobs{{state="{s.value}"}} {by_state.get(s.value, 0)}' for s in JobState]
-    lines += ["# HELP latbench_queue_depth Jobs waiting, by device class.",
-              "# TYPE latbench_queue_depth gauge"]
+    lines += [
+        "# HELP latbench_queue_depth Jobs waiting, by device class.",
+        "# TYPE latbench_queue_depth gauge",
+    ]
     lines += [f'latbench_queue_depth{{device_class="{d}"}} {n}' for d, n in sorted(depth.items())]
-    lines += ["# HELP latbench_job_duration_seconds Submission to result, finished jobs.",
-              "# TYPE latbench_job_duration_seconds histogram"]
+    lines += [
+        "# HELP latbench_job_duration_seconds Submission to result, finished jobs.",
+        "# TYPE latbench_job_duration_seconds histogram",
+    ]
     for bound in DURATION_BUCKETS:
         count = sum(1 for d in durations if d <= bound)
         lines.append(f'latbench_job_duration_seconds_bucket{{le="{bound}"}} {count}')

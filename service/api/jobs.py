@@ -20,11 +20,23 @@ def read_job(job_id: str, session: SessionDep, _user: UserDep) -> JobPublic:
 
 
 @router.get("", response_model=JobsPublic)
-def list_jobs(session: SessionDep, _user: UserDep, state: JobState | None = None,
-              device: DeviceClass | None = None, model: str | None = Query(None, max_length=128),
-              limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> JobsPublic:
-    rows, count = jobs.list_jobs(session, state=state.value if state else None,
-                                 device_class=device.value if device else None, model=model,
-                                 limit=limit, offset=offset)
-    return JobsPublic(data=[job_public(session, row, with_result=False) for row in rows],
-                      count=count)
+def list_jobs(
+    session: SessionDep,
+    _user: UserDep,
+    state: JobState | None = None,
+    device: DeviceClass | None = None,
+    model: str | None = Query(None, max_length=128),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> JobsPublic:
+    rows, count = jobs.list_jobs(
+        session,
+        state=state.value if state else None,
+        device_class=device.value if device else None,
+        model=model,
+        limit=limit,
+        offset=offset,
+    )
+    return JobsPublic(
+        data=[job_public(session, row, with_result=False) for row in rows], count=count
+    )

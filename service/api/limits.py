@@ -37,4 +37,5 @@ class BodyLimit:
 
     def _error(self) -> PayloadTooLargeError:
         return PayloadTooLargeError(
-            f"request body exceeds {self.limit} bytes (LATBENCH_MAX_BODY_BYTES)")
+            f"request body exceeds {self.limit} bytes (LATBENCH_MAX_BODY_BYTES)"
+        )

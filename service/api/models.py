@@ -19,27 +19,44 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 
 @router.get("", response_model=ModelsPublic)
-def read_models(session: SessionDep, settings: SettingsDep, _user: UserDep,
-                pattern: str = Query("*", max_length=128, description="shell-style, e.g. fastvit*"),
-                family: str | None = Query(None, max_length=64),
-                limit: int = Query(100, ge=1, le=2000), offset: int = Query(0, ge=0)) -> ModelsPublic:
+def read_models(
+    session: SessionDep,
+    settings: SettingsDep,
+    _user: UserDep,
+    pattern: str = Query("*", max_length=128, description="shell-style, e.g. fastvit*"),
+    family: str | None = Query(None, max_length=64),
+    limit: int = Query(100, ge=1, le=2000),
+    offset: int = Query(0, ge=0),
+) -> ModelsPublic:
     refs = reference.load(settings.reference_csv)
     entries = [entry for entry in _zoo() if fnmatch.fnmatch(entry.name, pattern)]
     if family:
         entries = [e for e in entries if e.family == family]
-    page = entries[offset:offset + limit]
-    measured = {row.model: row for row in session.scalars(
-        select(SpecRow).where(SpecRow.model.in_([e.name for e in page]),
-                              SpecRow.params.is_not(None)))}
+    page = entries[offset : offset + limit]
+    measured = {
+        row.model: row
+        for row in session.scalars(
+            select(SpecRow).where(
+                SpecRow.model.in_([e.name for e in page]), SpecRow.params.is_not(None)
+            )
+        )
+    }
     data = []
     for entry in page:
         ref, spec = refs.get(entry.name), measured.get(entry.name)
         params = spec.params if spec else _scaled(ref and ref.params_m, 1e6)
         macs = spec.macs if spec else _scaled(ref and ref.gmacs, 1e9)
-        data.append(ModelPublic(name=entry.name, family=entry.family, params=params, macs=macs,
-                                input_size=list(entry.input_size),
-                                reference_top1=ref.top1 if ref else None,
-                                reference_source=ref.source if ref else None))
+        data.append(
+            ModelPublic(
+                name=entry.name,
+                family=entry.family,
+                params=params,
+                macs=macs,
+                input_size=list(entry.input_size),
+                reference_top1=ref.top1 if ref else None,
+                reference_source=ref.source if ref else None,
+            )
+        )
     return ModelsPublic(data=data, count=len(entries))
 
 

@@ -15,35 +15,61 @@ router = APIRouter(tags=["profile"])
 
 
 @router.post("/profile", status_code=status.HTTP_202_ACCEPTED, response_model=ProfileAccepted)
-def create_profile(body: ProfileCreate, session: SessionDep, settings: SettingsDep,
-                   dispatcher: DispatcherDep, user: UserDep) -> ProfileAccepted:
+def create_profile(
+    body: ProfileCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+    user: UserDep,
+) -> ProfileAccepted:
     plan = pipeline.plan(body.model, body.devices, body.formats)
     for target in plan.targets:
         if not dispatcher.serves(target.device_class.value):
-            raise SpecError(f"{target.device_class.value!r} cannot be measured by the "
-                            f"{settings.dispatcher} dispatcher of this server (it measures on "
-                            "this host only; use LATBENCH_DISPATCHER=celery to attach runners)",
-                            field="devices")
-    jobs.upsert_spec(session, spec_hash=plan.spec_hash, model=plan.spec.model, family=plan.family,
-                     body=plan.spec.model_dump(mode="json"))
+            raise SpecError(
+                f"{target.device_class.value!r} cannot be measured by the "
+                f"{settings.dispatcher} dispatcher of this server (it measures on "
+                "this host only; use LATBENCH_DISPATCHER=celery to attach runners)",
+                field="devices",
+            )
+    jobs.upsert_spec(
+        session,
+        spec_hash=plan.spec_hash,
+        model=plan.spec.model,
+        family=plan.family,
+        body=plan.spec.model_dump(mode="json"),
+    )
     briefs = []
     for target in plan.targets:
-        key = pipeline.request_key(spec_hash=plan.spec_hash, target=target,
-                                   settings=body.settings)
+        key = pipeline.request_key(spec_hash=plan.spec_hash, target=target, settings=body.settings)
         cached = None if body.force else cached_result(session, request_key=key)
         if cached is not None:
-            briefs.append(JobBrief(id=cached.job_id, device=target.device_class.value,
-                                   format=target.format.value, state="done", cached=True))
+            briefs.append(
+                JobBrief(
+                    id=cached.job_id,
+                    device=target.device_class.value,
+                    format=target.format.value,
+                    state="done",
+                    cached=True,
+                )
+            )
             continue
         if jobs.count_active(session, user=user) >= settings.max_queued_per_user:
-            raise QuotaError(f"{settings.max_queued_per_user} jobs already queued for you; "
-                             "wait for some to finish (LATBENCH_MAX_QUEUED_PER_USER)")
+            raise QuotaError(
+                f"{settings.max_queued_per_user} jobs already queued for you; "
+                "wait for some to finish (LATBENCH_MAX_QUEUED_PER_USER)"
+            )
         job, created = jobs.create_or_coalesce(
-            session, spec_hash=plan.spec_hash, device_class=target.device_class.value,
-            fmt=target.format.value, settings=body.settings.model_dump(mode="json"),
-            request_key=key, user=user)
+            session,
+            spec_hash=plan.spec_hash,
+            device_class=target.device_class.value,
+            fmt=target.format.value,
+            settings=body.settings.model_dump(mode="json"),
+            request_key=key,
+            user=user,
+        )
         if created:
             dispatcher.submit(job.id, job.attempt)
-        briefs.append(JobBrief(id=job.id, device=job.device_class, format=job.format,
-                               state=job.state))
+        briefs.append(
+            JobBrief(id=job.id, device=job.device_class, format=job.format, state=job.state)
+        )
     return ProfileAccepted(spec_hash=plan.spec_hash, model=plan.spec.model, jobs=briefs)

@@ -18,22 +18,50 @@ from service.db.results import list_results
 
 router = APIRouter(prefix="/results", tags=["results"])
 
-CSV_COLUMNS = ("id", "job_id", "model", "family", "device_class", "format", "median_ms",
-               "p90_ms", "ci95_low_ms", "ci95_high_ms", "n", "threads", "cpu_model", "runtime",
-               "runtime_version", "others_cpu_pct", "weights", "spec_hash", "created_at")
+CSV_COLUMNS = (
+    "id",
+    "job_id",
+    "model",
+    "family",
+    "device_class",
+    "format",
+    "median_ms",
+    "p90_ms",
+    "ci95_low_ms",
+    "ci95_high_ms",
+    "n",
+    "threads",
+    "cpu_model",
+    "runtime",
+    "runtime_version",
+    "others_cpu_pct",
+    "weights",
+    "spec_hash",
+    "created_at",
+)
 
 
 @router.get("", response_model=ResultsPublic, responses={200: {"content": {"text/csv": {}}}})
-def read_results(session: SessionDep, _user: UserDep,
-                 model: str | None = Query(None, max_length=128),
-                 family: str | None = Query(None, max_length=64),
-                 device: DeviceClass | None = None, since: datetime | None = None,
-                 format: Literal["json", "csv"] = "json",
-                 limit: int = Query(1000, ge=1, le=10000)) -> ResultsPublic | Response:
+def read_results(
+    session: SessionDep,
+    _user: UserDep,
+    model: str | None = Query(None, max_length=128),
+    family: str | None = Query(None, max_length=64),
+    device: DeviceClass | None = None,
+    since: datetime | None = None,
+    format: Literal["json", "csv"] = "json",
+    limit: int = Query(1000, ge=1, le=10000),
+) -> ResultsPublic | Response:
     if since is not None and since.tzinfo is not None:  # timestamps are stored as naive UTC
         since = since.astimezone(UTC).replace(tzinfo=None)
-    rows = list_results(session, model=model, family=family,
-                        device_class=device.value if device else None, since=since, limit=limit)
+    rows = list_results(
+        session,
+        model=model,
+        family=family,
+        device_class=device.value if device else None,
+        since=since,
+        limit=limit,
+    )
     data = [result_public(session, result, spec) for result, spec in rows]
     if format == "csv":
         return Response(to_csv(data), media_type="text/csv")
@@ -47,9 +75,27 @@ def to_csv(results: list[ResultPublic]) -> str:
     for r in results:
         lat, dev = r.latency_ms, r.device
         ci = lat.get("ci95") or [None, None]
-        writer.writerow([r.id, r.job_id, r.model, r.family, r.device_class, r.format,
-                         lat.get("median"), lat.get("p90"), ci[0], ci[1], lat.get("n"),
-                         dev.get("threads"), dev.get("cpu_model"), dev.get("runtime"),
-                         dev.get("runtime_version"), r.host_load.get("others_cpu_pct"), r.weights,
-                         r.spec_hash, r.created_at.isoformat()])
+        writer.writerow(
+            [
+                r.id,
+                r.job_id,
+                r.model,
+                r.family,
+                r.device_class,
+                r.format,
+                lat.get("median"),
+                lat.get("p90"),
+                ci[0],
+                ci[1],
+                lat.get("n"),
+                dev.get("threads"),
+                dev.get("cpu_model"),
+                dev.get("runtime"),
+                dev.get("runtime_version"),
+                r.host_load.get("others_cpu_pct"),
+                r.weights,
+                r.spec_hash,
+                r.created_at.isoformat(),
+            ]
+        )
     return out.getvalue()

@@ -23,17 +23,23 @@ router = APIRouter(prefix="/runners", tags=["runners"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=RunnerRegistered)
-def register(body: RunnerCreate, request: Request, session: SessionDep,
-             settings: SettingsDep) -> RunnerRegistered:
+def register(
+    body: RunnerCreate, request: Request, session: SessionDep, settings: SettingsDep
+) -> RunnerRegistered:
     if settings.runner_token:
         token = bearer(request) or ""
         if not hmac.compare_digest(token, settings.runner_token):
             raise AuthError("runner registration needs LATBENCH_RUNNER_TOKEN as bearer token")
-    row, token = runners.register_runner(session, device_class=body.device_class.value,
-                                         description=body.description)
+    row, token = runners.register_runner(
+        session, device_class=body.device_class.value, description=body.description
+    )
     broker = settings.broker_url if settings.dispatcher == "celery" else None
-    return RunnerRegistered(id=row.id, token=token, broker_url=broker,
-                            heartbeat_interval_s=settings.heartbeat_interval_s)
+    return RunnerRegistered(
+        id=row.id,
+        token=token,
+        broker_url=broker,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+    )
 
 
 @router.post("/{runner_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
@@ -52,24 +58,36 @@ def fetch_artifact(key: str, _runner: RunnerDep, settings: SettingsDep) -> Respo
     path = ArtifactStore(settings.data_dir).require(key).path
     if path.is_dir():
         data = _tar(path)
-        return Response(data, media_type="application/x-tar",
-                        headers={"x-artifact-sha256": hashlib.sha256(data).hexdigest(),
-                                 "x-artifact-packing": "tar"})
-    return FileResponse(path, media_type="application/octet-stream",
-                        headers={"x-artifact-sha256": _sha256(path)})
+        return Response(
+            data,
+            media_type="application/x-tar",
+            headers={
+                "x-artifact-sha256": hashlib.sha256(data).hexdigest(),
+                "x-artifact-packing": "tar",
+            },
+        )
+    return FileResponse(
+        path, media_type="application/octet-stream", headers={"x-artifact-sha256": _sha256(path)}
+    )
 
 
 @router.post("/{runner_id}/results", status_code=status.HTTP_201_CREATED)
 def post_result(body: ResultPost, runner: RunnerDep, session: SessionDep) -> dict[str, object]:
-    result = steps.complete(session, job_id=body.job_id, runner_id=runner.id,
-                            measurement=body.measurement)
+    result = steps.complete(
+        session, job_id=body.job_id, runner_id=runner.id, measurement=body.measurement
+    )
     return {"result_id": result.id, "job_id": result.job_id}
 
 
 @router.post("/{runner_id}/failures", status_code=status.HTTP_204_NO_CONTENT)
 def post_failure(body: FailurePost, runner: RunnerDep, request: Request) -> None:
-    steps.fail(request.app.state.sessions, job_id=body.job_id, attempt=body.attempt,
-               error=f"runner {runner.id}: {body.error}", runner_id=runner.id)
+    steps.fail(
+        request.app.state.sessions,
+        job_id=body.job_id,
+        attempt=body.attempt,
+        error=f"runner {runner.id}: {body.error}",
+        runner_id=runner.id,
+    )
 
 
 def _sha256(path: Path) -> str:

@@ -17,8 +17,11 @@ class Strict(BaseModel):
 
 class ProfileCreate(Strict):
     model: str | dict[str, Any] = Field(..., description="a zoo name or a ModelSpec object")
-    devices: list[DeviceClass] = Field(default_factory=lambda: [DeviceClass.of_this_cpu()],
-                                       min_length=1, max_length=len(DeviceClass))
+    devices: list[DeviceClass] = Field(
+        default_factory=lambda: [DeviceClass.of_this_cpu()],
+        min_length=1,
+        max_length=len(DeviceClass),
+    )
     formats: list[ExportFormat] | None = Field(None, min_length=1, max_length=len(ExportFormat))
     settings: MeasureSettings = Field(default_factory=MeasureSettings)
     force: bool = Field(False, description="measure again even if this request has a result")

@@ -13,7 +13,9 @@ from service.cli import fail
 
 
 def gate(
-    comparison: Annotated[str, typer.Argument(help="`latbench compare --json` output; - for stdin")],
+    comparison: Annotated[
+        str, typer.Argument(help="`latbench compare --json` output; - for stdin")
+    ],
     threshold: Annotated[float, typer.Option(help="tolerated slowdown, 0.05 = 5%")] = 0.05,
 ) -> None:
     """Fail CI only on a real regression: slower than THRESHOLD and the CI excludes 1."""

@@ -17,15 +17,26 @@ TMP = Path(tempfile.gettempdir())
 def runner(
     server: Annotated[str, typer.Option(help="server URL, e.g. http://lab-server:8000")],
     device_class: Annotated[DeviceClass, typer.Option(help="what this machine measures as")],
-    token: Annotated[str | None, typer.Option(
-        envvar="LATBENCH_RUNNER_TOKEN", help="the server's runner registration token")] = None,
-    broker: Annotated[str | None, typer.Option(
-        help="Redis URL as seen from this machine (default: the one the server announces)")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="LATBENCH_RUNNER_TOKEN", help="the server's runner registration token"),
+    ] = None,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            help="Redis URL as seen from this machine (default: the one the server announces)"
+        ),
+    ] = None,
     cache: Annotated[Path, typer.Option(help="where fetched artifacts are kept")] = (
-        TMP / "latbench-runner-cache"),
-    lock: Annotated[Path, typer.Option(help="host lock shared with exports on this machine (the "
-                                            "server's LATBENCH_HOST_LOCK default)")] = (
-        TMP / "latbench-host.lock"),
+        TMP / "latbench-runner-cache"
+    ),
+    lock: Annotated[
+        Path,
+        typer.Option(
+            help="host lock shared with exports on this machine (the "
+            "server's LATBENCH_HOST_LOCK default)"
+        ),
+    ] = (TMP / "latbench-host.lock"),
 ) -> None:
     """Register with SERVER, heart-beat, and measure jobs of DEVICE_CLASS one at a time."""
     import logging
@@ -33,8 +44,14 @@ def runner(
     from service.dispatch.agent import run_agent
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    run_agent(server=server, device_class=device_class, registration_token=token,
-              broker_url=broker, cache=cache, lock_path=lock)
+    run_agent(
+        server=server,
+        device_class=device_class,
+        registration_token=token,
+        broker_url=broker,
+        cache=cache,
+        lock_path=lock,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -1,5 +1,5 @@
 """``latbench serve``: the API with its dispatcher. On the default (local) dispatcher that includes
-a runner for this machine's CPU; with ``--dispatcher celery`` it also starts the export worker(s)."""
+a runner for this machine's CPU; with ``--dispatcher celery`` it also starts export workers."""
 
 from __future__ import annotations
 
@@ -16,12 +16,16 @@ from service.cli import fail
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (LATBENCH_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (LATBENCH_PORT)")] = None,
-    dispatcher: Annotated[str | None, typer.Option(
-        help="local (embedded worker) or celery (Redis broker, LATBENCH_BROKER_URL)")] = None,
-    local_runner: Annotated[bool, typer.Option(
-        help="local dispatcher: export and measure on this host")] = True,
-    export_workers: Annotated[int, typer.Option(
-        help="celery dispatcher: export worker processes to start beside the API")] = 1,
+    dispatcher: Annotated[
+        str | None,
+        typer.Option(help="local (embedded worker) or celery (Redis broker, LATBENCH_BROKER_URL)"),
+    ] = None,
+    local_runner: Annotated[
+        bool, typer.Option(help="local dispatcher: export and measure on this host")
+    ] = True,
+    export_workers: Annotated[
+        int, typer.Option(help="celery dispatcher: export worker processes to start beside the API")
+    ] = 1,
 ) -> None:
     """Run the profiling service (API, dashboard, dispatcher)."""
     import uvicorn
@@ -31,8 +35,7 @@ def serve(
     from service.app import create_app
     from service.settings import Settings
 
-    overrides = {"host": host, "port": port, "dispatcher": dispatcher,
-                 "local_runner": local_runner}
+    overrides = {"host": host, "port": port, "dispatcher": dispatcher, "local_runner": local_runner}
     env = {f"LATBENCH_{k.upper()}": str(v) for k, v in overrides.items() if v is not None}
     os.environ.update(env)  # the export workers read the same settings
     try:
@@ -41,8 +44,7 @@ def serve(
         raise fail(SpecError(exc.errors()[0]["msg"], field="settings")) from None
     workers = _start_export_workers(export_workers) if settings.dispatcher == "celery" else []
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level="info")
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     finally:
         for worker in workers:
             worker.terminate()

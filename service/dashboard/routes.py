@@ -34,11 +34,20 @@ def dashboard(request: Request, session: SessionDep, settings: SettingsDep) -> H
     for device, by_model in sorted(latest.items()):
         points = [Point(m, ms, refs[m].top1) for m, ms in sorted(by_model.items()) if m in refs]
         unplotted = sorted(m for m in by_model if m not in refs)
-        panels.append({"device": device, "plot": layout(points), "unplotted": unplotted,
-                       "rows": sorted(points, key=lambda p: p.latency_ms)})
+        panels.append(
+            {
+                "device": device,
+                "plot": layout(points),
+                "unplotted": unplotted,
+                "rows": sorted(points, key=lambda p: p.latency_ms),
+            }
+        )
     sources = sorted({refs[p.label].source for panel in panels for p in panel["rows"]})
-    return templates.TemplateResponse(request, "dashboard.html", {
-        "panels": panels, "sources": sources, "has_reference": bool(refs)})
+    return templates.TemplateResponse(
+        request,
+        "dashboard.html",
+        {"panels": panels, "sources": sources, "has_reference": bool(refs)},
+    )
 
 
 def mount(app: FastAPI) -> None:

@@ -11,13 +11,14 @@ from service.db.tables import ArtifactRow, SpecRow
 
 
 def record_export(session: Session, *, spec_hash: str, report: dict[str, Any]) -> None:
-    """Store an ``ExportReport.to_dict()``: params/MACs on the spec, one row per artifact. Commits."""
+    """Store an ``ExportReport.to_dict()``: params/MACs on the spec, a row per artifact. Commits."""
     spec = session.get(SpecRow, spec_hash)
     if spec is not None:
         spec.params, spec.macs = report.get("params"), report.get("macs")
     for item in report.get("artifacts", []):
-        row = session.get(ArtifactRow, item["key"]) or ArtifactRow(key=item["key"],
-                                                                     spec_hash=spec_hash)
+        row = session.get(ArtifactRow, item["key"]) or ArtifactRow(
+            key=item["key"], spec_hash=spec_hash
+        )
         row.format, row.precision = item["format"], item["precision"]
         row.path, row.ok, row.report = item.get("path"), bool(item.get("ok")), item
         session.merge(row)

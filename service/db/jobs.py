@@ -32,8 +32,9 @@ class JobState(str, Enum):
 ACTIVE = tuple(s.value for s in JobState if s.active)
 
 
-def upsert_spec(session: Session, *, spec_hash: str, model: str, family: str | None,
-                body: dict[str, Any]) -> None:
+def upsert_spec(
+    session: Session, *, spec_hash: str, model: str, family: str | None, body: dict[str, Any]
+) -> None:
     """Store the spec once; a concurrent request storing the same one is no error. Commits."""
     if session.get(SpecRow, spec_hash) is not None:
         return
@@ -41,21 +42,45 @@ def upsert_spec(session: Session, *, spec_hash: str, model: str, family: str | N
     commit_new(session)
 
 
-def create_or_coalesce(session: Session, *, spec_hash: str, device_class: str, fmt: str,
-                       settings: dict[str, Any], request_key: str, user: str) -> tuple[JobRow, bool]:
+def create_or_coalesce(
+    session: Session,
+    *,
+    spec_hash: str,
+    device_class: str,
+    fmt: str,
+    settings: dict[str, Any],
+    request_key: str,
+    user: str,
+) -> tuple[JobRow, bool]:
     """A new queued job, or the unfinished one with the same request key (``created`` False).
 
     Commits: the unique ``active_key`` decides races between concurrent identical requests."""
-    job = JobRow(id=uuid.uuid4().hex, spec_hash=spec_hash, device_class=device_class, format=fmt,
-                 settings=settings, request_key=request_key, active_key=request_key, user=user,
-                 state=JobState.QUEUED.value, attempt=1)
+    job = JobRow(
+        id=uuid.uuid4().hex,
+        spec_hash=spec_hash,
+        device_class=device_class,
+        format=fmt,
+        settings=settings,
+        request_key=request_key,
+        active_key=request_key,
+        user=user,
+        state=JobState.QUEUED.value,
+        attempt=1,
+    )
     session.add(job)
     if commit_new(session):
         return job, True
     existing = session.scalars(select(JobRow).where(JobRow.active_key == request_key)).first()
     if existing is None:  # it finished between our insert and this read: try once more
-        return create_or_coalesce(session, spec_hash=spec_hash, device_class=device_class,
-                                  fmt=fmt, settings=settings, request_key=request_key, user=user)
+        return create_or_coalesce(
+            session,
+            spec_hash=spec_hash,
+            device_class=device_class,
+            fmt=fmt,
+            settings=settings,
+            request_key=request_key,
+            user=user,
+        )
     return existing, False
 
 
@@ -66,8 +91,15 @@ def get_job(session: Session, *, job_id: str) -> JobRow:
     return job
 
 
-def list_jobs(session: Session, *, state: str | None = None, device_class: str | None = None,
-              model: str | None = None, limit: int = 100, offset: int = 0) -> tuple[list[JobRow], int]:
+def list_jobs(
+    session: Session,
+    *,
+    state: str | None = None,
+    device_class: str | None = None,
+    model: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[JobRow], int]:
     query = select(JobRow)
     if state:
         query = query.where(JobRow.state == state)
@@ -85,16 +117,27 @@ def count_active(session: Session, *, user: str) -> int:
     return session.scalar(query) or 0
 
 
-def transition(session: Session, *, job_id: str, attempt: int, from_states: Iterable[JobState],
-               to: JobState, next_attempt: int | None = None, **fields: Any) -> bool:
-    """Move the job only if it is still in ``from_states`` at ``attempt``; commits; True if moved."""
+def transition(
+    session: Session,
+    *,
+    job_id: str,
+    attempt: int,
+    from_states: Iterable[JobState],
+    to: JobState,
+    next_attempt: int | None = None,
+    **fields: Any,
+) -> bool:
+    """Move the job only if still in ``from_states`` at ``attempt``; commits; True if moved."""
     values: dict[str, Any] = {"state": to.value, "attempt": next_attempt or attempt, **fields}
     if not to.active:
         values.update(active_key=None, finished_at=utcnow())
     statement = (
         update(JobRow)
-        .where(JobRow.id == job_id, JobRow.attempt == attempt,
-               JobRow.state.in_([s.value for s in from_states]))
+        .where(
+            JobRow.id == job_id,
+            JobRow.attempt == attempt,
+            JobRow.state.in_([s.value for s in from_states]),
+        )
         .values(**values)
     )
     moved = session.execute(statement).rowcount == 1
@@ -104,21 +147,29 @@ def transition(session: Session, *, job_id: str, attempt: int, from_states: Iter
 
 def requeue(session: Session, *, job_id: str, attempt: int) -> bool:
     """Back to the queue under a new attempt number: whatever held the old one is now ignored."""
-    return transition(session, job_id=job_id, attempt=attempt,
-                      from_states=[JobState.EXPORTING, JobState.MEASURING, JobState.QUEUED],
-                      to=JobState.QUEUED, next_attempt=attempt + 1, runner_id=None,
-                      measure_started_at=None)
+    return transition(
+        session,
+        job_id=job_id,
+        attempt=attempt,
+        from_states=[JobState.EXPORTING, JobState.MEASURING, JobState.QUEUED],
+        to=JobState.QUEUED,
+        next_attempt=attempt + 1,
+        runner_id=None,
+        measure_started_at=None,
+    )
 
 
 def active_jobs(session: Session) -> list[JobRow]:
-    return list(session.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE))
-                                .order_by(JobRow.created_at)))
+    return list(
+        session.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE)).order_by(JobRow.created_at))
+    )
 
 
 def overdue_jobs(session: Session, *, started_before: datetime) -> list[JobRow]:
-    query = select(JobRow).where(JobRow.state.in_([JobState.EXPORTING.value,
-                                                   JobState.MEASURING.value]),
-                                 JobRow.started_at < started_before)
+    query = select(JobRow).where(
+        JobRow.state.in_([JobState.EXPORTING.value, JobState.MEASURING.value]),
+        JobRow.started_at < started_before,
+    )
     return list(session.scalars(query))
 
 
@@ -128,16 +179,19 @@ def counts_by_state(session: Session) -> dict[str, int]:
 
 
 def queue_depth(session: Session) -> dict[str, int]:
-    rows = session.execute(select(JobRow.device_class, func.count())
-                           .where(JobRow.state == JobState.QUEUED.value)
-                           .group_by(JobRow.device_class))
+    rows = session.execute(
+        select(JobRow.device_class, func.count())
+        .where(JobRow.state == JobState.QUEUED.value)
+        .group_by(JobRow.device_class)
+    )
     return {device: count for device, count in rows}
 
 
 def done_durations(session: Session) -> list[float]:
     """Seconds from submission to result of every finished job (for /metrics)."""
-    rows = session.execute(select(JobRow.created_at, JobRow.finished_at)
-                           .where(JobRow.state == JobState.DONE.value))
+    rows = session.execute(
+        select(JobRow.created_at, JobRow.finished_at).where(JobRow.state == JobState.DONE.value)
+    )
     return [(end - start).total_seconds() for start, end in rows if end and start]
 
 

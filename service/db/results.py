@@ -12,14 +12,23 @@ from service.db.engine import commit_new
 from service.db.tables import JobRow, ResultRow, SpecRow
 
 
-def record_result(session: Session, *, job: JobRow, model: str, runner_id: str | None,
-                  measurement: dict[str, Any]) -> tuple[ResultRow, bool]:
-    """Insert the job's result; a repeat post returns the stored one (``created`` False). Commits."""
+def record_result(
+    session: Session, *, job: JobRow, model: str, runner_id: str | None, measurement: dict[str, Any]
+) -> tuple[ResultRow, bool]:
+    """Insert the job's result; a repeat returns the stored one (``created`` False). Commits."""
     latency = measurement["latency_ms"]
-    row = ResultRow(job_id=job.id, request_key=job.request_key, spec_hash=job.spec_hash,
-                    model=model, device_class=job.device_class, format=job.format,
-                    runner_id=runner_id, median_ms=float(latency["median"]),
-                    p90_ms=latency.get("p90"), measurement=measurement)
+    row = ResultRow(
+        job_id=job.id,
+        request_key=job.request_key,
+        spec_hash=job.spec_hash,
+        model=model,
+        device_class=job.device_class,
+        format=job.format,
+        runner_id=runner_id,
+        median_ms=float(latency["median"]),
+        p90_ms=latency.get("p90"),
+        measurement=measurement,
+    )
     session.add(row)
     if commit_new(session):
         return row, True
@@ -27,14 +36,23 @@ def record_result(session: Session, *, job: JobRow, model: str, runner_id: str |
 
 
 def cached_result(session: Session, *, request_key: str) -> ResultRow | None:
-    query = (select(ResultRow).where(ResultRow.request_key == request_key)
-             .order_by(ResultRow.created_at.desc()))
+    query = (
+        select(ResultRow)
+        .where(ResultRow.request_key == request_key)
+        .order_by(ResultRow.created_at.desc())
+    )
     return session.scalars(query).first()
 
 
-def list_results(session: Session, *, model: str | None = None, family: str | None = None,
-                 device_class: str | None = None, since: datetime | None = None,
-                 limit: int = 1000) -> list[tuple[ResultRow, SpecRow]]:
+def list_results(
+    session: Session,
+    *,
+    model: str | None = None,
+    family: str | None = None,
+    device_class: str | None = None,
+    since: datetime | None = None,
+    limit: int = 1000,
+) -> list[tuple[ResultRow, SpecRow]]:
     query = select(ResultRow, SpecRow).join(SpecRow, SpecRow.hash == ResultRow.spec_hash)
     if model:
         query = query.where(ResultRow.model == model)

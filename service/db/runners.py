@@ -20,14 +20,25 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def register_runner(session: Session, *, device_class: str, description: dict[str, Any],
-                    runner_id: str | None = None) -> tuple[RunnerRow, str]:
+def register_runner(
+    session: Session,
+    *,
+    device_class: str,
+    description: dict[str, Any],
+    runner_id: str | None = None,
+) -> tuple[RunnerRow, str]:
     """A runner row (new, or ``runner_id`` re-registered) and a fresh bearer token, shown once and
     stored only as a hash. Commits."""
     token = secrets.token_urlsafe(32)
-    row = RunnerRow(id=runner_id or uuid.uuid4().hex, device_class=device_class,
-                    description=description, token_hash=_digest(token), online=True,
-                    current_job_id=None, last_heartbeat=utcnow())
+    row = RunnerRow(
+        id=runner_id or uuid.uuid4().hex,
+        device_class=device_class,
+        description=description,
+        token_hash=_digest(token),
+        online=True,
+        current_job_id=None,
+        last_heartbeat=utcnow(),
+    )
     row = session.merge(row)
     session.commit()
     return row, token
@@ -49,15 +60,19 @@ def heartbeat(session: Session, *, runner: RunnerRow) -> None:
 
 
 def set_current_job(session: Session, *, runner_id: str, job_id: str | None) -> None:
-    session.execute(update(RunnerRow).where(RunnerRow.id == runner_id)
-                    .values(current_job_id=job_id))
+    session.execute(
+        update(RunnerRow).where(RunnerRow.id == runner_id).values(current_job_id=job_id)
+    )
     session.commit()
 
 
 def mark_stale_offline(session: Session, *, cutoff: datetime) -> list[RunnerRow]:
     """Runners silent since ``cutoff`` go offline; returned so their jobs can be requeued."""
-    stale = list(session.scalars(select(RunnerRow).where(RunnerRow.online.is_(True),
-                                                         RunnerRow.last_heartbeat < cutoff)))
+    stale = list(
+        session.scalars(
+            select(RunnerRow).where(RunnerRow.online.is_(True), RunnerRow.last_heartbeat < cutoff)
+        )
+    )
     for row in stale:
         row.online = False
     session.commit()

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 class ServerClient:
     """The runner side of the server's /runners API."""
 
-    def __init__(self, server: str, timeout: float = 60.0, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self, server: str, timeout: float = 60.0, http: httpx.Client | None = None
+    ) -> None:
         self.http = http or httpx.Client(base_url=server.rstrip("/"), timeout=timeout)
         self.runner_id = ""
 
@@ -97,17 +99,22 @@ class ServerClient:
         self._check(self.http.post(f"/runners/{self.runner_id}/failures", json=body))
 
 
-def run_measure_task(client: ServerClient, payload: dict[str, Any], *, cache: Path,
-                     lock_path: Path) -> None:
+def run_measure_task(
+    client: ServerClient, payload: dict[str, Any], *, cache: Path, lock_path: Path
+) -> None:
     task = MeasureTask(**payload)
     if not client.claim(task):
         log.info("job %s attempt %s is no longer ours; dropped", task.job_id, task.attempt)
         return
     try:
         path = client.fetch_artifact(task, cache)
-        measurement = pipeline.measure(path, device_class=DeviceClass(task.device_class),
-                                       fmt=ExportFormat(task.format),
-                                       settings=parse_settings(task.settings), lock_path=lock_path)
+        measurement = pipeline.measure(
+            path,
+            device_class=DeviceClass(task.device_class),
+            fmt=ExportFormat(task.format),
+            settings=parse_settings(task.settings),
+            lock_path=lock_path,
+        )
     except LatbenchError as exc:
         client.post_failure(task, str(exc))
         return
@@ -125,13 +132,22 @@ def heartbeat_forever(client: ServerClient, interval: float, stop: threading.Eve
             log.warning("heartbeat failed: %s", exc)
 
 
-def run_agent(*, server: str, device_class: DeviceClass, registration_token: str | None,
-              broker_url: str | None, cache: Path, lock_path: Path) -> None:
+def run_agent(
+    *,
+    server: str,
+    device_class: DeviceClass,
+    registration_token: str | None,
+    broker_url: str | None,
+    cache: Path,
+    lock_path: Path,
+) -> None:
     client = ServerClient(server)
     info = client.register(device_class, registration_token)
     if not (broker_url or info["broker_url"]):
-        raise RunnerError(f"{server} runs the local dispatcher, which measures on its own host "
-                          "only; start it with LATBENCH_DISPATCHER=celery to attach runners")
+        raise RunnerError(
+            f"{server} runs the local dispatcher, which measures on its own host "
+            "only; start it with LATBENCH_DISPATCHER=celery to attach runners"
+        )
     app = make_celery(broker_url or info["broker_url"])
 
     @app.task(name=MEASURE_TASK)
@@ -139,13 +155,32 @@ def run_agent(*, server: str, device_class: DeviceClass, registration_token: str
         run_measure_task(client, payload, cache=cache, lock_path=lock_path)
 
     stop = threading.Event()
-    threading.Thread(target=heartbeat_forever, args=(client, info["heartbeat_interval_s"], stop),
-                     daemon=True, name="latbench-heartbeat").start()
+    threading.Thread(
+        target=heartbeat_forever,
+        args=(client, info["heartbeat_interval_s"], stop),
+        daemon=True,
+        name="latbench-heartbeat",
+    ).start()
     log.info("runner %s (%s) attached to %s", client.runner_id, device_class.value, server)
     try:
-        app.worker_main(["worker", "--queues", measure_queue(device_class.value), "--pool", "solo",
-                         "--concurrency", "1", "--prefetch-multiplier", "1", "--without-gossip",
-                         "--without-mingle", "--loglevel", "INFO",
-                         "--hostname", f"runner-{client.runner_id[:8]}@%h"])
+        app.worker_main(
+            [
+                "worker",
+                "--queues",
+                measure_queue(device_class.value),
+                "--pool",
+                "solo",
+                "--concurrency",
+                "1",
+                "--prefetch-multiplier",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"runner-{client.runner_id[:8]}@%h",
+            ]
+        )
     finally:
         stop.set()

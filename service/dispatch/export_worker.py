@@ -8,7 +8,13 @@ from typing import Any
 
 from service.db.engine import make_engine, make_sessionmaker
 from service.dispatch import steps
-from service.dispatch.task import EXPORT_QUEUE, EXPORT_TASK, MEASURE_TASK, make_celery, measure_queue
+from service.dispatch.task import (
+    EXPORT_QUEUE,
+    EXPORT_TASK,
+    MEASURE_TASK,
+    make_celery,
+    measure_queue,
+)
 from service.settings import Settings, get_settings
 
 
@@ -18,20 +24,40 @@ def build_app(settings: Settings) -> Any:
 
     @app.task(name=EXPORT_TASK)
     def export_job(job_id: str, attempt: int) -> None:
-        task = steps.export_step(sessions, job_id=job_id, attempt=attempt,
-                                 store_root=settings.data_dir, lock_path=settings.host_lock)
+        task = steps.export_step(
+            sessions,
+            job_id=job_id,
+            attempt=attempt,
+            store_root=settings.data_dir,
+            lock_path=settings.host_lock,
+        )
         if task is not None:
-            app.send_task(MEASURE_TASK, args=[task.to_dict()],
-                          queue=measure_queue(task.device_class))
+            app.send_task(
+                MEASURE_TASK, args=[task.to_dict()], queue=measure_queue(task.device_class)
+            )
 
     return app
 
 
 def main() -> None:
     app = build_app(get_settings())
-    app.worker_main(["worker", "--queues", EXPORT_QUEUE, "--pool", "solo", "--concurrency", "1",
-                     "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-                     "--hostname", "export@%h"])
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            EXPORT_QUEUE,
+            "--pool",
+            "solo",
+            "--concurrency",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            "export@%h",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ import queue
 import socket
 import threading
 
+from devices.settings import parse_settings
 from exporters.artifacts import ArtifactStore
 from exporters.errors import LatbenchError
 from exporters.formats import DeviceClass, ExportFormat
-from devices.settings import parse_settings
 from service import pipeline
 from service.db import runners
 from service.dispatch import steps
@@ -48,8 +48,10 @@ class LocalDispatcher:
         if not self.settings.local_runner:
             return
         self._register()
-        for target, name in ((self._work, "latbench-local-worker"),
-                             (self._heartbeat, "latbench-local-heartbeat")):
+        for target, name in (
+            (self._work, "latbench-local-worker"),
+            (self._heartbeat, "latbench-local-heartbeat"),
+        ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -64,9 +66,12 @@ class LocalDispatcher:
         from devices.host import host_facts
 
         with self.sessions() as session:
-            runners.register_runner(session, device_class=self.device_class.value,
-                                    description={**host_facts(), "embedded": True},
-                                    runner_id=local_runner_id())
+            runners.register_runner(
+                session,
+                device_class=self.device_class.value,
+                description={**host_facts(), "embedded": True},
+                runner_id=local_runner_id(),
+            )
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval_s):
@@ -79,16 +84,24 @@ class LocalDispatcher:
         while (item := self._queue.get()) is not None:
             job_id, attempt = item
             try:
-                task = steps.export_step(self.sessions, job_id=job_id, attempt=attempt,
-                                         store_root=self.settings.data_dir,
-                                         lock_path=self.settings.host_lock)
+                task = steps.export_step(
+                    self.sessions,
+                    job_id=job_id,
+                    attempt=attempt,
+                    store_root=self.settings.data_dir,
+                    lock_path=self.settings.host_lock,
+                )
                 if task is not None:
                     self._measure(task)
             except Exception as exc:  # one broken job must neither stop the worker nor hang
                 log.exception("job %s failed in the local worker", job_id)
-                steps.fail(self.sessions, job_id=job_id, attempt=attempt,
-                           error=f"internal error: {type(exc).__name__}: {exc}",
-                           runner_id=local_runner_id())
+                steps.fail(
+                    self.sessions,
+                    job_id=job_id,
+                    attempt=attempt,
+                    error=f"internal error: {type(exc).__name__}: {exc}",
+                    runner_id=local_runner_id(),
+                )
 
     def _measure(self, task: MeasureTask) -> None:
         if task.device_class != self.device_class.value:
@@ -99,12 +112,22 @@ class LocalDispatcher:
         path = ArtifactStore(self.settings.data_dir).require(task.artifact_key).path
         try:
             measurement = pipeline.measure(
-                path, device_class=self.device_class, fmt=ExportFormat(task.format),
-                settings=parse_settings(task.settings), lock_path=self.settings.host_lock)
+                path,
+                device_class=self.device_class,
+                fmt=ExportFormat(task.format),
+                settings=parse_settings(task.settings),
+                lock_path=self.settings.host_lock,
+            )
         except LatbenchError as exc:
-            steps.fail(self.sessions, job_id=task.job_id, attempt=task.attempt, error=str(exc),
-                       runner_id=runner_id)
+            steps.fail(
+                self.sessions,
+                job_id=task.job_id,
+                attempt=task.attempt,
+                error=str(exc),
+                runner_id=runner_id,
+            )
             return
         with self.sessions() as session:
-            steps.complete(session, job_id=task.job_id, runner_id=runner_id,
-                           measurement=measurement)
+            steps.complete(
+                session, job_id=task.job_id, runner_id=runner_id, measurement=measurement
+            )

@@ -22,16 +22,21 @@ def reap(sessions: Sessions, settings: Settings, dispatcher: Dispatcher) -> None
     now = utcnow()
     with sessions() as session:
         stale = runners.mark_stale_offline(
-            session, cutoff=now - timedelta(seconds=settings.heartbeat_timeout_s))
+            session, cutoff=now - timedelta(seconds=settings.heartbeat_timeout_s)
+        )
         for runner in stale:
             _requeue_runner_job(session, runner, dispatcher)
         for job in jobs.overdue_jobs(
-                session, started_before=now - timedelta(seconds=settings.job_timeout_s)):
-            jobs.transition(session, job_id=job.id, attempt=job.attempt,
-                            from_states=[JobState.EXPORTING, JobState.MEASURING],
-                            to=JobState.FAILED,
-                            error=f"timed out after {settings.job_timeout_s:g} s "
-                                  "(LATBENCH_JOB_TIMEOUT_S)")
+            session, started_before=now - timedelta(seconds=settings.job_timeout_s)
+        ):
+            jobs.transition(
+                session,
+                job_id=job.id,
+                attempt=job.attempt,
+                from_states=[JobState.EXPORTING, JobState.MEASURING],
+                to=JobState.FAILED,
+                error=f"timed out after {settings.job_timeout_s:g} s (LATBENCH_JOB_TIMEOUT_S)",
+            )
 
 
 def _requeue_runner_job(session, runner: RunnerRow, dispatcher: Dispatcher) -> None:

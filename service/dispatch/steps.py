@@ -23,20 +23,27 @@ from service.dispatch.task import MeasureTask
 Sessions = Callable[[], Session]
 
 
-def export_step(sessions: Sessions, *, job_id: str, attempt: int, store_root: Path,
-                lock_path: Path) -> MeasureTask | None:
+def export_step(
+    sessions: Sessions, *, job_id: str, attempt: int, store_root: Path, lock_path: Path
+) -> MeasureTask | None:
     """Export the job's artifact; the task for its runner, or None when the job failed or was not
     this attempt's to export."""
     with sessions() as session:
-        if not jobs.transition(session, job_id=job_id, attempt=attempt,
-                               from_states=[JobState.QUEUED], to=JobState.EXPORTING,
-                               started_at=utcnow()):
+        if not jobs.transition(
+            session,
+            job_id=job_id,
+            attempt=attempt,
+            from_states=[JobState.QUEUED],
+            to=JobState.EXPORTING,
+            started_at=utcnow(),
+        ):
             return None
         job = jobs.get_job(session, job_id=job_id)
         spec = parse_spec(session.get(SpecRow, job.spec_hash).body)
     try:
-        report = pipeline.export(spec, ExportFormat(job.format), store_root=store_root,
-                                 lock_path=lock_path)
+        report = pipeline.export(
+            spec, ExportFormat(job.format), store_root=store_root, lock_path=lock_path
+        )
     except LatbenchError as exc:
         fail(sessions, job_id=job_id, attempt=attempt, error=str(exc))
         return None
@@ -44,47 +51,79 @@ def export_step(sessions: Sessions, *, job_id: str, attempt: int, store_root: Pa
     with sessions() as session:
         artifacts.record_export(session, spec_hash=job.spec_hash, report=report)
         if not item.get("ok"):
-            fail(sessions, job_id=job_id, attempt=attempt, error=item.get("error") or "export failed")
+            fail(
+                sessions, job_id=job_id, attempt=attempt, error=item.get("error") or "export failed"
+            )
             return None
         key = item["key"]
-        if not jobs.transition(session, job_id=job_id, attempt=attempt,
-                               from_states=[JobState.EXPORTING], to=JobState.QUEUED,
-                               artifact_key=key):
+        if not jobs.transition(
+            session,
+            job_id=job_id,
+            attempt=attempt,
+            from_states=[JobState.EXPORTING],
+            to=JobState.QUEUED,
+            artifact_key=key,
+        ):
             return None
-    return MeasureTask(job_id=job_id, attempt=attempt, device_class=job.device_class,
-                       format=job.format, artifact_key=key, settings=job.settings)
+    return MeasureTask(
+        job_id=job_id,
+        attempt=attempt,
+        device_class=job.device_class,
+        format=job.format,
+        artifact_key=key,
+        settings=job.settings,
+    )
 
 
 def claim(session: Session, *, job_id: str, attempt: int, runner_id: str) -> None:
     """A runner takes the job for measurement; ConflictError when it is no longer this attempt's."""
-    if not jobs.transition(session, job_id=job_id, attempt=attempt,
-                           from_states=[JobState.QUEUED], to=JobState.MEASURING,
-                           runner_id=runner_id, measure_started_at=utcnow()):
+    if not jobs.transition(
+        session,
+        job_id=job_id,
+        attempt=attempt,
+        from_states=[JobState.QUEUED],
+        to=JobState.MEASURING,
+        runner_id=runner_id,
+        measure_started_at=utcnow(),
+    ):
         raise ConflictError(f"job {job_id!r} attempt {attempt} is not waiting for a runner")
     runners.set_current_job(session, runner_id=runner_id, job_id=job_id)
 
 
-def complete(session: Session, *, job_id: str, runner_id: str | None,
-             measurement: dict[str, Any]) -> ResultRow:
+def complete(
+    session: Session, *, job_id: str, runner_id: str | None, measurement: dict[str, Any]
+) -> ResultRow:
     """Store the job's one result (a repeat returns the stored one) and mark the job done."""
     job = jobs.get_job(session, job_id=job_id)
     if job.state == JobState.FAILED.value:
         raise ConflictError(f"job {job_id!r} has failed: {job.error}")
     model = session.get(SpecRow, job.spec_hash).model
-    result, _ = record_result(session, job=job, model=model, runner_id=runner_id,
-                              measurement=measurement)
-    jobs.transition(session, job_id=job_id, attempt=job.attempt,
-                    from_states=[s for s in JobState if s.active], to=JobState.DONE)
+    result, _ = record_result(
+        session, job=job, model=model, runner_id=runner_id, measurement=measurement
+    )
+    jobs.transition(
+        session,
+        job_id=job_id,
+        attempt=job.attempt,
+        from_states=[s for s in JobState if s.active],
+        to=JobState.DONE,
+    )
     if runner_id:
         runners.set_current_job(session, runner_id=runner_id, job_id=None)
     return result
 
 
-def fail(sessions: Sessions, *, job_id: str, attempt: int, error: str,
-         runner_id: str | None = None) -> None:
+def fail(
+    sessions: Sessions, *, job_id: str, attempt: int, error: str, runner_id: str | None = None
+) -> None:
     with sessions() as session:
-        jobs.transition(session, job_id=job_id, attempt=attempt,
-                        from_states=[s for s in JobState if s.active], to=JobState.FAILED,
-                        error=error[:4000])
+        jobs.transition(
+            session,
+            job_id=job_id,
+            attempt=attempt,
+            from_states=[s for s in JobState if s.active],
+            to=JobState.FAILED,
+            error=error[:4000],
+        )
         if runner_id:
             runners.set_current_job(session, runner_id=runner_id, job_id=None)

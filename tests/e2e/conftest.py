@@ -29,8 +29,9 @@ class Proc:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
         self._out = open(log, "ab")
-        self.popen = subprocess.Popen(args, env=env, stdout=self._out, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        self.popen = subprocess.Popen(
+            args, env=env, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def kill(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         if self.popen.poll() is None:
@@ -81,12 +82,14 @@ class Server(Proc):
 @pytest.fixture
 def base_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LATBENCH_")}
-    env.update({
-        "LATBENCH_DATA_DIR": str(tmp_path / "data"),
-        "LATBENCH_HOST_LOCK": str(tmp_path / "host.lock"),
-        "LATBENCH_HEARTBEAT_INTERVAL_S": "0.5",
-        "LATBENCH_HEARTBEAT_TIMEOUT_S": "3",
-        "LATBENCH_REAPER_INTERVAL_S": "0.5",
-        "OMP_NUM_THREADS": "1",
-    })
+    env.update(
+        {
+            "LATBENCH_DATA_DIR": str(tmp_path / "data"),
+            "LATBENCH_HOST_LOCK": str(tmp_path / "host.lock"),
+            "LATBENCH_HEARTBEAT_INTERVAL_S": "0.5",
+            "LATBENCH_HEARTBEAT_TIMEOUT_S": "3",
+            "LATBENCH_REAPER_INTERVAL_S": "0.5",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     return env

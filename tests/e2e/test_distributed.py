@@ -27,8 +27,20 @@ def server(base_env, tmp_path):
 def start_runner(server: Server, env: dict[str, str], log) -> tuple[Proc, str]:
     """A runner process; returns it with the id it registered under."""
     before = {d["id"] for d in server.http.get("/devices").json()["data"]}
-    proc = Proc([LATBENCH, "runner", "--server", server.url, "--device-class", "cpu-x86_64",
-                 "--cache", str(log.with_suffix(".cache"))], env, log)
+    proc = Proc(
+        [
+            LATBENCH,
+            "runner",
+            "--server",
+            server.url,
+            "--device-class",
+            "cpu-x86_64",
+            "--cache",
+            str(log.with_suffix(".cache")),
+        ],
+        env,
+        log,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         new = {d["id"] for d in server.http.get("/devices").json()["data"]} - before
@@ -41,8 +53,10 @@ def start_runner(server: Server, env: dict[str, str], log) -> tuple[Proc, str]:
 
 
 def profile(server: Server, **settings) -> str:
-    response = server.http.post("/profile", json={"model": "mobileone_s0", "formats": ["onnx"],
-                                                  "settings": {**FAST, **settings}})
+    response = server.http.post(
+        "/profile",
+        json={"model": "mobileone_s0", "formats": ["onnx"], "settings": {**FAST, **settings}},
+    )
     assert response.status_code == 202, response.text
     return response.json()["jobs"][0]["id"]
 

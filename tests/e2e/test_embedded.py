@@ -22,8 +22,10 @@ def server(base_env, tmp_path):
 
 
 def profile(server: Server, **settings) -> httpx.Response:
-    return server.http.post("/profile", json={"model": "mobileone_s0", "formats": ["onnx"],
-                                              "settings": {**FAST, **settings}})
+    return server.http.post(
+        "/profile",
+        json={"model": "mobileone_s0", "formats": ["onnx"], "settings": {**FAST, **settings}},
+    )
 
 
 def test_profile_returns_a_measured_result_then_a_cached_one(server):

@@ -13,8 +13,13 @@ from tests.service.backends import fresh_postgres
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     """Settings isolated from the environment's .env and from other tests."""
-    return Settings(_env_file=None, data_dir=tmp_path / "data", local_runner=False,
-                    reference_csv=tmp_path / "absent.csv", host_lock=tmp_path / "host.lock")
+    return Settings(
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        local_runner=False,
+        reference_csv=tmp_path / "absent.csv",
+        host_lock=tmp_path / "host.lock",
+    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -16,8 +16,14 @@ SPEC_HASH = "0123456789abcdef0123456789abcdef"
 
 
 def _task(fmt: str, precision: str, attempt: int = 1, job_id: str = "j") -> MeasureTask:
-    return MeasureTask(job_id=job_id, attempt=attempt, device_class="cpu-x86_64", format=fmt,
-                       artifact_key=f"{SPEC_HASH}-{fmt}-{precision}", settings={})
+    return MeasureTask(
+        job_id=job_id,
+        attempt=attempt,
+        device_class="cpu-x86_64",
+        format=fmt,
+        artifact_key=f"{SPEC_HASH}-{fmt}-{precision}",
+        settings={},
+    )
 
 
 @pytest.fixture

@@ -30,28 +30,45 @@ def test_profile_makes_one_job_per_device_and_coalesces_repeats(settings):
         with TestClient(create_app(settings)) as client:
             first = client.post("/profile", json=body(devices=["cpu-x86_64", "cpu-arm64"]))
             again = client.post("/profile", json=body(devices=["cpu-x86_64"]))
-            other = client.post("/profile", json=body(devices=["cpu-x86_64"],
-                                                      settings={**FAST, "threads": 2}))
+            other = client.post(
+                "/profile", json=body(devices=["cpu-x86_64"], settings={**FAST, "threads": 2})
+            )
             listed = client.get("/jobs", params={"device": "cpu-arm64"}).json()
     assert first.status_code == 202
     jobs = first.json()["jobs"]
-    assert [(j["device"], j["state"]) for j in jobs] == [("cpu-x86_64", "queued"),
-                                                         ("cpu-arm64", "queued")]
+    assert [(j["device"], j["state"]) for j in jobs] == [
+        ("cpu-x86_64", "queued"),
+        ("cpu-arm64", "queued"),
+    ]
     assert again.json()["jobs"][0]["id"] == jobs[0]["id"]
     assert other.json()["jobs"][0]["id"] != jobs[0]["id"]
     assert listed["count"] == 1 and listed["data"][0]["id"] == jobs[1]["id"]
 
 
-@pytest.mark.parametrize("payload, status, field", [
-    ({"model": "mobileone_s9000"}, 422, "model"),
-    ({"model": "mobileone_s0", "settings": {"threads": 0}}, 422, "settings.threads"),
-    ({"model": "mobileone_s0", "devices": ["toaster"]}, 422, "devices.0"),
-    ({"model": "mobileone_s0", "colour": "red"}, 422, "colour"),
-    ({"model": {"model": "mobileone_s0", "overrides": {"pretrained": True}}}, 422,
-     "overrides.pretrained"),
-    ({"model": "mobileone_s0", "devices": ["iphone12-class"], "formats": ["onnx"]}, 422, "formats"),
-    ({"model": "mobileone_s0", "devices": ["gpu-cuda"]}, 422, "devices"),  # local: this CPU only
-])
+@pytest.mark.parametrize(
+    "payload, status, field",
+    [
+        ({"model": "mobileone_s9000"}, 422, "model"),
+        ({"model": "mobileone_s0", "settings": {"threads": 0}}, 422, "settings.threads"),
+        ({"model": "mobileone_s0", "devices": ["toaster"]}, 422, "devices.0"),
+        ({"model": "mobileone_s0", "colour": "red"}, 422, "colour"),
+        (
+            {"model": {"model": "mobileone_s0", "overrides": {"pretrained": True}}},
+            422,
+            "overrides.pretrained",
+        ),
+        (
+            {"model": "mobileone_s0", "devices": ["iphone12-class"], "formats": ["onnx"]},
+            422,
+            "formats",
+        ),
+        (
+            {"model": "mobileone_s0", "devices": ["gpu-cuda"]},
+            422,
+            "devices",
+        ),  # local: this CPU only
+    ],
+)
 def test_bad_input_is_a_4xx_naming_the_field(client, payload, status, field):
     response = client.post("/profile", json=payload)
     assert response.status_code == status
@@ -90,19 +107,36 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
     base = f"/runners/{reg['id']}"
     assert client.post(f"{base}/heartbeat").status_code == 401
     assert client.post(f"{base}/heartbeat", headers=auth).status_code == 204
-    assert client.post(f"{base}/claim", json={"job_id": job_id, "attempt": 2},
-                       headers=auth).status_code == 409
-    assert client.post(f"{base}/claim", json={"job_id": job_id, "attempt": 1},
-                       headers=auth).status_code == 204
+    assert (
+        client.post(
+            f"{base}/claim", json={"job_id": job_id, "attempt": 2}, headers=auth
+        ).status_code
+        == 409
+    )
+    assert (
+        client.post(
+            f"{base}/claim", json={"job_id": job_id, "attempt": 1}, headers=auth
+        ).status_code
+        == 204
+    )
     assert client.get("/devices").json()["data"][0]["current_job_id"] == job_id
-    bad = client.post(f"{base}/results", json={"job_id": job_id, "attempt": 1,
-                                               "measurement": {}}, headers=auth)
+    bad = client.post(
+        f"{base}/results", json={"job_id": job_id, "attempt": 1, "measurement": {}}, headers=auth
+    )
     assert bad.status_code == 422 and bad.json()["field"] == "measurement"
-    measurement = {"latency_ms": {"median": 4.2, "p90": 4.5, "ci95": [4.1, 4.3], "n": 30},
-                   "device": {"cpu_model": "test"}, "host_load": {"others_cpu_pct": 1.0}}
-    posts = [client.post(f"{base}/results", headers=auth,
-                         json={"job_id": job_id, "attempt": 1, "measurement": measurement})
-             for _ in range(3)]
+    measurement = {
+        "latency_ms": {"median": 4.2, "p90": 4.5, "ci95": [4.1, 4.3], "n": 30},
+        "device": {"cpu_model": "test"},
+        "host_load": {"others_cpu_pct": 1.0},
+    }
+    posts = [
+        client.post(
+            f"{base}/results",
+            headers=auth,
+            json={"job_id": job_id, "attempt": 1, "measurement": measurement},
+        )
+        for _ in range(3)
+    ]
     assert {p.json()["result_id"] for p in posts} == {posts[0].json()["result_id"]}
     job = client.get(f"/jobs/{job_id}").json()
     assert job["state"] == "done" and job["result"]["latency_ms"]["median"] == 4.2
@@ -115,8 +149,10 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
 
 def test_artifact_keys_cannot_name_paths(client):
     reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
-    response = client.get(f"/runners/{reg['id']}/artifacts/..%2F..%2Fetc%2Fpasswd",
-                          headers={"Authorization": f"Bearer {reg['token']}"})
+    response = client.get(
+        f"/runners/{reg['id']}/artifacts/..%2F..%2Fetc%2Fpasswd",
+        headers={"Authorization": f"Bearer {reg['token']}"},
+    )
     assert response.status_code in (404, 422)
 
 
@@ -128,16 +164,22 @@ def test_dashboard_renders_without_reference_data(client):
 
 def test_dashboard_plots_measured_models_with_their_published_top1(settings, tmp_path):
     settings.reference_csv = tmp_path / "ref.csv"
-    settings.reference_csv.write_text("model,timm_name,top1,source_repo,source_file_or_table\n"
-                                      "MobileOne-S0,mobileone_s0,71.4,apple/ml-mobileone,README\n")
+    settings.reference_csv.write_text(
+        "model,timm_name,top1,source_repo,source_file_or_table\n"
+        "MobileOne-S0,mobileone_s0,71.4,apple/ml-mobileone,README\n"
+    )
     with TestClient(create_app(settings)) as client:
         job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
         reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
         auth = {"Authorization": f"Bearer {reg['token']}"}
-        client.post(f"/runners/{reg['id']}/claim", json={"job_id": job_id, "attempt": 1},
-                    headers=auth)
-        client.post(f"/runners/{reg['id']}/results", headers=auth, json={
-            "job_id": job_id, "attempt": 1, "measurement": {"latency_ms": {"median": 3.25}}})
+        client.post(
+            f"/runners/{reg['id']}/claim", json={"job_id": job_id, "attempt": 1}, headers=auth
+        )
+        client.post(
+            f"/runners/{reg['id']}/results",
+            headers=auth,
+            json={"job_id": job_id, "attempt": 1, "measurement": {"latency_ms": {"median": 3.25}}},
+        )
         page = client.get("/dashboard").text
     assert "<h2>cpu-x86_64</h2>" in page
     assert "mobileone_s0: 3.250 ms, 71.4%" in page  # the point's tooltip

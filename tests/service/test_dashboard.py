@@ -6,8 +6,13 @@ from service.reference import load
 
 
 def test_pareto_frontier_keeps_only_undominated_points():
-    points = [Point("a", 1.0, 75.0), Point("b", 2.0, 74.0), Point("c", 2.5, 79.0),
-              Point("d", 3.0, 79.0), Point("e", 0.5, 70.0)]
+    points = [
+        Point("a", 1.0, 75.0),
+        Point("b", 2.0, 74.0),
+        Point("c", 2.5, 79.0),
+        Point("d", 3.0, 79.0),
+        Point("e", 0.5, 70.0),
+    ]
     assert [p.label for p in pareto_frontier(points)] == ["e", "a", "c"]
 
 
@@ -20,9 +25,11 @@ def test_layout_places_faster_left_and_more_accurate_higher():
 
 def test_reference_csv_parsing_and_absence(tmp_path):
     csv_path = tmp_path / "ref.csv"
-    csv_path.write_text("model,timm_name,top1,params_m,gmacs,source_repo,source_file_or_table\n"
-                        "A,a_1,76.2,,,org/a,README\nA2,a_1,77.0,,,org/b,paper\n"
-                        "B,,80.0,,,org/c,x\nC,c_1,,,,org/d,y\n")
+    csv_path.write_text(
+        "model,timm_name,top1,params_m,gmacs,source_repo,source_file_or_table\n"
+        "A,a_1,76.2,,,org/a,README\nA2,a_1,77.0,,,org/b,paper\n"
+        "B,,80.0,,,org/c,x\nC,c_1,,,,org/d,y\n"
+    )
     table = load(csv_path)
     assert set(table) == {"a_1"}
     assert table["a_1"].top1 == 76.2 and table["a_1"].source == "org/a README"

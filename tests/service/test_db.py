@@ -7,19 +7,31 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import func, select
 
 from service.db import jobs, runners
+from service.db.engine import make_engine, upgrade
 from service.db.jobs import JobState
 from service.db.results import record_result
 from service.db.tables import JobRow, ResultRow
-from service.db.engine import make_engine, upgrade
 
 MEASUREMENT = {"latency_ms": {"median": 1.5, "p90": 1.7, "n": 20}}
 
 
 def _job(session, key="k" * 64, user="u"):
-    jobs.upsert_spec(session, spec_hash="s" * 32, model="mobileone_s0", family="mobileone",
-                     body={"model": "mobileone_s0"})
-    return jobs.create_or_coalesce(session, spec_hash="s" * 32, device_class="cpu-x86_64",
-                                   fmt="onnx", settings={}, request_key=key, user=user)
+    jobs.upsert_spec(
+        session,
+        spec_hash="s" * 32,
+        model="mobileone_s0",
+        family="mobileone",
+        body={"model": "mobileone_s0"},
+    )
+    return jobs.create_or_coalesce(
+        session,
+        spec_hash="s" * 32,
+        device_class="cpu-x86_64",
+        fmt="onnx",
+        settings={},
+        request_key=key,
+        user=user,
+    )
 
 
 def test_identical_requests_coalesce_to_one_active_job(sessions):
@@ -45,8 +57,14 @@ def test_concurrent_identical_requests_make_one_job(sessions):
 def test_finished_job_frees_its_key_for_a_new_one(sessions):
     with sessions() as s:
         job, _ = _job(s)
-        assert jobs.transition(s, job_id=job.id, attempt=1, from_states=[JobState.QUEUED],
-                               to=JobState.FAILED, error="boom")
+        assert jobs.transition(
+            s,
+            job_id=job.id,
+            attempt=1,
+            from_states=[JobState.QUEUED],
+            to=JobState.FAILED,
+            error="boom",
+        )
         again, created = _job(s)
     assert created and again.id != job.id
 
@@ -55,8 +73,9 @@ def test_transition_refuses_a_stale_attempt(sessions):
     with sessions() as s:
         job, _ = _job(s)
         assert jobs.requeue(s, job_id=job.id, attempt=1)
-        moved = jobs.transition(s, job_id=job.id, attempt=1, from_states=[JobState.QUEUED],
-                                to=JobState.EXPORTING)
+        moved = jobs.transition(
+            s, job_id=job.id, attempt=1, from_states=[JobState.QUEUED], to=JobState.EXPORTING
+        )
         current = jobs.get_job(s, job_id=job.id)
     assert not moved
     assert (current.state, current.attempt) == ("queued", 2)
@@ -65,10 +84,12 @@ def test_transition_refuses_a_stale_attempt(sessions):
 def test_a_job_records_one_result_however_often_posted(sessions):
     with sessions() as s:
         job, _ = _job(s)
-        first, created = record_result(s, job=job, model="m", runner_id=None,
-                                       measurement=MEASUREMENT)
-        second, created_again = record_result(s, job=job, model="m", runner_id=None,
-                                              measurement={"latency_ms": {"median": 9.0}})
+        first, created = record_result(
+            s, job=job, model="m", runner_id=None, measurement=MEASUREMENT
+        )
+        second, created_again = record_result(
+            s, job=job, model="m", runner_id=None, measurement={"latency_ms": {"median": 9.0}}
+        )
         count = s.scalar(select(func.count()).select_from(ResultRow))
     assert created and not created_again
     assert second.id == first.id and second.median_ms == 1.5

@@ -16,7 +16,10 @@ TOKENS = {"LATBENCH_API_TOKEN": "a" * 20, "LATBENCH_RUNNER_TOKEN": "r" * 20}
 
 def _compose_command() -> list[str]:
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    ):
         return [docker, "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
@@ -27,8 +30,13 @@ def _config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     import os
 
     full = {k: v for k, v in os.environ.items() if not k.startswith("LATBENCH_")} | env
-    return subprocess.run([*_compose_command(), "-f", str(COMPOSE), "config"], env=full,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [*_compose_command(), "-f", str(COMPOSE), "config"],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_compose_config_resolves_server_postgres_redis_and_a_runner():

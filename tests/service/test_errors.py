@@ -9,8 +9,9 @@ import pytest
 from exporters import errors as e
 from service.errors import STATUS, status_for
 
-TREE = [cls for _, cls in inspect.getmembers(e, inspect.isclass)
-        if issubclass(cls, e.LatbenchError)]
+TREE = [
+    cls for _, cls in inspect.getmembers(e, inspect.isclass) if issubclass(cls, e.LatbenchError)
+]
 
 
 def _instance(cls):
@@ -27,11 +28,19 @@ def test_every_error_class_has_a_status(cls):
     assert 400 <= code < 600
 
 
-@pytest.mark.parametrize("cls, code", [
-    (e.UnknownModelError, 422), (e.NotFoundError, 404), (e.ConflictError, 409),
-    (e.PayloadTooLargeError, 413), (e.QuotaError, 429), (e.AuthError, 401),
-    (e.RunnerUnavailableError, 503), (e.LatbenchError, 500),
-])
+@pytest.mark.parametrize(
+    "cls, code",
+    [
+        (e.UnknownModelError, 422),
+        (e.NotFoundError, 404),
+        (e.ConflictError, 409),
+        (e.PayloadTooLargeError, 413),
+        (e.QuotaError, 429),
+        (e.AuthError, 401),
+        (e.RunnerUnavailableError, 503),
+        (e.LatbenchError, 500),
+    ],
+)
 def test_specific_classes_win_over_their_parents(cls, code):
     assert status_for(_instance(cls)) == code
 

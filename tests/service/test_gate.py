@@ -13,37 +13,50 @@ from service.gate import Verdict, decide
 LATBENCH = str(Path(sys.executable).with_name("latbench"))
 
 
-@pytest.mark.parametrize("ratio, ci, verdict", [
-    (1.20, (1.15, 1.25), Verdict.REGRESSION),    # slower beyond 5 %, CI excludes 1
-    (1.20, (0.95, 1.45), Verdict.INCONCLUSIVE),  # slower beyond 5 %, but could be noise
-    (1.03, (1.01, 1.05), Verdict.PASS),          # really slower, within the threshold
-    (0.90, (0.85, 0.95), Verdict.PASS),          # faster
-    (1.05, (1.04, 1.06), Verdict.PASS),          # exactly at the limit
-])
+@pytest.mark.parametrize(
+    "ratio, ci, verdict",
+    [
+        (1.20, (1.15, 1.25), Verdict.REGRESSION),  # slower beyond 5 %, CI excludes 1
+        (1.20, (0.95, 1.45), Verdict.INCONCLUSIVE),  # slower beyond 5 %, but could be noise
+        (1.03, (1.01, 1.05), Verdict.PASS),  # really slower, within the threshold
+        (0.90, (0.85, 0.95), Verdict.PASS),  # faster
+        (1.05, (1.04, 1.06), Verdict.PASS),  # exactly at the limit
+    ],
+)
 def test_regression_needs_threshold_and_ci_excluding_one(ratio, ci, verdict):
     assert decide(ratio, ci, 0.05).verdict is verdict
 
 
-@pytest.mark.parametrize("ratio, ci, threshold, field", [
-    (1.0, (0.9, 1.1), -0.1, "threshold"),
-    (1.0, (1.1, 1.2), 0.05, "ci95"),
-    (1.0, (-1.0, 1.2), 0.05, "ci95"),
-])
+@pytest.mark.parametrize(
+    "ratio, ci, threshold, field",
+    [
+        (1.0, (0.9, 1.1), -0.1, "threshold"),
+        (1.0, (1.1, 1.2), 0.05, "ci95"),
+        (1.0, (-1.0, 1.2), 0.05, "ci95"),
+    ],
+)
 def test_bad_input_names_the_field(ratio, ci, threshold, field):
     with pytest.raises(SpecError) as info:
         decide(ratio, ci, threshold)
     assert info.value.field == field
 
 
-@pytest.mark.parametrize("doc, code", [
-    ({"ratio": 1.3, "ci95": [1.2, 1.4]}, 1),
-    ({"ratio": 1.3, "ci95": [0.9, 1.7]}, 3),
-    ({"ratio": 1.0, "ci95": [0.98, 1.02]}, 0),
-    ({"ratio": "fast"}, 2),
-])
+@pytest.mark.parametrize(
+    "doc, code",
+    [
+        ({"ratio": 1.3, "ci95": [1.2, 1.4]}, 1),
+        ({"ratio": 1.3, "ci95": [0.9, 1.7]}, 3),
+        ({"ratio": 1.0, "ci95": [0.98, 1.02]}, 0),
+        ({"ratio": "fast"}, 2),
+    ],
+)
 def test_cli_exit_codes(tmp_path, doc, code):
     path = tmp_path / "cmp.json"
     path.write_text(json.dumps(doc))
-    done = subprocess.run([LATBENCH, "gate", str(path), "--threshold", "0.05"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [LATBENCH, "gate", str(path), "--threshold", "0.05"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == code, done.stderr

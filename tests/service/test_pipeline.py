@@ -12,11 +12,11 @@ from service import pipeline
 
 
 def test_plan_picks_each_device_preferred_format_and_precision():
-    plan = pipeline.plan("mobileone_s0", [DeviceClass.CPU_X86_64, DeviceClass.IPHONE12_CLASS],
-                         None)
+    plan = pipeline.plan("mobileone_s0", [DeviceClass.CPU_X86_64, DeviceClass.IPHONE12_CLASS], None)
     assert [(t.device_class, t.format, t.precision) for t in plan.targets] == [
         (DeviceClass.CPU_X86_64, ExportFormat.ONNX, "fp32"),
-        (DeviceClass.IPHONE12_CLASS, ExportFormat.COREML, "fp16")]
+        (DeviceClass.IPHONE12_CLASS, ExportFormat.COREML, "fp16"),
+    ]
     assert plan.family == "mobileone" and len(plan.spec_hash) == 32
 
 
@@ -30,12 +30,15 @@ def test_request_key_changes_with_settings_and_target():
     plan = pipeline.plan("mobileone_s0", [DeviceClass.CPU_X86_64, DeviceClass.CPU_ARM64], None)
     x86, arm = plan.targets
     key = pipeline.request_key(spec_hash=plan.spec_hash, target=x86, settings=MeasureSettings())
-    assert key == pipeline.request_key(spec_hash=plan.spec_hash, target=x86,
-                                       settings=MeasureSettings())
-    assert key != pipeline.request_key(spec_hash=plan.spec_hash, target=arm,
-                                       settings=MeasureSettings())
-    assert key != pipeline.request_key(spec_hash=plan.spec_hash, target=x86,
-                                       settings=MeasureSettings(threads=2))
+    assert key == pipeline.request_key(
+        spec_hash=plan.spec_hash, target=x86, settings=MeasureSettings()
+    )
+    assert key != pipeline.request_key(
+        spec_hash=plan.spec_hash, target=arm, settings=MeasureSettings()
+    )
+    assert key != pipeline.request_key(
+        spec_hash=plan.spec_hash, target=x86, settings=MeasureSettings(threads=2)
+    )
 
 
 def test_export_waits_while_a_measurement_holds_the_host(tmp_path):

@@ -61,10 +61,12 @@ def test_late_result_of_a_requeued_job_still_counts_once(sessions, settings):
     _age(sessions, RunnerRow, runner_id, "last_heartbeat", settings.heartbeat_timeout_s + 1)
     reap(sessions, settings, Recorder())
     with sessions() as s:
-        steps.complete(s, job_id=job_id, runner_id=runner_id,
-                       measurement={"latency_ms": {"median": 2.0}})
-        steps.complete(s, job_id=job_id, runner_id=runner_id,
-                       measurement={"latency_ms": {"median": 3.0}})
+        steps.complete(
+            s, job_id=job_id, runner_id=runner_id, measurement={"latency_ms": {"median": 2.0}}
+        )
+        steps.complete(
+            s, job_id=job_id, runner_id=runner_id, measurement={"latency_ms": {"median": 3.0}}
+        )
         job = jobs.get_job(s, job_id=job_id)
         result = jobs.result_for(s, job_id=job_id)
     assert job.state == "done" and job.active_key is None

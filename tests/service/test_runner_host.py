@@ -47,8 +47,9 @@ def test_runner_command_and_measurement_need_no_torch(tmp_path):
         print(json.dumps({{"n": m["latency_ms"]["n"], "runtime": m["device"]["runtime"],
                           "torch": "torch" in sys.modules}}))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["runtime"] == "onnxruntime" and report["n"] >= 20 and not report["torch"]
