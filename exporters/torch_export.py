@@ -27,8 +27,6 @@ def export_torch_program(
         want = model(example)
         got = torch.export.load(str(dest)).module()(example)
     rel = relative_error(want.numpy(), got.numpy())
-    if rel > PARITY_TOLERANCE:
-        raise ExportError("pt2", f"reloaded program differs: relative error {rel:.3g}")
     return ExportResult(
         path=dest,
         export_path="torch.export",
@@ -37,7 +35,7 @@ def export_torch_program(
             "max_abs_error": float((want - got).abs().max()),
             "rel_error": rel,
             "tolerance": PARITY_TOLERANCE,
-            "ok": True,
+            "ok": rel <= PARITY_TOLERANCE,
         },
         checks={"graph_nodes": len(program.graph.nodes)},
     )

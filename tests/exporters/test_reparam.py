@@ -4,8 +4,9 @@ from torch import nn
 
 from exporters.errors import EquivalenceError
 from exporters.reparam import (
-    DEFAULT_TOLERANCE,
+    PROOF_TOLERANCE,
     check_equivalence,
+    conv_bn_pairs,
     deploy_form,
     fuse_conv_bn,
     randomize_batchnorm,
@@ -22,15 +23,16 @@ def _train_form(name: str):
 
 def _conv_bn() -> nn.Sequential:
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()).eval()
-    randomize_batchnorm(model)
+    randomize_batchnorm(model, (2, 3, 16, 16))
     return model
 
 
 def _assert_proven(name: str) -> None:
     train, shape = _train_form(name)
     deploy, report = deploy_form(train, shape)
-    assert report.ok and report.rel_error <= DEFAULT_TOLERANCE
-    assert report.deploy.batchnorms == 0, "every BatchNorm is folded in the deploy form"
+    assert report.ok and report.rel_error <= PROOF_TOLERANCE
+    assert report.deploy.batchnorms < report.train.batchnorms or report.train.batchnorms == 0
+    assert conv_bn_pairs(deploy, shape) == [], "every foldable Conv+BN pair is folded"
     assert report.deploy.params < report.train.params
     assert not deploy.training
 
@@ -54,16 +56,16 @@ def test_batchnorm_statistics_are_non_trivial():
 
 
 def test_correct_fold_passes_and_wrong_variance_fold_fails():
-    model = _conv_bn()
+    model = _conv_bn().double()  # the proof runs in float64
     good = nn.Sequential(fuse_conv_bn(model[0], model[1]), nn.ReLU()).eval()
     assert check_equivalence(model, good, (2, 3, 16, 16)).ok
 
-    wrong_bn = nn.BatchNorm2d(8).eval()
+    wrong_bn = nn.BatchNorm2d(8).double().eval()
     wrong_bn.load_state_dict(model[1].state_dict())
     wrong_bn.running_var.fill_(1.0)  # the classic bug: variance ignored
     bad = nn.Sequential(fuse_conv_bn(model[0], wrong_bn), nn.ReLU()).eval()
     report = check_equivalence(model, bad, (2, 3, 16, 16))
-    assert not report.ok and report.rel_error > 100 * DEFAULT_TOLERANCE
+    assert not report.ok and report.rel_error > 100 * PROOF_TOLERANCE
 
 
 def test_broken_model_fold_raises(monkeypatch):
@@ -104,10 +106,10 @@ def test_broken_generic_fold_is_reverted_not_shipped(monkeypatch):
     assert report.deploy.batchnorms == report.train.batchnorms
 
 
-def test_relative_not_absolute_error_on_exploding_outputs():
-    """mobileone_s0 with random weights reaches outputs ~1e9+: the absolute difference is huge
-    while the fold is right."""
-    train, shape = _train_form("mobileone_s0")
+def test_deep_random_net_is_proven_in_float64_without_false_alarm():
+    """repvit_m2_3 with random weights amplifies float32 rounding far beyond any fp32 tolerance
+    on some builds; the float64 proof still separates a correct fold from a wrong one."""
+    train, shape = _train_form("repvit_m2_3")
     _, report = deploy_form(train, shape)
-    assert report.max_abs_error > 1.0
-    assert report.rel_error < DEFAULT_TOLERANCE
+    assert report.rel_error < 1e-10
+    assert report.fp32_rel_error is not None and report.fp32_rel_error > report.rel_error

@@ -26,7 +26,13 @@ from torch import nn
 from exporters.errors import ExportError
 from exporters.exporter import get_exporter
 from exporters.formats import ExportFormat, Precision
-from exporters.zoo.native.parc import FORMS, ParCConv, ParCForm, parc_layers, set_parc_form
+from exporters.zoo.native.parc import (
+    Orientation,
+    ParCConv,
+    ParCForm,
+    parc_layers,
+    set_parc_form,
+)
 
 # (artifact A, artifact B) -> an object with .a.median, .b.median (ms) and .estimate.ratio /
 # .estimate.ci95 (B/A): the shape of devices.results.Comparison.
@@ -37,7 +43,7 @@ CompareArtifacts = Callable[[Path, Path], Any]
 class LayerShape:
     """What a ParC layer's cost depends on: its input shape and orientation (not its weights)."""
 
-    orientation: str
+    orientation: Orientation
     batch: int
     channels: int
     height: int
@@ -126,7 +132,7 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, LayerShap
 
 def probe_layer(shape: LayerShape, form: ParCForm) -> nn.Module:
     """A lone ParC layer of this shape: what the model's layer costs, measured in isolation."""
-    return ParCConv(shape.channels, shape.size, shape.orientation, form=form).eval()  # type: ignore[arg-type]
+    return ParCConv(shape.channels, shape.size, shape.orientation, form=form).eval()
 
 
 def export_probe(
@@ -185,7 +191,7 @@ def sweep(
     channels: int,
     compare: CompareArtifacts,
     *,
-    orientation: str = "h",
+    orientation: Orientation = "h",
     fmt: ExportFormat = ExportFormat.ONNX,
     precision: Precision = Precision.FP32,
 ) -> list[FormTiming]:
