@@ -33,7 +33,8 @@ def _timing(size, ci, channels=8):
 
 @pytest.mark.parametrize(
     "ci, faster",
-    [((0.5, 0.9), "fft"), ((0.5, 1.1), "spatial"), ((1.1, 2.0), "spatial"), ((0.2, 1.0), "spatial")],
+    [((0.5, 0.9), "fft"), ((0.5, 1.1), "spatial"), ((1.1, 2.0), "spatial"),
+     ((0.2, 1.0), "spatial")],
 )
 def test_fft_wins_only_with_the_whole_interval_below_one(ci, faster):
     assert _timing(14, ci).faster == faster
@@ -89,7 +90,8 @@ def test_fft_form_that_does_not_export_falls_back_to_spatial(monkeypatch, tmp_pa
     timing = time_forms(LayerShape("w", 1, 8, 9, 9), never_called, tmp_path)
     assert timing.faster == "spatial" and "falling back to spatial" in timing.fft_error
     assert "DFT" in timing.fft_error
-    assert FormPlan({"x": "spatial"}, [timing], None, "onnx").to_dict()["timings"][0]["fft_ms"] is None
+    stored = FormPlan({"x": "spatial"}, [timing], None, "onnx").to_dict()["timings"][0]
+    assert stored["fft_ms"] is None and stored["ratio"] is None
 
 
 @pytest.mark.slow
