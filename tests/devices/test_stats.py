@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from devices.stats import median_ci, median_ci_ranks, ratio_ci, summarize, t975
+from devices.stats import median_ci, median_ci_ranks, paired_ratio, ratio_ci, summarize, t975
 
 
 @pytest.mark.parametrize(("n", "ranks"), [(10, (1, 8)), (100, (39, 60)), (1000, (468, 531))])
@@ -71,3 +71,17 @@ def test_ratio_ci_rejects_nonpositive_estimates():
     with pytest.raises(ValueError):
         ratio_ci([1.0, 0.0])
     assert math.isinf(ratio_ci([1.2]).ci95[1])
+
+
+def test_paired_ratio_known_answer_and_robustness():
+    a = [10.0, 10.0] * 10
+    assert paired_ratio(a, [11.0, 11.0] * 10) == pytest.approx(1.1)
+    # a preemption that hits one side of two blocks moves the estimate not at all
+    b = [11.0, 11.0] * 10
+    b[0], a[5] = 40.0, 40.0
+    assert paired_ratio(a, b) == pytest.approx(1.1)
+    # blocks are paired: a load ramp that slows both sides alike cancels
+    ramp = [1 + i / 10 for i in range(20)]
+    assert paired_ratio([10 * r for r in ramp], [12 * r for r in ramp]) == pytest.approx(1.2)
+    with pytest.raises(ValueError):
+        paired_ratio([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
