@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="default: SQLite file in data_dir")
     dispatcher: Literal["local", "celery"] = "local"
     broker_url: str = "redis://127.0.0.1:6379/0"
+    queue_namespace: str = Field(
+        "",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.\-]*$",
+        description="prefix of the Celery queue names: deployments sharing one Redis stay apart",
+    )
     local_runner: bool = Field(True, description="embedded default: measure on this host's CPU")
     reference_csv: Path = REPO_ROOT.parent / "shared" / "reference" / "published_latency.csv"
     host_lock: Path = Path(tempfile.gettempdir()) / "latbench-host.lock"

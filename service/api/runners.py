@@ -38,6 +38,7 @@ def register(
         id=row.id,
         token=token,
         broker_url=broker,
+        queue_namespace=settings.queue_namespace,
         heartbeat_interval_s=settings.heartbeat_interval_s,
     )
 

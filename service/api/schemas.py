@@ -120,6 +120,7 @@ class RunnerRegistered(BaseModel):
     id: str
     token: str
     broker_url: str | None
+    queue_namespace: str = ""
     heartbeat_interval_s: float
 
 

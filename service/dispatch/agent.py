@@ -167,7 +167,7 @@ def run_agent(
             [
                 "worker",
                 "--queues",
-                measure_queue(device_class.value),
+                measure_queue(device_class.value, info.get("queue_namespace", "")),
                 "--pool",
                 "solo",
                 "--concurrency",

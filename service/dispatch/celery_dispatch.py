@@ -4,16 +4,17 @@ and forwards it to ``measure.<device class>``, where runners of that class take 
 
 from __future__ import annotations
 
-from service.dispatch.task import EXPORT_QUEUE, EXPORT_TASK, make_celery
+from service.dispatch.task import EXPORT_TASK, export_queue, make_celery
 from service.settings import Settings
 
 
 class CeleryDispatcher:
     def __init__(self, settings: Settings) -> None:
         self.app = make_celery(settings.broker_url)
+        self.queue = export_queue(settings.queue_namespace)
 
     def submit(self, job_id: str, attempt: int) -> None:
-        self.app.send_task(EXPORT_TASK, args=[job_id, attempt], queue=EXPORT_QUEUE)
+        self.app.send_task(EXPORT_TASK, args=[job_id, attempt], queue=self.queue)
 
     def serves(self, device_class: str) -> bool:
         """Any class: its runners may attach later; the job waits in its queue until then."""

@@ -9,9 +9,9 @@ from typing import Any
 from service.db.engine import make_engine, make_sessionmaker
 from service.dispatch import steps
 from service.dispatch.task import (
-    EXPORT_QUEUE,
     EXPORT_TASK,
     MEASURE_TASK,
+    export_queue,
     make_celery,
     measure_queue,
 )
@@ -33,19 +33,22 @@ def build_app(settings: Settings) -> Any:
         )
         if task is not None:
             app.send_task(
-                MEASURE_TASK, args=[task.to_dict()], queue=measure_queue(task.device_class)
+                MEASURE_TASK,
+                args=[task.to_dict()],
+                queue=measure_queue(task.device_class, settings.queue_namespace),
             )
 
     return app
 
 
 def main() -> None:
-    app = build_app(get_settings())
+    settings = get_settings()
+    app = build_app(settings)
     app.worker_main(
         [
             "worker",
             "--queues",
-            EXPORT_QUEUE,
+            export_queue(settings.queue_namespace),
             "--pool",
             "solo",
             "--concurrency",

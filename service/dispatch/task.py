@@ -6,14 +6,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-EXPORT_QUEUE = "export"
 EXPORT_TASK = "latbench.export"
 MEASURE_TASK = "latbench.measure"
 
 
-def measure_queue(device_class: str) -> str:
+def export_queue(namespace: str = "") -> str:
+    """``namespace`` separates deployments (or test runs) that share one Redis."""
+    return f"{namespace}export"
+
+
+def measure_queue(device_class: str, namespace: str = "") -> str:
     """One queue per device class: any runner of the class may take any of its jobs."""
-    return f"measure.{device_class}"
+    return f"{namespace}measure.{device_class}"
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,6 @@ def make_celery(broker_url: str) -> Any:
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
-        task_default_queue=EXPORT_QUEUE,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )

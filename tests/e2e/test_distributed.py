@@ -10,15 +10,19 @@ import time
 import pytest
 
 from tests.e2e.conftest import FAST, LATBENCH, Proc, Server
-from tests.service.backends import clean_redis, fresh_postgres
+from tests.service.backends import fresh_postgres, redis_namespace
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
 
 
 @pytest.fixture
 def server(base_env, tmp_path):
-    with fresh_postgres() as db_url, clean_redis() as redis_url:
-        base_env.update(LATBENCH_DATABASE_URL=db_url, LATBENCH_BROKER_URL=redis_url)
+    with fresh_postgres() as db_url, redis_namespace() as (redis_url, namespace):
+        base_env.update(
+            LATBENCH_DATABASE_URL=db_url,
+            LATBENCH_BROKER_URL=redis_url,
+            LATBENCH_QUEUE_NAMESPACE=namespace,
+        )
         server = Server(base_env, tmp_path / "server.log", "--dispatcher", "celery")
         yield server
         server.stop()

@@ -13,7 +13,7 @@ import pytest
 POSTGRES_URL = os.environ.get(
     "LATBENCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("LATBENCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_URL = os.environ.get("LATBENCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @contextmanager
@@ -39,9 +39,9 @@ def fresh_postgres() -> Iterator[str]:
 
 
 @contextmanager
-def clean_redis() -> Iterator[str]:
-    """LATBENCH_TEST_REDIS_URL, its DB emptied before and after (Celery queues left by a test
-    would feed the next)."""
+def redis_namespace() -> Iterator[tuple[str, str]]:
+    """LATBENCH_TEST_REDIS_URL and a queue namespace of this test's own, so concurrent test runs
+    sharing the server never take each other's tasks; its queues are deleted after."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
@@ -49,9 +49,10 @@ def clean_redis() -> Iterator[str]:
         client.ping()
     except redis.ConnectionError as exc:
         pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
-    client.flushdb()
+    namespace = f"test-{uuid.uuid4().hex[:12]}."
     try:
-        yield REDIS_URL
+        yield REDIS_URL, namespace
     finally:
-        client.flushdb()
+        for key in client.scan_iter(f"{namespace}*"):
+            client.delete(key)
         client.close()

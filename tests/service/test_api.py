@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from tests.service.backends import clean_redis
+from tests.service.backends import redis_namespace
 
 FAST = {"threads": 1, "max_seconds": 1.0}
 
@@ -25,8 +25,8 @@ def client(settings):
 @pytest.mark.redis
 def test_profile_makes_one_job_per_device_and_coalesces_repeats(settings):
     settings.dispatcher = "celery"  # the local dispatcher serves this host's CPU class only
-    with clean_redis() as redis_url:
-        settings.broker_url = redis_url
+    with redis_namespace() as (redis_url, namespace):
+        settings.broker_url, settings.queue_namespace = redis_url, namespace
         with TestClient(create_app(settings)) as client:
             first = client.post("/profile", json=body(devices=["cpu-x86_64", "cpu-arm64"]))
             again = client.post("/profile", json=body(devices=["cpu-x86_64"]))
