@@ -66,6 +66,15 @@ class HostLoad:
     def to_dict(self) -> dict[str, float]:
         return {key: round(value, 3) for key, value in self.__dict__.items()}
 
+    def busy_note(self, threshold_pct: float = 20.0) -> str | None:
+        """A warning for the result when other processes competed for the CPU."""
+        if self.others_cpu_pct <= threshold_pct:
+            return None
+        return (
+            f"other processes used {self.others_cpu_pct:.0f}% of the CPU during the measurement: "
+            "latencies are inflated and noisier than on an idle host"
+        )
+
 
 class HostLoadMonitor:
     """Context manager: snapshot CPU times on entry and exit."""

@@ -26,6 +26,7 @@ class Measurement:
     settings: dict[str, Any]  # requested settings plus the effective runtime/session options
     host_load: dict[str, float]
     layers: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)  # conditions that qualify the numbers
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +46,7 @@ class Measurement:
             "settings": self.settings,
             "host_load": self.host_load,
             "layers": self.layers,
+            "notes": self.notes,
         }
 
 

@@ -171,6 +171,7 @@ class Runner(ABC):
             device=self.describe(settings).to_dict(),
             settings={**settings.model_dump(), **session.options},
             host_load=load.result.to_dict(),
+            notes=_notes(warm.steady, result.target_met, load.result.busy_note()),
         )
 
     def compare(
@@ -220,7 +221,15 @@ class Runner(ABC):
             device=self.describe(settings).to_dict(),
             settings={**settings.model_dump(), **options},
             host_load=load.result.to_dict(),
+            notes=[note for note in [load.result.busy_note()] if note],
         )
+
+
+def _notes(steady: bool, target_met: bool, busy: str | None) -> list[str]:
+    notes = [] if steady else ["warm-up hit its cap before two windows agreed within 3%"]
+    if not target_met:
+        notes.append("the 95% CI of the median is wider than the precision target (a cap stopped sampling)")
+    return notes + ([busy] if busy else [])
 
 
 _RUNNERS: dict[str, type[Runner]] = {}

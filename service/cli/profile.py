@@ -106,6 +106,8 @@ def _print_profile(doc: dict[str, Any]) -> None:
         f"±{doc['settings']['target_rel_ci']:.1%} {met} · other processes used "
         f"{doc['host_load']['others_cpu_pct']:.0f}% of the CPU meanwhile"
     )
+    for note in doc["notes"]:
+        console.print(f"[yellow]note:[/] {note}")
     if doc.get("layers"):
         _print_layers(console, doc["layers"])
 
@@ -183,6 +185,8 @@ def compare_command(
     lo, hi = comparison.ci95
     verdict = "differ" if comparison.estimate.excludes_one() else "no difference shown"
     Console().print(f"B/A = {comparison.ratio:.4f}  95% CI [{lo:.4f}, {hi:.4f}]  ({verdict})")
+    for note in comparison.notes:
+        Console().print(f"[yellow]note:[/] {note}")
 
 
 def register(app: typer.Typer) -> None:

@@ -89,3 +89,15 @@ def test_torch_runner_measures_a_real_pt2_program(tiny_pt2):
     assert result["latency_ms"]["median"] > 0 and result["latency_ms"]["n"] >= 20
     assert result["settings"]["torch_threads"] == 1 and result["settings"]["torch_mode"] == "eager"
     assert result["device"]["runtime"] == "torch" and result["device"]["execution_provider"] == "cpu (eager)"
+
+
+def test_notes_qualify_numbers_measured_under_bad_conditions():
+    from devices.host import HostLoad
+    from devices.runner import _notes
+
+    busy = HostLoad(2.0, 2.5, cpu_busy_pct=95, own_cpu_pct=45, others_cpu_pct=50, wall_s=3).busy_note()
+    assert "other processes used 50% of the CPU" in busy
+    assert HostLoad(0.1, 0.1, cpu_busy_pct=50, own_cpu_pct=45, others_cpu_pct=5, wall_s=3).busy_note() is None
+    assert _notes(True, True, None) == []
+    notes = _notes(False, False, busy)
+    assert len(notes) == 3 and "warm-up" in notes[0] and "precision target" in notes[1]
