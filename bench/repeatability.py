@@ -58,10 +58,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10 s sampling cap per profile")
     args = parser.parse_args()
     path = artifact(args.model)
-    ours, loops, iters, met, others = [], [], [], [], []
+    ours, cpu, loops, iters, met, others = [], [], [], [], [], []
     for _ in range(args.runs):  # alternate the two methods so drift hits both alike
         doc = profile_once(args.model, args.threads, 10.0 if args.quick else 30.0)
         ours.append(doc["latency_ms"]["median"])
+        cpu.append(doc["cpu_ms"]["median"] if doc["cpu_ms"] else float("nan"))
         iters.append(doc["latency_ms"]["n"] + doc["warmup_iters"])
         met.append(doc["target_met"])
         others.append(doc["host_load"]["others_cpu_pct"])
@@ -70,6 +71,7 @@ def main() -> None:
     print("latbench medians ms: " + " ".join(f"{v:.3f}" for v in ours))
     print("fixed 100-run loop medians ms: " + " ".join(f"{v:.3f}" for v in loops))
     print(f"CV of medians: latbench {cv(ours):.2%} (target <= 2%), fixed loop {cv(loops):.2%}")
+    print(f"CV of the thread CPU-time medians (cpu_ms, single thread): {cv(cpu):.2%}")
     print(f"max/min of medians: latbench {max(ours) / min(ours):.3f}, fixed loop {max(loops) / min(loops):.3f}")
     print(f"iterations used by latbench (warm-up + samples): {iters} (mean {statistics.mean(iters):.0f})"
           f" vs fixed loop 110 (10 warm-up + 100); precision target met in {sum(met)}/{len(met)}")

@@ -3,9 +3,10 @@ table does (PyTorch FP32, one thread of an Intel i9-9900X)? Different CPU, same 
 
 Measures every model of that table that timm has (MobileViT and EdgeNeXt at 256 px, the rest at
 224; random weights) with the onnxruntime and the PyTorch runners, one thread, and prints
-Kendall's tau and Spearman's rho against the published latencies, for the median and for the
-minimum (on a host shared with other jobs the minimum is the least disturbed run, closest to what
-a quiet machine gives). Target: tau >= 0.9 (PyTorch).
+Kendall's tau and Spearman's rho against the published latencies, for the median latency, the
+minimum, and the median CPU time of the computing thread (`cpu_ms`). On a host shared with other
+jobs the latency is inflated by waiting for a core; the minimum (least disturbed run) and the CPU
+time are what a quiet machine would give. Target: tau >= 0.9 (PyTorch).
 Source: /work/shared/reference/published_latency.csv (FasterNet paper, Table 3).
 
     .venv/bin/python bench/validity.py [--quick] [--max-gmacs G] [--seconds S]
@@ -48,8 +49,8 @@ def main() -> None:
     settings = {"threads": 1, "target_rel_ci": 0.02, "max_seconds": seconds, "warmup_max_seconds": 8.0}
     runners = {ExportFormat.ONNX: get_runner("ort-cpu"), ExportFormat.TORCH_EXPORT: get_runner("torch-cpu")}
     rows = []
-    print(f"{'model':<32} {'px':>4} {'published':>9} {'ort-cpu':>9} {'torch-cpu':>9} {'ort min':>8} "
-          f"{'torch min':>9} {'others':>6}  (ms, 1 thread; median unless min)")
+    print(f"{'model':<24} {'px':>4} {'published':>9} | {'ort':>7} {'min':>7} {'cpu':>7} | {'torch':>7} "
+          f"{'min':>7} {'cpu':>7} | others  (ms, 1 thread)")
     for name, ref_ms, gmacs in published():
         if not gmacs <= max_gmacs:
             continue
@@ -58,20 +59,25 @@ def main() -> None:
             paths = artifacts(name, tuple(runners), side)
             measured = {fmt: runners[fmt].measure(paths[fmt], settings) for fmt in runners}
         except LatbenchError as error:
-            print(f"{name:<32} skipped: {error}")
+            print(f"{name:<24} skipped: {error}")
             continue
         ort, pt = measured[ExportFormat.ONNX], measured[ExportFormat.TORCH_EXPORT]
         others = (ort.host_load["others_cpu_pct"] + pt.host_load["others_cpu_pct"]) / 2
-        row = (name, ref_ms, ort.latency_ms.median, pt.latency_ms.median, ort.latency_ms.min, pt.latency_ms.min)
+        row = (name, ref_ms, *_figures(ort), *_figures(pt))
         rows.append(row)
-        print(f"{name:<32} {side:>4} {ref_ms:9.1f} {row[2]:9.2f} {row[3]:9.2f} {row[4]:8.2f} {row[5]:9.2f} "
-              f"{others:5.0f}%", flush=True)
+        cells = " ".join(f"{v:7.2f}" for v in row[2:5]) + " | " + " ".join(f"{v:7.2f}" for v in row[5:])
+        print(f"{name:<24} {side:>4} {ref_ms:9.1f} | {cells} | {others:4.0f}%", flush=True)
     ref = [r[1] for r in rows]
-    for label, column in (("ort median", 2), ("torch median", 3), ("ort min", 4), ("torch min", 5)):
+    for column, label in enumerate(("ort median", "ort min", "ort cpu_ms", "torch median", "torch min",
+                                    "torch cpu_ms"), start=2):  # fmt: skip
         ours = [r[column] for r in rows]
         tau, rho = kendalltau(ref, ours).statistic, spearmanr(ref, ours).statistic
         print(f"{label:<13} n={len(rows)}  Kendall tau {tau:.3f}  Spearman rho {rho:.3f}"
               + ("  (target tau >= 0.9)" if label.startswith("torch") else ""))
+
+
+def _figures(measurement) -> tuple[float, float, float]:
+    return (measurement.latency_ms.median, measurement.latency_ms.min, measurement.cpu_ms.median)
 
 
 if __name__ == "__main__":

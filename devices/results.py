@@ -14,6 +14,7 @@ class Measurement:
     artifact: str  # file name only: the store owns the path
     latency_ms: Summary
     samples_ms: tuple[float, ...]
+    cpu_ms: Summary | None  # calling thread's CPU time per run; single-thread CPU runs only
     warmup_iters: int
     warmup_steady: bool
     load_ms: float
@@ -34,6 +35,7 @@ class Measurement:
             "artifact": self.artifact,
             "latency_ms": self.latency_ms.to_dict(),
             "samples_ms": list(self.samples_ms),
+            "cpu_ms": self.cpu_ms.to_dict() if self.cpu_ms else None,
             "warmup_iters": self.warmup_iters,
             "warmup_steady": self.warmup_steady,
             "load_ms": self.load_ms,

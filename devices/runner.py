@@ -9,6 +9,7 @@ without torch or coremltools works and says why those runners are unavailable.
 from __future__ import annotations
 
 import importlib
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -17,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from devices.host import HostLoadMonitor, host_facts, rss_mb
+from devices.host import HostLoadMonitor, default_threads, host_facts, rss_mb
 from devices.results import Comparison, Measurement
 from devices.sampling import interleave, sample_until_precise, warm_up
 from devices.settings import MeasureSettings, parse_settings
@@ -26,6 +27,7 @@ from exporters.errors import RunnerError, RunnerUnavailableError, SpecError
 from exporters.formats import DeviceClass, ExportFormat
 
 RUNNER_MODULES = ("devices.ort", "devices.torch_runner", "devices.coreml")
+CPU_CLASSES = (DeviceClass.CPU_X86_64, DeviceClass.CPU_ARM64)
 ALIASES = {"cpu": "ort-cpu", "cuda": "ort-cuda", "gpu": "ort-cuda", "coreml": "coreml-mac"}
 
 
@@ -82,6 +84,22 @@ def random_inputs(
         {name: rng.standard_normal(shape, dtype=np.float32).astype(dtype) for name, shape, dtype in specs}
         for _ in range(pool)
     ]
+
+
+def with_thread_cpu_time(run: Callable[[], float]) -> tuple[Callable[[], float], list[float]]:
+    """Wrap ``run`` to also collect the calling thread's CPU time per run, in ms. With one
+    intra-op thread ORT and PyTorch compute on the calling thread, so this is the compute time
+    without the time spent waiting for a core: on a shared host it stays steady when latency
+    does not (it still includes cache and memory-bandwidth effects of the neighbours)."""
+    cpu: list[float] = []
+
+    def timed() -> float:
+        start = time.thread_time_ns()
+        wall = run()
+        cpu.append((time.thread_time_ns() - start) / 1e6)
+        return wall
+
+    return timed, cpu
 
 
 Progress = Callable[[str, int, float], None]  # (phase, samples so far, CI half-width or progress)
@@ -146,12 +164,15 @@ class Runner(ABC):
 
         with HostLoadMonitor() as load:
             session = self.open(artifact, settings)
+            run, cpu_times = with_thread_cpu_time(session.run)
             try:
-                warm = warm_up(session.run, settings.warmup_policy())
-                result = sample_until_precise(session.run, settings.stop_policy(), progress=hook)
+                warm = warm_up(run, settings.warmup_policy())
+                cpu_times.clear()
+                result = sample_until_precise(run, settings.stop_policy(), progress=hook)
                 runtime_peak = session.peak_memory_mb()
             finally:
                 session.close()
+        single_cpu_thread = self.device_class in CPU_CLASSES and (settings.threads or default_threads()) == 1
         peak, source = (runtime_peak, "runtime") if runtime_peak is not None else (
             max(peak_rss) - rss_before, "rss"
         )
@@ -160,6 +181,7 @@ class Runner(ABC):
             artifact=artifact.name,
             latency_ms=summarize(result.samples),
             samples_ms=result.samples,
+            cpu_ms=summarize(cpu_times) if single_cpu_thread else None,
             warmup_iters=warm.iterations,
             warmup_steady=warm.steady,
             load_ms=session.load_ms,

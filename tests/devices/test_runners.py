@@ -101,3 +101,13 @@ def test_notes_qualify_numbers_measured_under_bad_conditions():
     assert _notes(True, True, None) == []
     notes = _notes(False, False, busy)
     assert len(notes) == 3 and "warm-up" in notes[0] and "precision target" in notes[1]
+
+
+def test_single_thread_cpu_runs_also_report_thread_cpu_time(tiny_onnx):
+    result = get_runner("cpu").measure(tiny_onnx, QUICK).to_dict()
+    cpu = result["cpu_ms"]
+    assert cpu["n"] == result["latency_ms"]["n"]
+    # CPU time of the computing thread never exceeds the wall time around the same call
+    assert 0 < cpu["min"] and cpu["median"] <= result["latency_ms"]["median"] * 1.05
+    two_threads = get_runner("cpu").measure(tiny_onnx, {**QUICK, "threads": 2}).to_dict()
+    assert two_threads["cpu_ms"] is None
