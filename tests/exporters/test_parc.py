@@ -95,6 +95,21 @@ def test_kernel_interpolation_is_the_papers_bilinear_resize():
     assert resize_along(values, 14) is values  # the build size is used untouched
 
 
+@pytest.mark.parametrize("use_pe", [True, False])
+@pytest.mark.parametrize("height", [12, 17])  # the build size and an interpolated one
+def test_a_preceding_affine_map_folds_into_the_layer_exactly(use_pe, height):
+    layer = _layer(5, 12, "h", use_pe=use_pe)
+    scale, shift = torch.rand(5) + 0.5, torch.randn(5)
+    x = torch.randn(2, 5, height, 9)
+    with torch.no_grad():
+        want = layer(x * scale[:, None, None] + shift[:, None, None])
+        layer.absorb_affine(scale, shift)
+        for got in _both_forms(layer, x):
+            assert relative_error(want, got) < TOLERANCE
+    with pytest.raises(ValueError, match="zero scale"):
+        layer.absorb_affine(torch.zeros(5), shift)
+
+
 def test_set_parc_form_reports_changes_and_is_idempotent():
     model = torch.nn.Sequential(ParCConv(4, 8, "h"), ParCConv(4, 8, "w"))
     assert set_parc_form(model, "fft") == ["0", "1"]

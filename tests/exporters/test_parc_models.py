@@ -8,10 +8,11 @@ from exporters.errors import SpecError
 from exporters.export import export_model
 from exporters.exporter import relative_error
 from exporters.formats import ExportFormat
-from exporters.reparam import randomize_batchnorm
+from exporters.reparam import deploy_form, randomize_batchnorm
 from exporters.spec import parse_spec
 from exporters.zoo import build, get_model, list_models, resolve
 from exporters.zoo.native.parc import parc_layers, set_parc_form
+from exporters.zoo.native.parc_blocks import fold_affine_into_pointwise
 from exporters.zoo.native.parc_select import layer_shapes
 
 PARC_MODELS = ["parcnet_s", "parcnet_xs", "parc_convnext_xt"]
@@ -67,6 +68,29 @@ def test_whole_model_is_equivalent_in_both_forms(name, side):
         assert len(set_parc_form(model, "fft")) == len(parc_layers(model)) > 0
         fft = model(x)
     assert relative_error(spatial, fft) < 1e-5
+
+
+@pytest.mark.parametrize("form", ["spatial", "fft"])
+def test_deploy_form_folds_every_batchnorm_of_parcnet_and_is_proven(form):
+    """ParC blocks fold the norms that precede a ParC layer or a 1x1 conv; latbench's generic
+    fold takes the rest. At 224 px the absorbed embeddings are interpolated too."""
+    model = get_model("parcnet_xs").builder(parc_form=form).eval()
+    deploy, report = deploy_form(model, (1, 3, 224, 224))
+    assert report.ok and report.train.batchnorms > 0 and report.deploy.batchnorms == 0
+    assert {layer.form for layer in parc_layers(deploy).values()} == {form}
+
+
+@pytest.mark.parametrize("groups, bias", [(1, True), (2, False), (4, True)])
+def test_an_affine_map_folds_into_a_following_grouped_pointwise_conv(groups, bias):
+    conv = torch.nn.Conv2d(8, 12, 1, groups=groups, bias=bias)
+    scale, shift = torch.rand(8) + 0.5, torch.randn(8)
+    x = torch.randn(2, 8, 5, 5)
+    with torch.no_grad():
+        want = conv(x * scale[:, None, None] + shift[:, None, None])
+        fold_affine_into_pointwise(scale, shift, conv)
+        assert relative_error(want, conv(x)) < 1e-6
+    with pytest.raises(ValueError, match="only 1x1"):
+        fold_affine_into_pointwise(scale, shift, torch.nn.Conv2d(8, 8, 3))
 
 
 def test_layer_shapes_follow_the_input_size():

@@ -115,6 +115,17 @@ class ParCConv(nn.Module):
             x = x + _along(resize_along(self.pe, n), self.axis)
         return _FORWARDS[self.form](x, resize_along(self.weight, n), self.bias, self.axis)
 
+    @torch.no_grad()
+    def absorb_affine(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        """Fold a per-channel ``x -> scale·x + shift`` applied before this layer (an eval-mode
+        BatchNorm) into it: weight·scale and pe' = (pe + shift)/scale. Exact at every input
+        size, because linear resizing commutes with scaling and maps constants to themselves."""
+        if bool((scale == 0).any()):
+            raise ValueError("cannot absorb a zero scale: the channel would be lost")
+        pe = self.pe if self.pe is not None else torch.zeros_like(self.weight)
+        self.pe = nn.Parameter((pe + shift[:, None]) / scale[:, None])
+        self.weight.mul_(scale[:, None])
+
     def extra_repr(self) -> str:
         pe = "" if self.pe is not None else ", use_pe=False"
         return f"{self.channels}, size={self.size}, orientation={self.orientation!r}{pe}, " \

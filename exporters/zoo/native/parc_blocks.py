@@ -8,6 +8,10 @@
   channel mixer (1x1 FFN) gated by channel attention (timm ``SEModule``), residual.
 - ``ParCStage``: ParC-Net's MobileViT-like "outer frame": local 3x3 representation, ParC blocks,
   projection back and concat-fusion with the input, channel attention.
+
+Deploy form (``reparameterize()``, called by timm's ``reparameterize_model``): the BatchNorms that
+sit *before* a ParC layer or a 1x1 conv are folded into it (latbench's generic fold only handles a
+BatchNorm *after* a conv), so the deploy graph has no BatchNorm left in the ParC stages.
 """
 
 from __future__ import annotations
@@ -57,6 +61,42 @@ class ParCMetaFormerBlock(nn.Module):
         x = x + self.mixer(self.norm(x))
         return x + self.attn(self.ffn(x))
 
+    def reparameterize(self) -> None:
+        """Pre-norm into the first ParC layer of each half, FFN norm into its first 1x1 conv."""
+        if isinstance(self.norm, nn.BatchNorm2d):
+            scale, shift = bn_affine(self.norm)
+            split = self.mixer.split
+            self.mixer.first[0].absorb_affine(scale[:split], shift[:split])
+            self.mixer.second[0].absorb_affine(scale[split:], shift[split:])
+            self.norm = nn.Identity()
+        if isinstance(self.ffn[0], nn.BatchNorm2d):
+            fold_affine_into_pointwise(*bn_affine(self.ffn[0]), self.ffn[1])
+            self.ffn[0] = nn.Identity()
+
+
+def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode BatchNorm as ``x -> scale·x + shift`` per channel."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.affine:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale + (bn.bias if bn.affine else 0.0)
+    return scale.detach(), shift.detach()
+
+
+@torch.no_grad()
+def fold_affine_into_pointwise(scale: torch.Tensor, shift: torch.Tensor, conv: nn.Conv2d) -> None:
+    """``conv(scale·x + shift)`` as one 1x1 conv, in place (grouped convs included). Only 1x1:
+    a kxk conv's zero padding would not see the shift at the borders."""
+    if conv.kernel_size != (1, 1):
+        raise ValueError(f"only 1x1 convs absorb a preceding affine map, not {conv.kernel_size}")
+    out_channels, per_group = conv.weight.shape[:2]
+    group = torch.arange(out_channels) // (out_channels // conv.groups)
+    source = group[:, None] * per_group + torch.arange(per_group)[None, :]  # input channel per weight
+    weight = conv.weight[:, :, 0, 0]
+    bias = conv.bias if conv.bias is not None else torch.zeros(out_channels)
+    conv.bias = nn.Parameter(bias + (weight * shift[source]).sum(1))
+    conv.weight.mul_(scale[source][:, :, None, None])
+
 
 def channel_attention(channels: int) -> nn.Module:
     """ParC-Net's CA layer: squeeze-excite with BatchNorm, hard-swish and a hard-sigmoid gate."""
@@ -92,3 +132,9 @@ class ParCStage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.proj(self.blocks(self.local(x)))
         return self.attn(self.fusion(torch.cat((y, x), dim=1)))
+
+    def reparameterize(self) -> None:
+        """The stage's closing BatchNorm into the (grouped 1x1) projection conv."""
+        if isinstance(self.blocks[-1], nn.BatchNorm2d):
+            fold_affine_into_pointwise(*bn_affine(self.blocks[-1]), self.proj.conv)
+            self.blocks[-1] = nn.Identity()
