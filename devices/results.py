@@ -61,6 +61,7 @@ class Comparison:
     a: Summary
     b: Summary
     estimate: RatioEstimate
+    cpu_estimate: RatioEstimate | None  # same estimator on thread CPU time (single-thread CPU)
     samples_a: tuple[float, ...]
     samples_b: tuple[float, ...]
     load_ms: tuple[float, float]  # mean session load time of A and of B
@@ -85,6 +86,7 @@ class Comparison:
             "ci95": list(self.estimate.ci95),
             "reloads": self.estimate.n,
             "per_reload_ratios": list(self.estimate.estimates),
+            "cpu_ratio": _ratio_dict(self.cpu_estimate) if self.cpu_estimate else None,
             "n": min(self.a.n, self.b.n),
             "a": self.a.to_dict(),
             "b": self.b.to_dict(),
@@ -97,3 +99,7 @@ class Comparison:
             "host_load": self.host_load,
             "notes": self.notes,
         }
+
+
+def _ratio_dict(estimate: RatioEstimate) -> dict[str, Any]:
+    return {"ratio": estimate.ratio, "ci95": list(estimate.ci95), "per_reload_ratios": list(estimate.estimates)}

@@ -172,7 +172,6 @@ class Runner(ABC):
                 runtime_peak = session.peak_memory_mb()
             finally:
                 session.close()
-        single_cpu_thread = self.device_class in CPU_CLASSES and (settings.threads or default_threads()) == 1
         peak, source = (runtime_peak, "runtime") if runtime_peak is not None else (
             max(peak_rss) - rss_before, "rss"
         )
@@ -181,7 +180,7 @@ class Runner(ABC):
             artifact=artifact.name,
             latency_ms=summarize(result.samples),
             samples_ms=result.samples,
-            cpu_ms=summarize(cpu_times) if single_cpu_thread else None,
+            cpu_ms=summarize(cpu_times) if self.single_cpu_thread(settings) else None,
             warmup_iters=warm.iterations,
             warmup_steady=warm.steady,
             load_ms=session.load_ms,
@@ -196,6 +195,10 @@ class Runner(ABC):
             notes=_notes(warm.steady, result.target_met, load.result.busy_note()),
         )
 
+    def single_cpu_thread(self, settings: MeasureSettings) -> bool:
+        """One intra-op thread on a CPU runner: the calling thread's CPU time is the compute time."""
+        return self.device_class in CPU_CLASSES and (settings.threads or default_threads()) == 1
+
     def compare(
         self,
         a: Path,
@@ -204,47 +207,62 @@ class Runner(ABC):
         progress: Progress | None = None,
     ) -> Comparison:
         """B/A ratio: ``ab_reloads`` fresh session pairs (load order alternating), each warmed up
-        and run in ABBA blocks; each pair gives one ratio of medians and the CI is built across
-        pairs, because two sessions of one model differ by ~1% from one load to the next."""
+        and run in ABBA blocks; each pair gives one estimate (median of block ratios) and the CI
+        is built across pairs, because two sessions of one model differ by ~1% from one load to
+        the next. Single-thread CPU comparisons also get the same estimate on thread CPU time."""
         settings = parse_settings(settings)
         paths = {"A": self.check_artifact(a), "B": self.check_artifact(b)}
-        samples: dict[str, list[float]] = {"A": [], "B": []}
-        loads: dict[str, list[float]] = {"A": [], "B": []}
-        estimates, options = [], {}
+        pairs: list[_Pair] = []
         with HostLoadMonitor() as load:
             for reload in range(settings.ab_reloads):
-                first = "A" if reload % 2 == 0 else "B"
-                order = [first, "B" if first == "A" else "A"]
-                sessions = {side: self.open(paths[side], settings) for side in order}
-                try:
-                    for side in order:
-                        warm_up(sessions[side].run, settings.warmup_policy())
-                        loads[side].append(sessions[side].load_ms)
-                    xa, xb = interleave(
-                        sessions["A"].run, sessions["B"].run, settings.ab_blocks, first
-                    )
-                    options = sessions["A"].options
-                finally:
-                    for session in sessions.values():
-                        session.close()
-                estimates.append(paired_ratio(xa, xb))
-                samples["A"] += xa
-                samples["B"] += xb
+                pairs.append(self._run_pair(paths, settings, first="A" if reload % 2 == 0 else "B"))
                 if progress is not None:
                     progress("compare", reload + 1, settings.ab_reloads)
+        samples_a = tuple(x for pair in pairs for x in pair.wall["A"])
+        samples_b = tuple(x for pair in pairs for x in pair.wall["B"])
+        cpu = ratio_ci([paired_ratio(p.cpu["A"], p.cpu["B"]) for p in pairs])
         return Comparison(
             runner=self.name,
-            a=summarize(samples["A"]),
-            b=summarize(samples["B"]),
-            estimate=ratio_ci(estimates),
-            samples_a=tuple(samples["A"]),
-            samples_b=tuple(samples["B"]),
-            load_ms=(float(np.mean(loads["A"])), float(np.mean(loads["B"]))),
+            a=summarize(samples_a),
+            b=summarize(samples_b),
+            estimate=ratio_ci([paired_ratio(p.wall["A"], p.wall["B"]) for p in pairs]),
+            cpu_estimate=cpu if self.single_cpu_thread(settings) else None,
+            samples_a=samples_a,
+            samples_b=samples_b,
+            load_ms=(float(np.mean([p.load_ms["A"] for p in pairs])), float(np.mean([p.load_ms["B"] for p in pairs]))),
             device=self.describe(settings).to_dict(),
-            settings={**settings.model_dump(), **options},
+            settings={**settings.model_dump(), **pairs[-1].options},
             host_load=load.result.to_dict(),
             notes=[note for note in [load.result.busy_note()] if note],
         )
+
+    def _run_pair(self, paths: dict[str, Path], settings: MeasureSettings, first: str) -> _Pair:
+        order = [first, "B" if first == "A" else "A"]
+        sessions = {side: self.open(paths[side], settings) for side in order}
+        try:
+            for side in order:
+                warm_up(sessions[side].run, settings.warmup_policy())
+            (run_a, cpu_a), (run_b, cpu_b) = (with_thread_cpu_time(sessions[s].run) for s in "AB")
+            wall_a, wall_b = interleave(run_a, run_b, settings.ab_blocks, first)
+        finally:
+            for session in sessions.values():
+                session.close()
+        return _Pair(
+            wall={"A": wall_a, "B": wall_b},
+            cpu={"A": cpu_a, "B": cpu_b},
+            load_ms={side: sessions[side].load_ms for side in "AB"},
+            options=sessions["A"].options,
+        )
+
+
+@dataclass
+class _Pair:
+    """One freshly loaded A/B session pair's interleaved samples."""
+
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+    load_ms: dict[str, float]
+    options: dict[str, Any]
 
 
 def _notes(steady: bool, target_met: bool, busy: str | None) -> list[str]:

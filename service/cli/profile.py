@@ -185,6 +185,9 @@ def compare_command(
     lo, hi = comparison.ci95
     verdict = "differ" if comparison.estimate.excludes_one() else "no difference shown"
     Console().print(f"B/A = {comparison.ratio:.4f}  95% CI [{lo:.4f}, {hi:.4f}]  ({verdict})")
+    if comparison.cpu_estimate is not None:
+        cpu = comparison.cpu_estimate
+        Console().print(f"thread CPU time B/A = {cpu.ratio:.4f}  95% CI [{cpu.ci95[0]:.4f}, {cpu.ci95[1]:.4f}]")
     for note in comparison.notes:
         Console().print(f"[yellow]note:[/] {note}")
 

@@ -61,6 +61,8 @@ def test_ort_runner_ab_mode_on_the_same_model(tiny_onnx):
     assert comparison["n"] == 2 * 5 * 2  # reloads * blocks * 2 runs of each side per ABBA block
     assert comparison["ci95"][0] <= comparison["ratio"] <= comparison["ci95"][1]
     assert 0.5 < comparison["ratio"] < 2.0
+    cpu = comparison["cpu_ratio"]  # single-thread CPU: the estimate on thread CPU time as well
+    assert cpu["ci95"][0] <= cpu["ratio"] <= cpu["ci95"][1] and len(cpu["per_reload_ratios"]) == 2
 
 
 def test_ort_runner_per_layer_breakdown(tiny_onnx):
