@@ -71,8 +71,15 @@ def create_or_coalesce(
     if commit_new(session):
         return job, True
     existing = session.scalars(select(JobRow).where(JobRow.active_key == request_key)).first()
-    if existing is None:  # it finished between our insert and this read: try once more
-        return create_or_coalesce(
+    if existing is None:  # it finished between our insert and this read
+        latest = session.scalars(
+            select(JobRow)
+            .where(JobRow.request_key == request_key)
+            .order_by(JobRow.created_at.desc())
+        ).first()
+        if latest is not None and latest.state == JobState.DONE.value:
+            return latest, False
+        return create_or_coalesce(  # it failed: this request starts a new one
             session,
             spec_hash=spec_hash,
             device_class=device_class,
@@ -125,9 +132,11 @@ def transition(
     from_states: Iterable[JobState],
     to: JobState,
     next_attempt: int | None = None,
+    commit: bool = True,
     **fields: Any,
 ) -> bool:
-    """Move the job only if still in ``from_states`` at ``attempt``; commits; True if moved."""
+    """Move the job only if still in ``from_states`` at ``attempt``; True if moved. Commits
+    unless ``commit`` is False (the caller's transaction then carries the move)."""
     values: dict[str, Any] = {"state": to.value, "attempt": next_attempt or attempt, **fields}
     if not to.active:
         values.update(active_key=None, finished_at=utcnow())
@@ -141,7 +150,8 @@ def transition(
         .values(**values)
     )
     moved = session.execute(statement).rowcount == 1
-    session.commit()
+    if commit:
+        session.commit()
     return moved
 
 

@@ -8,14 +8,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.db import jobs
 from service.db.engine import commit_new
+from service.db.jobs import JobState
 from service.db.tables import JobRow, ResultRow, SpecRow
 
 
 def record_result(
     session: Session, *, job: JobRow, model: str, runner_id: str | None, measurement: dict[str, Any]
 ) -> tuple[ResultRow, bool]:
-    """Insert the job's result; a repeat returns the stored one (``created`` False). Commits."""
+    """Insert the job's result and mark the job done, in one transaction, so no reader sees a
+    result whose job still looks unfinished or the reverse; a repeat returns the stored one
+    (``created`` False). Commits."""
     latency = measurement["latency_ms"]
     row = ResultRow(
         job_id=job.id,
@@ -29,7 +33,15 @@ def record_result(
         p90_ms=latency.get("p90"),
         measurement=measurement,
     )
-    session.add(row)
+    jobs.transition(
+        session,
+        job_id=job.id,
+        attempt=job.attempt,
+        from_states=[s for s in JobState if s.active],
+        to=JobState.DONE,
+        commit=False,
+    )
+    session.add(row)  # after the UPDATE, whose autoflush would raise a duplicate too early
     if commit_new(session):
         return row, True
     return session.scalars(select(ResultRow).where(ResultRow.job_id == job.id)).one(), False

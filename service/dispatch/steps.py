@@ -101,13 +101,6 @@ def complete(
     result, _ = record_result(
         session, job=job, model=model, runner_id=runner_id, measurement=measurement
     )
-    jobs.transition(
-        session,
-        job_id=job_id,
-        attempt=job.attempt,
-        from_states=[s for s in JobState if s.active],
-        to=JobState.DONE,
-    )
     if runner_id:
         runners.set_current_job(session, runner_id=runner_id, job_id=None)
     return result

@@ -79,13 +79,13 @@ class Server(Proc):
         self.kill(sig)
 
 
-@pytest.fixture
-def base_env(tmp_path) -> dict[str, str]:
+def service_env(directory: Path) -> dict[str, str]:
+    """This environment without LATBENCH_* settings, plus a data dir and quick liveness checks."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LATBENCH_")}
     env.update(
         {
-            "LATBENCH_DATA_DIR": str(tmp_path / "data"),
-            "LATBENCH_HOST_LOCK": str(tmp_path / "host.lock"),
+            "LATBENCH_DATA_DIR": str(directory / "data"),
+            "LATBENCH_HOST_LOCK": str(directory / "host.lock"),
             "LATBENCH_HEARTBEAT_INTERVAL_S": "0.5",
             "LATBENCH_HEARTBEAT_TIMEOUT_S": "3",
             "LATBENCH_REAPER_INTERVAL_S": "0.5",
@@ -93,3 +93,8 @@ def base_env(tmp_path) -> dict[str, str]:
         }
     )
     return env
+
+
+@pytest.fixture
+def base_env(tmp_path) -> dict[str, str]:
+    return service_env(tmp_path)
