@@ -1,7 +1,7 @@
 """`latbench parc-forms`: time ParC's spatial and FFT forms for every ParC layer of a model on a
-runner, give each layer the faster one, and print the plan with the spec that exports it (the
-plan is a ``parc_form`` override, so the artifact key records which form each layer got);
-``--export`` then exports that spec."""
+runner, give each layer the faster one, print the plan with the spec that builds it (the plan is
+a ``parc_form`` override, so the artifact key records which form each layer got) and export that
+spec (``--no-export``: only measure)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from exporters.errors import LatbenchError, SpecError
-from service.cli import data_dir, fail
+from service.cli import EXIT_FAILURE, data_dir, fail
 from service.cli.profile import AsJson, Device, Threads
 
 
@@ -87,7 +87,9 @@ def parc_forms_command(
     threads: Threads = 1,
     reloads: Annotated[int, typer.Option(help="fresh session pairs per layer shape")] = 3,
     blocks: Annotated[int, typer.Option(help="ABBA blocks per session pair")] = 6,
-    export: Annotated[bool, typer.Option(help="export the model with the chosen forms")] = False,
+    export: Annotated[
+        bool, typer.Option(help="export the model with the chosen forms (--no-export: only measure)")
+    ] = True,
     as_json: AsJson = False,
 ) -> None:
     """Pick ParC's faster form (spatial or FFT) per layer on a runner and record it in the spec."""
@@ -100,6 +102,8 @@ def parc_forms_command(
         typer.echo(json.dumps(result, indent=2, default=str))
     else:
         _print(result)
+    if not result.get("export", {}).get("ok", True):
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def register(app: typer.Typer) -> None:
