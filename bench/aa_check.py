@@ -27,7 +27,9 @@ from devices.runner import get_runner
 def samples_only_excludes_one(a: list[float], b: list[float], rng: np.random.Generator) -> bool:
     """Bootstrap CI of one session pair's estimate (median of ABBA block ratios) from that pair's
     samples alone: the interval one would report without reloading."""
-    logs = np.log(np.asarray(b).reshape(-1, 2).sum(axis=1) / np.asarray(a).reshape(-1, 2).sum(axis=1))
+    logs = np.log(
+        np.asarray(b).reshape(-1, 2).sum(axis=1) / np.asarray(a).reshape(-1, 2).sum(axis=1)
+    )
     medians = [np.median(rng.choice(logs, logs.size)) for _ in range(400)]
     lo, hi = np.exp(np.quantile(medians, [0.025, 0.975]))
     return not lo <= 1.0 <= hi
@@ -59,19 +61,31 @@ def main() -> None:
         per = len(comparison.samples_a) // len(pairs)
         for p in range(len(pairs)):
             chunk = slice(p * per, (p + 1) * per)
-            naive_excluded += samples_only_excludes_one(comparison.samples_a[chunk], comparison.samples_b[chunk], rng)
+            naive_excluded += samples_only_excludes_one(
+                comparison.samples_a[chunk], comparison.samples_b[chunk], rng
+            )
             naive_total += 1
-        print(f"{i + 1:>3} {comparison.ratio:7.4f} [{lo:.4f}, {hi:.4f}]  " + " ".join(f"{r:.3f}" for r in pairs)
-              + f"  cpu {comparison.cpu_estimate.ratio:.4f}", flush=True)
+        print(
+            f"{i + 1:>3} {comparison.ratio:7.4f} [{lo:.4f}, {hi:.4f}]  "
+            + " ".join(f"{r:.3f}" for r in pairs)
+            + f"  cpu {comparison.cpu_estimate.ratio:.4f}",
+            flush=True,
+        )
     worst = max(abs(r - 1) for r in ratios)
-    print(f"mean {statistics.mean(ratios):.4f}  sd {statistics.stdev(ratios):.4f}  "
-          f"range [{min(ratios):.4f}, {max(ratios):.4f}]  worst |B/A - 1| = {worst:.2%} (target <= 2%)")
+    print(
+        f"mean {statistics.mean(ratios):.4f}  sd {statistics.stdev(ratios):.4f}  "
+        f"range [{min(ratios):.4f}, {max(ratios):.4f}]  worst |B/A - 1| = {worst:.2%} (target <= 2%)"
+    )
     print(f"CI excludes 1.0 in {excluded}/{runs} comparisons (expected ~5%)")
     cpu_worst = max(abs(r - 1) for r in cpu_ratios)
-    print(f"thread CPU time (cpu_ratio): mean {statistics.mean(cpu_ratios):.4f}  sd {statistics.stdev(cpu_ratios):.4f}"
-          f"  range [{min(cpu_ratios):.4f}, {max(cpu_ratios):.4f}]  worst {cpu_worst:.2%};"
-          f" CI excludes 1.0 in {cpu_excluded}/{runs}")
-    print(f"a CI from one session pair's samples alone would exclude 1.0 in {naive_excluded}/{naive_total} pairs")
+    print(
+        f"thread CPU time (cpu_ratio): mean {statistics.mean(cpu_ratios):.4f}  sd {statistics.stdev(cpu_ratios):.4f}"
+        f"  range [{min(cpu_ratios):.4f}, {max(cpu_ratios):.4f}]  worst {cpu_worst:.2%};"
+        f" CI excludes 1.0 in {cpu_excluded}/{runs}"
+    )
+    print(
+        f"a CI from one session pair's samples alone would exclude 1.0 in {naive_excluded}/{naive_total} pairs"
+    )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ def bare_session(path, record: dict) -> Callable[[], float]:
     opts.intra_op_num_threads = record["intra_op_num_threads"]
     opts.inter_op_num_threads = record["inter_op_num_threads"]
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, record["graph_optimization_level"])
+    opts.graph_optimization_level = getattr(
+        ort.GraphOptimizationLevel, record["graph_optimization_level"]
+    )
     spin = "1" if record["intra_op_spinning"] else "0"
     opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
@@ -70,7 +72,7 @@ def whole_protocol(runner, path, settings, record, rounds: int) -> list[float]:
     ratios = []
     for r in range(rounds):
         results = {}
-        for step in (["latbench", "bare"] if r % 2 == 0 else ["bare", "latbench"]):
+        for step in ["latbench", "bare"] if r % 2 == 0 else ["bare", "latbench"]:
             if step == "latbench":
                 m = runner.measure(path, settings)
                 assert all(m.settings[key] == value for key, value in record.items())
@@ -89,7 +91,9 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(SEED_MODELS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--blocks", type=int, default=100, help="ABBA blocks of the per-run comparison")
+    parser.add_argument(
+        "--blocks", type=int, default=100, help="ABBA blocks of the per-run comparison"
+    )
     parser.add_argument("--quick", action="store_true", help="3 models, 4 rounds, 4 s sampling cap")
     args = parser.parse_args()
     models = args.models.split(",")[: 3 if args.quick else None]
@@ -97,8 +101,12 @@ def main() -> None:
     settings = parse_settings({"threads": args.threads, "max_seconds": 4.0 if args.quick else 10.0})
     runner = get_runner("ort-cpu")
     record = options_record(settings, ["CPUExecutionProvider"])
-    print(f"threads={args.threads}, spinning off; per run: {args.blocks} ABBA blocks; whole protocol: {rounds} rounds")
-    print(f"{'model':<14} {'latbench ms':>11} {'bare ms':>8} {'per-run':>8} {'min':>6} {'protocol':>9}  per-round")
+    print(
+        f"threads={args.threads}, spinning off; per run: {args.blocks} ABBA blocks; whole protocol: {rounds} rounds"
+    )
+    print(
+        f"{'model':<14} {'latbench ms':>11} {'bare ms':>8} {'per-run':>8} {'min':>6} {'protocol':>9}  per-round"
+    )
     worst = 0.0
     for model in models:
         path = artifact(model)

@@ -26,7 +26,16 @@ LATBENCH = str(Path(sys.executable).with_name("latbench"))
 
 
 def profile_once(model: str, threads: int, max_seconds: float) -> dict:
-    cmd = [LATBENCH, "profile", model, "--threads", str(threads), "--max-seconds", str(max_seconds), "--json"]
+    cmd = [
+        LATBENCH,
+        "profile",
+        model,
+        "--threads",
+        str(threads),
+        "--max-seconds",
+        str(max_seconds),
+        "--json",
+    ]
     return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
@@ -72,10 +81,17 @@ def main() -> None:
     print("fixed 100-run loop medians ms: " + " ".join(f"{v:.3f}" for v in loops))
     print(f"CV of medians: latbench {cv(ours):.2%} (target <= 2%), fixed loop {cv(loops):.2%}")
     print(f"CV of the thread CPU-time medians (cpu_ms, single thread): {cv(cpu):.2%}")
-    print(f"max/min of medians: latbench {max(ours) / min(ours):.3f}, fixed loop {max(loops) / min(loops):.3f}")
-    print(f"iterations used by latbench (warm-up + samples): {iters} (mean {statistics.mean(iters):.0f})"
-          f" vs fixed loop 110 (10 warm-up + 100); precision target met in {sum(met)}/{len(met)}")
-    print("other processes' CPU use during each latbench run: " + " ".join(f"{o:.0f}%" for o in others))
+    print(
+        f"max/min of medians: latbench {max(ours) / min(ours):.3f}, fixed loop {max(loops) / min(loops):.3f}"
+    )
+    print(
+        f"iterations used by latbench (warm-up + samples): {iters} (mean {statistics.mean(iters):.0f})"
+        f" vs fixed loop 110 (10 warm-up + 100); precision target met in {sum(met)}/{len(met)}"
+    )
+    print(
+        "other processes' CPU use during each latbench run: "
+        + " ".join(f"{o:.0f}%" for o in others)
+    )
 
 
 if __name__ == "__main__":

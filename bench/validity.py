@@ -26,7 +26,9 @@ from devices.runner import get_runner
 from exporters.errors import LatbenchError
 from exporters.formats import ExportFormat
 
-REFERENCE = Path(os.environ.get("LATBENCH_REFERENCE", "/work/shared/reference/published_latency.csv"))
+REFERENCE = Path(
+    os.environ.get("LATBENCH_REFERENCE", "/work/shared/reference/published_latency.csv")
+)
 DEVICE = "Intel Core i9-9900X CPU (single thread)"
 AT_256 = ("mobilevit_", "edgenext_")
 
@@ -34,23 +36,41 @@ AT_256 = ("mobilevit_", "edgenext_")
 def published() -> list[tuple[str, float, float]]:
     """(timm name, published ms, GMACs) of the table's rows that timm has."""
     with REFERENCE.open() as handle:
-        rows = [r for r in csv.DictReader(handle) if r["device"] == DEVICE and r["timm_name"] and r["latency_ms"]]
+        rows = [
+            r
+            for r in csv.DictReader(handle)
+            if r["device"] == DEVICE and r["timm_name"] and r["latency_ms"]
+        ]
     return [(r["timm_name"], float(r["latency_ms"]), float(r["gmacs"] or "nan")) for r in rows]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="models up to 2.1 GMACs, 6 s per runner")
+    parser.add_argument(
+        "--quick", action="store_true", help="models up to 2.1 GMACs, 6 s per runner"
+    )
     parser.add_argument("--max-gmacs", type=float, default=None)
-    parser.add_argument("--seconds", type=float, default=None, help="sampling cap per model and runner")
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="sampling cap per model and runner"
+    )
     args = parser.parse_args()
     max_gmacs = args.max_gmacs or (2.1 if args.quick else float("inf"))
     seconds = args.seconds or (6.0 if args.quick else 15.0)
-    settings = {"threads": 1, "target_rel_ci": 0.02, "max_seconds": seconds, "warmup_max_seconds": 8.0}
-    runners = {ExportFormat.ONNX: get_runner("ort-cpu"), ExportFormat.TORCH_EXPORT: get_runner("torch-cpu")}
+    settings = {
+        "threads": 1,
+        "target_rel_ci": 0.02,
+        "max_seconds": seconds,
+        "warmup_max_seconds": 8.0,
+    }
+    runners = {
+        ExportFormat.ONNX: get_runner("ort-cpu"),
+        ExportFormat.TORCH_EXPORT: get_runner("torch-cpu"),
+    }
     rows = []
-    print(f"{'model':<24} {'px':>4} {'published':>9} | {'ort':>7} {'min':>7} {'cpu':>7} | {'torch':>7} "
-          f"{'min':>7} {'cpu':>7} | others  (ms, 1 thread)")
+    print(
+        f"{'model':<24} {'px':>4} {'published':>9} | {'ort':>7} {'min':>7} {'cpu':>7} | {'torch':>7} "
+        f"{'min':>7} {'cpu':>7} | others  (ms, 1 thread)"
+    )
     for name, ref_ms, gmacs in published():
         if not gmacs <= max_gmacs:
             continue
@@ -65,15 +85,19 @@ def main() -> None:
         others = (ort.host_load["others_cpu_pct"] + pt.host_load["others_cpu_pct"]) / 2
         row = (name, ref_ms, *_figures(ort), *_figures(pt))
         rows.append(row)
-        cells = " ".join(f"{v:7.2f}" for v in row[2:5]) + " | " + " ".join(f"{v:7.2f}" for v in row[5:])
+        cells = (
+            " ".join(f"{v:7.2f}" for v in row[2:5]) + " | " + " ".join(f"{v:7.2f}" for v in row[5:])
+        )
         print(f"{name:<24} {side:>4} {ref_ms:9.1f} | {cells} | {others:4.0f}%", flush=True)
     ref = [r[1] for r in rows]
     for column, label in enumerate(("ort median", "ort min", "ort cpu_ms", "torch median", "torch min",
                                     "torch cpu_ms"), start=2):  # fmt: skip
         ours = [r[column] for r in rows]
         tau, rho = kendalltau(ref, ours).statistic, spearmanr(ref, ours).statistic
-        print(f"{label:<13} n={len(rows)}  Kendall tau {tau:.3f}  Spearman rho {rho:.3f}"
-              + ("  (target tau >= 0.9)" if label.startswith("torch") else ""))
+        print(
+            f"{label:<13} n={len(rows)}  Kendall tau {tau:.3f}  Spearman rho {rho:.3f}"
+            + ("  (target tau >= 0.9)" if label.startswith("torch") else "")
+        )
 
 
 def _figures(measurement) -> tuple[float, float, float]:

@@ -65,7 +65,9 @@ def input_specs(spec: Any) -> list[tuple[str, tuple[int, ...], Any]]:
         array = feature.type.multiArrayType
         if array.dataType not in _ARRAY_DTYPES:
             raise RunnerError(f"input {feature.name!r} has unsupported data type {array.dataType}")
-        specs.append((feature.name, tuple(int(d) for d in array.shape), _ARRAY_DTYPES[array.dataType]))
+        specs.append(
+            (feature.name, tuple(int(d) for d in array.shape), _ARRAY_DTYPES[array.dataType])
+        )
     return specs
 
 
@@ -184,7 +186,9 @@ class CoreMLIphoneRunner(_CoreMLRunner):
         phones = Device.get_connected_devices(DeviceType.IPHONE)
         if not phones:
             raise RunnerError("no iPhone is connected (Xcode's devicectl lists none)")
-        credentials = AppSigningCredentials(development_team=self.options.get("development_team", ""))
+        credentials = AppSigningCredentials(
+            development_team=self.options.get("development_team", "")
+        )
         return asyncio.run(phones[0].prepare_for_model_debugging(credentials=credentials))
 
     def open(self, artifact: Path, settings: MeasureSettings) -> Session:

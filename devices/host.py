@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Self
 
 import psutil
 
@@ -26,7 +27,11 @@ def cpu_model() -> str:
     if platform.system() == "Darwin":
         try:
             out = subprocess.run(
-                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
             )
             if out.returncode == 0 and out.stdout.strip():
                 return out.stdout.strip()
@@ -79,7 +84,7 @@ class HostLoad:
 class HostLoadMonitor:
     """Context manager: snapshot CPU times on entry and exit."""
 
-    def __enter__(self) -> HostLoadMonitor:
+    def __enter__(self) -> Self:
         self._proc = psutil.Process()
         self._load0 = os.getloadavg()[0]
         self._sys0 = psutil.cpu_times()

@@ -48,7 +48,11 @@ def module_scopes(model_path: Path) -> dict[str, tuple[list[str], list[str]]]:
 def _slash_scopes(name: str) -> list[str]:
     """'/stages.3/blocks/blocks.1/mixer/Add' -> ['stages.3', 'stages.3.blocks.1', ...]."""
     parts = [p for p in name.split("/")[:-1] if p]
-    parts = [p for i, p in enumerate(parts) if not (i + 1 < len(parts) and parts[i + 1].startswith(p + "."))]
+    parts = [
+        p
+        for i, p in enumerate(parts)
+        if not (i + 1 < len(parts) and parts[i + 1].startswith(p + "."))
+    ]
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
@@ -100,7 +104,10 @@ def breakdown_from_ort_profile(trace: Path, *, skip_runs: int, model_path: Path)
     total = sum(by_op.values()) / runs
 
     def table(values: dict[Any, float], key: Any) -> list[dict[str, Any]]:
-        rows = [{**key(k), "ms": v / runs, "share": v / runs / total if total else 0.0} for k, v in values.items()]
+        rows = [
+            {**key(k), "ms": v / runs, "share": v / runs / total if total else 0.0}
+            for k, v in values.items()
+        ]
         return sorted(rows, key=lambda row: -row["ms"])
 
     return {

@@ -39,7 +39,9 @@ def session_options(settings: MeasureSettings, *, profile_dir: Path | None = Non
     opts.intra_op_num_threads = settings.threads or default_threads()
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[settings.graph_optimization])
+    opts.graph_optimization_level = getattr(
+        ort.GraphOptimizationLevel, _OPT_LEVELS[settings.graph_optimization]
+    )
     opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
     opts.log_severity_level = 3
@@ -65,7 +67,9 @@ def input_specs(session: Any) -> list[tuple[str, tuple[int, ...], Any]]:
     specs = []
     for node in session.get_inputs():
         if node.type not in _DTYPES:
-            raise RunnerError(f"input {node.name!r} has type {node.type}; only float inputs are run")
+            raise RunnerError(
+                f"input {node.name!r} has type {node.type}; only float inputs are run"
+            )
         shape = tuple(dim if isinstance(dim, int) and dim > 0 else 1 for dim in node.shape)
         specs.append((node.name, shape, _DTYPES[node.type]))
     return specs
@@ -86,7 +90,9 @@ class OrtCpuSession(Session):
     def __init__(self, artifact: Path, settings: MeasureSettings, providers: list[str]) -> None:
         self.session, self.load_ms = _create(artifact, session_options(settings), providers)
         self.options = options_record(settings, providers)
-        self._inputs = cycle(random_inputs(input_specs(self.session), settings.input_pool, settings.seed))
+        self._inputs = cycle(
+            random_inputs(input_specs(self.session), settings.input_pool, settings.seed)
+        )
 
     def run(self) -> float:
         feed = next(self._inputs)
@@ -101,7 +107,9 @@ class OrtCpuSession(Session):
 class OrtDeviceSession(Session):
     """CUDA / TensorRT: inputs pre-copied to the device, outputs bound on the device."""
 
-    def __init__(self, artifact: Path, settings: MeasureSettings, providers: list[Any], device_id: int) -> None:
+    def __init__(
+        self, artifact: Path, settings: MeasureSettings, providers: list[Any], device_id: int
+    ) -> None:
         import onnxruntime as ort
 
         self.session, self.load_ms = _create(artifact, session_options(settings), providers)
@@ -109,7 +117,10 @@ class OrtDeviceSession(Session):
         self.options["io_binding"] = True
         host = random_inputs(input_specs(self.session), settings.input_pool, settings.seed)
         self._inputs = cycle(
-            [{k: ort.OrtValue.ortvalue_from_numpy(v, "cuda", device_id) for k, v in feed.items()} for feed in host]
+            [
+                {k: ort.OrtValue.ortvalue_from_numpy(v, "cuda", device_id) for k, v in feed.items()}
+                for feed in host
+            ]
         )
         self.binding = self.session.io_binding()
         for output in self.session.get_outputs():
@@ -140,13 +151,20 @@ def _provider_missing(provider: str) -> str | None:
     import onnxruntime as ort
 
     if provider not in ort.get_available_providers():
-        return f"{provider} is not in this onnxruntime build ({', '.join(ort.get_available_providers())})"
+        present = ", ".join(ort.get_available_providers())
+        return f"{provider} is not in this onnxruntime build ({present})"
     return None
 
 
 def gpu_facts(device_id: int) -> dict[str, str | None]:
     """GPU name and driver from nvidia-smi (None when it is absent)."""
-    query = ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader", "-i", str(device_id)]
+    query = [
+        "nvidia-smi",
+        "--query-gpu=name,driver_version",
+        "--format=csv,noheader",
+        "-i",
+        str(device_id),
+    ]
     try:
         out = subprocess.run(query, capture_output=True, text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):

@@ -102,4 +102,8 @@ class Comparison:
 
 
 def _ratio_dict(estimate: RatioEstimate) -> dict[str, Any]:
-    return {"ratio": estimate.ratio, "ci95": list(estimate.ci95), "per_reload_ratios": list(estimate.estimates)}
+    return {
+        "ratio": estimate.ratio,
+        "ci95": list(estimate.ci95),
+        "per_reload_ratios": list(estimate.estimates),
+    }

@@ -81,7 +81,10 @@ def random_inputs(
     denormal handling make all-zero inputs faster than real images)."""
     rng = np.random.default_rng(seed)
     return [
-        {name: rng.standard_normal(shape, dtype=np.float32).astype(dtype) for name, shape, dtype in specs}
+        {
+            name: rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+            for name, shape, dtype in specs
+        }
         for _ in range(pool)
     ]
 
@@ -132,7 +135,12 @@ class Runner(ABC):
 
     def describe(self, settings: MeasureSettings | None = None) -> DeviceInfo:
         settings = parse_settings(settings)
-        facts = {**host_facts(), "threads": settings.threads, "label": "", **self.runtime_facts(settings)}
+        facts = {
+            **host_facts(),
+            "threads": settings.threads,
+            "label": "",
+            **self.runtime_facts(settings),
+        }
         return DeviceInfo(
             device_class=self.device_class.value, runner=self.name, runtime=self.runtime, **facts
         )
@@ -172,8 +180,10 @@ class Runner(ABC):
                 runtime_peak = session.peak_memory_mb()
             finally:
                 session.close()
-        peak, source = (runtime_peak, "runtime") if runtime_peak is not None else (
-            max(peak_rss) - rss_before, "rss"
+        peak, source = (
+            (runtime_peak, "runtime")
+            if runtime_peak is not None
+            else (max(peak_rss) - rss_before, "rss")
         )
         return Measurement(
             runner=self.name,
@@ -196,7 +206,7 @@ class Runner(ABC):
         )
 
     def single_cpu_thread(self, settings: MeasureSettings) -> bool:
-        """One intra-op thread on a CPU runner: the calling thread's CPU time is the compute time."""
+        """One intra-op thread on a CPU runner: the calling thread's CPU time is compute time."""
         return self.device_class in CPU_CLASSES and (settings.threads or default_threads()) == 1
 
     def compare(
@@ -229,7 +239,10 @@ class Runner(ABC):
             cpu_estimate=cpu if self.single_cpu_thread(settings) else None,
             samples_a=samples_a,
             samples_b=samples_b,
-            load_ms=(float(np.mean([p.load_ms["A"] for p in pairs])), float(np.mean([p.load_ms["B"] for p in pairs]))),
+            load_ms=(
+                float(np.mean([p.load_ms["A"] for p in pairs])),
+                float(np.mean([p.load_ms["B"] for p in pairs])),
+            ),
             device=self.describe(settings).to_dict(),
             settings={**settings.model_dump(), **pairs[-1].options},
             host_load=load.result.to_dict(),
@@ -268,7 +281,9 @@ class _Pair:
 def _notes(steady: bool, target_met: bool, busy: str | None) -> list[str]:
     notes = [] if steady else ["warm-up hit its cap before two windows agreed within 3%"]
     if not target_met:
-        notes.append("the 95% CI of the median is wider than the precision target (a cap stopped sampling)")
+        notes.append(
+            "the 95% CI of the median is wider than the precision target (a cap stopped sampling)"
+        )
     return notes + ([busy] if busy else [])
 
 
@@ -290,7 +305,9 @@ def _load_runner_modules() -> None:
 def list_runners(*, available_only: bool = False) -> list[str]:
     _load_runner_modules()
     return sorted(
-        name for name, cls in _RUNNERS.items() if not available_only or cls.unavailable_reason() is None
+        name
+        for name, cls in _RUNNERS.items()
+        if not available_only or cls.unavailable_reason() is None
     )
 
 

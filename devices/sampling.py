@@ -108,7 +108,9 @@ def abba_order(blocks: int, first: str = "A") -> list[str]:
     return [first, second, second, first] * blocks
 
 
-def interleave(run_a: Run, run_b: Run, blocks: int, first: str = "A") -> tuple[list[float], list[float]]:
+def interleave(
+    run_a: Run, run_b: Run, blocks: int, first: str = "A"
+) -> tuple[list[float], list[float]]:
     """Run A and B in ABBA order; returns the A samples and the B samples."""
     runs = {"A": run_a, "B": run_b}
     out: dict[str, list[float]] = {"A": [], "B": []}

@@ -29,8 +29,12 @@ class MeasureSettings(BaseModel):
         description="ORT workers busy-wait after a run; off by default: spinning pools of two "
         "interleaved sessions steal each other's cores and make A/B ratios meaningless",
     )
-    target_rel_ci: float = Field(0.01, gt=0, le=0.5, description="stop when the 95% CI of the "
-                                 "median is within ± this fraction of it")
+    target_rel_ci: float = Field(
+        0.01,
+        gt=0,
+        le=0.5,
+        description="stop when the 95% CI of the median is within ± this fraction of it",
+    )
     min_iters: int = Field(20, ge=5, le=100_000)
     max_iters: int = Field(1000, ge=5, le=100_000)
     max_seconds: float = Field(30.0, gt=0, le=3600)
@@ -41,7 +45,9 @@ class MeasureSettings(BaseModel):
     ab_reloads: int = Field(
         5, ge=2, le=50, description="A/B mode: fresh session pairs; the CI is built across them"
     )
-    ab_blocks: int = Field(15, ge=1, le=10_000, description="A/B mode: ABBA blocks per session pair")
+    ab_blocks: int = Field(
+        15, ge=1, le=10_000, description="A/B mode: ABBA blocks per session pair"
+    )
     torch_compile: bool = False
     compute_units: ComputeUnits = "ALL"
 

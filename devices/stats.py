@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 Z95 = 1.959963984540054
-# Two-sided 95% Student t quantiles for 1..30 degrees of freedom; beyond 30 a series is exact to 1e-3.
+# Two-sided 95% Student t quantiles for 1..30 degrees of freedom; beyond, a series exact to 1e-3.
 _T975 = (
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
     2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,

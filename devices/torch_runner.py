@@ -33,7 +33,9 @@ def _placeholder_specs(program: Any) -> list[tuple[str, tuple[int, ...], Any]]:
         if node.op == "placeholder" and node.name in user_inputs:
             value = node.meta["val"]
             if not value.dtype.is_floating_point:
-                raise RunnerError(f"input {node.name!r} is {value.dtype}; only float inputs are run")
+                raise RunnerError(
+                    f"input {node.name!r} is {value.dtype}; only float inputs are run"
+                )
             shape = tuple(int(d) if isinstance(d, int) else 1 for d in value.shape)
             dtype = torch.empty((), dtype=value.dtype).numpy().dtype
             specs.append((node.name, shape, dtype))
@@ -53,7 +55,9 @@ class TorchSession(Session):
             raise RunnerError(f"torch cannot load {artifact.name!r}: {exc}") from exc
         module = program.module().to(device)
         host = random_inputs(_placeholder_specs(program), settings.input_pool, settings.seed)
-        self._inputs = cycle([[torch.from_numpy(a).to(device) for a in feed.values()] for feed in host])
+        self._inputs = cycle(
+            [[torch.from_numpy(a).to(device) for a in feed.values()] for feed in host]
+        )
         self.module = torch.compile(module) if settings.torch_compile else module
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(device)

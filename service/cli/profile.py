@@ -37,7 +37,9 @@ def _export(model: str, runner: Any, precision: Precision | None, quiet: bool) -
         spec = spec.model_copy(update={"precision": precision})
     fmt = runner.formats[0]
     with progress_bar(enabled=not quiet) as update:
-        report = export_model(spec, store=ArtifactStore(data_dir()), formats=(fmt,), progress=update)
+        report = export_model(
+            spec, store=ArtifactStore(data_dir()), formats=(fmt,), progress=update
+        )
     artifact = report.artifact(fmt)
     if artifact is None or not artifact.ok or artifact.path is None:
         raise ExportError(fmt.value, artifact.error if artifact else "no artifact produced")
@@ -55,7 +57,9 @@ def _export(model: str, runner: Any, precision: Precision | None, quiet: bool) -
 
 
 @contextmanager
-def measuring(enabled: bool, label: str, total: int) -> Iterator[Callable[[str, int, float], None] | None]:
+def measuring(
+    enabled: bool, label: str, total: int
+) -> Iterator[Callable[[str, int, float], None] | None]:
     """A rich bar on stderr for the sampling phase (samples so far vs the iteration cap)."""
     if not enabled:
         yield None
@@ -77,7 +81,9 @@ def measuring(enabled: bool, label: str, total: int) -> Iterator[Callable[[str, 
 def _settings(threads: int | None, target: float, max_seconds: float, **extra: Any) -> Any:
     from devices.settings import parse_settings
 
-    return parse_settings({"threads": threads, "target_rel_ci": target, "max_seconds": max_seconds, **extra})
+    return parse_settings(
+        {"threads": threads, "target_rel_ci": target, "max_seconds": max_seconds, **extra}
+    )
 
 
 def _latency_row(table: Table, name: str, lat: dict[str, Any]) -> None:
@@ -96,7 +102,8 @@ def _print_profile(doc: dict[str, Any]) -> None:
     dev = doc["device"]
     table = _latency_table(
         f"{doc['model']} ({doc['format']} {doc['precision']}, weights {doc['weights']}) on "
-        f"{dev['runner']}: {dev['cpu_model']}, {dev['threads']} thread(s), {dev['runtime']} {dev['runtime_version']}"
+        f"{dev['runner']}: {dev['cpu_model']}, {dev['threads']} thread(s), "
+        f"{dev['runtime']} {dev['runtime_version']}"
     )
     _latency_row(table, "latency", doc["latency_ms"])
     console.print(table)
@@ -126,8 +133,12 @@ def profile_command(
     device: Device = "cpu",
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
     threads: Threads = None,
-    layers: Annotated[bool, typer.Option("--layers", help="per-layer breakdown (onnxruntime)")] = False,
-    target: Annotated[float, typer.Option(help="precision target: 95% CI of the median within ±")] = 0.01,
+    layers: Annotated[
+        bool, typer.Option("--layers", help="per-layer breakdown (onnxruntime)")
+    ] = False,
+    target: Annotated[
+        float, typer.Option(help="precision target: 95% CI of the median within ±")
+    ] = 0.01,
     max_seconds: Annotated[float, typer.Option(help="time cap for sampling")] = 30.0,
     as_json: AsJson = False,
 ) -> None:
@@ -171,14 +182,18 @@ def compare_command(
         side_a = _export(a, runner, precision, quiet=as_json)
         side_b = _export(b, runner, precision, quiet=as_json)
         with measuring(not as_json, "A/B", reloads) as update:
-            comparison = runner.compare(side_a.pop("path"), side_b.pop("path"), settings, progress=update)
+            comparison = runner.compare(
+                side_a.pop("path"), side_b.pop("path"), settings, progress=update
+            )
     except LatbenchError as error:
         raise fail(error) from None
     doc = {"a_model": side_a, "b_model": side_b, **comparison.to_dict()}
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
-    table = _latency_table(f"A/B on {comparison.runner} ({comparison.order}, {reloads} session pairs)")
+    table = _latency_table(
+        f"A/B on {comparison.runner} ({comparison.order}, {reloads} session pairs)"
+    )
     _latency_row(table, f"A {side_a['model']}", doc["a"])
     _latency_row(table, f"B {side_b['model']}", doc["b"])
     Console().print(table)
@@ -187,7 +202,9 @@ def compare_command(
     Console().print(f"B/A = {comparison.ratio:.4f}  95% CI [{lo:.4f}, {hi:.4f}]  ({verdict})")
     if comparison.cpu_estimate is not None:
         cpu = comparison.cpu_estimate
-        Console().print(f"thread CPU time B/A = {cpu.ratio:.4f}  95% CI [{cpu.ci95[0]:.4f}, {cpu.ci95[1]:.4f}]")
+        Console().print(
+            f"thread CPU time B/A = {cpu.ratio:.4f}  95% CI [{cpu.ci95[0]:.4f}, {cpu.ci95[1]:.4f}]"
+        )
     for note in comparison.notes:
         Console().print(f"[yellow]note:[/] {note}")
 

@@ -16,7 +16,9 @@ def test_profile_json_has_the_documented_fields(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["model"] == "mobilenetv3_small_050" and len(doc["spec_hash"]) == 32
-    assert {"median", "mean", "min", "p90", "p99", "std", "cv", "ci95", "n"} <= set(doc["latency_ms"])
+    assert {"median", "mean", "min", "p90", "p99", "std", "cv", "ci95", "n"} <= set(
+        doc["latency_ms"]
+    )
     assert doc["device"]["runner"] == "ort-cpu" and doc["device"]["threads"] == 1
     assert doc["load_ms"] > 0 and isinstance(doc["target_met"], bool)
     assert doc["weights"] == "random" and doc["format"] == "onnx"

@@ -5,12 +5,20 @@ import platform
 import numpy as np
 import pytest
 
-from devices.coreml import CoreMLMacRunner, coreml_unavailable, input_specs, mac_label, mlpackage_weights_dir
+from devices.coreml import (
+    CoreMLMacRunner,
+    coreml_unavailable,
+    input_specs,
+    mac_label,
+    mlpackage_weights_dir,
+)
 from devices.runner import get_runner
 from devices.settings import parse_settings
 from exporters.errors import RunnerError, RunnerUnavailableError, SpecError
 
-linux_only = pytest.mark.skipif(platform.system() == "Darwin", reason="checks the non-macOS behaviour")
+linux_only = pytest.mark.skipif(
+    platform.system() == "Darwin", reason="checks the non-macOS behaviour"
+)
 
 
 @linux_only
@@ -35,7 +43,9 @@ def test_unavailable_reason_by_os():
 
 def test_mac_label_marks_the_m1_as_iphone12_stand_in():
     assert "stand-in for iPhone 12" in mac_label("Apple M1")
-    assert "stand-in" not in mac_label("Apple M3 Pro") and "not the iPhone 12" in mac_label("Apple M3 Pro")
+    assert "stand-in" not in mac_label("Apple M3 Pro") and "not the iPhone 12" in mac_label(
+        "Apple M3 Pro"
+    )
 
 
 def test_description_and_settings():
@@ -61,4 +71,8 @@ def test_input_specs_from_a_model_spec(tmp_path):
     image.type.imageType.width = 8
     with pytest.raises(RunnerError, match="'img' is not a tensor"):
         input_specs(spec)
-    assert mlpackage_weights_dir(tmp_path / "m.mlpackage").parts[-3:] == ("Data", "com.apple.CoreML", "weights")
+    assert mlpackage_weights_dir(tmp_path / "m.mlpackage").parts[-3:] == (
+        "Data",
+        "com.apple.CoreML",
+        "weights",
+    )

@@ -6,12 +6,21 @@ import pytest
 
 from devices.layers import UNMAPPED, _slash_scopes, breakdown_from_ort_profile, stage_and_block
 
-FASTVIT_SCOPES = ["stages.2", "stages.2.blocks", "stages.2.blocks.1", "stages.2.blocks.1.token_mixer"]
+FASTVIT_SCOPES = [
+    "stages.2",
+    "stages.2.blocks",
+    "stages.2.blocks.1",
+    "stages.2.blocks.1.token_mixer",
+]
 FASTVIT_CLASSES = ["FastVitStage", "Sequential", "timm.models.fastvit.RepMixerBlock", "RepMixer"]
 
 
 def test_stage_and_block_of_a_fastvit_node():
-    assert stage_and_block(FASTVIT_SCOPES, FASTVIT_CLASSES) == ("stages.2", "stages.2.blocks.1", "RepMixerBlock")
+    assert stage_and_block(FASTVIT_SCOPES, FASTVIT_CLASSES) == (
+        "stages.2",
+        "stages.2.blocks.1",
+        "RepMixerBlock",
+    )
 
 
 @pytest.mark.parametrize(
@@ -35,7 +44,13 @@ def test_torchscript_node_names_become_module_paths():
 
 def test_breakdown_drops_warmup_runs_and_averages_per_run(tmp_path):
     def node(name, op, ts, dur):
-        return {"cat": "Node", "name": f"{name}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+        return {
+            "cat": "Node",
+            "name": f"{name}_kernel_time",
+            "ts": ts,
+            "dur": dur,
+            "args": {"op_name": op},
+        }
 
     events = [
         {"cat": "Session", "name": "model_run", "ts": 0, "dur": 100},
@@ -49,7 +64,11 @@ def test_breakdown_drops_warmup_runs_and_averages_per_run(tmp_path):
     trace.write_text(json.dumps(events))
     result = breakdown_from_ort_profile(trace, skip_runs=1, model_path=_graph_with_nodes(tmp_path))
     assert result["runs"] == 2 and result["total_ms"] == pytest.approx(3.0)
-    assert result["by_op"][0] == {"op": "Conv", "ms": pytest.approx(2.0), "share": pytest.approx(2 / 3)}
+    assert result["by_op"][0] == {
+        "op": "Conv",
+        "ms": pytest.approx(2.0),
+        "share": pytest.approx(2 / 3),
+    }
     assert [(row["block"], row["ms"]) for row in result["by_block"]] == [("a.0", 2.0), ("a.1", 1.0)]
 
 

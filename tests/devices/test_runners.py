@@ -12,7 +12,14 @@ LATENCY_KEYS = {"median", "mean", "min", "max", "p90", "p99", "std", "iqr", "cv"
 
 
 def test_registry_lists_runners_by_device_class():
-    assert {"ort-cpu", "ort-cuda", "ort-tensorrt", "torch-cpu", "coreml-mac", "coreml-iphone"} <= set(list_runners())
+    assert {
+        "ort-cpu",
+        "ort-cuda",
+        "ort-tensorrt",
+        "torch-cpu",
+        "coreml-mac",
+        "coreml-iphone",
+    } <= set(list_runners())
     assert local_runner_name() in runners_for(DeviceClass.of_this_cpu())
     assert runners_for("iphone12-class") == ["coreml-iphone", "coreml-mac"]
     assert set(runners_for(DeviceClass.GPU_CUDA)) == {"ort-cuda", "ort-tensorrt", "torch-cuda"}
@@ -49,7 +56,10 @@ def test_ort_runner_measures_a_real_onnx_model(tiny_onnx):
     assert result["settings"]["intra_op_spinning"] is False
     assert result["settings"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
     device = result["device"]
-    assert device["runtime"] == "onnxruntime" and device["execution_provider"] == "CPUExecutionProvider"
+    assert (
+        device["runtime"] == "onnxruntime"
+        and device["execution_provider"] == "CPUExecutionProvider"
+    )
     assert device["threads"] == 1 and device["device_class"] == DeviceClass.of_this_cpu().value
     assert {"loadavg_1m_start", "others_cpu_pct", "own_cpu_pct"} <= set(result["host_load"])
 
@@ -90,16 +100,24 @@ def test_torch_runner_measures_a_real_pt2_program(tiny_pt2):
     result = get_runner("torch-cpu").measure(tiny_pt2, QUICK).to_dict()
     assert result["latency_ms"]["median"] > 0 and result["latency_ms"]["n"] >= 20
     assert result["settings"]["torch_threads"] == 1 and result["settings"]["torch_mode"] == "eager"
-    assert result["device"]["runtime"] == "torch" and result["device"]["execution_provider"] == "cpu (eager)"
+    assert (
+        result["device"]["runtime"] == "torch"
+        and result["device"]["execution_provider"] == "cpu (eager)"
+    )
 
 
 def test_notes_qualify_numbers_measured_under_bad_conditions():
     from devices.host import HostLoad
     from devices.runner import _notes
 
-    busy = HostLoad(2.0, 2.5, cpu_busy_pct=95, own_cpu_pct=45, others_cpu_pct=50, wall_s=3).busy_note()
+    busy = HostLoad(
+        2.0, 2.5, cpu_busy_pct=95, own_cpu_pct=45, others_cpu_pct=50, wall_s=3
+    ).busy_note()
     assert "other processes used 50% of the CPU" in busy
-    assert HostLoad(0.1, 0.1, cpu_busy_pct=50, own_cpu_pct=45, others_cpu_pct=5, wall_s=3).busy_note() is None
+    assert (
+        HostLoad(0.1, 0.1, cpu_busy_pct=50, own_cpu_pct=45, others_cpu_pct=5, wall_s=3).busy_note()
+        is None
+    )
     assert _notes(True, True, None) == []
     notes = _notes(False, False, busy)
     assert len(notes) == 3 and "warm-up" in notes[0] and "precision target" in notes[1]

@@ -26,13 +26,15 @@ def _fake_clock(step: float):
 
 def test_warm_up_stops_once_consecutive_windows_agree():
     # x_i = 1 + 5*0.7^i; window medians agree within 3% first for windows 3 and 4 (i = 17 vs 22)
-    run = _series(1 + 5 * 0.7 ** i for i in range(1000))
-    result = warm_up(run, WarmupPolicy(window=5, tolerance=0.03, min_iters=10), clock=_fake_clock(0))
+    run = _series(1 + 5 * 0.7**i for i in range(1000))
+    result = warm_up(
+        run, WarmupPolicy(window=5, tolerance=0.03, min_iters=10), clock=_fake_clock(0)
+    )
     assert result.steady and result.iterations == 25
 
 
 def test_warm_up_gives_up_at_the_cap_when_never_steady():
-    run = _series(1.0 * 1.1 ** i for i in range(1000))  # keeps getting slower by 10% per run
+    run = _series(1.0 * 1.1**i for i in range(1000))  # keeps getting slower by 10% per run
     result = warm_up(run, WarmupPolicy(max_iters=40), clock=_fake_clock(0))
     assert not result.steady and result.iterations == 40
 
@@ -49,8 +51,12 @@ def test_adaptive_stop_meets_the_target_on_quiet_samples():
 
 def test_adaptive_stop_samples_longer_when_noisier():
     rng = np.random.default_rng(0)
-    quiet = sample_until_precise(_series(rng.lognormal(0, 0.02, 10_000)), StopPolicy(), _fake_clock(0))
-    noisy = sample_until_precise(_series(rng.lognormal(0, 0.10, 10_000)), StopPolicy(), _fake_clock(0))
+    quiet = sample_until_precise(
+        _series(rng.lognormal(0, 0.02, 10_000)), StopPolicy(), _fake_clock(0)
+    )
+    noisy = sample_until_precise(
+        _series(rng.lognormal(0, 0.10, 10_000)), StopPolicy(), _fake_clock(0)
+    )
     assert noisy.target_met and len(noisy.samples) > 3 * len(quiet.samples)
 
 
@@ -59,7 +65,9 @@ def test_adaptive_stop_caps():
     capped = sample_until_precise(
         _series(rng.lognormal(0, 0.5, 10_000)), StopPolicy(max_iters=100), clock=_fake_clock(0)
     )
-    assert not capped.target_met and capped.stop_reason == "max_iters" and len(capped.samples) == 100
+    assert (
+        not capped.target_met and capped.stop_reason == "max_iters" and len(capped.samples) == 100
+    )
     timed = sample_until_precise(
         _series(rng.lognormal(0, 0.5, 10_000)), StopPolicy(max_seconds=5.0), clock=_fake_clock(1.0)
     )

@@ -27,7 +27,10 @@ def test_median_ci_on_a_known_sample():
 def test_median_ci_covers_the_true_median_of_a_skewed_distribution():
     rng = np.random.default_rng(1)
     true_median = 1.0  # lognormal(0, 0.5) has median exp(0) = 1
-    hits = sum(lo <= true_median <= hi for lo, hi in (median_ci(rng.lognormal(0, 0.5, 60)) for _ in range(2000)))
+    hits = sum(
+        lo <= true_median <= hi
+        for lo, hi in (median_ci(rng.lognormal(0, 0.5, 60)) for _ in range(2000))
+    )
     assert 0.94 <= hits / 2000 <= 0.985
 
 
