@@ -9,7 +9,7 @@ from service import pipeline
 from service.api.deps import DispatcherDep, SessionDep, SettingsDep, UserDep
 from service.api.schemas import JobBrief, ProfileAccepted, ProfileCreate
 from service.db import jobs
-from service.db.results import cached_result
+from service.db.jobs import JobState
 
 router = APIRouter(tags=["profile"])
 
@@ -41,35 +41,33 @@ def create_profile(
     briefs = []
     for target in plan.targets:
         key = pipeline.request_key(spec_hash=plan.spec_hash, target=target, settings=body.settings)
-        cached = None if body.force else cached_result(session, request_key=key)
-        if cached is not None:
-            briefs.append(
-                JobBrief(
-                    id=cached.job_id,
-                    device=target.device_class.value,
-                    format=target.format.value,
-                    state="done",
-                    cached=True,
+        job, created = None if body.force else jobs.measured_job(session, request_key=key), False
+        if job is None:
+            if jobs.count_active(session, user=user) >= settings.max_queued_per_user:
+                raise QuotaError(
+                    f"{settings.max_queued_per_user} jobs already queued for you; "
+                    "wait for some to finish (LATBENCH_MAX_QUEUED_PER_USER)"
                 )
+            job, created = jobs.create_or_coalesce(
+                session,
+                spec_hash=plan.spec_hash,
+                device_class=target.device_class.value,
+                fmt=target.format.value,
+                settings=body.settings.model_dump(mode="json"),
+                request_key=key,
+                user=user,
+                reuse_result=not body.force,
             )
-            continue
-        if jobs.count_active(session, user=user) >= settings.max_queued_per_user:
-            raise QuotaError(
-                f"{settings.max_queued_per_user} jobs already queued for you; "
-                "wait for some to finish (LATBENCH_MAX_QUEUED_PER_USER)"
-            )
-        job, created = jobs.create_or_coalesce(
-            session,
-            spec_hash=plan.spec_hash,
-            device_class=target.device_class.value,
-            fmt=target.format.value,
-            settings=body.settings.model_dump(mode="json"),
-            request_key=key,
-            user=user,
-        )
-        if created:
-            dispatcher.submit(job.id, job.attempt)
+            if created:
+                dispatcher.submit(job.id, job.attempt)
+        cached = not created and job.state == JobState.DONE.value
         briefs.append(
-            JobBrief(id=job.id, device=job.device_class, format=job.format, state=job.state)
+            JobBrief(
+                id=job.id,
+                device=job.device_class,
+                format=job.format,
+                state=job.state,
+                cached=cached,
+            )
         )
     return ProfileAccepted(spec_hash=plan.spec_hash, model=plan.spec.model, jobs=briefs)

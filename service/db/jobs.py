@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
@@ -51,10 +52,14 @@ def create_or_coalesce(
     settings: dict[str, Any],
     request_key: str,
     user: str,
+    reuse_result: bool = True,
 ) -> tuple[JobRow, bool]:
-    """A new queued job, or the unfinished one with the same request key (``created`` False).
+    """A new queued job (``created`` True), else the unfinished job with the same request key,
+    else (``reuse_result``) the done job that measured it. Commits.
 
-    Commits: the unique ``active_key`` decides races between concurrent identical requests."""
+    The unique ``active_key`` decides races between identical requests; the result check runs
+    after our insert, in its transaction, so a job completing meanwhile is seen, not duplicated
+    (a result and its job's completion commit together)."""
     job = JobRow(
         id=uuid.uuid4().hex,
         spec_hash=spec_hash,
@@ -68,18 +73,17 @@ def create_or_coalesce(
         attempt=1,
     )
     session.add(job)
-    if commit_new(session):
-        return job, True
-    existing = session.scalars(select(JobRow).where(JobRow.active_key == request_key)).first()
-    if existing is None:  # it finished between our insert and this read
-        latest = session.scalars(
-            select(JobRow)
-            .where(JobRow.request_key == request_key)
-            .order_by(JobRow.created_at.desc())
-        ).first()
-        if latest is not None and latest.state == JobState.DONE.value:
-            return latest, False
-        return create_or_coalesce(  # it failed: this request starts a new one
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        existing = session.scalars(select(JobRow).where(JobRow.active_key == request_key)).first()
+        if existing is not None:
+            return existing, False
+        done = measured_job(session, request_key=request_key)  # it finished meanwhile
+        if done is not None:
+            return done, False
+        return create_or_coalesce(  # it failed meanwhile: this request starts a new one
             session,
             spec_hash=spec_hash,
             device_class=device_class,
@@ -87,8 +91,25 @@ def create_or_coalesce(
             settings=settings,
             request_key=request_key,
             user=user,
+            reuse_result=reuse_result,
         )
-    return existing, False
+    done = measured_job(session, request_key=request_key) if reuse_result else None
+    if done is not None:
+        session.rollback()
+        return done, False
+    session.commit()
+    return job, True
+
+
+def measured_job(session: Session, *, request_key: str) -> JobRow | None:
+    """The newest job whose result answers this request key."""
+    query = (
+        select(JobRow)
+        .join(ResultRow, ResultRow.job_id == JobRow.id)
+        .where(ResultRow.request_key == request_key)
+        .order_by(ResultRow.created_at.desc())
+    )
+    return session.scalars(query).first()
 
 
 def get_job(session: Session, *, job_id: str) -> JobRow:

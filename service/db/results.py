@@ -47,15 +47,6 @@ def record_result(
     return session.scalars(select(ResultRow).where(ResultRow.job_id == job.id)).one(), False
 
 
-def cached_result(session: Session, *, request_key: str) -> ResultRow | None:
-    query = (
-        select(ResultRow)
-        .where(ResultRow.request_key == request_key)
-        .order_by(ResultRow.created_at.desc())
-    )
-    return session.scalars(query).first()
-
-
 def list_results(
     session: Session,
     *,

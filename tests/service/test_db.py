@@ -122,3 +122,22 @@ def test_migrations_are_idempotent(db_url):
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     engine.dispose()
     assert version == "0001"
+
+
+def test_a_measured_request_reuses_its_job_unless_forced(sessions):
+    with sessions() as s:
+        job, _ = _job(s)
+        record_result(s, job=job, model="m", runner_id=None, measurement=MEASUREMENT)
+        reused, created = _job(s)
+        assert (reused.id, reused.state, created) == (job.id, "done", False)
+        forced, forced_created = jobs.create_or_coalesce(
+            s,
+            spec_hash="s" * 32,
+            device_class="cpu-x86_64",
+            fmt="onnx",
+            settings={},
+            request_key="k" * 64,
+            user="u",
+            reuse_result=False,
+        )
+        assert forced_created and forced.id != job.id
