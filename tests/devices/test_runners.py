@@ -4,7 +4,7 @@ import pytest
 
 from devices.runner import get_runner, list_runners, local_runner_name, register_runner, runners_for
 from devices.settings import parse_settings
-from exporters.errors import RunnerError, SpecError
+from exporters.errors import RunnerError, RunnerUnavailableError, SpecError
 from exporters.formats import DeviceClass
 
 QUICK = {"threads": 1, "max_seconds": 3.0, "warmup_max_seconds": 2.0, "target_rel_ci": 0.02}
@@ -131,3 +131,22 @@ def test_single_thread_cpu_runs_also_report_thread_cpu_time(tiny_onnx):
     assert 0 < cpu["min"] and cpu["median"] <= result["latency_ms"]["median"] * 1.05
     two_threads = get_runner("cpu").measure(tiny_onnx, {**QUICK, "threads": 2}).to_dict()
     assert two_threads["cpu_ms"] is None
+
+
+def test_gpu_runners_say_why_they_are_unavailable_and_configure_providers():
+    from devices.ort import OrtCudaRunner, OrtTensorrtRunner
+
+    for cls in (OrtCudaRunner, OrtTensorrtRunner):
+        reason = cls.unavailable_reason()
+        if reason is not None:  # this onnxruntime build has no GPU providers
+            assert f"{cls.provider} is not in this onnxruntime build" in reason
+            with pytest.raises(RunnerUnavailableError, match=cls.provider):
+                get_runner(cls.name)
+    assert OrtCudaRunner(device_id=1).providers() == [("CUDAExecutionProvider", {"device_id": 1})]
+    trt, cuda = OrtTensorrtRunner(fp16=True, engine_cache="/cache").providers()
+    assert trt == (
+        "TensorrtExecutionProvider",
+        {"device_id": 0, "trt_fp16_enable": True, "trt_engine_cache_enable": True,
+         "trt_engine_cache_path": "/cache"},
+    )  # fmt: skip
+    assert cuda == ("CUDAExecutionProvider", {"device_id": 0})
