@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.tables import ArtifactRow, SpecRow
@@ -23,7 +22,3 @@ def record_export(session: Session, *, spec_hash: str, report: dict[str, Any]) -
         row.path, row.ok, row.report = item.get("path"), bool(item.get("ok")), item
         session.merge(row)
     session.commit()
-
-
-def artifacts_of(session: Session, *, spec_hash: str) -> list[ArtifactRow]:
-    return list(session.scalars(select(ArtifactRow).where(ArtifactRow.spec_hash == spec_hash)))
