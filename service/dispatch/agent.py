@@ -18,7 +18,13 @@ from devices.settings import parse_settings
 from exporters.errors import AuthError, ConflictError, LatbenchError, RunnerError
 from exporters.formats import DeviceClass, ExportFormat
 from service import pipeline
-from service.dispatch.task import MEASURE_TASK, MeasureTask, make_celery, measure_queue
+from service.dispatch.task import (
+    MEASURE_TASK,
+    MeasureTask,
+    make_celery,
+    measure_queue,
+    run_worker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,24 +169,10 @@ def run_agent(
     ).start()
     log.info("runner %s (%s) attached to %s", client.runner_id, device_class.value, server)
     try:
-        app.worker_main(
-            [
-                "worker",
-                "--queues",
-                measure_queue(device_class.value, info.get("queue_namespace", "")),
-                "--pool",
-                "solo",
-                "--concurrency",
-                "1",
-                "--prefetch-multiplier",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "INFO",
-                "--hostname",
-                f"runner-{client.runner_id[:8]}@%h",
-            ]
+        run_worker(
+            app,
+            queue=measure_queue(device_class.value, info.get("queue_namespace", "")),
+            hostname=f"runner-{client.runner_id[:8]}@%h",
         )
     finally:
         stop.set()

@@ -14,6 +14,7 @@ from service.dispatch.task import (
     export_queue,
     make_celery,
     measure_queue,
+    run_worker,
 )
 from service.settings import Settings, get_settings
 
@@ -44,23 +45,7 @@ def build_app(settings: Settings) -> Any:
 def main() -> None:
     settings = get_settings()
     app = build_app(settings)
-    app.worker_main(
-        [
-            "worker",
-            "--queues",
-            export_queue(settings.queue_namespace),
-            "--pool",
-            "solo",
-            "--concurrency",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            "export@%h",
-        ]
-    )
+    run_worker(app, queue=export_queue(settings.queue_namespace), hostname="export@%h")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,16 @@ class MeasureTask:
         return asdict(self)
 
 
+def run_worker(app: Any, *, queue: str, hostname: str) -> None:
+    """Consume ``queue`` one task at a time in this process (solo pool: a runner's measurement
+    runs in the process that heart-beats, and is never shared with a second task)."""
+    app.worker_main(
+        ["worker", "--queues", queue, "--pool", "solo", "--concurrency", "1",
+         "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",
+         "--loglevel", "INFO", "--hostname", hostname]
+    )  # fmt: skip
+
+
 def make_celery(broker_url: str) -> Any:
     """A Celery app whose workers take one task at a time and acknowledge it only when done, so a
     measurement never shares its device and a task a dead worker held is delivered again."""
