@@ -31,3 +31,22 @@ def test_loopback_needs_no_token(host):
 def test_heartbeat_timeout_must_exceed_interval():
     with pytest.raises(ValidationError, match="heartbeat_timeout_s"):
         Settings(_env_file=None, heartbeat_interval_s=10, heartbeat_timeout_s=5)
+
+
+def test_serve_refuses_an_open_bind_without_token(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LATBENCH_")}
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("latbench")), "serve", "--host", "0.0.0.0"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "LATBENCH_API_TOKEN" in done.stderr
