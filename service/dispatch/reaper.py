@@ -53,13 +53,14 @@ def _requeue_runner_job(session, runner: RunnerRow, dispatcher: Dispatcher) -> N
 
 
 def recover(sessions: Sessions, dispatcher: Dispatcher) -> int:
-    """Queue every unfinished job again under a new attempt, except those being measured by a
-    runner that is still online (the reaper takes those if the runner dies)."""
+    """Queue every unfinished job again under a new attempt, except those still being measured by
+    an online runner (the reaper takes those if the runner dies). Run after the dispatcher has
+    started: the embedded runner re-registers first, which ends what it held before the restart."""
     count = 0
     with sessions() as session:
-        online = {r.id for r in runners.list_runners(session) if r.online}
+        held = {r.current_job_id for r in runners.list_runners(session) if r.online}
         for job in jobs.active_jobs(session):
-            if job.state == JobState.MEASURING.value and job.runner_id in online:
+            if job.state == JobState.MEASURING.value and job.id in held:
                 continue
             attempt = job.attempt  # the conditional UPDATE refreshes the loaded row
             if jobs.requeue(session, job_id=job.id, attempt=attempt):

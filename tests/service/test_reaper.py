@@ -93,3 +93,13 @@ def test_recover_requeues_unfinished_jobs_but_not_live_measurements(sessions):
     assert recorder.submitted == [(waiting.id, 2)]
     with sessions() as s:
         assert jobs.get_job(s, job_id=live_job).state == JobState.MEASURING.value
+
+
+def test_recover_requeues_what_a_re_registered_runner_was_measuring(sessions):
+    """The embedded runner keeps its id across restarts: registering again ends its old job."""
+    job_id, runner_id = _measuring(sessions)
+    with sessions() as s:
+        runners.register_runner(s, device_class="cpu-x86_64", description={}, runner_id=runner_id)
+    recorder = Recorder()
+    assert recover(sessions, recorder) == 1
+    assert recorder.submitted == [(job_id, 2)]
