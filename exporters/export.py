@@ -148,11 +148,13 @@ def _stepper(progress: Progress | None, total: int) -> Callable[[str], None]:
 
 def _judge_parity(parity: dict[str, Any], reparam: dict[str, Any]) -> dict[str, Any]:
     """A runtime may differ from PyTorch by the float32 rounding this network amplifies: random
-    deep nets turn 1e-7 rounding into 1e-3 differences between two correct float32 forms, which
-    the reparameterization step measured as ``fp32_rel_error``."""
+    deep nets turn 1e-7 rounding into 1e-3 differences between two correct float32 evaluations.
+    The reparameterization step measured PyTorch's own float32 distance from the exact value
+    (``fp32_rel_error``); another runtime's kernels may land up to 100× farther. A wrong export
+    is off by O(1)."""
     if "note" in parity:  # the exporter already explained why the figure is not comparable
         return parity
-    amplified = 10 * (reparam.get("fp32_rel_error") or 0.0)
+    amplified = 100 * (reparam.get("fp32_rel_error") or 0.0)
     tolerance = max(parity["tolerance"], amplified)
     return {**parity, "tolerance": tolerance, "ok": parity["rel_error"] <= tolerance}
 

@@ -49,7 +49,7 @@ class EquivalenceReport:
     train: FormStats
     deploy: FormStats
     generic_conv_bn_folds: int = 0  # pairs folded by latbench beyond the model's own methods
-    fp32_rel_error: float | None = None  # the float32 deploy form vs the float32 train form
+    fp32_rel_error: float | None = None  # float32 deploy form vs its exact (float64) value
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -241,7 +241,7 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 def _proven_folds(
     train: nn.Module, input_shape: tuple[int, ...], tolerance: float
-) -> tuple[list[tuple[str, str]], EquivalenceReport]:
+) -> tuple[list[tuple[str, str]], EquivalenceReport, nn.Module]:
     """Fold a float64 copy and compare it with the float64 train form.
 
     In float64 a correct fold agrees to ~1e-12 even where a random deep net amplifies fp32
@@ -259,9 +259,18 @@ def _proven_folds(
         fuse_pairs(deploy64, pairs)
         report = check_equivalence(train64, deploy64, input_shape, tolerance=tolerance)
         if not report.ok and pairs:
-            pairs = []
+            pairs, deploy64 = [], folded64
             report = check_equivalence(train64, folded64, input_shape, tolerance=tolerance)
-    return pairs, report
+    return pairs, report, deploy64
+
+
+@torch.no_grad()
+def _float32_rounding(exact: nn.Module, model: nn.Module, input_shape: tuple[int, ...]) -> float:
+    """How far float32 evaluation of this net lands from its float64 value: the yardstick for
+    judging a runtime's output against PyTorch's, since random deep nets amplify rounding."""
+    generator = torch.Generator().manual_seed(_SEED)
+    x = torch.randn(*input_shape, generator=generator, dtype=torch.float64)
+    return relative_error(exact(x).numpy(), model(x.float()).numpy())
 
 
 def deploy_form(
@@ -270,14 +279,14 @@ def deploy_form(
     """The single-branch inference form (float32), proven equivalent; raises EquivalenceError.
 
     ``train`` gets calibrated, jittered BatchNorm statistics in place (it is a throwaway build).
-    The report's ``rel_error`` is the float64 proof; ``fp32_rel_error`` is what the float32 deploy
-    form actually differs by (rounding, amplified by random weights), recorded for reference.
+    The report's ``rel_error`` is the float64 proof; ``fp32_rel_error`` is how far the float32
+    deploy form lands from its exact (float64) value: rounding, amplified by random weights.
     """
     from timm.utils import reparameterize_model
 
     randomize_batchnorm(train, input_shape)
     train.eval()
-    pairs, report = _proven_folds(train, input_shape, tolerance)
+    pairs, report, exact = _proven_folds(train, input_shape, tolerance)
     if not report.ok:
         raise EquivalenceError(
             f"deploy form differs from train form: relative error {report.rel_error:.3g} > "
@@ -285,11 +294,10 @@ def deploy_form(
         )
     deploy = reparameterize_model(train, inplace=False).eval()
     fuse_pairs(deploy, pairs)
-    fp32 = check_equivalence(train, deploy, input_shape, tolerance=float("inf"))
     return deploy, replace(
         report,
-        train=fp32.train,
-        deploy=fp32.deploy,
+        train=form_stats(train),
+        deploy=form_stats(deploy),
         generic_conv_bn_folds=len(pairs),
-        fp32_rel_error=fp32.rel_error,
+        fp32_rel_error=_float32_rounding(exact, deploy, input_shape),
     )
