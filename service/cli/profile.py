@@ -169,7 +169,7 @@ def compare_command(
     device: Device = "cpu",
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
     threads: Threads = None,
-    reloads: Annotated[int, typer.Option(help="freshly loaded session pairs")] = 5,
+    reloads: Annotated[int, typer.Option(help="freshly loaded session pairs (even)")] = 6,
     blocks: Annotated[int, typer.Option(help="ABBA blocks per session pair")] = 15,
     as_json: AsJson = False,
 ) -> None:
