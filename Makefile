@@ -23,7 +23,7 @@ test-full: install  ## everything, including the sweep over every seed-family va
 	$(BIN)/pytest -q -m "not bench"
 
 bench: install  ## benchmark scripts that print figures
-	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script --quick || exit 1; done
+	for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) .latbench .pytest_cache
