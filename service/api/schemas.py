@@ -63,6 +63,10 @@ class ResultPublic(BaseModel):
     settings: dict[str, Any]
     target_met: bool | None = None
     stop_reason: str | None = None
+    load_ms: float | None = None
+    warmup_iters: int | None = None
+    peak_memory_mb: float | None = None
+    notes: list[str] = []
     artifact: dict[str, Any] | None = None
     samples_ms: list[float] | None = None
     created_at: datetime

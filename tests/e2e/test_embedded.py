@@ -42,6 +42,7 @@ def test_profile_returns_a_measured_result_then_a_cached_one(server):
     assert len(result["samples_ms"]) == latency["n"]
     assert result["device"]["runtime"] == "onnxruntime" and result["device"]["threads"] == 1
     assert "others_cpu_pct" in result["host_load"]
+    assert result["load_ms"] > 0 and result["warmup_iters"] > 0
     assert result["artifact"]["parity"]["ok"] is True
     assert result["weights"] == "random"
     repeat = profile(server).json()["jobs"][0]
