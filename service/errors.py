@@ -23,6 +23,7 @@ STATUS: tuple[tuple[type[e.LatbenchError], int], ...] = (
     (e.AuthError, 401),
     (e.RunnerUnavailableError, 503),
     (e.ExportError, 422),
+    (e.EquivalenceError, 422),
     (e.RunnerError, 502),
     (e.LatbenchError, 500),
 )

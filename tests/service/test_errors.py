@@ -38,6 +38,7 @@ def test_every_error_class_has_a_status(cls):
         (e.QuotaError, 429),
         (e.AuthError, 401),
         (e.RunnerUnavailableError, 503),
+        (e.EquivalenceError, 422),
         (e.LatbenchError, 500),
     ],
 )
