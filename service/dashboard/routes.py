@@ -43,10 +43,13 @@ def dashboard(request: Request, session: SessionDep, settings: SettingsDep) -> H
             }
         )
     sources = sorted({refs[p.label].source for panel in panels for p in panel["rows"]})
+    cites = {  # every top-1 shown points at its source
+        p.label: sources.index(refs[p.label].source) + 1 for panel in panels for p in panel["rows"]
+    }
     return templates.TemplateResponse(
         request,
         "dashboard.html",
-        {"panels": panels, "sources": sources, "has_reference": bool(refs)},
+        {"panels": panels, "sources": sources, "cites": cites, "has_reference": bool(refs)},
     )
 
 

@@ -184,3 +184,4 @@ def test_dashboard_plots_measured_models_with_their_published_top1(settings, tmp
     assert "<h2>cpu-x86_64</h2>" in page
     assert "mobileone_s0: 3.250 ms, 71.4%" in page  # the point's tooltip
     assert 'class="frontier"' in page and "apple/ml-mobileone README" in page
+    assert "71.4 <sup>[1]</sup>" in page  # the row cites its source
