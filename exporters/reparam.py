@@ -88,7 +88,7 @@ def randomize_batchnorm(
     for _ in range(batches):
         model(torch.randn(*calibration_shape, generator=generator))
     model.train(was_training)
-    for bn, momentum in zip(norms, momenta):
+    for bn, momentum in zip(norms, momenta, strict=True):
         bn.momentum = momentum
         n = bn.num_features
         std = bn.running_var.sqrt()
