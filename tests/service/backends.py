@@ -1,5 +1,6 @@
 """Real PostgreSQL and Redis for tests: a throw-away database or Redis DB each, skipped with the
-reason when the server is not reachable."""
+reason when the server is not reachable — or failed, under LATBENCH_REQUIRE_SERVICES=1 (set by
+.ci/run, which starts both servers), so CI never passes by skipping the distributed path."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ POSTGRES_URL = os.environ.get(
 REDIS_URL = os.environ.get("LATBENCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def unavailable(reason: str) -> None:
+    if os.environ.get("LATBENCH_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (LATBENCH_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
 @contextmanager
 def fresh_postgres() -> Iterator[str]:
     """URL of a new, empty database on the server of LATBENCH_TEST_POSTGRES_URL; dropped after."""
@@ -29,7 +36,7 @@ def fresh_postgres() -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as exc:
         admin.dispose()
-        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc.orig}")
+        unavailable(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc.orig}")
     try:
         yield admin.url.set(database=name).render_as_string(hide_password=False)
     finally:
@@ -48,7 +55,7 @@ def redis_namespace() -> Iterator[tuple[str, str]]:
     try:
         client.ping()
     except redis.ConnectionError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
+        unavailable(f"Redis at {REDIS_URL} is not reachable: {exc}")
     namespace = f"test-{uuid.uuid4().hex[:12]}."
     try:
         yield REDIS_URL, namespace
