@@ -59,10 +59,23 @@ def decide(ratio: float, ci95: tuple[float, float], threshold: float) -> Decisio
     return Decision(verdict, ratio, (lo, hi), threshold)
 
 
-def decide_from_json(text: str, threshold: float) -> Decision:
-    """A ``latbench compare --json`` document (needs ``ratio`` and ``ci95``)."""
+def decide_from_json(text: str, threshold: float, *, metric: str = "wall") -> Decision:
+    """A ``latbench compare --json`` document (needs ``ratio`` and ``ci95``).
+
+    ``metric="cpu"`` gates on the ratio of the computing thread's CPU time (``cpu_ratio``, single
+    -thread CPU comparisons only): on a host that cannot be dedicated to the measurement it stays
+    steady where wall-clock time does not."""
+    if metric not in ("wall", "cpu"):
+        raise SpecError("metric must be 'wall' or 'cpu'", field="metric")
     try:
         doc: Any = json.loads(text)
+        if metric == "cpu":
+            if not doc.get("cpu_ratio"):
+                raise SpecError(
+                    "this comparison has no cpu_ratio (only single-thread CPU runs do)",
+                    field="metric",
+                )
+            doc = doc["cpu_ratio"]
         ratio, ci95 = float(doc["ratio"]), tuple(float(v) for v in doc["ci95"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise SpecError(

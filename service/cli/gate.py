@@ -17,6 +17,9 @@ def gate(
         str, typer.Argument(help="`latbench compare --json` output; - for stdin")
     ],
     threshold: Annotated[float, typer.Option(help="tolerated slowdown, 0.05 = 5%")] = 0.05,
+    metric: Annotated[
+        str, typer.Option(help="wall (latency) or cpu (thread CPU time, single-thread CPU runs)")
+    ] = "wall",
 ) -> None:
     """Fail CI only on a real regression: slower than THRESHOLD and the CI excludes 1."""
     from service.gate import decide_from_json
@@ -28,7 +31,7 @@ def gate(
             text = Path(comparison).read_text()
         else:
             raise SpecError(f"no such file {comparison!r}", field="comparison")
-        decision = decide_from_json(text, threshold)
+        decision = decide_from_json(text, threshold, metric=metric)
     except SpecError as error:
         raise fail(error) from None
     typer.echo(decision.explain())

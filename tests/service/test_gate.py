@@ -60,3 +60,14 @@ def test_cli_exit_codes(tmp_path, doc, code):
         timeout=120,
     )
     assert done.returncode == code, done.stderr
+
+
+def test_cpu_metric_gates_on_the_thread_cpu_time_ratio():
+    from service.gate import decide_from_json
+
+    doc = {"ratio": 1.30, "ci95": [0.9, 1.8], "cpu_ratio": {"ratio": 1.01, "ci95": [1.0, 1.02]}}
+    assert decide_from_json(json.dumps(doc), 0.05).verdict is Verdict.INCONCLUSIVE
+    assert decide_from_json(json.dumps(doc), 0.05, metric="cpu").verdict is Verdict.PASS
+    with pytest.raises(SpecError) as info:
+        decide_from_json(json.dumps({**doc, "cpu_ratio": None}), 0.05, metric="cpu")
+    assert info.value.field == "metric"
