@@ -27,6 +27,7 @@ def root() -> RedirectResponse:
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     refs = reference.load(settings.reference_csv)
+    published = reference.load_latency(settings.reference_csv)
     latest: dict[str, dict[str, float]] = {}
     for result, _spec in list_results(session, limit=5000):  # newest first
         latest.setdefault(result.device_class, {}).setdefault(result.model, result.median_ms)
@@ -40,16 +41,27 @@ def dashboard(request: Request, session: SessionDep, settings: SettingsDep) -> H
                 "plot": layout(points),
                 "unplotted": unplotted,
                 "rows": sorted(points, key=lambda p: p.latency_ms),
+                "published": {
+                    p.label: published[(p.label, device)]
+                    for p in points
+                    if (p.label, device) in published
+                },
             }
         )
-    sources = sorted({refs[p.label].source for panel in panels for p in panel["rows"]})
-    cites = {  # every top-1 shown points at its source
-        p.label: sources.index(refs[p.label].source) + 1 for panel in panels for p in panel["rows"]
-    }
+    sources = sorted(
+        {refs[p.label].source for panel in panels for p in panel["rows"]}
+        | {pub.source for panel in panels for pub in panel["published"].values()}
+    )
     return templates.TemplateResponse(
         request,
         "dashboard.html",
-        {"panels": panels, "sources": sources, "cites": cites, "has_reference": bool(refs)},
+        {
+            "panels": panels,
+            "sources": sources,
+            "cite": lambda source: sources.index(source) + 1,  # every figure shown cites its source
+            "refs": refs,
+            "has_reference": bool(refs),
+        },
     )
 
 

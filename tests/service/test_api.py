@@ -165,8 +165,9 @@ def test_dashboard_renders_without_reference_data(client):
 def test_dashboard_plots_measured_models_with_their_published_top1(settings, tmp_path):
     settings.reference_csv = tmp_path / "ref.csv"
     settings.reference_csv.write_text(
-        "model,timm_name,top1,source_repo,source_file_or_table\n"
-        "MobileOne-S0,mobileone_s0,71.4,apple/ml-mobileone,README\n"
+        "model,timm_name,top1,device,latency_ms,source_repo,source_file_or_table\n"
+        "MobileOne-S0,mobileone_s0,71.4,iPhone 12,0.79,apple/ml-mobileone,README\n"
+        "MobileOne-S0,mobileone_s0,,Intel Core i9-9900X CPU (single thread),9.9,org/fn,Table 3\n"
     )
     with TestClient(create_app(settings)) as client:
         job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
@@ -185,3 +186,8 @@ def test_dashboard_plots_measured_models_with_their_published_top1(settings, tmp
     assert "mobileone_s0: 3.250 ms, 71.4%" in page  # the point's tooltip
     assert 'class="frontier"' in page and "apple/ml-mobileone README" in page
     assert "71.4 <sup>[1]</sup>" in page  # the row cites its source
+    # the published latency of a device of the same class stands beside the measured one, cited;
+    # the iPhone figure does not (another device class)
+    flat = " ".join(page.split())
+    assert "9.9 (Intel Core i9-9900X CPU (single thread)) <sup>[2]</sup>" in flat
+    assert "0.79" not in page and "org/fn Table 3" in page
