@@ -23,7 +23,7 @@ def _compose_command() -> list[str]:
         return [docker, "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    pytest.skip("no Docker Compose client (docker compose / docker-compose) on this host")
+    pytest.skip(reason="no Docker Compose client (docker compose / docker-compose) on this host")
 
 
 def _config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
