@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from devices.sampling import StopPolicy, WarmupPolicy
-from exporters.errors import SpecError
+from exporters.errors import spec_error_from
 
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
 ComputeUnits = Literal["ALL", "CPU_AND_NE", "CPU_ONLY", "CPU_AND_GPU"]
@@ -74,6 +74,4 @@ def parse_settings(data: Any) -> MeasureSettings:
     try:
         return MeasureSettings.model_validate(data or {})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(["settings", *(str(part) for part in first["loc"])])
-        raise SpecError(first["msg"], field=field) from exc
+        raise spec_error_from(exc.errors(), prefix=("settings",)) from exc

@@ -32,6 +32,15 @@ class SpecError(LatbenchError):
         super().__init__(f"{field}: {message}" if field else message)
 
 
+def spec_error_from(errors: list[dict], *, prefix: tuple[str, ...] = (), default: str = "spec",
+                    skip: tuple[str, ...] = ()) -> SpecError:
+    """The first of pydantic's ``ValidationError.errors()`` as a SpecError naming its dotted field
+    (``prefix`` prepended, ``skip`` parts such as FastAPI's "body" dropped)."""
+    first = errors[0]
+    parts = [*prefix, *(str(part) for part in first["loc"] if part not in skip)]
+    return SpecError(first["msg"], field=".".join(parts) or default)
+
+
 class UnknownModelError(SpecError):
     def __init__(self, name: str, suggestions: list[str]) -> None:
         self.name = name

@@ -1,7 +1,7 @@
 """What a user sends: a model by name (plus allow-listed architecture overrides), its input and the
 export options. Specs arrive from the network, so nothing here can name a file or make a library
 load weights: unknown keys are refused by the schema and overrides are checked against a per-family
-allow-list before anything is built (see ``exporters.zoo.knobs``).
+allow-list before anything is built (``timm_models.FAMILIES``, native models' own ``knobs``).
 
 The content hash keys the artifact cache: canonical JSON of what changes the computed graph, plus
 the versions of the libraries that produce it. Format and precision are not in it; the artifact key
@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from exporters.errors import SpecError
+from exporters.errors import SpecError, spec_error_from
 from exporters.formats import ExportFormat, Precision
 
 MAX_SIDE = 2048
@@ -112,9 +112,7 @@ def parse_spec(data: Any) -> ModelSpec:
     try:
         return ModelSpec.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "spec"
-        raise SpecError(first["msg"], field=field) from exc
+        raise spec_error_from(exc.errors()) from exc
 
 
 def load_spec_file(path: Path) -> ModelSpec:
