@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from exporters.errors import ExportError
-from exporters.exporter import ExportResult, register_exporter, relative_error
+from exporters.exporter import ExportResult, named_op, register_exporter, relative_error
 from exporters.formats import ExportFormat, Precision
 
 # iOS16 (specification 7, MIL opset CoreML6): the first target where fp16 programs take fp16
@@ -102,11 +102,7 @@ def _quiet_conversion() -> Iterator[list[logging.LogRecord]]:
 
 def failing_op(text: str) -> str | None:
     """The op an error message (or coremltools' log line) names, when it names one."""
-    for pattern in _OP_PATTERNS:
-        found = re.search(pattern, text)
-        if found:
-            return found.group(1)
-    return None
+    return named_op(_OP_PATTERNS, text)
 
 
 def _failure(path: str, exc: Exception, records: list[logging.LogRecord]) -> Failure:

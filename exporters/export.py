@@ -103,19 +103,7 @@ def export_model(
     total = (3 if missing else 0) + len(missing)
     step = _stepper(progress, total)
     if missing:
-        import torch
-
-        step(f"building {spec.model} (random weights)")
-        train = registry.build(resolved)
-        step("reparameterizing and proving equivalence")
-        from exporters.reparam import deploy_form
-
-        deploy, equivalence = deploy_form(train, resolved.input.shape)
-        step("counting parameters and MACs")
-        from exporters.analysis import analyse
-
-        example = torch.randn(*resolved.input.shape, generator=torch.Generator().manual_seed(0))
-        cost = analyse(deploy, example)
+        deploy, example, cost, equivalence = _deploy_form(resolved, step)
         report.params, report.macs = cost.params, cost.macs
         report.reparam = equivalence.to_dict()
     for fmt in wanted:
@@ -132,6 +120,33 @@ def export_model(
             _export_one(spec, fmt, keys[fmt], deploy, example, report, cost, store)
         )
     return report
+
+
+def _deploy_form(resolved: registry.ResolvedSpec, step: Callable[[str], None]) -> tuple:
+    """Build, reparameterize (proven) and analyse. A model that cannot run at the requested
+    input (a stride or attention grid that does not fit) fails inside torch with a bare
+    RuntimeError: it becomes a SpecError naming the input, not a traceback."""
+    import torch
+
+    from exporters.analysis import analyse
+    from exporters.reparam import deploy_form
+
+    shape = resolved.input.shape
+    try:
+        step(f"building {resolved.spec.model} (random weights)")
+        train = registry.build(resolved)
+        step("reparameterizing and proving equivalence")
+        deploy, equivalence = deploy_form(train, shape)
+        step("counting parameters and MACs")
+        example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        return deploy, example, analyse(deploy, example), equivalence
+    except LatbenchError:
+        raise
+    except (RuntimeError, ValueError, IndexError, AssertionError) as exc:
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        raise SpecError(
+            f"{resolved.entry.name} cannot run on input {list(shape)}: {message}", field="input"
+        ) from exc
 
 
 def _stepper(progress: Progress | None, total: int) -> Callable[[str], None]:

@@ -51,6 +51,18 @@ def get_exporter(fmt: ExportFormat) -> Exporter:
     return _EXPORTERS[fmt]
 
 
+def named_op(patterns: tuple[str, ...], message: str) -> str | None:
+    """The op a converter's error message names (first group of the first pattern that matches):
+    users get the op to look up, not a stack trace."""
+    import re
+
+    for pattern in patterns:
+        found = re.search(pattern, message)
+        if found:
+            return found.group(1)
+    return None
+
+
 def relative_error(reference: Any, candidate: Any) -> float:
     """‖a−b‖/‖a‖: absolute error means nothing on untrained nets whose outputs reach 1e9."""
     import numpy as np

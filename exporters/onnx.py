@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from exporters.errors import ExportError
-from exporters.exporter import ExportResult, register_exporter, relative_error
+from exporters.exporter import ExportResult, named_op, register_exporter, relative_error
 from exporters.formats import ExportFormat, Precision
 
 OPSET = 18
@@ -40,13 +39,8 @@ def _export(model: torch.nn.Module, example: torch.Tensor, dest: Path, *, dynamo
         )
 
 
-def _failing_op(message: str) -> str | None:
-    """The ATen / ONNX op named by torch.onnx's error messages, when it names one."""
-    for pattern in (r"aten::?\.?([A-Za-z_0-9.]+)", r"operator '?([A-Za-z_:.0-9]+)'?", r"op '([^']+)'"):
-        found = re.search(pattern, message)
-        if found:
-            return found.group(1)
-    return None
+# how torch.onnx's error messages name the ATen / ONNX op they failed on
+_OP_PATTERNS = (r"aten::?\.?([A-Za-z_0-9.]+)", r"operator '?([A-Za-z_:.0-9]+)'?", r"op '([^']+)'")
 
 
 def onnx_parity(path: Path, model: torch.nn.Module, example: torch.Tensor) -> dict[str, Any]:
@@ -84,7 +78,7 @@ def export_onnx(
             errors.append(f"{label}: {exc}".splitlines()[0][:500])
             dest.unlink(missing_ok=True)
     else:
-        raise ExportError("onnx", "; ".join(errors), op=_failing_op(" ".join(errors)))
+        raise ExportError("onnx", "; ".join(errors), op=named_op(_OP_PATTERNS, " ".join(errors)))
     try:
         onnx.checker.check_model(str(dest), full_check=True)
     except onnx.checker.ValidationError as exc:

@@ -125,3 +125,14 @@ def test_meta_json_is_valid_json(session_store):
     report = export_model(parse_spec("repvit_m0_9"), store=session_store, formats=ONNX)
     meta_path = session_store.root / "artifacts" / report.artifacts[0].key / "meta.json"
     assert json.loads(meta_path.read_text())["spec_hash"] == report.spec_hash
+
+
+def test_model_that_cannot_run_at_the_input_names_the_input(tmp_path):
+    """LeViT's attention grid does not fit 17x17: torch's bare RuntimeError becomes a SpecError."""
+    spec = parse_spec({"model": "levit_128s", "input": {"height": 17, "width": 17}})
+    with pytest.raises(SpecError) as info:
+        export_model(spec, store=ArtifactStore(tmp_path), formats=ONNX)
+    assert info.value.field == "input" and "levit_128s cannot run on input [1, 3, 17, 17]" in str(
+        info.value
+    )
+    assert store_is_empty(tmp_path)
