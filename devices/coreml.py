@@ -167,23 +167,34 @@ class CoreMLMacRunner(_CoreMLRunner):
         return CoreMLMacSession(artifact, settings)
 
 
+def _connected_phones() -> list[Any]:
+    from coremltools.models.ml_program.experimental.remote_device import Device, DeviceType
+
+    return list(Device.get_connected_devices(DeviceType.IPHONE))
+
+
 @register_runner
 class CoreMLIphoneRunner(_CoreMLRunner):
     """Options: ``development_team`` (Apple team id that signs the model-runner app)."""
 
     name = "coreml-iphone"
 
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Without a tethered phone this runner is unavailable, so an iphone12-class job goes to
+        ``coreml-mac``, the labelled stand-in, instead of failing."""
+        reason = coreml_unavailable()
+        if reason is None and not _connected_phones():
+            return "no iPhone is connected (Xcode's devicectl lists none); coreml-mac stands in"
+        return reason
+
     def runtime_facts(self, settings: MeasureSettings) -> dict[str, Any]:
         return self._facts(settings, "tethered iPhone (reference: iPhone 12)")
 
     def _device(self) -> Any:
-        from coremltools.models.ml_program.experimental.remote_device import (
-            AppSigningCredentials,
-            Device,
-            DeviceType,
-        )
+        from coremltools.models.ml_program.experimental.remote_device import AppSigningCredentials
 
-        phones = Device.get_connected_devices(DeviceType.IPHONE)
+        phones = _connected_phones()
         if not phones:
             raise RunnerError("no iPhone is connected (Xcode's devicectl lists none)")
         credentials = AppSigningCredentials(

@@ -28,6 +28,7 @@ from exporters.formats import DeviceClass, ExportFormat
 
 RUNNER_MODULES = ("devices.ort", "devices.torch_runner", "devices.coreml")
 CPU_CLASSES = (DeviceClass.CPU_X86_64, DeviceClass.CPU_ARM64)
+INPUT_POOL_BYTES = 256 * 1024 * 1024
 ALIASES = {"cpu": "ort-cpu", "cuda": "ort-cuda", "gpu": "ort-cuda", "coreml": "coreml-mac"}
 
 
@@ -78,7 +79,12 @@ def random_inputs(
     specs: list[tuple[str, tuple[int, ...], Any]], pool: int, seed: int
 ) -> list[dict[str, np.ndarray]]:
     """``pool`` distinct standard-normal input sets (never zeros: sparse-aware kernels and
-    denormal handling make all-zero inputs faster than real images)."""
+    denormal handling make all-zero inputs faster than real images), fewer when the pool would
+    exceed INPUT_POOL_BYTES: a large input times a large pool must not exhaust the host."""
+    set_bytes = sum(
+        int(np.prod(shape)) * np.dtype(dtype).itemsize for _, shape, dtype in specs
+    ) or 1
+    pool = max(1, min(pool, INPUT_POOL_BYTES // set_bytes))
     rng = np.random.default_rng(seed)
     return [
         {
@@ -251,8 +257,10 @@ class Runner(ABC):
 
     def _run_pair(self, paths: dict[str, Path], settings: MeasureSettings, first: str) -> _Pair:
         order = [first, "B" if first == "A" else "A"]
-        sessions = {side: self.open(paths[side], settings) for side in order}
+        sessions: dict[str, Session] = {}
         try:
+            for side in order:  # inside the try: a failed second load still closes the first
+                sessions[side] = self.open(paths[side], settings)
             for side in order:
                 warm_up(sessions[side].run, settings.warmup_policy())
             (run_a, cpu_a), (run_b, cpu_b) = (with_thread_cpu_time(sessions[s].run) for s in "AB")
@@ -315,11 +323,6 @@ def runners_for(device_class: DeviceClass | str) -> list[str]:
     wanted = DeviceClass(device_class)
     _load_runner_modules()
     return sorted(name for name, cls in _RUNNERS.items() if cls.device_class is wanted)
-
-
-def local_runner_name() -> str:
-    """The default runner for this host's CPU."""
-    return "ort-cpu"
 
 
 def runner_class(name: str) -> type[Runner]:

@@ -31,11 +31,6 @@ class ExportFormat(str, Enum):
             return frozenset(Precision)
         return frozenset({Precision.FP32})
 
-    @property
-    def runtime(self) -> str:
-        """The Python package that executes artifacts of this format."""
-        return {"onnx": "onnxruntime", "coreml": "coremltools", "pt2": "torch"}[self.value]
-
 
 class DeviceClass(str, Enum):
     """What a result is comparable across: two runners of one class measure the same thing."""

@@ -76,3 +76,17 @@ def test_input_specs_from_a_model_spec(tmp_path):
         "com.apple.CoreML",
         "weights",
     )
+
+
+def test_iphone_class_without_a_tethered_phone_goes_to_the_mac_stand_in(monkeypatch):
+    """Pure selection logic, as on a Mac with no phone attached (runtime checks stubbed)."""
+    import devices.coreml as coreml
+    from exporters.formats import DeviceClass, ExportFormat
+    from service.pipeline import runner_name
+
+    monkeypatch.setattr(coreml, "coreml_unavailable", lambda system=None: None)
+    monkeypatch.setattr(coreml, "_connected_phones", lambda: [])
+    assert "coreml-mac stands in" in coreml.CoreMLIphoneRunner.unavailable_reason()
+    assert runner_name(DeviceClass.IPHONE12_CLASS, ExportFormat.COREML) == "coreml-mac"
+    monkeypatch.setattr(coreml, "_connected_phones", lambda: ["iPhone 12"])
+    assert runner_name(DeviceClass.IPHONE12_CLASS, ExportFormat.COREML) == "coreml-iphone"

@@ -1,8 +1,16 @@
 """The real onnxruntime and PyTorch runners on tiny artifacts, and the registry."""
 
+import numpy as np
 import pytest
 
-from devices.runner import get_runner, list_runners, local_runner_name, register_runner, runners_for
+from devices.runner import (
+    ALIASES,
+    get_runner,
+    list_runners,
+    random_inputs,
+    register_runner,
+    runners_for,
+)
 from devices.settings import parse_settings
 from exporters.errors import RunnerError, RunnerUnavailableError, SpecError
 from exporters.formats import DeviceClass
@@ -20,7 +28,7 @@ def test_registry_lists_runners_by_device_class():
         "coreml-mac",
         "coreml-iphone",
     } <= set(list_runners())
-    assert local_runner_name() in runners_for(DeviceClass.of_this_cpu())
+    assert ALIASES["cpu"] in runners_for(DeviceClass.of_this_cpu())
     assert runners_for("iphone12-class") == ["coreml-iphone", "coreml-mac"]
     assert set(runners_for(DeviceClass.GPU_CUDA)) == {"ort-cuda", "ort-tensorrt", "torch-cuda"}
 
@@ -150,3 +158,11 @@ def test_gpu_runners_say_why_they_are_unavailable_and_configure_providers():
          "trt_engine_cache_path": "/cache"},
     )  # fmt: skip
     assert cuda == ("CUDAExecutionProvider", {"device_id": 0})
+
+
+def test_input_pool_is_random_distinct_and_bounded_in_memory():
+    small = random_inputs([("input", (1, 3, 8, 8), np.float32)], pool=4, seed=0)
+    assert len(small) == 4 and not np.array_equal(small[0]["input"], small[1]["input"])
+    assert all(np.abs(s["input"]).sum() > 0 for s in small)  # never zeros
+    big = random_inputs([("input", (16, 3, 1024, 1024), np.float32)], pool=64, seed=0)
+    assert 1 <= len(big) < 64 and len(big) * big[0]["input"].nbytes <= 256 * 1024 * 1024
