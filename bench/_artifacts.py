@@ -3,18 +3,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from exporters.artifacts import ArtifactStore
 from exporters.errors import ExportError
+from service.cli import data_dir
 from exporters.export import export_model
 from exporters.formats import ExportFormat
 from exporters.spec import InputSpec, ModelSpec
 
 
 def store() -> ArtifactStore:
-    return ArtifactStore(Path(os.environ.get("LATBENCH_DATA_DIR", ".latbench")).resolve())
+    return ArtifactStore(data_dir())
 
 
 def artifacts(
