@@ -75,7 +75,11 @@ def fetch_artifact(key: str, _runner: RunnerDep, settings: SettingsDep) -> Respo
 @router.post("/{runner_id}/results", status_code=status.HTTP_201_CREATED)
 def post_result(body: ResultPost, runner: RunnerDep, session: SessionDep) -> dict[str, object]:
     result = steps.complete(
-        session, job_id=body.job_id, runner_id=runner.id, measurement=body.measurement
+        session,
+        job_id=body.job_id,
+        attempt=body.attempt,
+        runner_id=runner.id,
+        measurement=body.measurement,
     )
     return {"result_id": result.id, "job_id": result.job_id}
 

@@ -1,5 +1,7 @@
-"""Job rows and their state machine. Transitions are conditional UPDATEs keyed by ``attempt``, so a
-stale worker (a re-delivered message, a runner declared dead) can never move a job it lost."""
+"""Job rows and their state machine. Transitions are conditional UPDATEs keyed by ``attempt`` (and,
+for a runner's result, by the runner holding the job), so a stale worker (a re-delivered message,
+a runner declared dead) cannot move a job it lost through a step that checks them; a caller that
+skips the check (``steps.fail`` from any active state) is trusted by its route instead."""
 
 from __future__ import annotations
 
@@ -154,22 +156,23 @@ def transition(
     to: JobState,
     next_attempt: int | None = None,
     commit: bool = True,
+    held_by: str | None = None,
     **fields: Any,
 ) -> bool:
-    """Move the job only if still in ``from_states`` at ``attempt``; True if moved. Commits
-    unless ``commit`` is False (the caller's transaction then carries the move)."""
+    """Move the job only if still in ``from_states`` at ``attempt`` (and held by runner
+    ``held_by`` where given); True if moved. Commits unless ``commit`` is False (the caller's
+    transaction then carries the move)."""
     values: dict[str, Any] = {"state": to.value, "attempt": next_attempt or attempt, **fields}
     if not to.active:
         values.update(active_key=None, finished_at=utcnow())
-    statement = (
-        update(JobRow)
-        .where(
-            JobRow.id == job_id,
-            JobRow.attempt == attempt,
-            JobRow.state.in_([s.value for s in from_states]),
-        )
-        .values(**values)
-    )
+    where = [
+        JobRow.id == job_id,
+        JobRow.attempt == attempt,
+        JobRow.state.in_([s.value for s in from_states]),
+    ]
+    if held_by is not None:
+        where.append(JobRow.runner_id == held_by)
+    statement = update(JobRow).where(*where).values(**values)
     moved = session.execute(statement).rowcount == 1
     if commit:
         session.commit()

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from exporters.errors import ConflictError
 from service.db import jobs
 from service.db.engine import commit_new
 from service.db.jobs import JobState
@@ -19,7 +20,10 @@ def record_result(
 ) -> tuple[ResultRow, bool]:
     """Insert the job's result and mark the job done, in one transaction, so no reader sees a
     result whose job still looks unfinished or the reverse; a repeat returns the stored one
-    (``created`` False). Commits."""
+    (``created`` False). With ``runner_id`` the job must be measuring under that runner at
+    ``job.attempt``, else any active state does. The result is committed only if the job moved:
+    ConflictError when it did not (it failed, was requeued or taken meanwhile) and holds no
+    result. Commits."""
     latency = measurement["latency_ms"]
     row = ResultRow(
         job_id=job.id,
@@ -33,14 +37,24 @@ def record_result(
         p90_ms=latency.get("p90"),
         measurement=measurement,
     )
-    jobs.transition(
+    attempt = job.attempt  # the conditional UPDATE refreshes the loaded row
+    moved = jobs.transition(
         session,
         job_id=job.id,
-        attempt=job.attempt,
-        from_states=[s for s in JobState if s.active],
+        attempt=attempt,
+        from_states=[JobState.MEASURING] if runner_id else [s for s in JobState if s.active],
         to=JobState.DONE,
         commit=False,
+        held_by=runner_id,
     )
+    if not moved:
+        session.rollback()
+        stored = jobs.result_for(session, job_id=job.id)
+        if stored is None:
+            raise ConflictError(
+                f"job {job.id!r} attempt {attempt} no longer accepts a result; not stored"
+            )
+        return stored, False
     session.add(row)  # after the UPDATE, whose autoflush would raise a duplicate too early
     if commit_new(session):
         return row, True

@@ -127,7 +127,10 @@ def run_measure_task(
     except Exception as exc:  # a runtime crash must fail the job now, not at the job timeout
         client.post_failure(task, f"internal error: {type(exc).__name__}: {exc}")
         raise
-    client.post_result(task, measurement)
+    try:
+        client.post_result(task, measurement)
+    except ConflictError as exc:  # requeued or failed meanwhile: the server refused the result
+        log.info("result of job %s attempt %s refused: %s", task.job_id, task.attempt, exc)
 
 
 def heartbeat_forever(client: ServerClient, interval: float, stop: threading.Event) -> None:

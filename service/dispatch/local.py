@@ -12,7 +12,7 @@ import threading
 
 from devices.settings import parse_settings
 from exporters.artifacts import ArtifactStore
-from exporters.errors import LatbenchError
+from exporters.errors import ConflictError, LatbenchError
 from exporters.formats import DeviceClass, ExportFormat
 from service import pipeline
 from service.db import runners
@@ -128,6 +128,13 @@ class LocalDispatcher:
             )
             return
         with self.sessions() as session:
-            steps.complete(
-                session, job_id=task.job_id, runner_id=runner_id, measurement=measurement
-            )
+            try:
+                steps.complete(
+                    session,
+                    job_id=task.job_id,
+                    attempt=task.attempt,
+                    runner_id=runner_id,
+                    measurement=measurement,
+                )
+            except ConflictError as exc:  # requeued or failed meanwhile: not ours to finish
+                log.info("result of job %s dropped: %s", task.job_id, exc)

@@ -1,6 +1,8 @@
 """The job steps every dispatcher runs, as functions over the database: export, claim, complete,
 fail. Each moves the job with a conditional transition keyed by its attempt number, so a step run
-twice (a re-delivered message, a runner that was given up on) changes nothing the second time."""
+twice (a re-delivered message) changes nothing the second time; ``complete`` also requires the
+posting runner to hold the job at that attempt, so a runner that was given up on cannot finish
+it. ``fail`` checks only the attempt: its callers (the server, the runner route) are trusted."""
 
 from __future__ import annotations
 
@@ -91,18 +93,24 @@ def claim(session: Session, *, job_id: str, attempt: int, runner_id: str) -> Non
 
 
 def complete(
-    session: Session, *, job_id: str, runner_id: str | None, measurement: dict[str, Any]
+    session: Session, *, job_id: str, attempt: int, runner_id: str, measurement: dict[str, Any]
 ) -> ResultRow:
-    """Store the job's one result (a repeat returns the stored one) and mark the job done."""
+    """Store the job's one result (a repeat by its runner returns the stored one) and mark the job
+    done; ConflictError unless ``runner_id`` holds the job at ``attempt``."""
     job = jobs.get_job(session, job_id=job_id)
+    if job.attempt != attempt or job.runner_id != runner_id:
+        holder = f"runner {job.runner_id!r}" if job.runner_id else "no runner"
+        raise ConflictError(
+            f"runner {runner_id!r} does not hold job {job_id!r} at attempt {attempt} "
+            f"(it is {job.state} at attempt {job.attempt}, held by {holder}); result refused"
+        )
     if job.state == JobState.FAILED.value:
         raise ConflictError(f"job {job_id!r} has failed: {job.error}")
     model = session.get(SpecRow, job.spec_hash).model
     result, _ = record_result(
         session, job=job, model=model, runner_id=runner_id, measurement=measurement
     )
-    if runner_id:
-        runners.set_current_job(session, runner_id=runner_id, job_id=None)
+    runners.set_current_job(session, runner_id=runner_id, job_id=None)
     return result
 
 

@@ -129,6 +129,20 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
         "device": {"cpu_model": "test"},
         "host_load": {"others_cpu_pct": 1.0},
     }
+    other = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
+    stolen = client.post(
+        f"/runners/{other['id']}/results",
+        headers={"Authorization": f"Bearer {other['token']}"},
+        json={"job_id": job_id, "attempt": 1, "measurement": measurement},
+    )
+    assert stolen.status_code == 409 and "does not hold" in stolen.json()["detail"]
+    stale = client.post(
+        f"{base}/results",
+        headers=auth,
+        json={"job_id": job_id, "attempt": 2, "measurement": measurement},
+    )
+    assert stale.status_code == 409 and "attempt 2" in stale.json()["detail"]
+    assert client.get(f"/jobs/{job_id}").json()["state"] == "measuring"
     posts = [
         client.post(
             f"{base}/results",

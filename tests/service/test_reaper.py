@@ -10,6 +10,7 @@ import pytest
 from exporters.errors import ConflictError
 from service.db import jobs, runners
 from service.db.jobs import JobState
+from service.db.results import record_result
 from service.db.tables import JobRow, RunnerRow, utcnow
 from service.dispatch import steps
 from service.dispatch.reaper import reap, recover
@@ -56,21 +57,56 @@ def test_silent_runner_goes_offline_and_its_job_is_requeued(sessions, settings):
     assert recorder.submitted == [(job_id, 2)]
 
 
-def test_late_result_of_a_requeued_job_still_counts_once(sessions, settings):
+def test_late_result_of_a_requeued_job_is_refused_and_the_new_holder_counts_once(
+    sessions, settings
+):
     job_id, runner_id = _measuring(sessions)
     _age(sessions, RunnerRow, runner_id, "last_heartbeat", settings.heartbeat_timeout_s + 1)
     reap(sessions, settings, Recorder())
     with sessions() as s:
-        steps.complete(
-            s, job_id=job_id, runner_id=runner_id, measurement={"latency_ms": {"median": 2.0}}
-        )
-        steps.complete(
-            s, job_id=job_id, runner_id=runner_id, measurement={"latency_ms": {"median": 3.0}}
-        )
+        with pytest.raises(ConflictError, match="does not hold"):  # lost with attempt 1
+            steps.complete(
+                s,
+                job_id=job_id,
+                attempt=1,
+                runner_id=runner_id,
+                measurement={"latency_ms": {"median": 2.0}},
+            )
+        assert jobs.result_for(s, job_id=job_id) is None
+        heir, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
+        heir_id = heir.id
+        steps.claim(s, job_id=job_id, attempt=2, runner_id=heir_id)
+        for median in (3.0, 4.0):  # a repeat by the holder returns the stored result
+            steps.complete(
+                s,
+                job_id=job_id,
+                attempt=2,
+                runner_id=heir_id,
+                measurement={"latency_ms": {"median": median}},
+            )
         job = jobs.get_job(s, job_id=job_id)
         result = jobs.result_for(s, job_id=job_id)
     assert job.state == "done" and job.active_key is None
-    assert result.median_ms == 2.0
+    assert (result.median_ms, result.runner_id) == (3.0, heir_id)
+
+
+def test_result_for_a_job_that_failed_meanwhile_is_not_stored(sessions, settings):
+    job_id, runner_id = _measuring(sessions)
+    _age(sessions, JobRow, job_id, "started_at", settings.job_timeout_s + 1)
+    with sessions() as s:
+        job = jobs.get_job(s, job_id=job_id)  # loaded while still measuring
+        s.commit()  # end the read (SQLite holds its write lock from BEGIN)
+        reap(sessions, settings, Recorder())  # the job times out under the runner's feet
+        with pytest.raises(ConflictError):
+            record_result(
+                s,
+                job=job,
+                model="m",
+                runner_id=runner_id,
+                measurement={"latency_ms": {"median": 1.0}},
+            )
+        assert jobs.result_for(s, job_id=job_id) is None
+        assert jobs.get_job(s, job_id=job_id).state == "failed"
 
 
 def test_job_past_the_timeout_fails_with_the_reason(sessions, settings):
