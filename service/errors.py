@@ -51,9 +51,7 @@ async def _latbench_handler(_request: Request, error: Exception) -> JSONResponse
 async def _validation_handler(_request: Request, error: Exception) -> JSONResponse:
     """FastAPI's own validation errors become SpecErrors naming the first offending field."""
     assert isinstance(error, RequestValidationError)
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
-    return error_response(e.SpecError(first["msg"], field=field))
+    return error_response(e.spec_error_from(error.errors(), skip=("body",), default="body"))
 
 
 def install(app: FastAPI) -> None:

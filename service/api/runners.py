@@ -79,7 +79,7 @@ def post_result(body: ResultPost, runner: RunnerDep, session: SessionDep) -> dic
         job_id=body.job_id,
         attempt=body.attempt,
         runner_id=runner.id,
-        measurement=body.measurement,
+        measurement=body.measurement.stored(),
     )
     return {"result_id": result.id, "job_id": result.job_id}
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from devices.settings import MeasureSettings
 from exporters.formats import DeviceClass, ExportFormat
+from service.api.measurement import MeasurementIn
 
 
 class Strict(BaseModel):
@@ -148,15 +149,7 @@ class Claim(Strict):
 
 
 class ResultPost(Claim):
-    measurement: dict[str, Any]
-
-    @field_validator("measurement")
-    @classmethod
-    def _has_latency(cls, value: dict[str, Any]) -> dict[str, Any]:
-        latency = value.get("latency_ms")
-        if not isinstance(latency, dict) or not isinstance(latency.get("median"), int | float):
-            raise ValueError("measurement.latency_ms.median is required")
-        return value
+    measurement: MeasurementIn
 
 
 class FailurePost(Claim):

@@ -123,7 +123,7 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
     bad = client.post(
         f"{base}/results", json={"job_id": job_id, "attempt": 1, "measurement": {}}, headers=auth
     )
-    assert bad.status_code == 422 and bad.json()["field"] == "measurement"
+    assert bad.status_code == 422 and bad.json()["field"] == "measurement.latency_ms"
     measurement = {
         "latency_ms": {"median": 4.2, "p90": 4.5, "ci95": [4.1, 4.3], "n": 30},
         "device": {"cpu_model": "test"},
@@ -159,6 +159,30 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
     assert client.post("/profile", json=body()).json()["jobs"][0]["cached"] is True
     assert client.post("/profile", json=body(force=True)).json()["jobs"][0]["id"] != job_id
     assert 'latbench_jobs{state="done"} 1' in client.get("/metrics").text
+
+
+@pytest.mark.parametrize(
+    "measurement, field",
+    [
+        ({"latency_ms": {"median": 1.0}, "notes": "x"}, "measurement.notes"),
+        ({"latency_ms": {"median": 1.0, "ci95": [1]}}, "measurement.latency_ms.ci95.1"),
+        ({"latency_ms": {"median": 1.0, "p90": "slow"}}, "measurement.latency_ms.p90"),
+        ({"latency_ms": {"median": 1.0}, "device": []}, "measurement.device"),
+        ({"latency_ms": {"median": 1.0}, "samples_ms": [1, None]}, "measurement.samples_ms.1"),
+    ],
+)
+def test_malformed_measurement_is_refused_naming_the_field(client, measurement, field):
+    job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
+    reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
+    auth = {"Authorization": f"Bearer {reg['token']}"}
+    claim = {"job_id": job_id, "attempt": 1}
+    client.post(f"/runners/{reg['id']}/claim", json=claim, headers=auth)
+    posted = client.post(
+        f"/runners/{reg['id']}/results", json={**claim, "measurement": measurement}, headers=auth
+    )
+    assert posted.status_code == 422 and posted.json()["field"] == field
+    assert client.get(f"/jobs/{job_id}").json()["state"] == "measuring"
+    assert client.get("/results").status_code == 200
 
 
 def test_artifact_keys_cannot_name_paths(client):
