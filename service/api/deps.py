@@ -40,12 +40,18 @@ def bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII input (a header decoded as Latin-1),
+    on which ``hmac.compare_digest`` of two str raises TypeError."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 def _user(request: Request, settings: SettingsDep) -> str:
     """Who is asking: the API token's fingerprint, or the client address where no token is set
     (loopback only). The per-user queue bound counts jobs by this."""
     token = bearer(request)
     if settings.api_token:
-        if not token or not hmac.compare_digest(token, settings.api_token):
+        if not token or not same_secret(token, settings.api_token):
             raise AuthError("missing or wrong API token (Authorization: Bearer <token>)")
         return "token:" + hashlib.sha256(token.encode()).hexdigest()[:12]
     return "client:" + (request.client.host if request.client else "unknown")

@@ -4,7 +4,6 @@ key, post its result or failure. Everything but registration needs the runner's 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import io
 import tarfile
 from pathlib import Path
@@ -14,7 +13,7 @@ from fastapi.responses import FileResponse, Response
 
 from exporters.artifacts import ArtifactStore
 from exporters.errors import AuthError
-from service.api.deps import RunnerDep, SessionDep, SettingsDep, bearer
+from service.api.deps import RunnerDep, SessionDep, SettingsDep, bearer, same_secret
 from service.api.schemas import Claim, FailurePost, ResultPost, RunnerCreate, RunnerRegistered
 from service.db import runners
 from service.dispatch import steps
@@ -28,7 +27,7 @@ def register(
 ) -> RunnerRegistered:
     if settings.runner_token:
         token = bearer(request) or ""
-        if not hmac.compare_digest(token, settings.runner_token):
+        if not same_secret(token, settings.runner_token):
             raise AuthError("runner registration needs LATBENCH_RUNNER_TOKEN as bearer token")
     row, token = runners.register_runner(
         session, device_class=body.device_class.value, description=body.description

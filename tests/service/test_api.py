@@ -100,6 +100,16 @@ def test_api_token_is_required_when_set(settings):
     assert ok.status_code == 200
 
 
+def test_non_ascii_bearer_token_is_a_401_not_a_500(settings):
+    settings.api_token, settings.runner_token = "t" * 20, "r" * 20
+    odd = {"Authorization": "Bearer t\u00e9".encode("latin-1")}
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        jobs = client.get("/jobs", headers=odd)
+        runner = client.post("/runners", json={"device_class": "cpu-x86_64"}, headers=odd)
+    assert (jobs.status_code, jobs.json()["error"]) == (401, "AuthError")
+    assert (runner.status_code, runner.json()["error"]) == (401, "AuthError")
+
+
 def test_runner_protocol_records_one_result_and_serves_it(client):
     job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
     reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
