@@ -25,10 +25,15 @@ def create_profile(
     plan = pipeline.plan(body.model, body.devices, body.formats)
     for target in plan.targets:
         if not dispatcher.serves(target.device_class.value):
+            scope = (
+                "it measures on this host only"
+                if settings.local_runner
+                else "its embedded runner is off, LATBENCH_LOCAL_RUNNER=false"
+            )
             raise SpecError(
                 f"{target.device_class.value!r} cannot be measured by the "
-                f"{settings.dispatcher} dispatcher of this server (it measures on "
-                "this host only; use LATBENCH_DISPATCHER=celery to attach runners)",
+                f"{settings.dispatcher} dispatcher of this server ({scope}; "
+                "use LATBENCH_DISPATCHER=celery to attach runners)",
                 field="devices",
             )
     jobs.upsert_spec(

@@ -42,7 +42,9 @@ class LocalDispatcher:
         self._queue.put((job_id, attempt))
 
     def serves(self, device_class: str) -> bool:
-        return device_class == self.device_class.value
+        """This host's CPU class, and only while the embedded runner is on: with it off
+        (--no-local-runner) nothing here would ever measure the job."""
+        return self.settings.local_runner and device_class == self.device_class.value
 
     def start(self) -> None:
         if not self.settings.local_runner:

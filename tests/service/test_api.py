@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.dispatch.local import LocalDispatcher
 from tests.service.backends import redis_namespace
 
 FAST = {"threads": 1, "max_seconds": 1.0}
@@ -14,6 +15,13 @@ FAST = {"threads": 1, "max_seconds": 1.0}
 
 def body(**extra):
     return {"model": "mobileone_s0", "formats": ["onnx"], "settings": FAST, **extra}
+
+
+@pytest.fixture(autouse=True)
+def worker_off(settings, monkeypatch):
+    """The embedded runner counts as on (so this CPU's jobs are accepted) but never starts."""
+    settings.local_runner = True
+    monkeypatch.setattr(LocalDispatcher, "start", lambda self: None)
 
 
 @pytest.fixture
@@ -73,6 +81,16 @@ def test_bad_input_is_a_4xx_naming_the_field(client, payload, status, field):
     response = client.post("/profile", json=payload)
     assert response.status_code == status
     assert response.json()["field"] == field
+
+
+def test_local_dispatcher_without_its_runner_refuses_jobs_it_cannot_measure(settings):
+    settings.local_runner = False
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/profile", json=body())
+        listed = client.get("/jobs").json()
+    assert response.status_code == 422 and response.json()["field"] == "devices"
+    assert "LATBENCH_LOCAL_RUNNER" in response.json()["detail"]
+    assert listed["count"] == 0
 
 
 def test_body_over_the_bound_is_refused(client, settings):
