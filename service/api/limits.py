@@ -9,7 +9,9 @@ from service.errors import error_response
 
 
 class BodyLimit:
-    """Refuse bodies over ``limit`` bytes: by Content-Length up front, else while streaming."""
+    """Refuse bodies over ``limit`` bytes with a 413 in the project's error format: by
+    Content-Length up front, else while streaming (a chunked body), answering in place of the
+    app once the read is cut off."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -23,17 +25,32 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await error_response(self._error())(scope, receive, send)
             return
-        seen = 0
+        seen, exceeded, started = 0, False, False
 
         async def bounded() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
+                exceeded = True
                 raise self._error()
             return message
 
-        await self.app(scope, bounded, send)
+        async def guarded(message: Message) -> None:
+            """Whatever the app makes of the aborted read (FastAPI: a 400) is dropped."""
+            nonlocal started
+            if exceeded:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded, guarded)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await error_response(self._error())(scope, receive, send)
 
     def _error(self) -> PayloadTooLargeError:
         return PayloadTooLargeError(

@@ -100,6 +100,19 @@ def test_body_over_the_bound_is_refused(client, settings):
     assert "LATBENCH_MAX_BODY_BYTES" in response.json()["detail"]
 
 
+def test_chunked_body_over_the_bound_is_refused_with_413(client, settings):
+    def chunks():  # no Content-Length: the bound is found while reading
+        for _ in range(settings.max_body_bytes // 1024 + 2):
+            yield b" " * 1024
+
+    response = client.post(
+        "/profile", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "PayloadTooLargeError"
+    assert "LATBENCH_MAX_BODY_BYTES" in response.json()["detail"]
+
+
 def test_per_user_queue_bound_answers_429(settings):
     settings.max_queued_per_user = 1
     with TestClient(create_app(settings)) as client:
