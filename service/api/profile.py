@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from sqlalchemy.orm import Session
 
 from exporters.errors import QuotaError, SpecError
 from service import pipeline
@@ -10,6 +11,7 @@ from service.api.deps import DispatcherDep, SessionDep, SettingsDep, UserDep
 from service.api.schemas import JobBrief, ProfileAccepted, ProfileCreate
 from service.db import jobs
 from service.db.jobs import JobState
+from service.settings import Settings
 
 router = APIRouter(tags=["profile"])
 
@@ -36,6 +38,13 @@ def create_profile(
                 "use LATBENCH_DISPATCHER=celery to attach runners)",
                 field="devices",
             )
+    keyed = []
+    for target in plan.targets:
+        key = pipeline.request_key(spec_hash=plan.spec_hash, target=target, settings=body.settings)
+        keyed.append(
+            (target, key, None if body.force else jobs.measured_job(session, request_key=key))
+        )
+    _check_quota(session, settings, user, [key for _, key, done in keyed if done is None])
     jobs.upsert_spec(
         session,
         spec_hash=plan.spec_hash,
@@ -44,15 +53,9 @@ def create_profile(
         body=plan.spec.model_dump(mode="json"),
     )
     briefs = []
-    for target in plan.targets:
-        key = pipeline.request_key(spec_hash=plan.spec_hash, target=target, settings=body.settings)
-        job, created = None if body.force else jobs.measured_job(session, request_key=key), False
+    for target, key, job in keyed:
+        created = False
         if job is None:
-            if jobs.count_active(session, user=user) >= settings.max_queued_per_user:
-                raise QuotaError(
-                    f"{settings.max_queued_per_user} jobs already queued for you; "
-                    "wait for some to finish (LATBENCH_MAX_QUEUED_PER_USER)"
-                )
             job, created = jobs.create_or_coalesce(
                 session,
                 spec_hash=plan.spec_hash,
@@ -76,3 +79,15 @@ def create_profile(
             )
         )
     return ProfileAccepted(spec_hash=plan.spec_hash, model=plan.spec.model, jobs=briefs)
+
+
+def _check_quota(session: Session, settings: Settings, user: str, keys: list[str]) -> None:
+    """For the whole request before any job is created, so a 429 never leaves part of it queued;
+    a key that joins an unfinished job adds nothing."""
+    new = sum(1 for key in keys if jobs.active_job(session, request_key=key) is None)
+    active = jobs.count_active(session, user=user) if new else 0
+    if new and active + new > settings.max_queued_per_user:
+        raise QuotaError(
+            f"{new} new job(s) would exceed the {settings.max_queued_per_user} you may have "
+            f"queued ({active} already); wait for some to finish (LATBENCH_MAX_QUEUED_PER_USER)"
+        )

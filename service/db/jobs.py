@@ -114,6 +114,11 @@ def measured_job(session: Session, *, request_key: str) -> JobRow | None:
     return session.scalars(query).first()
 
 
+def active_job(session: Session, *, request_key: str) -> JobRow | None:
+    """The unfinished job a request with this key would join."""
+    return session.scalars(select(JobRow).where(JobRow.active_key == request_key)).first()
+
+
 def get_job(session: Session, *, job_id: str) -> JobRow:
     job = session.get(JobRow, job_id)
     if job is None:

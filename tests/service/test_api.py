@@ -121,6 +121,23 @@ def test_per_user_queue_bound_answers_429(settings):
     assert response.status_code == 429
 
 
+def test_quota_is_checked_for_the_whole_request_before_any_job(settings, monkeypatch):
+    monkeypatch.setattr(LocalDispatcher, "serves", lambda self, device_class: True)
+    two = body(devices=["cpu-x86_64", "cpu-arm64"])
+    settings.max_queued_per_user = 1
+    with TestClient(create_app(settings)) as client:
+        refused = client.post("/profile", json=two)
+        assert client.get("/jobs").json()["count"] == 0  # not one of the two was created
+        settings.max_queued_per_user = 2
+        first = client.post("/profile", json=two)
+        again = client.post("/profile", json=two)  # joins the queued jobs: nothing new
+        third = client.post("/profile", json=body(settings={**FAST, "threads": 2}))
+    assert refused.status_code == 429 and "LATBENCH_MAX_QUEUED_PER_USER" in refused.text
+    assert first.status_code == again.status_code == 202
+    assert [j["id"] for j in again.json()["jobs"]] == [j["id"] for j in first.json()["jobs"]]
+    assert third.status_code == 429
+
+
 def test_api_token_is_required_when_set(settings):
     settings.api_token = "t" * 20
     with TestClient(create_app(settings)) as client:
