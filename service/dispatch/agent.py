@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import tarfile
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -78,20 +80,21 @@ class ServerClient:
         partial = cache / f"{task.artifact_key}.part"
         digest = hashlib.sha256()
         url = f"/runners/{self.runner_id}/artifacts/{task.artifact_key}"
-        with self.http.stream("GET", url) as response, open(partial, "wb") as out:
+        with self.http.stream("GET", url) as response:
+            if response.is_error:
+                response.read()  # a streamed body is unread: _check needs it for the message
             self._check(response)
             expected = response.headers.get("x-artifact-sha256")
             packed = response.headers.get("x-artifact-packing") == "tar"
-            for chunk in response.iter_bytes():
-                digest.update(chunk)
-                out.write(chunk)
+            with open(partial, "wb") as out:
+                for chunk in response.iter_bytes():
+                    digest.update(chunk)
+                    out.write(chunk)
         if expected and digest.hexdigest() != expected:
             partial.unlink()
             raise RunnerError(f"artifact {task.artifact_key} arrived corrupted (sha256 mismatch)")
         if packed:  # a directory artifact (.mlpackage) travels as a tar of its contents
-            with tarfile.open(partial) as archive:
-                archive.extractall(dest, filter="data")
-            partial.unlink()
+            _extract(partial, dest)
         else:
             partial.replace(dest)
         return dest
@@ -103,6 +106,21 @@ class ServerClient:
     def post_failure(self, task: MeasureTask, error: str) -> None:
         body = {"job_id": task.job_id, "attempt": task.attempt, "error": error}
         self._check(self.http.post(f"/runners/{self.runner_id}/failures", json=body))
+
+
+def _extract(archive_path: Path, dest: Path) -> None:
+    """Unpack beside ``dest`` and rename into place, so a failed extraction never leaves a
+    half-written directory that a later fetch would take as cached."""
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f"{dest.name}.", suffix=".tmp"))
+    try:
+        with tarfile.open(archive_path) as archive:
+            archive.extractall(staging, filter="data")
+        staging.rename(dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        archive_path.unlink(missing_ok=True)
 
 
 def run_measure_task(

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import tarfile
+
 import pytest
 from fastapi.testclient import TestClient
 
 from exporters.artifacts import ArtifactStore
+from exporters.errors import AuthError, RunnerError
 from exporters.formats import DeviceClass
 from service.app import create_app
 from service.dispatch.agent import ServerClient
@@ -67,3 +70,30 @@ def test_directory_artifact_travels_as_tar(agent, tmp_path):
 def test_claim_of_an_unknown_or_stale_job_is_declined(agent):
     client, _ = agent
     assert client.claim(_task("onnx", "fp32", job_id="nosuchjob")) is False
+
+
+def test_failed_artifact_fetch_keeps_the_server_message(agent, tmp_path):
+    client, _ = agent
+    with pytest.raises(RunnerError, match="404.*no artifact"):
+        client.fetch_artifact(_task("onnx", "fp32"), tmp_path / "cache")
+    client.http.headers["Authorization"] = "Bearer wrong"
+    with pytest.raises(AuthError, match="wrong token"):
+        client.fetch_artifact(_task("onnx", "fp32"), tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir())
+
+
+def test_failed_extraction_leaves_nothing_that_looks_cached(agent, tmp_path):
+    client, store = agent
+
+    def produce(path):  # a link out of the package: the "data" filter refuses it mid-way
+        path.mkdir(parents=True)
+        (path / "Manifest.json").write_text("{}")
+        (path / "zlink").symlink_to("/etc/passwd")
+        return {}
+
+    store.put(f"{SPEC_HASH}-coreml-fp16", produce)
+    cache = tmp_path / "cache"
+    for _ in range(2):  # the second fetch tries again instead of serving a partial directory
+        with pytest.raises(tarfile.TarError):
+            client.fetch_artifact(_task("coreml", "fp16"), cache)
+    assert not list(cache.iterdir())
