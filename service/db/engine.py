@@ -24,8 +24,10 @@ def make_engine(url: str) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    """WAL lets readers run beside the writer; foreign keys are off by default in SQLite; the
-    driver's own transaction handling is switched off so ``_begin_immediate`` decides."""
+    """WAL journal; foreign keys are off by default in SQLite; the driver's own transaction
+    handling is switched off so ``_begin_immediate`` decides. Since every transaction, reads
+    included, begins IMMEDIATE, transactions run one at a time (others wait up to the busy
+    timeout): WAL does not let a reading transaction run beside the writer here."""
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
