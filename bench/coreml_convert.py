@@ -16,8 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-SMALLEST = ("fastvit_t8", "mobilevit_xxs", "mobilevitv2_050", "repvit_m0_9", "fasternet_t0",
-            "mobileone_s0")
+SMALLEST = (
+    "fastvit_t8",
+    "mobilevit_xxs",
+    "mobilevitv2_050",
+    "repvit_m0_9",
+    "fasternet_t0",
+    "mobileone_s0",
+)
 FAMILIES = ("fastvit_*", "mobilevit_*", "mobilevitv2_*", "repvit_*", "fasternet_*", "mobileone_*")
 
 
@@ -41,8 +47,13 @@ def main() -> None:
         [n for pattern in FAMILIES for n in list_models(pattern)] if args.all else SMALLEST
     )
     labels = [label for label, _ in coreml.CAPTURES]
-    print(f"{'model':18} {'input':16} " + " ".join(f"{label + ' s':>14}" for label in labels)
-          + "  ops (" + "/".join(labels) + ")  failures")
+    print(
+        f"{'model':18} {'input':16} "
+        + " ".join(f"{label + ' s':>14}" for label in labels)
+        + "  ops ("
+        + "/".join(labels)
+        + ")  failures"
+    )
     for name in names:
         resolved = resolve(parse_spec(name))
         model = reparameterize_model(build(resolved)).eval()

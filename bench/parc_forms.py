@@ -32,23 +32,32 @@ def print_sweep(runner: str, timings: list[FormTiming]) -> None:
     print(f"{'n':>5} {'spatial ms':>11} {'fft ms':>10} {'fft/spatial':>12} {'95% CI':>17}  faster")
     for t in timings:
         ci = f"[{t.ci95[0]:.3g}, {t.ci95[1]:.3g}]"
-        print(f"{t.shape.size:>5} {t.spatial_ms:>11.4f} {t.fft_ms:>10.4f} {t.ratio:>12.3g} "
-              f"{ci:>17}  {t.faster}")
+        print(
+            f"{t.shape.size:>5} {t.spatial_ms:>11.4f} {t.fft_ms:>10.4f} {t.ratio:>12.3g} "
+            f"{ci:>17}  {t.faster}"
+        )
         if t.fft_error:
             print(f"      {t.fft_error}")
     found, sizes = crossover(timings), [t.shape.size for t in timings]
-    print(f"crossover: n = {found} (FFT faster from this size on)" if found is not None
-          else f"crossover: none (FFT wins at no size from {min(sizes)} to {max(sizes)})")
+    print(
+        f"crossover: n = {found} (FFT faster from this size on)"
+        if found is not None
+        else f"crossover: none (FFT wins at no size from {min(sizes)} to {max(sizes)})"
+    )
 
 
 def print_plan(runner: str, model: str, plan: FormPlan) -> None:
     counts = {form: list(plan.forms.values()).count(form) for form in ("spatial", "fft")}
-    print(f"\n{runner}: {model} form plan: {counts} (crossover among its layer sizes: "
-          f"{plan.crossover})")
+    print(
+        f"\n{runner}: {model} form plan: {counts} (crossover among its layer sizes: "
+        f"{plan.crossover})"
+    )
     for t in plan.timings:
         s = t.shape
-        print(f"  {s.orientation} C={s.channels:<4} {s.height}x{s.width}: spatial "
-              f"{t.spatial_ms:.4f} ms, fft {t.fft_ms:.4f} ms -> {t.faster}")
+        print(
+            f"  {s.orientation} C={s.channels:<4} {s.height}x{s.width}: spatial "
+            f"{t.spatial_ms:.4f} ms, fft {t.fft_ms:.4f} ms -> {t.faster}"
+        )
 
 
 def main() -> None:
@@ -61,16 +70,20 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=6, help="ABBA blocks per session pair")
     parser.add_argument("--model", help="also choose the form of every ParC layer of this model")
     parser.add_argument("--json", type=Path, help="write every timing here")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: sizes 7 14 28, 2 session pairs of 3 blocks")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: sizes 7 14 28, 2 session pairs of 3 blocks"
+    )
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.reloads, args.blocks = [7, 14, 28], 2, 3
     torch.set_num_threads(args.threads)
-    settings = MeasureSettings(threads=args.threads, ab_reloads=args.reloads, ab_blocks=args.blocks,
-                               warmup_max_seconds=5.0)
-    print("random weights; fft/spatial < 1 means Fast-ParC is faster; "
-          "a form wins only when the whole CI is on its side")
+    settings = MeasureSettings(
+        threads=args.threads, ab_reloads=args.reloads, ab_blocks=args.blocks, warmup_max_seconds=5.0
+    )
+    print(
+        "random weights; fft/spatial < 1 means Fast-ParC is faster; "
+        "a form wins only when the whole CI is on its side"
+    )
     record: dict[str, dict] = {}
     for name in args.runners:
         runner = get_runner(name)
@@ -78,8 +91,10 @@ def main() -> None:
         compare = partial(runner.compare, settings=settings)
         timings = sweep(args.sizes, args.channels, compare, fmt=fmt)
         print_sweep(f"{name} ({fmt.value}, {args.threads} thread)", timings)
-        record[name] = {"device": runner.describe(settings).to_dict(),
-                        "sweep": FormPlan({}, timings, crossover(timings), fmt.value).to_dict()}
+        record[name] = {
+            "device": runner.describe(settings).to_dict(),
+            "sweep": FormPlan({}, timings, crossover(timings), fmt.value).to_dict(),
+        }
         if args.model:
             entry = get_model(args.model)
             model = entry.builder().eval()

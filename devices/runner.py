@@ -81,9 +81,9 @@ def random_inputs(
     """``pool`` distinct standard-normal input sets (never zeros: sparse-aware kernels and
     denormal handling make all-zero inputs faster than real images), fewer when the pool would
     exceed INPUT_POOL_BYTES: a large input times a large pool must not exhaust the host."""
-    set_bytes = sum(
-        int(np.prod(shape)) * np.dtype(dtype).itemsize for _, shape, dtype in specs
-    ) or 1
+    set_bytes = (
+        sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for _, shape, dtype in specs) or 1
+    )
     pool = max(1, min(pool, INPUT_POOL_BYTES // set_bytes))
     rng = np.random.default_rng(seed)
     return [

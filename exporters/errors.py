@@ -32,8 +32,13 @@ class SpecError(LatbenchError):
         super().__init__(f"{field}: {message}" if field else message)
 
 
-def spec_error_from(errors: list[dict], *, prefix: tuple[str, ...] = (), default: str = "spec",
-                    skip: tuple[str, ...] = ()) -> SpecError:
+def spec_error_from(
+    errors: list[dict],
+    *,
+    prefix: tuple[str, ...] = (),
+    default: str = "spec",
+    skip: tuple[str, ...] = (),
+) -> SpecError:
     """The first of pydantic's ``ValidationError.errors()`` as a SpecError naming its dotted field
     (``prefix`` prepended, ``skip`` parts such as FastAPI's "body" dropped)."""
     first = errors[0]

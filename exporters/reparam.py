@@ -70,7 +70,8 @@ def randomize_batchnorm(
     """
     generator = torch.Generator().manual_seed(seed)
     norms = [
-        m for m in model.modules()
+        m
+        for m in model.modules()
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
     ]
     momenta = [bn.momentum for bn in norms]
@@ -100,8 +101,10 @@ def randomize_batchnorm(
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """One conv computing conv followed by bn (eval statistics)."""
     fused = copy.deepcopy(conv)
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else (
-        1.0 / torch.sqrt(bn.running_var + bn.eps)
+    scale = (
+        bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        if bn.affine
+        else (1.0 / torch.sqrt(bn.running_var + bn.eps))
     )
     shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)

@@ -25,7 +25,9 @@ from exporters.formats import ExportFormat, Precision
 
 MAX_SIDE = 2048
 MAX_BATCH = 64
-MAX_PIXELS_PER_BATCH = 64 * 1024 * 1024  # batch*height*width; beyond this no phone model makes sense
+MAX_PIXELS_PER_BATCH = (
+    64 * 1024 * 1024
+)  # batch*height*width; beyond this no phone model makes sense
 
 HASHED_LIBRARIES = ("torch", "timm", "onnx", "coremltools")
 

@@ -68,7 +68,12 @@ def _print_report(report) -> None:
         parity = f"{art.parity['rel_error']:.1e}" if art.parity else "n/a"
         seconds = f"{art.export_seconds:.1f}" if art.export_seconds is not None else ""
         table.add_row(
-            art.format, art.precision, status, parity, art.export_path or "", seconds,
+            art.format,
+            art.precision,
+            status,
+            parity,
+            art.export_path or "",
+            seconds,
             art.path or art.error or "",
         )
     console.print(table)

@@ -60,17 +60,27 @@ def _plan(model: str, device: str, settings: dict[str, Any], export: bool) -> di
 def _print(result: dict[str, Any]) -> None:
     console = Console()
     plan = result["plan"]
-    console.print(f"[bold]{result['model']}[/] on {result['device']['runner']} "
-                  f"({result['device']['cpu_model']}), input {result['input_shape']}, "
-                  f"random weights")
-    table = Table("axis", "channels", "feature map", "spatial ms", "fft ms", "fft/spatial (95% CI)",
-                  "form")
+    console.print(
+        f"[bold]{result['model']}[/] on {result['device']['runner']} "
+        f"({result['device']['cpu_model']}), input {result['input_shape']}, "
+        f"random weights"
+    )
+    table = Table(
+        "axis", "channels", "feature map", "spatial ms", "fft ms", "fft/spatial (95% CI)", "form"
+    )
     for t in plan["timings"]:
         s, ci = t["shape"], t["ci95"]
         ratio = "n/a" if t["ratio"] is None else f"{t['ratio']:.3g} [{ci[0]:.3g}, {ci[1]:.3g}]"
         fft = "n/a" if t["fft_ms"] is None else f"{t['fft_ms']:.4f}"
-        table.add_row(s["orientation"], str(s["channels"]), f"{s['height']}x{s['width']}",
-                      f"{t['spatial_ms']:.4f}", fft, ratio, t["faster"])
+        table.add_row(
+            s["orientation"],
+            str(s["channels"]),
+            f"{s['height']}x{s['width']}",
+            f"{t['spatial_ms']:.4f}",
+            fft,
+            ratio,
+            t["faster"],
+        )
     console.print(table)
     for note in plan["notes"]:
         console.print(f"[yellow]{note}[/]")
@@ -88,7 +98,8 @@ def parc_forms_command(
     reloads: Annotated[int, typer.Option(help="fresh session pairs per layer shape")] = 3,
     blocks: Annotated[int, typer.Option(help="ABBA blocks per session pair")] = 6,
     export: Annotated[
-        bool, typer.Option(help="export the model with the chosen forms (--no-export: only measure)")
+        bool,
+        typer.Option(help="export the model with the chosen forms (--no-export: only measure)"),
     ] = True,
     as_json: AsJson = False,
 ) -> None:

@@ -12,7 +12,10 @@ def latbench(*args: str, data_dir) -> subprocess.CompletedProcess:
     env = {**os.environ, "LATBENCH_DATA_DIR": str(data_dir)}
     return subprocess.run(
         [sys.executable, "-m", "service.cli", *args],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
 
 

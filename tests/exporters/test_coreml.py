@@ -20,10 +20,22 @@ from exporters.formats import ExportFormat, Precision  # noqa: E402
 
 pytestmark = pytest.mark.coreml
 
-SMALLEST = ["fastvit_t8", "mobilevit_xxs", "mobilevitv2_050", "repvit_m0_9", "fasternet_t0",
-            "mobileone_s0"]
-SEED_FAMILIES = ["fastvit_*", "mobilevit_*", "mobilevitv2_*", "repvit_*", "fasternet_*",
-                 "mobileone_*"]
+SMALLEST = [
+    "fastvit_t8",
+    "mobilevit_xxs",
+    "mobilevitv2_050",
+    "repvit_m0_9",
+    "fasternet_t0",
+    "mobileone_s0",
+]
+SEED_FAMILIES = [
+    "fastvit_*",
+    "mobilevit_*",
+    "mobilevitv2_*",
+    "repvit_*",
+    "fasternet_*",
+    "mobileone_*",
+]
 
 
 def _deploy(name: str) -> tuple[torch.nn.Module, torch.Tensor]:

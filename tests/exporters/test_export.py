@@ -54,8 +54,18 @@ def test_metadata_records_provenance(session_store):
     report = export_model(parse_spec("fasternet_t0"), store=session_store, formats=ONNX)
     art = session_store.require(report.artifact(ExportFormat.ONNX).key)
     meta = art.meta
-    for key in ("spec", "versions", "reparam", "parity", "size_bytes", "params", "macs",
-                "export_seconds", "export_path", "weights"):
+    for key in (
+        "spec",
+        "versions",
+        "reparam",
+        "parity",
+        "size_bytes",
+        "params",
+        "macs",
+        "export_seconds",
+        "export_path",
+        "weights",
+    ):
         assert meta[key] is not None, key
     assert set(meta["versions"]) >= {"torch", "timm", "onnx", "coremltools"}
     assert meta["size_bytes"] == art.path.stat().st_size
@@ -83,7 +93,9 @@ def test_failed_export_leaves_nothing_and_keeps_other_formats(tmp_path, monkeypa
         lambda fmt: exploding_exporter if fmt is ExportFormat.TORCH_EXPORT else real_get(fmt),
     )
     report = export_model(
-        parse_spec("mobileone_s0"), store=store, formats=(ExportFormat.ONNX, ExportFormat.TORCH_EXPORT)
+        parse_spec("mobileone_s0"),
+        store=store,
+        formats=(ExportFormat.ONNX, ExportFormat.TORCH_EXPORT),
     )
     onnx_art, pt2_art = report.artifacts
     assert onnx_art.ok and not pt2_art.ok and not report.ok

@@ -51,8 +51,17 @@ def _reference(layer, x):
 @pytest.mark.parametrize("orientation", ["h", "w"])
 @pytest.mark.parametrize(
     "size, height, width",
-    [(7, 7, 7), (8, 8, 8), (14, 14, 14), (15, 15, 15), (14, 14, 9), (14, 20, 20), (14, 9, 11),
-     (32, 32, 32), (56, 56, 56)],
+    [
+        (7, 7, 7),
+        (8, 8, 8),
+        (14, 14, 14),
+        (15, 15, 15),
+        (14, 14, 9),
+        (14, 20, 20),
+        (14, 9, 11),
+        (32, 32, 32),
+        (56, 56, 56),
+    ],
 )
 def test_spatial_and_fft_forms_agree(orientation, size, height, width):
     """Odd and even sizes, both orientations, and inputs off the build size (interpolation)."""
@@ -65,8 +74,9 @@ def test_spatial_and_fft_forms_agree(orientation, size, height, width):
 
 @pytest.mark.parametrize("orientation", ["h", "w"])
 @pytest.mark.parametrize("size, height, width", [(5, 5, 6), (6, 6, 5), (6, 9, 7)])
-def test_both_forms_compute_the_circular_convolution_of_the_definition(orientation, size, height,
-                                                                       width):
+def test_both_forms_compute_the_circular_convolution_of_the_definition(
+    orientation, size, height, width
+):
     layer = _layer(3, size, orientation, seed=1)
     x = torch.randn(1, 3, height, width)
     want = _reference(layer, x)
@@ -83,14 +93,16 @@ def test_circular_without_pe_and_position_aware_with_it(orientation, dim):
     with torch.no_grad():
         assert torch.allclose(plain(torch.roll(x, 3, dim)), torch.roll(plain(x), 3, dim), atol=1e-5)
         aware = _layer(4, 10, orientation)
-        assert not torch.allclose(aware(torch.roll(x, 3, dim)), torch.roll(aware(x), 3, dim),
-                                  atol=1e-3)
+        assert not torch.allclose(
+            aware(torch.roll(x, 3, dim)), torch.roll(aware(x), 3, dim), atol=1e-3
+        )
 
 
 def test_kernel_interpolation_is_the_papers_bilinear_resize():
     values = torch.randn(5, 14)
-    paper = F.interpolate(values[:, None, :, None], size=(20, 1), mode="bilinear",
-                          align_corners=True)[:, 0, :, 0]
+    paper = F.interpolate(
+        values[:, None, :, None], size=(20, 1), mode="bilinear", align_corners=True
+    )[:, 0, :, 0]
     assert torch.allclose(resize_along(values, 20), paper, atol=1e-6)
     assert resize_along(values, 14) is values  # the build size is used untouched
 

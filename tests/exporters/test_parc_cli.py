@@ -20,11 +20,13 @@ def test_a_model_without_parc_layers_is_a_usage_error():
 def test_parc_forms_measures_every_layer_and_exports_the_chosen_forms(tmp_path, monkeypatch):
     monkeypatch.setenv("LATBENCH_DATA_DIR", str(tmp_path))
     spec_file = tmp_path / "spec.json"  # 128 px: ParC layers at 16, 8 and 4, kernels interpolated
-    spec_file.write_text(json.dumps({"model": "parcnet_xs", "input": {"height": 128, "width": 128}}))
+    spec_file.write_text(
+        json.dumps({"model": "parcnet_xs", "input": {"height": 128, "width": 128}})
+    )
     args = ["parc-forms", str(spec_file), "--reloads", "2", "--blocks", "2", "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output[result.output.index("{"):])
+    data = json.loads(result.output[result.output.index("{") :])
     plan = data["plan"]
     assert len(plan["forms"]) == 28 and len(plan["timings"]) == 6  # 3 stages x (H, W)
     assert {t["size"] for t in plan["timings"]} == {16, 8, 4}

@@ -56,8 +56,13 @@ def test_form_is_an_override_checked_at_the_edge():
 
 
 @pytest.mark.parametrize(
-    "name, side", [("parcnet_xs", 256), ("parcnet_xs", 224), ("parc_convnext_xt", 224),
-                   ("parc_convnext_xt", 160)]
+    "name, side",
+    [
+        ("parcnet_xs", 256),
+        ("parcnet_xs", 224),
+        ("parc_convnext_xt", 224),
+        ("parc_convnext_xt", 160),
+    ],
 )
 def test_whole_model_is_equivalent_in_both_forms(name, side):
     """At the build size and at another one, where kernels and embeddings are interpolated."""

@@ -27,14 +27,23 @@ from exporters.zoo.native.parc_select import (
 
 def _timing(size, ci, channels=8):
     low, high = ci
-    return FormTiming(LayerShape("h", 1, channels, size, size), 1.0, math.sqrt(low * high),
-                      math.sqrt(low * high), ci)
+    return FormTiming(
+        LayerShape("h", 1, channels, size, size),
+        1.0,
+        math.sqrt(low * high),
+        math.sqrt(low * high),
+        ci,
+    )
 
 
 @pytest.mark.parametrize(
     "ci, faster",
-    [((0.5, 0.9), "fft"), ((0.5, 1.1), "spatial"), ((1.1, 2.0), "spatial"),
-     ((0.2, 1.0), "spatial")],
+    [
+        ((0.5, 0.9), "fft"),
+        ((0.5, 1.1), "spatial"),
+        ((1.1, 2.0), "spatial"),
+        ((0.2, 1.0), "spatial"),
+    ],
 )
 def test_fft_wins_only_with_the_whole_interval_below_one(ci, faster):
     assert _timing(14, ci).faster == faster

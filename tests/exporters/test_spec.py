@@ -31,7 +31,8 @@ def test_bad_spec_names_the_field(data, field):
 
 
 @pytest.mark.parametrize(
-    "key", ["pretrained", "checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"]
+    "key",
+    ["pretrained", "checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"],
 )
 def test_loader_arguments_are_never_accepted_as_overrides(key):
     spec = parse_spec({"model": "fastvit_t8", "overrides": {key: "/tmp/weights.pth"}})
@@ -61,16 +62,24 @@ def test_unknown_model_lists_close_matches():
 
 
 def test_wrong_channel_count_is_refused():
-    spec = parse_spec({"model": "fastvit_t8", "input": {"channels": 1, "height": 256, "width": 256}})
+    spec = parse_spec(
+        {"model": "fastvit_t8", "input": {"channels": 1, "height": 256, "width": 256}}
+    )
     with pytest.raises(SpecError) as info:
         resolve(spec)
     assert info.value.field == "input.channels"
 
 
 def test_hash_is_canonical_and_sensitive_to_the_graph():
-    a = parse_spec({"model": "fastvit_t8", "overrides": {"layers": [1, 1, 2, 1], "num_classes": 10}})
-    b = parse_spec({"overrides": {"num_classes": 10, "layers": [1, 1, 2, 1]}, "model": "fastvit_t8"})
-    c = parse_spec({"model": "fastvit_t8", "overrides": {"layers": [1, 1, 2, 2], "num_classes": 10}})
+    a = parse_spec(
+        {"model": "fastvit_t8", "overrides": {"layers": [1, 1, 2, 1], "num_classes": 10}}
+    )
+    b = parse_spec(
+        {"overrides": {"num_classes": 10, "layers": [1, 1, 2, 1]}, "model": "fastvit_t8"}
+    )
+    c = parse_spec(
+        {"model": "fastvit_t8", "overrides": {"layers": [1, 1, 2, 2], "num_classes": 10}}
+    )
     assert a.content_hash() == b.content_hash()
     assert a.content_hash() != c.content_hash()
     # precision and formats select artifacts, not the graph

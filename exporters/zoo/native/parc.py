@@ -30,8 +30,9 @@ FORMS: tuple[str, ...] = get_args(ParCForm)
 
 def check_form(form: str) -> ParCForm:
     if form not in FORMS:
-        raise SpecError(f"unknown ParC form {form!r}; expected one of {', '.join(FORMS)}",
-                        field="parc_form")
+        raise SpecError(
+            f"unknown ParC form {form!r}; expected one of {', '.join(FORMS)}", field="parc_form"
+        )
     return form  # type: ignore[return-value]
 
 
@@ -102,8 +103,11 @@ class ParCConv(nn.Module):
         bound = 1.0 / math.sqrt(size)  # nn.Conv2d's default init for a fan-in of ``size``
         self.weight = nn.Parameter(torch.empty(channels, size).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(channels).uniform_(-bound, bound))
-        self.pe = nn.Parameter(nn.init.trunc_normal_(torch.empty(channels, size), std=0.02)) \
-            if use_pe else None
+        self.pe = (
+            nn.Parameter(nn.init.trunc_normal_(torch.empty(channels, size), std=0.02))
+            if use_pe
+            else None
+        )
 
     @property
     def axis(self) -> int:
@@ -128,8 +132,10 @@ class ParCConv(nn.Module):
 
     def extra_repr(self) -> str:
         pe = "" if self.pe is not None else ", use_pe=False"
-        return f"{self.channels}, size={self.size}, orientation={self.orientation!r}{pe}, " \
-               f"form={self.form!r}"
+        return (
+            f"{self.channels}, size={self.size}, orientation={self.orientation!r}{pe}, "
+            f"form={self.form!r}"
+        )
 
 
 def parc_layers(model: nn.Module) -> dict[str, ParCConv]:

@@ -91,7 +91,9 @@ def fold_affine_into_pointwise(scale: torch.Tensor, shift: torch.Tensor, conv: n
         raise ValueError(f"only 1x1 convs absorb a preceding affine map, not {conv.kernel_size}")
     out_channels, per_group = conv.weight.shape[:2]
     group = torch.arange(out_channels) // (out_channels // conv.groups)
-    source = group[:, None] * per_group + torch.arange(per_group)[None, :]  # input channel per weight
+    source = (
+        group[:, None] * per_group + torch.arange(per_group)[None, :]
+    )  # input channel per weight
     weight = conv.weight[:, :, 0, 0]
     bias = conv.bias if conv.bias is not None else torch.zeros(out_channels)
     conv.bias = nn.Parameter(bias + (weight * shift[source]).sum(1))

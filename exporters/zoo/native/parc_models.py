@@ -43,6 +43,7 @@ def _with_forms(model: nn.Module, parc_form: str | dict[str, str]) -> nn.Module:
         raise SpecError(str(exc).removeprefix("parc_form: "), field="overrides.parc_form") from exc
     return model
 
+
 # scale -> ParC stages as (out channels, ParC dim, FFN dim, blocks, meta-kernel size at 256 px)
 PARCNET_STAGES = {
     "s": ((96, 192, 384, 2, 32), (128, 256, 512, 4, 16), (160, 320, 640, 3, 8)),
@@ -82,7 +83,10 @@ def _parcnet(scale: str, num_classes: int, parc_form: FormKnob) -> nn.Module:
 
 
 @register_model(
-    "parcnet_s", family="parcnet", input_size=(3, 256, 256), knobs=KNOBS,
+    "parcnet_s",
+    family="parcnet",
+    input_size=(3, 256, 256),
+    knobs=KNOBS,
     source=f"{PAPER}; config scale_s of hkzhang91/ParC-Net cvnets/.../config/edgeformer.py",
 )
 def parcnet_s(num_classes: int = 1000, parc_form: FormKnob = "spatial") -> nn.Module:
@@ -90,7 +94,10 @@ def parcnet_s(num_classes: int = 1000, parc_form: FormKnob = "spatial") -> nn.Mo
 
 
 @register_model(
-    "parcnet_xs", family="parcnet", input_size=(3, 256, 256), knobs=KNOBS,
+    "parcnet_xs",
+    family="parcnet",
+    input_size=(3, 256, 256),
+    knobs=KNOBS,
     source=f"{PAPER}; config scale_xs of hkzhang91/ParC-Net cvnets/.../config/edgeformer.py",
 )
 def parcnet_xs(num_classes: int = 1000, parc_form: FormKnob = "spatial") -> nn.Module:
@@ -102,7 +109,10 @@ CONVNEXT_XT_PARC = ((3, 56), (3, 28), (6, 14), (2, 7))
 
 
 @register_model(
-    "parc_convnext_xt", family="parcnet", input_size=(3, 224, 224), knobs=KNOBS,
+    "parc_convnext_xt",
+    family="parcnet",
+    input_size=(3, 224, 224),
+    knobs=KNOBS,
     source=f"{PAPER}; parc_convnext_xt of hkzhang91/ParC-Net ParC_ConvNets/ParC_convnext.py; "
     f"ConvNeXt body from timm",
 )

@@ -92,8 +92,10 @@ class FormPlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "forms": dict(self.forms),
-            "timings": [_finite({**asdict(t), "size": t.shape.size, "faster": t.faster})
-                        for t in self.timings],
+            "timings": [
+                _finite({**asdict(t), "size": t.shape.size, "faster": t.faster})
+                for t in self.timings
+            ],
             "crossover": self.crossover,
             "export_format": self.export_format,
             "notes": list(self.notes),
@@ -102,6 +104,7 @@ class FormPlan:
 
 def _finite(record: dict[str, Any]) -> dict[str, Any]:
     """JSON has no inf/nan: an unmeasurable FFT time is stored as null."""
+
     def clean(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             return None
@@ -118,9 +121,11 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, LayerShap
     shapes: dict[str, LayerShape] = {}
     hooks = []
     for name, layer in parc_layers(model).items():
+
         def record(module: nn.Module, args: tuple, _out: object, name: str = name) -> None:
             b, c, h, w = args[0].shape
             shapes[name] = LayerShape(module.orientation, b, c, h, w)
+
         hooks.append(layer.register_forward_hook(record))
     try:
         model.eval()(example)
@@ -198,8 +203,9 @@ def sweep(
     """Spatial vs FFT for square n x n feature maps: the crossover curve of one device."""
     with tempfile.TemporaryDirectory(prefix="parc-sweep-") as scratch:
         return [
-            time_forms(LayerShape(orientation, 1, channels, n, n), compare, Path(scratch), fmt,
-                       precision)
+            time_forms(
+                LayerShape(orientation, 1, channels, n, n), compare, Path(scratch), fmt, precision
+            )
             for n in sizes
         ]
 
