@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import FileResponse, Response
 
 from exporters.artifacts import ArtifactStore
-from exporters.errors import AuthError
+from exporters.errors import AuthError, ConflictError
 from service.api.deps import RunnerDep, SessionDep, SettingsDep, bearer, same_secret
 from service.api.schemas import Claim, FailurePost, ResultPost, RunnerCreate, RunnerRegistered
 from service.db import runners
@@ -84,14 +84,20 @@ def post_result(body: ResultPost, runner: RunnerDep, session: SessionDep) -> dic
 
 
 @router.post("/{runner_id}/failures", status_code=status.HTTP_204_NO_CONTENT)
-def post_failure(body: FailurePost, runner: RunnerDep, request: Request) -> None:
-    steps.fail(
-        request.app.state.sessions,
+def post_failure(body: FailurePost, runner: RunnerDep, session: SessionDep) -> None:
+    moved = steps.fail_in(
+        session,
         job_id=body.job_id,
         attempt=body.attempt,
         error=f"runner {runner.id}: {body.error}",
         runner_id=runner.id,
+        held_by=runner.id,
     )
+    if not moved:
+        raise ConflictError(
+            f"runner {runner.id} does not hold job {body.job_id} at attempt {body.attempt}; "
+            "failure not recorded"
+        )
 
 
 def _sha256(path: Path) -> str:

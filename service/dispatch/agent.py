@@ -105,7 +105,10 @@ class ServerClient:
 
     def post_failure(self, task: MeasureTask, error: str) -> None:
         body = {"job_id": task.job_id, "attempt": task.attempt, "error": error}
-        self._check(self.http.post(f"/runners/{self.runner_id}/failures", json=body))
+        try:
+            self._check(self.http.post(f"/runners/{self.runner_id}/failures", json=body))
+        except ConflictError as exc:  # requeued or failed meanwhile: nothing of ours to fail
+            log.info("failure of job %s attempt %s refused: %s", task.job_id, task.attempt, exc)
 
 
 def _extract(archive_path: Path, dest: Path) -> None:

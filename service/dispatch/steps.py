@@ -114,17 +114,32 @@ def complete(
     return result
 
 
-def fail(
-    sessions: Sessions, *, job_id: str, attempt: int, error: str, runner_id: str | None = None
-) -> None:
+def fail(sessions: Sessions, **kwargs: Any) -> bool:
+    """``fail_in`` in a session of its own (workers; the API passes its request's session)."""
     with sessions() as session:
-        jobs.transition(
-            session,
-            job_id=job_id,
-            attempt=attempt,
-            from_states=[s for s in JobState if s.active],
-            to=JobState.FAILED,
-            error=error[:4000],
-        )
-        if runner_id:
-            runners.set_current_job(session, runner_id=runner_id, job_id=None)
+        return fail_in(session, **kwargs)
+
+
+def fail_in(
+    session: Session,
+    *,
+    job_id: str,
+    attempt: int,
+    error: str,
+    runner_id: str | None = None,
+    held_by: str | None = None,
+) -> bool:
+    """Fail the job at ``attempt`` (only while ``held_by`` holds it, where given: a remote
+    runner reports failures of its own jobs only); True if it moved."""
+    moved = jobs.transition(
+        session,
+        job_id=job_id,
+        attempt=attempt,
+        from_states=[s for s in JobState if s.active],
+        to=JobState.FAILED,
+        error=error[:4000],
+        held_by=held_by,
+    )
+    if runner_id:
+        runners.set_current_job(session, runner_id=runner_id, job_id=None)
+    return moved

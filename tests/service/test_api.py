@@ -194,6 +194,15 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
         json={"job_id": job_id, "attempt": 1, "measurement": measurement},
     )
     assert stolen.status_code == 409 and "does not hold" in stolen.json()["detail"]
+    failed_by_other = client.post(
+        f"/runners/{other['id']}/failures",
+        headers={"Authorization": f"Bearer {other['token']}"},
+        json={"job_id": job_id, "attempt": 1, "error": "not mine"},
+    )
+    assert (
+        failed_by_other.status_code == 409 and "does not hold" in failed_by_other.json()["detail"]
+    )
+    assert client.get(f"/jobs/{job_id}").json()["state"] == "measuring"
     stale = client.post(
         f"{base}/results",
         headers=auth,
@@ -287,3 +296,27 @@ def test_dashboard_plots_measured_models_with_their_published_top1(settings, tmp
     flat = " ".join(page.split())
     assert "9.9 (Intel Core i9-9900X CPU (single thread)) <sup>[2]</sup>" in flat
     assert "0.79" not in page and "org/fn Table 3" in page
+
+
+def test_a_runner_fails_only_the_job_it_holds(client):
+    job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
+    holder, other = (
+        client.post("/runners", json={"device_class": "cpu-x86_64"}).json() for _ in "ab"
+    )
+
+    def post_failure(runner):
+        return client.post(
+            f"/runners/{runner['id']}/failures",
+            headers={"Authorization": f"Bearer {runner['token']}"},
+            json={"job_id": job_id, "attempt": 1, "error": "onnxruntime crashed"},
+        )
+
+    auth = {"Authorization": f"Bearer {holder['token']}"}
+    claim = {"job_id": job_id, "attempt": 1}
+    assert (
+        client.post(f"/runners/{holder['id']}/claim", json=claim, headers=auth).status_code == 204
+    )
+    assert post_failure(other).status_code == 409
+    assert post_failure(holder).status_code == 204
+    job = client.get(f"/jobs/{job_id}").json()
+    assert job["state"] == "failed" and "onnxruntime crashed" in job["error"]
