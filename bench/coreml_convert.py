@@ -16,15 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SMALLEST = (
-    "fastvit_t8",
-    "mobilevit_xxs",
-    "mobilevitv2_050",
-    "repvit_m0_9",
-    "fasternet_t0",
-    "mobileone_s0",
-)
-FAMILIES = ("fastvit_*", "mobilevit_*", "mobilevitv2_*", "repvit_*", "fasternet_*", "mobileone_*")
+from exporters.zoo.seeds import FAMILY_PATTERNS, SMALLEST
 
 
 def main() -> None:
@@ -44,7 +36,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     names = args.models or (
-        [n for pattern in FAMILIES for n in list_models(pattern)] if args.all else SMALLEST
+        [n for pattern in FAMILY_PATTERNS for n in list_models(pattern)] if args.all else SMALLEST
     )
     labels = [label for label, _ in coreml.CAPTURES]
     print(

@@ -34,3 +34,6 @@ SEED_FAMILIES: dict[str, tuple[str, ...]] = {
 
 SMALLEST = tuple(variants[0] for variants in SEED_FAMILIES.values())
 ALL_VARIANTS = tuple(name for variants in SEED_FAMILIES.values() for name in variants)
+
+# shell patterns that also catch variants timm adds later (e.g. fastvit_mci*)
+FAMILY_PATTERNS = tuple(f"{family}_*" for family in SEED_FAMILIES)

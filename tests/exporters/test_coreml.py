@@ -17,25 +17,9 @@ from exporters import coreml  # noqa: E402
 from exporters.errors import ExportError  # noqa: E402
 from exporters.exporter import get_exporter  # noqa: E402
 from exporters.formats import ExportFormat, Precision  # noqa: E402
+from exporters.zoo.seeds import FAMILY_PATTERNS, SMALLEST  # noqa: E402
 
 pytestmark = pytest.mark.coreml
-
-SMALLEST = [
-    "fastvit_t8",
-    "mobilevit_xxs",
-    "mobilevitv2_050",
-    "repvit_m0_9",
-    "fasternet_t0",
-    "mobileone_s0",
-]
-SEED_FAMILIES = [
-    "fastvit_*",
-    "mobilevit_*",
-    "mobilevitv2_*",
-    "repvit_*",
-    "fasternet_*",
-    "mobileone_*",
-]
 
 
 def _deploy(name: str) -> tuple[torch.nn.Module, torch.Tensor]:
@@ -53,7 +37,7 @@ def _deploy(name: str) -> tuple[torch.nn.Module, torch.Tensor]:
 def _all_seed_variants() -> list[str]:
     from exporters.zoo import list_models
 
-    return [name for pattern in SEED_FAMILIES for name in list_models(pattern)]
+    return [name for pattern in FAMILY_PATTERNS for name in list_models(pattern)]
 
 
 class LgammaHead(torch.nn.Module):
