@@ -26,6 +26,7 @@ class Reference:
     params_m: float | None
     gmacs: float | None
     resolution: int | None = None  # the input side the top-1 was measured at
+    family: str | None = None  # as the zoo spells it, so one filter covers both
 
 
 def _number(text: str | None) -> float | None:
@@ -98,5 +99,7 @@ def load(path: Path | None = None) -> dict[str, Reference]:
             params_m=_number(row.get("params_m")),
             gmacs=_number(row.get("gmacs")),
             resolution=int(resolution) if resolution else None,
+            family=row.get("family", "").lower()
+            or None,  # the zoo's spelling: "FastViT" -> "fastvit"
         )
     return table
