@@ -124,7 +124,7 @@ def _latest(rows: Iterable[tuple[ResultRow, SpecRow]]) -> list[tuple[ResultRow, 
     return list(seen.values())
 
 
-def _interval(latency: dict[str, Any]) -> tuple[float | None, float | None]:
+def interval(latency: dict[str, Any]) -> tuple[float | None, float | None]:
     low, high = latency.get("interval") or latency.get("ci95") or (None, None)
     return low, high
 
@@ -139,7 +139,7 @@ def _measured_point(
     result: ResultRow, spec: SpecRow, top1: float, top1_source: str, kind: Kind, custom: bool
 ) -> ChartPoint:
     m = result.measurement
-    low, high = _interval(m["latency_ms"])
+    low, high = interval(m["latency_ms"])
     threads = (m.get("settings") or {}).get("threads")
     how = "predicted" if m.get("kind") == Kind.PREDICTED.value else "measured here"
     return ChartPoint(
