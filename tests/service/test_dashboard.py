@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -231,3 +235,48 @@ def test_metrics_text_format():
     assert 'latbench_job_duration_seconds_bucket{le="1"} 1' in lines
     assert 'latbench_job_duration_seconds_bucket{le="+Inf"} 2' in lines
     assert "latbench_job_duration_seconds_count 2" in lines
+
+
+def test_report_is_one_offline_html_file(client, settings, tmp_path):
+    store_result(client.app, {"model": "mobileone_s0"}, "cpu-x86_64", 3.0)
+    out = tmp_path / "out" / "report.html"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LATBENCH_")}
+    env |= {
+        "LATBENCH_DATA_DIR": str(settings.data_dir),
+        "LATBENCH_REFERENCE_CSV": str(settings.reference_csv),
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "report",
+            "--device",
+            "cpu-x86_64",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    html = out.read_text()
+    assert "<script src" not in html and "<link" not in html  # everything inlined, nothing fetched
+    assert "Plotly" in html and "window.LATBENCH_REPORT" in html
+    data = json.loads(html.split("window.LATBENCH_REPORT = ", 1)[1].split(";</script>", 1)[0])
+    assert list(data) == ["cpu-x86_64"]
+    assert {p["label"] for p in data["cpu-x86_64"]["points"] if p["kind"] == "measured"} == {
+        "mobileone_s0"
+    }
+    unknown = subprocess.run(
+        [sys.executable, "-m", "service.cli", "report", "--device", "gpu-cuda", "--out", str(out)],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert unknown.returncode == 2 and "device:" in unknown.stderr

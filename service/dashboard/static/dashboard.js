@@ -66,6 +66,9 @@ function hover(p) {
 
 function scatterTraces(data, device) {
   const points = data.points.filter((p) => p.device === device);
+  // published context is many points: only those on their front carry a name on the chart
+  const named = new Set([...(data.published_front[device] || [])]);
+  const label = (p) => (p.kind !== "published" || named.has(p.key) ? p.label : "");
   const traces = Object.entries(MARKERS).map(([kind, marker]) => {
     const mine = points.filter((p) => p.kind === kind);
     return {
@@ -74,7 +77,7 @@ function scatterTraces(data, device) {
       mode: "markers+text",
       x: mine.map((p) => p.latency_ms),
       y: mine.map((p) => p.top1),
-      text: mine.map((p) => p.label),
+      text: mine.map(label),
       customdata: mine.map((p) => p.key),
       textposition: "top center",
       textfont: { size: 10, color: "#495057" },
@@ -232,6 +235,14 @@ async function refresh() {
   document.body.dataset.ready = device; // tests and screenshots wait for this
 }
 
+// A report opened as report.html#device=…&export=png|svg puts that chart's image into the page,
+// where headless Chromium (latbench report --images) reads it.
+async function exportImage(format) {
+  const url = await Plotly.toImage("scatter", { format, width: 1000, height: 650 });
+  const out = Object.assign(document.createElement("pre"), { id: "export", textContent: url });
+  document.body.append(out);
+}
+
 function download(format) {
   const name = `latbench-${$("#device").value}`;
   Plotly.downloadImage("scatter", { format, filename: name, width: 1000, height: 650 });
@@ -241,5 +252,7 @@ document.querySelectorAll("[data-image]").forEach((b) => {
   b.addEventListener("click", () => download(b.dataset.image));
 });
 $("#controls").addEventListener("change", refresh);
+const asked = new URLSearchParams(location.hash.slice(1));
 if (report) document.querySelectorAll("#kinds, #families").forEach((f) => (f.hidden = true));
-refresh();
+if (asked.get("device")) $("#device").value = asked.get("device");
+refresh().then(() => asked.get("export") && exportImage(asked.get("export")));
