@@ -31,7 +31,9 @@ REF = (
 )
 
 
-def store_result(app, spec: dict, device: str, median: float, *, kind: str | None = None) -> str:
+def store_result(
+    app, spec: dict, device: str, median: float, *, kind: str | None = None, layers=None
+) -> str:
     """A done job with one result, stored as the dispatcher would; returns the spec hash."""
     parsed = parse_spec(spec)
     spec_hash = parsed.content_hash()
@@ -55,7 +57,7 @@ def store_result(app, spec: dict, device: str, median: float, *, kind: str | Non
             request_key=f"{spec_hash}-{device}",
             user="test",
         )
-        measurement = {"latency_ms": latency, "settings": {"threads": 1}}
+        measurement = {"latency_ms": latency, "settings": {"threads": 1}, "layers": layers}
         if kind:
             measurement["kind"] = kind
         record_result(session, job=job, model=parsed.model, runner_id=None, measurement=measurement)
@@ -159,7 +161,18 @@ def test_filters_kinds_predictions_ranks_and_csv(client):
 
 
 def test_pages_and_offline_assets(client):
-    spec_hash = store_result(client.app, {"model": "mobileone_s0"}, "cpu-x86_64", 3.0)
+    layers = {
+        "runs": 2,
+        "total_ms": 3.0,
+        "mapped": True,
+        "by_op": [{"op": "Conv", "ms": 2.0, "share": 0.66}],
+        "by_stage": [{"stage": "stages.0", "ms": 1.0, "share": 0.33}],
+        "by_block": [],
+        "top_nodes": [],
+    }
+    spec_hash = store_result(
+        client.app, {"model": "mobileone_s0"}, "cpu-x86_64", 3.0, layers=layers
+    )
     page = client.get("/dashboard")
     assert page.status_code == 200
     assert '<script src="/dashboard/assets/plotly.min.js">' in page.text and "cdn" not in page.text
@@ -171,6 +184,9 @@ def test_pages_and_offline_assets(client):
     model = client.get(f"/dashboard/models/{spec_hash}")
     assert model.status_code == 200
     assert "71.4%</b> published" in model.text and "apple/ml-mobileone README" in model.text
+    flat = " ".join(model.text.split())
+    assert "<td>stages.0</td> <td>1.000</td><td>33.0%</td>" in flat  # per-layer breakdown
+    assert "<td>Conv</td> <td>2.000</td>" in flat and "2.850, 3.150" in flat  # history + CI
     assert client.get("/dashboard/models/0123abcd").status_code == 404
 
 
