@@ -106,7 +106,7 @@ class AccuracyRow(Base):
 
     __tablename__ = "user_accuracy"
 
-    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
     top1: Mapped[float] = mapped_column(Float)
     dataset: Mapped[str] = mapped_column(String(64))
     resolution: Mapped[int | None] = mapped_column(Integer)

@@ -16,7 +16,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "user_accuracy",
-        sa.Column("subject", sa.String(length=64), nullable=False),
+        sa.Column("subject", sa.String(length=128), nullable=False),
         sa.Column("top1", sa.Float(), nullable=False),
         sa.Column("dataset", sa.String(length=64), nullable=False),
         sa.Column("resolution", sa.Integer(), nullable=True),
