@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
 from service import reference
@@ -21,7 +22,8 @@ from service.dashboard import view
 from service.db import jobs, runners
 from service.db.accuracy import accuracies
 from service.db.results import list_results
-from service.db.tables import ArtifactRow, JobRow, SpecRow
+from service.db.tables import ArtifactRow, JobRow, ResultRow, SpecRow
+from service.settings import Settings
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -51,7 +53,13 @@ def plotly_asset() -> Response:
     )
 
 
-def _view(session, settings, device, family, kind) -> view.Dashboard:
+def _view(
+    session: Session,
+    settings: Settings,
+    device: str | None,
+    family: list[str],
+    kind: list[view.Kind],
+) -> view.Dashboard:
     return view.build(
         session,
         reference_csv=settings.reference_csv,
@@ -114,14 +122,13 @@ def model_page(
     if spec is None:
         raise NotFoundError(f"no stored spec with hash {spec_hash!r}")
     ref = reference.load(settings.reference_csv).get(spec.model)
-    artifacts = session.scalars(select(ArtifactRow).where(ArtifactRow.spec_hash == spec_hash))
-    artifacts = list(artifacts)
-    history = [
-        (result, _spec)
-        for result, _spec in list_results(session, model=spec.model, limit=10000)
+    artifacts = list(session.scalars(select(ArtifactRow).where(ArtifactRow.spec_hash == spec_hash)))
+    history = [  # newest first
+        result
+        for result, _ in list_results(session, model=spec.model, limit=10000)
         if result.spec_hash == spec_hash
     ]
-    with_layers = next((r for r, _ in history if r.measurement.get("layers")), None)
+    with_layers = next((r for r in history if r.measurement.get("layers")), None)
     return templates.TemplateResponse(
         request,
         "model.html",
@@ -135,22 +142,24 @@ def model_page(
             "artifacts": artifacts,
             "layers": with_layers.measurement["layers"] if with_layers else None,
             "layers_device": with_layers.device_class if with_layers else None,
-            "history": [
-                {
-                    "device": r.device_class,
-                    "format": r.format,
-                    "created_at": r.created_at.isoformat(),
-                    "median_ms": r.median_ms,
-                    "low": view.interval(r.measurement["latency_ms"])[0],
-                    "high": view.interval(r.measurement["latency_ms"])[1],
-                    "kind": r.measurement.get("kind", "measured"),
-                    "threads": (r.measurement.get("settings") or {}).get("threads"),
-                    "job_id": r.job_id,
-                }
-                for r, _ in reversed(history)
-            ],
+            "history": [_history_entry(r) for r in reversed(history)],
         },
     )
+
+
+def _history_entry(result: ResultRow) -> dict[str, Any]:
+    low, high = view.interval(result.measurement["latency_ms"])
+    return {
+        "device": result.device_class,
+        "format": result.format,
+        "created_at": result.created_at.isoformat(),
+        "median_ms": result.median_ms,
+        "low": low,
+        "high": high,
+        "kind": result.measurement.get("kind", "measured"),
+        "threads": (result.measurement.get("settings") or {}).get("threads"),
+        "job_id": result.job_id,
+    }
 
 
 def mount(app: FastAPI) -> None:
