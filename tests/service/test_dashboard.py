@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,10 @@ from exporters.spec import parse_spec
 from service import reference
 from service.api.health import render_metrics
 from service.app import create_app
+from service.dashboard import report
 from service.db import jobs
 from service.db.results import record_result
+from tests.service.backends import unavailable
 
 REF = (
     "model,family,timm_name,resolution,top1,device,latency_ms,source_repo,source_file_or_table\n"
@@ -296,3 +299,23 @@ def test_report_is_one_offline_html_file(client, settings, tmp_path):
         timeout=300,
     )
     assert unknown.returncode == 2 and "device:" in unknown.stderr
+
+
+@pytest.mark.browser
+def test_report_images_are_drawn_by_headless_chromium(client, settings, tmp_path):
+    if not shutil.which("chromium"):
+        unavailable("needs Debian's chromium (apt-get install chromium)")
+    store_result(client.app, {"model": "mobileone_s0"}, "cpu-x86_64", 3.0)
+    with client.app.state.sessions() as session:
+        written = report.write(
+            session,
+            reference_csv=settings.reference_csv,
+            devices=["cpu-x86_64"],
+            out=tmp_path / "r.html",
+            images=True,
+        )
+    png, svg = (tmp_path / "r-cpu-x86_64.png"), (tmp_path / "r-cpu-x86_64.svg")
+    assert written == [tmp_path / "r.html", png, svg]
+    assert png.read_bytes().startswith(b"\x89PNG")
+    text = svg.read_text()
+    assert text.startswith("<svg") and "mobileone_s0" in text and "cpu-x86_64" in text
