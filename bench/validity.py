@@ -7,7 +7,8 @@ Kendall's tau and Spearman's rho against the published latencies, for the median
 minimum, and the median CPU time of the computing thread (`cpu_ms`). On a host shared with other
 jobs the latency is inflated by waiting for a core; the minimum (least disturbed run) and the CPU
 time are what a quiet machine would give. Target: tau >= 0.9 (PyTorch).
-Source: /work/shared/reference/published_latency.csv (FasterNet paper, Table 3).
+Source: the packaged reference data (service/data/published_reference.csv: FasterNet paper,
+Table 3); LATBENCH_REFERENCE_CSV names another file with the same columns.
 
     .venv/bin/python bench/validity.py [--quick] [--max-gmacs G] [--seconds S]
 """
@@ -15,7 +16,6 @@ Source: /work/shared/reference/published_latency.csv (FasterNet paper, Table 3).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 from pathlib import Path
 
@@ -25,22 +25,20 @@ from scipy.stats import kendalltau, spearmanr
 from devices.runner import get_runner
 from exporters.errors import LatbenchError
 from exporters.formats import ExportFormat
+from service import reference
 
-REFERENCE = Path(
-    os.environ.get("LATBENCH_REFERENCE", "/work/shared/reference/published_latency.csv")
-)
+OVERRIDE = os.environ.get("LATBENCH_REFERENCE_CSV")
 DEVICE = "Intel Core i9-9900X CPU (single thread)"
 AT_256 = ("mobilevit_", "edgenext_")
 
 
 def published() -> list[tuple[str, float, float]]:
     """(timm name, published ms, GMACs) of the table's rows that timm has."""
-    with REFERENCE.open() as handle:
-        rows = [
-            r
-            for r in csv.DictReader(handle)
-            if r["device"] == DEVICE and r["timm_name"] and r["latency_ms"]
-        ]
+    rows = [
+        r
+        for r in reference.rows(Path(OVERRIDE) if OVERRIDE else None)
+        if r["device"] == DEVICE and r["timm_name"] and r["latency_ms"]
+    ]
     return [(r["timm_name"], float(r["latency_ms"]), float(r["gmacs"] or "nan")) for r in rows]
 
 

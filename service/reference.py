@@ -1,13 +1,22 @@
-"""Published reference figures (top-1, params, MACs, latency) keyed by timm model name, read from
-the CSV that ``LATBENCH_REFERENCE_CSV`` names. The service works without it: every lookup is then
-empty."""
+"""Published reference figures (top-1, params, MACs, latency) keyed by timm model name.
+
+They ship with the package (``service/data/published_reference.csv``, every row with its source)
+and are read through ``importlib.resources``, so a fresh clone or an installed wheel has them;
+``LATBENCH_REFERENCE_CSV`` names another file with the same columns instead. An override that
+does not exist gives empty tables: the service still runs and the dashboard says why nothing is
+plotted.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
+
+PACKAGED = "published_reference.csv"
 
 
 @dataclass(frozen=True)
@@ -16,6 +25,8 @@ class Reference:
     source: str  # "<repository> <file or table>", cited wherever the figure is shown
     params_m: float | None
     gmacs: float | None
+    resolution: int | None = None  # the input side the top-1 was measured at
+    family: str | None = None  # as the zoo spells it, so one filter covers both
 
 
 def _number(text: str | None) -> float | None:
@@ -41,11 +52,15 @@ PUBLISHED_DEVICES = {
 }
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
+def rows(path: Path | None = None) -> list[dict[str, str]]:
+    """Every row of the reference CSV as the file spells it (``None``: the packaged file)."""
+    if path is None:
+        text = resources.files("service.data").joinpath(PACKAGED).read_text(encoding="utf-8")
+    elif path.is_file():
+        text = path.read_text(encoding="utf-8")
+    else:
         return []
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+    return list(csv.DictReader(io.StringIO(text)))
 
 
 def _source(row: dict[str, str]) -> str:
@@ -53,10 +68,10 @@ def _source(row: dict[str, str]) -> str:
 
 
 @lru_cache(maxsize=4)
-def load_latency(path: Path) -> dict[tuple[str, str], PublishedLatency]:
+def load_latency(path: Path | None = None) -> dict[tuple[str, str], PublishedLatency]:
     """(timm name, device class) -> the first published latency on a device of that class."""
     table: dict[tuple[str, str], PublishedLatency] = {}
-    for row in _rows(path):
+    for row in rows(path):
         name, latency = row.get("timm_name", "").strip(), _number(row.get("latency_ms"))
         if not name or latency is None:
             continue
@@ -69,17 +84,22 @@ def load_latency(path: Path) -> dict[tuple[str, str], PublishedLatency]:
 
 
 @lru_cache(maxsize=4)
-def load(path: Path) -> dict[str, Reference]:
-    """First row with a top-1 per timm name (the file lists each model's own repository first)."""
+def load(path: Path | None = None) -> dict[str, Reference]:
+    """First row with a top-1 per timm name (the file lists each model's own repository first);
+    ``None`` reads the packaged file."""
     table: dict[str, Reference] = {}
-    for row in _rows(path):
+    for row in rows(path):
         name, top1 = row.get("timm_name", "").strip(), _number(row.get("top1"))
         if not name or top1 is None or name in table:
             continue
+        resolution = _number(row.get("resolution"))
         table[name] = Reference(
             top1=top1,
             source=_source(row),
             params_m=_number(row.get("params_m")),
             gmacs=_number(row.get("gmacs")),
+            resolution=int(resolution) if resolution else None,
+            family=row.get("family", "").lower()
+            or None,  # the zoo's spelling: "FastViT" -> "fastvit"
         )
     return table

@@ -16,8 +16,6 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -48,7 +46,9 @@ class Settings(BaseSettings):
         description="prefix of the Celery queue names: deployments sharing one Redis stay apart",
     )
     local_runner: bool = Field(True, description="embedded default: measure on this host's CPU")
-    reference_csv: Path = REPO_ROOT.parent / "shared" / "reference" / "published_latency.csv"
+    reference_csv: Path | None = Field(
+        None, description="published top-1/latency CSV; default: the one shipped in the package"
+    )
     host_lock: Path = Path(tempfile.gettempdir()) / "latbench-host.lock"
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)

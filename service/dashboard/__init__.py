@@ -1,2 +1,3 @@
-"""Dashboard: latency vs published top-1 per device class with the Pareto frontier, rendered on
-the server as SVG; assets ship in the package (no CDN)."""
+"""Dashboard: latency vs top-1 per device class (measured, published, predicted and the user's own
+points), Pareto fronts, ranks across devices and a page per spec; drawn with Plotly from the
+installed ``plotly`` package (no CDN). ``report`` writes the same charts as one offline file."""

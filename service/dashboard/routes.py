@@ -1,22 +1,42 @@
-"""GET /dashboard: one latency-vs-accuracy plot per device class, latest result per model."""
+"""The dashboard: a page per view (devices' charts, a model), the data behind them as JSON and CSV,
+and Plotly's script served from the installed ``plotly`` package (no CDN)."""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from exporters.errors import NotFoundError
 from service import reference
 from service.api.deps import SessionDep, SettingsDep
-from service.dashboard.plot import Point, layout
+from service.api.present import job_public, runner_public
+from service.dashboard import view
+from service.db import jobs, runners
+from service.db.accuracy import accuracies
 from service.db.results import list_results
+from service.db.tables import ArtifactRow, JobRow, ResultRow, SpecRow
+from service.settings import Settings
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
+
+DeviceQ = Annotated[str | None, Query(max_length=32, pattern=r"^[a-z0-9_\-]+$")]
+FamilyQ = Annotated[list[str], Query(max_length=32)]
+KindQ = Annotated[list[view.Kind], Query(max_length=4)]
+
+
+def plotly_js() -> str:
+    """The plotly.js bundle the ``plotly`` wheel ships, as text (served, or inlined in reports)."""
+    return resources.files("plotly").joinpath("package_data/plotly.min.js").read_text("utf-8")
 
 
 @router.get("/", response_class=RedirectResponse)
@@ -24,45 +44,122 @@ def root() -> RedirectResponse:
     return RedirectResponse("/dashboard")
 
 
+@router.get("/dashboard/assets/plotly.min.js")
+def plotly_asset() -> Response:
+    return Response(
+        plotly_js(),
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
+def _view(
+    session: Session,
+    settings: Settings,
+    device: str | None,
+    family: list[str],
+    kind: list[view.Kind],
+) -> view.Dashboard:
+    return view.build(
+        session,
+        reference_csv=settings.reference_csv,
+        device=device,
+        families=set(family),
+        kinds=set(kind),
+    )
+
+
+@router.get("/dashboard/data.json")
+def dashboard_data(
+    session: SessionDep,
+    settings: SettingsDep,
+    device: DeviceQ = None,
+    family: FamilyQ = [],  # noqa: B006 (FastAPI copies query defaults)
+    kind: KindQ = [],  # noqa: B006
+) -> JSONResponse:
+    return JSONResponse(_view(session, settings, device, family, kind).to_json())
+
+
+@router.get("/dashboard/data.csv")
+def dashboard_csv(
+    session: SessionDep,
+    settings: SettingsDep,
+    device: DeviceQ = None,
+    family: FamilyQ = [],  # noqa: B006
+    kind: KindQ = [],  # noqa: B006
+) -> Response:
+    data = view.to_csv(_view(session, settings, device, family, kind))
+    name = f"latbench-{device or 'all'}.csv"
+    return Response(
+        data, media_type="text/csv", headers={"Content-Disposition": f"attachment; filename={name}"}
+    )
+
+
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
-    refs = reference.load(settings.reference_csv)
-    published = reference.load_latency(settings.reference_csv)
-    latest: dict[str, dict[str, float]] = {}
-    for result, _spec in list_results(session, limit=5000):  # newest first
-        latest.setdefault(result.device_class, {}).setdefault(result.model, result.median_ms)
-    panels = []
-    for device, by_model in sorted(latest.items()):
-        points = [Point(m, ms, refs[m].top1) for m, ms in sorted(by_model.items()) if m in refs]
-        unplotted = sorted(m for m in by_model if m not in refs)
-        panels.append(
-            {
-                "device": device,
-                "plot": layout(points),
-                "unplotted": unplotted,
-                "rows": sorted(points, key=lambda p: p.latency_ms),
-                "published": {
-                    p.label: published[(p.label, device)]
-                    for p in points
-                    if (p.label, device) in published
-                },
-            }
-        )
-    sources = sorted(
-        {refs[p.label].source for panel in panels for p in panel["rows"]}
-        | {pub.source for panel in panels for pub in panel["published"].values()}
-    )
+    overview = view.build(session, reference_csv=settings.reference_csv)
+    states = dict(session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all())
+    recent, _count = jobs.list_jobs(session, limit=30)
     return templates.TemplateResponse(
         request,
         "dashboard.html",
         {
-            "panels": panels,
-            "sources": sources,
-            "cite": lambda source: sources.index(source) + 1,  # every figure shown cites its source
-            "refs": refs,
-            "has_reference": bool(refs),
+            "overview": overview,
+            "kinds": [k.value for k in view.Kind],
+            "runners": [runner_public(r) for r in runners.list_runners(session)],
+            "states": states,
+            "jobs": [job_public(session, j, with_result=False) for j in recent],
+            "report": None,
         },
     )
+
+
+@router.get("/dashboard/models/{spec_hash}", response_class=HTMLResponse)
+def model_page(
+    spec_hash: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> HTMLResponse:
+    spec = session.get(SpecRow, spec_hash)
+    if spec is None:
+        raise NotFoundError(f"no stored spec with hash {spec_hash!r}")
+    ref = reference.load(settings.reference_csv).get(spec.model)
+    artifacts = list(session.scalars(select(ArtifactRow).where(ArtifactRow.spec_hash == spec_hash)))
+    history = [  # newest first
+        result
+        for result, _ in list_results(session, model=spec.model, limit=10000)
+        if result.spec_hash == spec_hash
+    ]
+    with_layers = next((r for r in history if r.measurement.get("layers")), None)
+    return templates.TemplateResponse(
+        request,
+        "model.html",
+        {
+            "spec": spec,
+            "published": ref if view.is_published_spec(spec, ref) else None,
+            "accuracy": accuracies(session, subjects=[spec_hash]).get(spec_hash),
+            "reparam": next(
+                (a.report.get("reparam") for a in artifacts if a.report.get("reparam")), None
+            ),
+            "artifacts": artifacts,
+            "layers": with_layers.measurement["layers"] if with_layers else None,
+            "layers_device": with_layers.device_class if with_layers else None,
+            "history": [_history_entry(r) for r in reversed(history)],
+        },
+    )
+
+
+def _history_entry(result: ResultRow) -> dict[str, Any]:
+    low, high = view.interval(result.measurement["latency_ms"])
+    return {
+        "device": result.device_class,
+        "format": result.format,
+        "created_at": result.created_at.isoformat(),
+        "median_ms": result.median_ms,
+        "low": low,
+        "high": high,
+        "kind": result.measurement.get("kind", "measured"),
+        "threads": (result.measurement.get("settings") or {}).get("threads"),
+        "job_id": result.job_id,
+    }
 
 
 def mount(app: FastAPI) -> None:

@@ -19,6 +19,8 @@ def record_export(session: Session, *, spec_hash: str, report: dict[str, Any]) -
             key=item["key"], spec_hash=spec_hash
         )
         row.format, row.precision = item["format"], item["precision"]
-        row.path, row.ok, row.report = item.get("path"), bool(item.get("ok")), item
+        # the spec's reparameterization proof is kept beside each artifact it was proven for
+        report_of = {**item, "reparam": report.get("reparam")}
+        row.path, row.ok, row.report = item.get("path"), bool(item.get("ok")), report_of
         session.merge(row)
     session.commit()

@@ -1,4 +1,4 @@
-"""The five tables. Everything that matters lives here, never only in memory.
+"""The six tables. Everything that matters lives here, never only in memory.
 
 Two constraints carry the service's guarantees: ``jobs.active_key`` is unique while a job is
 unfinished (NULL afterwards), so identical concurrent requests coalesce to one job; and
@@ -98,3 +98,19 @@ class RunnerRow(Base):
     current_job_id: Mapped[str | None] = mapped_column(String(32))
     registered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_heartbeat: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AccuracyRow(Base):
+    """Top-1 a user attached to what they measured (a spec hash; an uploaded artifact's key once
+    uploads exist): one per subject, replaced when set again, always shown with its provenance."""
+
+    __tablename__ = "user_accuracy"
+
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
+    top1: Mapped[float] = mapped_column(Float)
+    dataset: Mapped[str] = mapped_column(String(64))
+    resolution: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(256))
+    note: Mapped[str | None] = mapped_column(Text)
+    user: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -16,7 +16,7 @@ from exporters.zoo.native.parc_blocks import fold_affine_into_pointwise
 from exporters.zoo.native.parc_select import layer_shapes
 
 PARC_MODELS = ["parcnet_s", "parcnet_xs", "parc_convnext_xt"]
-# Published parameter counts (hkzhang91/ParC-Net README; /work/shared/reference), millions.
+# Published parameter counts (hkzhang91/ParC-Net README; service/data/published_reference.csv), millions.
 PUBLISHED_PARAMS_M = {"parcnet_s": 5.0, "parc_convnext_xt": 7.4}
 
 

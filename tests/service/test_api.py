@@ -261,43 +261,6 @@ def test_artifact_keys_cannot_name_paths(client):
     assert response.status_code in (404, 422)
 
 
-def test_dashboard_renders_without_reference_data(client):
-    page = client.get("/dashboard")
-    assert page.status_code == 200 and "No reference CSV" in page.text
-    assert client.get("/static/style.css").status_code == 200
-
-
-def test_dashboard_plots_measured_models_with_their_published_top1(settings, tmp_path):
-    settings.reference_csv = tmp_path / "ref.csv"
-    settings.reference_csv.write_text(
-        "model,timm_name,top1,device,latency_ms,source_repo,source_file_or_table\n"
-        "MobileOne-S0,mobileone_s0,71.4,iPhone 12,0.79,apple/ml-mobileone,README\n"
-        "MobileOne-S0,mobileone_s0,,Intel Core i9-9900X CPU (single thread),9.9,org/fn,Table 3\n"
-    )
-    with TestClient(create_app(settings)) as client:
-        job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
-        reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
-        auth = {"Authorization": f"Bearer {reg['token']}"}
-        client.post(
-            f"/runners/{reg['id']}/claim", json={"job_id": job_id, "attempt": 1}, headers=auth
-        )
-        client.post(
-            f"/runners/{reg['id']}/results",
-            headers=auth,
-            json={"job_id": job_id, "attempt": 1, "measurement": {"latency_ms": {"median": 3.25}}},
-        )
-        page = client.get("/dashboard").text
-    assert "<h2>cpu-x86_64</h2>" in page
-    assert "mobileone_s0: 3.250 ms, 71.4%" in page  # the point's tooltip
-    assert 'class="frontier"' in page and "apple/ml-mobileone README" in page
-    assert "71.4 <sup>[1]</sup>" in page  # the row cites its source
-    # the published latency of a device of the same class stands beside the measured one, cited;
-    # the iPhone figure does not (another device class)
-    flat = " ".join(page.split())
-    assert "9.9 (Intel Core i9-9900X CPU (single thread)) <sup>[2]</sup>" in flat
-    assert "0.79" not in page and "org/fn Table 3" in page
-
-
 def test_a_runner_fails_only_the_job_it_holds(client):
     job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
     holder, other = (

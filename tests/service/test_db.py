@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import func, select
 
-from service.db import jobs, runners
-from service.db.engine import make_engine, upgrade
+from exporters.errors import NotFoundError
+from service.db import accuracy, jobs, runners
+from service.db.engine import MIGRATIONS, make_engine, upgrade
 from service.db.jobs import JobState
 from service.db.results import record_result
 from service.db.tables import JobRow, ResultRow
@@ -121,7 +123,7 @@ def test_migrations_are_idempotent(db_url):
     with engine.connect() as conn:
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     engine.dispose()
-    assert version == "0001"
+    assert version == max(p.name[:4] for p in (MIGRATIONS / "versions").glob("0*.py"))
 
 
 def test_a_measured_request_reuses_its_job_unless_forced(sessions):
@@ -141,3 +143,35 @@ def test_a_measured_request_reuses_its_job_unless_forced(sessions):
             reuse_result=False,
         )
         assert forced_created and forced.id != job.id
+
+
+def test_user_accuracy_is_set_once_per_spec_and_replaced(sessions):
+    with sessions() as s:
+        job, _ = _job(s)
+        spec_hash = job.spec_hash
+        with pytest.raises(NotFoundError):
+            accuracy.set_accuracy(
+                s,
+                subject="f" * 64,
+                top1=70.0,
+                dataset="imagenet-1k",
+                resolution=None,
+                source="run 1",
+                note=None,
+                user="u",
+            )
+        for top1 in (70.0, 71.5):
+            accuracy.set_accuracy(
+                s,
+                subject=spec_hash,
+                top1=top1,
+                dataset="imagenet-1k",
+                resolution=224,
+                source="run 2",
+                note="80 epochs",
+                user="u",
+            )
+    with sessions() as s:
+        stored = accuracy.accuracies(s)
+    assert list(stored) == [spec_hash] and stored[spec_hash].top1 == 71.5
+    assert stored[spec_hash].note == "80 epochs" and stored[spec_hash].resolution == 224

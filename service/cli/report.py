@@ -1,0 +1,51 @@
+"""``latbench report [--device …] [--out report.html] [--images]``: the dashboard's charts from this
+machine's database (LATBENCH_DATA_DIR / LATBENCH_DATABASE_URL) as one self-contained HTML file,
+plus each device's chart as PNG and SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from exporters.errors import LatbenchError
+from service.cli import fail
+
+
+def report(
+    device: Annotated[
+        list[str] | None, typer.Option(help="device class to include; repeat; default: all")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("report.html"),
+    images: Annotated[
+        bool, typer.Option(help="also write <out>-<device>.png/.svg (needs chromium)")
+    ] = False,
+) -> None:
+    """Write the latency-vs-accuracy charts, fronts and ranks as one offline HTML file."""
+    from service.dashboard.report import write
+    from service.db.engine import make_engine, make_sessionmaker, upgrade
+    from service.settings import Settings
+
+    settings = Settings()
+    engine = make_engine(settings.db_url)
+    try:
+        upgrade(engine)
+        with make_sessionmaker(engine)() as session:
+            written = write(
+                session,
+                reference_csv=settings.reference_csv,
+                devices=device or None,
+                out=out,
+                images=images,
+            )
+    except LatbenchError as error:
+        raise fail(error) from None
+    finally:
+        engine.dispose()
+    for path in written:
+        typer.echo(str(path))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(report)
