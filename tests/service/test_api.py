@@ -179,9 +179,9 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
     )
     assert client.get("/devices").json()["data"][0]["current_job_id"] == job_id
     bad = client.post(
-        f"{base}/results", json={"job_id": job_id, "attempt": 1, "measurement": {}}, headers=auth
+        f"{base}/results", json={"job_id": job_id, "attempt": 1, "result": {}}, headers=auth
     )
-    assert bad.status_code == 422 and bad.json()["field"] == "measurement.latency_ms"
+    assert bad.status_code == 422 and bad.json()["field"] == "result.latency_ms"
     measurement = {
         "latency_ms": {"median": 4.2, "p90": 4.5, "ci95": [4.1, 4.3], "n": 30},
         "device": {"cpu_model": "test"},
@@ -191,7 +191,7 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
     stolen = client.post(
         f"/runners/{other['id']}/results",
         headers={"Authorization": f"Bearer {other['token']}"},
-        json={"job_id": job_id, "attempt": 1, "measurement": measurement},
+        json={"job_id": job_id, "attempt": 1, "result": measurement},
     )
     assert stolen.status_code == 409 and "does not hold" in stolen.json()["detail"]
     failed_by_other = client.post(
@@ -206,7 +206,7 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
     stale = client.post(
         f"{base}/results",
         headers=auth,
-        json={"job_id": job_id, "attempt": 2, "measurement": measurement},
+        json={"job_id": job_id, "attempt": 2, "result": measurement},
     )
     assert stale.status_code == 409 and "attempt 2" in stale.json()["detail"]
     assert client.get(f"/jobs/{job_id}").json()["state"] == "measuring"
@@ -214,7 +214,7 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
         client.post(
             f"{base}/results",
             headers=auth,
-            json={"job_id": job_id, "attempt": 1, "measurement": measurement},
+            json={"job_id": job_id, "attempt": 1, "result": measurement},
         )
         for _ in range(3)
     ]
@@ -231,11 +231,11 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
 @pytest.mark.parametrize(
     "measurement, field",
     [
-        ({"latency_ms": {"median": 1.0}, "notes": "x"}, "measurement.notes"),
-        ({"latency_ms": {"median": 1.0, "ci95": [1]}}, "measurement.latency_ms.ci95.1"),
-        ({"latency_ms": {"median": 1.0, "p90": "slow"}}, "measurement.latency_ms.p90"),
-        ({"latency_ms": {"median": 1.0}, "device": []}, "measurement.device"),
-        ({"latency_ms": {"median": 1.0}, "samples_ms": [1, None]}, "measurement.samples_ms.1"),
+        ({"latency_ms": {"median": 1.0}, "notes": "x"}, "result.notes"),
+        ({"latency_ms": {"median": 1.0, "ci95": [1]}}, "result.latency_ms.ci95.1"),
+        ({"latency_ms": {"median": 1.0, "p90": "slow"}}, "result.latency_ms.p90"),
+        ({"latency_ms": {"median": 1.0}, "device": []}, "result.device"),
+        ({"latency_ms": {"median": 1.0}, "samples_ms": [1, None]}, "result.samples_ms.1"),
     ],
 )
 def test_malformed_measurement_is_refused_naming_the_field(client, measurement, field):
@@ -245,7 +245,7 @@ def test_malformed_measurement_is_refused_naming_the_field(client, measurement, 
     claim = {"job_id": job_id, "attempt": 1}
     client.post(f"/runners/{reg['id']}/claim", json=claim, headers=auth)
     posted = client.post(
-        f"/runners/{reg['id']}/results", json={**claim, "measurement": measurement}, headers=auth
+        f"/runners/{reg['id']}/results", json={**claim, "result": measurement}, headers=auth
     )
     assert posted.status_code == 422 and posted.json()["field"] == field
     assert client.get(f"/jobs/{job_id}").json()["state"] == "measuring"

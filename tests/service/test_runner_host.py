@@ -30,26 +30,40 @@ def _tiny_onnx(path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
-def test_runner_command_and_measurement_need_no_torch(tmp_path):
+def test_runner_command_and_a_profile_job_need_no_torch_fastapi_or_sqlalchemy(tmp_path):
     model = tmp_path / "model.onnx"
     _tiny_onnx(model)
     script = BLOCKER + textwrap.dedent(f"""
         import json
         from pathlib import Path
-        import service.cli.runner, service.dispatch.agent
-        from devices.settings import MeasureSettings
-        from exporters.formats import DeviceClass, ExportFormat
-        from service import pipeline
-        m = pipeline.measure(Path({str(model)!r}), device_class=DeviceClass.of_this_cpu(),
-                             fmt=ExportFormat.ONNX, lock_path=Path({str(tmp_path / "lock")!r}),
-                             settings=MeasureSettings(threads=1, max_seconds=0.5,
-                                                      warmup_max_seconds=0.2))
-        print(json.dumps({{"n": m["latency_ms"]["n"], "runtime": m["device"]["runtime"],
-                          "torch": "torch" in sys.modules}}))
+        import service.cli, devices.jobs.agent
+        from devices.jobs.execute import run_task
+        from devices.jobs.port import Host, JobTask
+        from exporters.formats import DeviceClass
+
+        class Port:  # what the HTTP port does, minus the server
+            def claim(self, task):
+                return True
+            def fetch_artifact(self, task):
+                return Path({str(model)!r})
+            def post_result(self, task, result):
+                self.result = result
+            def post_failure(self, task, error):
+                raise AssertionError(error)
+
+        port = Port()
+        task = JobTask(job_id="j", attempt=1, device_class=DeviceClass.of_this_cpu().value,
+                       format="onnx", artifact_key="k",
+                       settings={{"threads": 1, "max_seconds": 0.5, "warmup_max_seconds": 0.2}})
+        run_task(port, task, Host(lock_path=Path({str(tmp_path / "lock")!r})))
+        m = port.result
+        heavy = [name for name in ("torch", "fastapi", "sqlalchemy") if name in sys.modules]
+        print(json.dumps({{"n": m.latency_ms.n, "runtime": m.device["runtime"],
+                          "heavy": heavy}}))
     """)
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["runtime"] == "onnxruntime" and report["n"] >= 20 and not report["torch"]
+    assert report["runtime"] == "onnxruntime" and report["n"] >= 20 and report["heavy"] == []
