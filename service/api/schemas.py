@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from devices.results import MeasurementRecord
 from devices.settings import MeasureSettings
@@ -142,7 +142,9 @@ class Claim(Strict):
 
 class ResultPost(Claim):
     result: dict[str, Any] = Field(
-        ..., description="the job kind's result; validated against that kind's schema"
+        ...,
+        validation_alias=AliasChoices("result", "measurement"),  # runners before job kinds
+        description="the job kind's result; validated against that kind's schema",
     )
 
 

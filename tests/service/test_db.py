@@ -121,7 +121,7 @@ def test_migrations_are_idempotent(db_url):
     with engine.connect() as conn:
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     engine.dispose()
-    assert version == "0001"
+    assert version == "0002"
 
 
 def test_a_measured_request_reuses_its_job_unless_forced(sessions):

@@ -103,7 +103,7 @@ def test_result_for_a_job_that_failed_meanwhile_is_not_stored(sessions, settings
                 job=job,
                 model="m",
                 runner_id=runner_id,
-                result={"latency_ms": {"median": 1.0}},
+                measurement={"latency_ms": {"median": 1.0}},
             )
         assert jobs.result_for(s, job_id=job_id) is None
         assert jobs.get_job(s, job_id=job_id).state == "failed"
