@@ -84,13 +84,14 @@ def request_key(*, spec_hash: str, target: Target, settings: MeasureSettings) ->
 
 def export(
     spec: ModelSpec,
-    formats: tuple[ExportFormat, ...],
+    formats: tuple[ExportFormat, ...] | None,
     *,
     store_root: Path,
     lock_path: Path,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ExportReport:
-    """Export (or find cached) ``formats`` of ``spec`` under the shared host lock; take an
+    """Export (or find cached) ``formats`` of ``spec`` (None: the spec's own list) under the
+    shared host lock; take an
     artifact out of the report with ``report.require(fmt)``, which fails with its error."""
     from exporters.artifacts import ArtifactStore
     from exporters.export import export_model

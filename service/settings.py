@@ -8,13 +8,14 @@ not discovered in production: binding to a non-loopback address needs an API tok
 from __future__ import annotations
 
 import ipaddress
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from devices.jobs.lock import DEFAULT_LOCK
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,7 @@ class Settings(BaseSettings):
     )
     local_runner: bool = Field(True, description="embedded default: measure on this host's CPU")
     reference_csv: Path = REPO_ROOT.parent / "shared" / "reference" / "published_latency.csv"
-    host_lock: Path = Path(tempfile.gettempdir()) / "latbench-host.lock"
+    host_lock: Path = DEFAULT_LOCK
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_queued_per_user: int = Field(50, ge=1)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+DEFAULT_LOCK = Path(tempfile.gettempdir()) / "latbench-host.lock"  # LATBENCH_HOST_LOCK overrides
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from devices.jobs.lock import host_lock
 from devices.jobs.port import Host, JobTask
 from devices.results import Measurement, MeasurementRecord
 from devices.settings import MeasureSettings, parse_settings
-from exporters.errors import RunnerUnavailableError
+from exporters.errors import RunnerUnavailableError, SpecError
 from exporters.formats import DeviceClass, ExportFormat
 
 
@@ -27,6 +27,34 @@ def runner_name(device_class: DeviceClass, fmt: ExportFormat) -> str:
     if names:
         get_runner(names[0])  # raises RunnerUnavailableError with the runner's own reason
     raise RunnerUnavailableError(f"no runner for {fmt.value} artifacts on {device_class.value}")
+
+
+def choose_runner(
+    device_class: DeviceClass | None, runner: str | None = None
+) -> tuple[str, ExportFormat]:
+    """The runner to measure on and the artifact format it takes: by device class, the first
+    available runner of the class in the class's format order (as the service picks); by name
+    only when ``runner`` is given (its class must then match ``device_class``, where given)."""
+    from devices.runner import get_runner, runner_class
+
+    if runner is not None:
+        chosen = runner_class(runner)
+        if device_class is not None and chosen.device_class is not device_class:
+            raise SpecError(
+                f"runner {chosen.name!r} measures {chosen.device_class.value}, "
+                f"not {device_class.value}",
+                field="runner",
+            )
+        get_runner(chosen.name)  # raises RunnerUnavailableError with the runner's reason
+        return chosen.name, chosen.formats[0]
+    device_class = device_class or DeviceClass.of_this_cpu()
+    errors = []
+    for fmt in device_class.formats:
+        try:
+            return runner_name(device_class, fmt), fmt
+        except RunnerUnavailableError as exc:
+            errors.append(exc)
+    raise errors[0]
 
 
 def measure(
