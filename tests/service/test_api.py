@@ -1,4 +1,4 @@
-"""The app over HTTP (TestClient), its dispatcher's worker off so jobs stay where the API put them:
+"""The app over HTTP (TestClient) with a recording dispatcher, so jobs stay where the API put them:
 request shape, coalescing, cache, errors naming fields, limits, auth, and the runner protocol."""
 
 from __future__ import annotations
@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from exporters.formats import DeviceClass
 from service.app import create_app
-from service.dispatch.local import LocalDispatcher
 from tests.service.backends import redis_namespace
+from tests.service.doubles import RecordingDispatcher
 
 FAST = {"threads": 1, "max_seconds": 1.0}
 
@@ -17,16 +18,14 @@ def body(**extra):
     return {"model": "mobileone_s0", "formats": ["onnx"], "settings": FAST, **extra}
 
 
-@pytest.fixture(autouse=True)
-def worker_off(settings, monkeypatch):
-    """The embedded runner counts as on (so this CPU's jobs are accepted) but never starts."""
-    settings.local_runner = True
-    monkeypatch.setattr(LocalDispatcher, "start", lambda self: None)
+def make_app(settings, dispatcher=None):
+    """The app with a dispatcher that serves this CPU's class, as the embedded one does."""
+    return create_app(settings, dispatcher=dispatcher or RecordingDispatcher.this_host())
 
 
 @pytest.fixture
 def client(settings):
-    with TestClient(create_app(settings)) as c:
+    with TestClient(make_app(settings)) as c:
         yield c
 
 
@@ -51,6 +50,23 @@ def test_profile_makes_one_job_per_device_and_coalesces_repeats(settings):
     assert again.json()["jobs"][0]["id"] == jobs[0]["id"]
     assert other.json()["jobs"][0]["id"] != jobs[0]["id"]
     assert listed["count"] == 1 and listed["data"][0]["id"] == jobs[1]["id"]
+
+
+def test_coalescing_submits_each_new_job_once_without_a_broker(settings):
+    """The same promise as the Redis test above, with the queue replaced by a recorder: what the
+    job service hands the dispatcher is one submission per new job, none for a repeat."""
+    dispatcher = RecordingDispatcher([DeviceClass.CPU_X86_64, DeviceClass.CPU_ARM64])
+    with TestClient(make_app(settings, dispatcher)) as client:
+        first = client.post("/profile", json=body(devices=["cpu-x86_64", "cpu-arm64"])).json()
+        again = client.post("/profile", json=body(devices=["cpu-arm64", "cpu-x86_64"])).json()
+        other = client.post("/profile", json=body(settings={**FAST, "threads": 2})).json()
+        forced = client.post("/profile", json=body(force=True)).json()
+    ids = [j["id"] for j in first["jobs"]]
+    assert sorted(j["id"] for j in again["jobs"]) == sorted(ids)
+    assert not any(j["cached"] for j in again["jobs"])  # joined unfinished jobs: not results
+    assert other["jobs"][0]["id"] not in ids
+    assert forced["jobs"][0]["id"] == ids[0]  # force skips finished results, not queued twins
+    assert dispatcher.submitted == [(ids[0], 1), (ids[1], 1), (other["jobs"][0]["id"], 1)]
 
 
 @pytest.mark.parametrize(
@@ -85,7 +101,7 @@ def test_bad_input_is_a_4xx_naming_the_field(client, payload, status, field):
 
 def test_local_dispatcher_without_its_runner_refuses_jobs_it_cannot_measure(settings):
     settings.local_runner = False
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings)) as client:  # the real embedded dispatcher, runner off
         response = client.post("/profile", json=body())
         listed = client.get("/jobs").json()
     assert response.status_code == 422 and response.json()["field"] == "devices"
@@ -115,17 +131,16 @@ def test_chunked_body_over_the_bound_is_refused_with_413(client, settings):
 
 def test_per_user_queue_bound_answers_429(settings):
     settings.max_queued_per_user = 1
-    with TestClient(create_app(settings)) as client:
+    with TestClient(make_app(settings)) as client:
         assert client.post("/profile", json=body()).status_code == 202
         response = client.post("/profile", json=body(settings={**FAST, "threads": 2}))
     assert response.status_code == 429
 
 
-def test_quota_is_checked_for_the_whole_request_before_any_job(settings, monkeypatch):
-    monkeypatch.setattr(LocalDispatcher, "serves", lambda self, device_class: True)
+def test_quota_is_checked_for_the_whole_request_before_any_job(settings):
     two = body(devices=["cpu-x86_64", "cpu-arm64"])
     settings.max_queued_per_user = 1
-    with TestClient(create_app(settings)) as client:
+    with TestClient(make_app(settings, RecordingDispatcher())) as client:
         refused = client.post("/profile", json=two)
         assert client.get("/jobs").json()["count"] == 0  # not one of the two was created
         settings.max_queued_per_user = 2
@@ -140,7 +155,7 @@ def test_quota_is_checked_for_the_whole_request_before_any_job(settings, monkeyp
 
 def test_api_token_is_required_when_set(settings):
     settings.api_token = "t" * 20
-    with TestClient(create_app(settings)) as client:
+    with TestClient(make_app(settings)) as client:
         assert client.get("/jobs").status_code == 401
         assert client.get("/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
         ok = client.get("/jobs", headers={"Authorization": f"Bearer {'t' * 20}"})
@@ -151,7 +166,7 @@ def test_api_token_is_required_when_set(settings):
 def test_non_ascii_bearer_token_is_a_401_not_a_500(settings):
     settings.api_token, settings.runner_token = "t" * 20, "r" * 20
     odd = {"Authorization": "Bearer t\u00e9".encode("latin-1")}
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(make_app(settings), raise_server_exceptions=False) as client:
         jobs = client.get("/jobs", headers=odd)
         runner = client.post("/runners", json={"device_class": "cpu-x86_64"}, headers=odd)
     assert (jobs.status_code, jobs.json()["error"]) == (401, "AuthError")
@@ -274,7 +289,7 @@ def test_dashboard_plots_measured_models_with_their_published_top1(settings, tmp
         "MobileOne-S0,mobileone_s0,71.4,iPhone 12,0.79,apple/ml-mobileone,README\n"
         "MobileOne-S0,mobileone_s0,,Intel Core i9-9900X CPU (single thread),9.9,org/fn,Table 3\n"
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(make_app(settings)) as client:
         job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
         reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
         auth = {"Authorization": f"Bearer {reg['token']}"}

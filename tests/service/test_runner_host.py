@@ -62,8 +62,21 @@ def test_runner_command_and_a_profile_job_need_no_torch_fastapi_or_sqlalchemy(tm
                           "heavy": heavy}}))
     """)
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["runtime"] == "onnxruntime" and report["n"] >= 20 and report["heavy"] == []
+
+
+def test_runner_help_needs_no_server_packages():
+    script = BLOCKER + textwrap.dedent("""
+        sys.argv = ["latbench", "runner", "--help"]
+        from service.cli import main
+        main()
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--device-class" in done.stdout and "--server" in done.stdout
