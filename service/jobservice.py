@@ -33,6 +33,9 @@ from service.settings import Settings
 
 Sessions = Callable[[], Session]
 
+# How each job kind's validated result is stored (one db function per kind), keyed by kind name.
+RECORDERS: dict[str, Callable[..., tuple[ResultRow, bool]]] = {"profile": record_result}
+
 
 @dataclass(frozen=True)
 class Submitted:
@@ -211,7 +214,7 @@ def complete(
     except ValidationError as exc:
         raise spec_error_from(exc.errors(), prefix=("result",)) from None
     model = session.get(SpecRow, job.spec_hash).model
-    stored, _ = record_result(
+    stored, _ = RECORDERS[job.kind](
         session,
         job=job,
         model=model,
