@@ -49,9 +49,9 @@ def _requeue_runner_job(session: Session, runner: RunnerRow, dispatcher: Dispatc
     if job_id is None:
         return
     job = jobs.get_job(session, job_id=job_id)
-    if job.state == JobState.MEASURING.value and job.runner_id == runner.id:
-        if jobservice.requeue(session, job, dispatcher):
-            log.warning("runner %s went silent; job %s requeued", runner.id, job.id)
+    held = job.state == JobState.MEASURING.value and job.runner_id == runner.id
+    if held and jobservice.requeue(session, job, dispatcher):
+        log.warning("runner %s went silent; job %s requeued", runner.id, job.id)
 
 
 def recover(sessions: Sessions, dispatcher: Dispatcher) -> int:
