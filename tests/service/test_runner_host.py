@@ -4,9 +4,12 @@ command and the measure path must import and work without them."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 BLOCKER = textwrap.dedent("""
     import sys
@@ -80,3 +83,36 @@ def test_runner_help_needs_no_server_packages():
     )
     assert done.returncode == 0, done.stderr
     assert "--device-class" in done.stdout and "--server" in done.stdout
+
+
+def test_the_runner_image_copies_enough_for_a_profile_job(tmp_path):
+    """Only what docker/Dockerfile.runner copies, on the path: the runner imports and its job
+    kind loads (the tree itself is not importable in the child)."""
+    repo = Path(__file__).resolve().parents[2]
+    stage = tmp_path / "app"
+    for line in (repo / "docker" / "Dockerfile.runner").read_text().splitlines():
+        if not line.startswith("COPY "):
+            continue
+        *sources, dest = line.split()[1:]
+        for source in sources:
+            target = stage / dest / Path(source).name if dest.endswith("/") else stage / dest
+            copy = shutil.copytree if (repo / source).is_dir() else shutil.copy
+            target.parent.mkdir(parents=True, exist_ok=True)
+            copy(repo / source, target)
+    script = BLOCKER + textwrap.dedent("""
+        import devices.jobs.agent, service.cli
+        from devices.jobs.kinds import get_kind
+        print(get_kind("profile").name, devices.jobs.agent.__file__)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(stage)}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["profile", str(stage / "devices" / "jobs" / "agent.py")]
