@@ -5,16 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporters.artifacts import ArtifactStore
-from exporters.errors import ExportError
-from service.cli import data_dir
-from exporters.export import export_model
 from exporters.formats import ExportFormat
 from exporters.spec import InputSpec, ModelSpec
-
-
-def store() -> ArtifactStore:
-    return ArtifactStore(data_dir())
+from service import pipeline
+from service.cli import data_dir, host_lock_path
 
 
 def artifacts(
@@ -22,14 +16,9 @@ def artifacts(
 ) -> dict[ExportFormat, Path]:
     """Paths of ``model``'s artifacts (exported on first use, one build for all formats)."""
     size = {"input": InputSpec(height=side, width=side)} if side else {}
-    report = export_model(ModelSpec(model=model, formats=formats, **size), store=store())
-    paths = {}
-    for fmt in formats:
-        entry = report.artifact(fmt)
-        if entry is None or not entry.ok or entry.path is None:
-            raise ExportError(fmt.value, f"{model}: {entry.error if entry else 'nothing exported'}")
-        paths[fmt] = Path(entry.path)
-    return paths
+    spec = ModelSpec(model=model, formats=formats, **size)
+    report = pipeline.export(spec, formats, store_root=data_dir(), lock_path=host_lock_path())
+    return {fmt: Path(report.require(fmt).path) for fmt in formats}
 
 
 def artifact(model: str) -> Path:

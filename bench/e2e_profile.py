@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.25  # job polling period: finer polling steals the worker thread's GIL time
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.conftest import Server  # noqa: E402  (the same process harness as the e2e tests)
+from tests.e2e.conftest import Server
 
 
 def settings_for(iters: int) -> dict:
@@ -65,19 +65,20 @@ def direct(model: str, measure: dict, workdir: Path) -> tuple[float, float]:
 
 
 def direct_child(model: str, measure: dict, workdir: Path) -> tuple[float, float]:
+    from devices.jobs.profile import measure as measure_artifact
+    from devices.jobs.profile import runner_name
     from devices.settings import MeasureSettings
     from exporters.formats import DeviceClass, ExportFormat
     from exporters.spec import parse_spec
     from service import pipeline
 
-    spec, lock = parse_spec(model), workdir / "host.lock"
+    spec, lock, fmt = parse_spec(model), workdir / "host.lock", ExportFormat.ONNX
     start = time.perf_counter()
-    report = pipeline.export(spec, ExportFormat.ONNX, store_root=workdir, lock_path=lock)
+    report = pipeline.export(spec, (fmt,), store_root=workdir, lock_path=lock)
     exported = time.perf_counter()
-    pipeline.measure(
-        Path(report["artifacts"][0]["path"]),
-        device_class=DeviceClass.of_this_cpu(),
-        fmt=ExportFormat.ONNX,
+    measure_artifact(
+        Path(report.require(fmt).path),
+        runner=runner_name(DeviceClass.of_this_cpu(), fmt),
         settings=MeasureSettings(**measure),
         lock_path=lock,
     )

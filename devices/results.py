@@ -1,11 +1,63 @@
-"""What a runner returns: a Measurement of one artifact, or a Comparison of two (A/B mode)."""
+"""What a runner returns: a Measurement of one artifact, or a Comparison of two (A/B mode), and
+``MeasurementRecord``, the one schema of a measurement wherever it leaves the runner's objects (the
+HTTP body a runner posts, the database column, the API's result), validated before it is stored."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from devices.stats import RatioEstimate, Summary
+
+
+class Open(BaseModel):
+    """Keys a newer runner adds beyond these are kept as sent (old servers store new fields)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+
+class LatencyRecord(Open):
+    median: float
+    mean: float | None = None
+    min: float | None = None
+    max: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    std: float | None = None
+    iqr: float | None = None
+    cv: float | None = None
+    ci95: tuple[float, float] | None = None
+    n: int | None = Field(None, ge=0)
+
+
+class MeasurementRecord(Open):
+    """A measurement as stored and served; only ``latency_ms`` is required, so that results of
+    older runners stay readable. New groups of fields go in as nested optional models."""
+
+    latency_ms: LatencyRecord
+    samples_ms: list[float] | None = None
+    cpu_ms: LatencyRecord | None = None
+    warmup_iters: int | None = None
+    warmup_steady: bool | None = None
+    load_ms: float | None = None
+    peak_memory_mb: float | None = None
+    memory_source: str | None = None
+    target_met: bool | None = None
+    stop_reason: str | None = None
+    ci_halfwidth: float | None = None
+    runner: str | None = None
+    artifact: str | None = None
+    device: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    host_load: dict[str, Any] = Field(default_factory=dict)
+    layers: dict[str, Any] | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON column's value: what was set, without defaults it did not send."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 @dataclass
@@ -50,6 +102,10 @@ class Measurement:
             "layers": self.layers,
             "notes": self.notes,
         }
+
+    def record(self) -> MeasurementRecord:
+        """The validated record of this measurement (what every path stores)."""
+        return MeasurementRecord.model_validate(self.to_dict())
 
 
 @dataclass

@@ -64,6 +64,15 @@ class ExportError(LatbenchError):
         super().__init__(f"{exporter} export failed{where}: {message}")
 
 
+class ArtifactUnavailableError(ExportError):
+    """An export report holds no usable artifact of a format; the message is the export's own
+    error as recorded in the report (already naming the exporter)."""
+
+    def __init__(self, fmt: str, message: str) -> None:
+        self.exporter, self.op = fmt, None
+        LatbenchError.__init__(self, message)
+
+
 class EquivalenceError(LatbenchError):
     """Two forms that must compute the same function do not."""
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exporters.artifacts import Artifact, ArtifactStore, artifact_key, artifact_size_bytes
-from exporters.errors import ExportError, LatbenchError, SpecError
+from exporters.errors import ArtifactUnavailableError, ExportError, LatbenchError, SpecError
 from exporters.exporter import get_exporter
 from exporters.formats import ExportFormat
 from exporters.spec import ModelSpec, library_versions
@@ -74,6 +74,14 @@ class ExportReport:
 
     def artifact(self, fmt: ExportFormat) -> ArtifactReport | None:
         return next((a for a in self.artifacts if a.format == fmt.value), None)
+
+    def require(self, fmt: ExportFormat) -> ArtifactReport:
+        """The exported artifact of ``fmt``; ArtifactUnavailableError with the export's error."""
+        entry = self.artifact(fmt)
+        if entry is None or not entry.ok or entry.path is None:
+            message = entry.error if entry and entry.error else "no artifact produced"
+            raise ArtifactUnavailableError(fmt.value, message)
+        return entry
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}

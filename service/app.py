@@ -16,12 +16,13 @@ from service import errors
 from service.api import accuracy, devices, health, jobs, limits, models, profile, results, runners
 from service.dashboard import routes as dashboard
 from service.db.engine import make_engine, make_sessionmaker, upgrade
-from service.dispatch import make_dispatcher
+from service.dispatch import Dispatcher, make_dispatcher
 from service.dispatch.reaper import Reaper, recover
 from service.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> FastAPI:
+    """``dispatcher`` replaces the one the settings choose (tests pass a double from tests/)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -29,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.db_url)
         upgrade(engine)
         app.state.sessions = make_sessionmaker(engine)
-        app.state.dispatcher = make_dispatcher(settings, app.state.sessions)
+        app.state.dispatcher = dispatcher or make_dispatcher(settings, app.state.sessions)
         reaper = Reaper(app.state.sessions, settings, app.state.dispatcher)
         app.state.dispatcher.start()
         recover(app.state.sessions, app.state.dispatcher)

@@ -1,26 +1,29 @@
-"""The one place that knows the whole chain: request → spec → artifact → measurement.
+"""The server-side chain: request → plan (spec, targets) → request key → artifact. The device side
+(artifact → measurement) is ``devices.jobs.profile.measure``.
 
-Plain functions with typed input and output; the API, the dispatchers and the runner agent call
-them and never re-implement a step. Heavy imports (torch through ``exporters.export``, runtimes
-through ``devices``) happen inside the functions, so a device host imports this module without
-torch and the API process loads torch only when it first resolves a model.
+Plain functions with typed input and output; the job service, the dispatchers, the CLI and the
+bench scripts call them and never re-implement a step. Heavy imports (torch through
+``exporters.export``) happen inside the functions, so the API process loads torch only when it
+first resolves a model.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from devices.jobs.lock import host_lock
 from devices.settings import MeasureSettings
-from exporters.errors import RunnerUnavailableError, SpecError
+from exporters.errors import SpecError
 from exporters.formats import DeviceClass, ExportFormat
 from exporters.spec import ModelSpec, parse_spec
+
+if TYPE_CHECKING:
+    from exporters.export import ExportReport
 
 
 @dataclass(frozen=True)
@@ -79,56 +82,21 @@ def request_key(*, spec_hash: str, target: Target, settings: MeasureSettings) ->
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-@contextmanager
-def host_lock(path: Path, *, exclusive: bool) -> Iterator[None]:
-    """Host-wide reader/writer lock: exports hold it shared, a measurement exclusively, so no
-    export runs on a host while a measurement owns it (across processes, not just threads)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def export(
-    spec: ModelSpec, fmt: ExportFormat, *, store_root: Path, lock_path: Path
-) -> dict[str, Any]:
-    """Export (or find cached) one format of ``spec``; the ``ExportReport`` as a dict."""
+    spec: ModelSpec,
+    formats: tuple[ExportFormat, ...] | None,
+    *,
+    store_root: Path,
+    lock_path: Path,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ExportReport:
+    """Export (or find cached) ``formats`` of ``spec`` (None: the spec's own list) under the
+    shared host lock; take an
+    artifact out of the report with ``report.require(fmt)``, which fails with its error."""
     from exporters.artifacts import ArtifactStore
     from exporters.export import export_model
 
     with host_lock(lock_path, exclusive=False):
-        report = export_model(spec, store=ArtifactStore(store_root), formats=[fmt])
-    return report.to_dict()
-
-
-def runner_name(device_class: DeviceClass, fmt: ExportFormat) -> str:
-    """The available runner of ``device_class`` that executes ``fmt`` on this host."""
-    from devices.runner import get_runner, runner_class, runners_for
-
-    names = [n for n in runners_for(device_class) if fmt in runner_class(n).formats]
-    for name in names:
-        if runner_class(name).unavailable_reason() is None:
-            return name
-    if names:
-        get_runner(names[0])  # raises RunnerUnavailableError with the runner's own reason
-    raise RunnerUnavailableError(f"no runner for {fmt.value} artifacts on {device_class.value}")
-
-
-def measure(
-    artifact: Path,
-    *,
-    device_class: DeviceClass,
-    fmt: ExportFormat,
-    settings: MeasureSettings,
-    lock_path: Path,
-) -> dict[str, Any]:
-    """Measure one artifact on this host with the runner for its class; the Measurement as a dict
-    (its ``host_load`` records what else the host did meanwhile)."""
-    from devices.runner import get_runner
-
-    runner = get_runner(runner_name(device_class, fmt))
-    with host_lock(lock_path, exclusive=True):
-        return runner.measure(artifact, settings).to_dict()
+        return export_model(
+            spec, store=ArtifactStore(store_root), formats=formats, progress=progress
+        )

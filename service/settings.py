@@ -8,13 +8,14 @@ not discovered in production: binding to a non-loopback address needs an API tok
 from __future__ import annotations
 
 import ipaddress
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from devices.jobs.lock import DEFAULT_LOCK
 
 
 def is_loopback(host: str) -> bool:
@@ -49,7 +50,7 @@ class Settings(BaseSettings):
     reference_csv: Path | None = Field(
         None, description="published top-1/latency CSV; default: the one shipped in the package"
     )
-    host_lock: Path = Path(tempfile.gettempdir()) / "latbench-host.lock"
+    host_lock: Path = DEFAULT_LOCK
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_queued_per_user: int = Field(50, ge=1)

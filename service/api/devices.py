@@ -14,5 +14,6 @@ router = APIRouter(prefix="/devices", tags=["devices"])
 
 @router.get("", response_model=RunnersPublic)
 def read_devices(session: SessionDep, _user: UserDep) -> RunnersPublic:
+    """The registered runners: device class, host facts, online, current job."""
     rows = runners.list_runners(session)
     return RunnersPublic(data=[runner_public(r) for r in rows], count=len(rows))

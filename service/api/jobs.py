@@ -16,6 +16,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 @router.get("/{job_id}", response_model=JobPublic)
 def read_job(job_id: str, session: SessionDep, _user: UserDep) -> JobPublic:
+    """One job: its state, timestamps, error, and its result once done."""
     return job_public(session, jobs.get_job(session, job_id=job_id))
 
 
@@ -29,6 +30,7 @@ def list_jobs(
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
 ) -> JobsPublic:
+    """Jobs, newest first, filtered by state, device class or model."""
     rows, count = jobs.list_jobs(
         session,
         state=state.value if state else None,

@@ -15,10 +15,15 @@ def result_public(
     session: Session, result: ResultRow, spec: SpecRow | None = None, *, samples: bool = False
 ) -> ResultPublic:
     spec = spec or session.get(SpecRow, result.spec_hash)
-    m = result.measurement
     job = session.get(JobRow, result.job_id)
     artifact = session.get(ArtifactRow, job.artifact_key) if job and job.artifact_key else None
+    measurement = {  # the artifact's report stands in for the bare file name the runner states
+        **result.measurement,
+        "artifact": {k: artifact.report.get(k) for k in ARTIFACT_FIELDS} if artifact else None,
+        "samples_ms": result.measurement.get("samples_ms") if samples else None,
+    }
     return ResultPublic(
+        **measurement,
         id=result.id,
         job_id=result.job_id,
         model=result.model,
@@ -27,18 +32,6 @@ def result_public(
         device_class=result.device_class,
         format=result.format,
         runner_id=result.runner_id,
-        latency_ms=m["latency_ms"],
-        device=m.get("device", {}),
-        host_load=m.get("host_load", {}),
-        settings=m.get("settings", {}),
-        target_met=m.get("target_met"),
-        stop_reason=m.get("stop_reason"),
-        load_ms=m.get("load_ms"),
-        warmup_iters=m.get("warmup_iters"),
-        peak_memory_mb=m.get("peak_memory_mb"),
-        notes=m.get("notes") or [],
-        artifact={k: artifact.report.get(k) for k in ARTIFACT_FIELDS} if artifact else None,
-        samples_ms=m.get("samples_ms") if samples else None,
         created_at=result.created_at,
     )
 

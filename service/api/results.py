@@ -74,7 +74,7 @@ def to_csv(results: list[ResultPublic]) -> str:
     writer.writerow(CSV_COLUMNS)
     for r in results:
         lat, dev = r.latency_ms, r.device
-        ci = lat.get("ci95") or [None, None]
+        ci = lat.ci95 or (None, None)
         writer.writerow(
             [
                 r.id,
@@ -83,11 +83,11 @@ def to_csv(results: list[ResultPublic]) -> str:
                 r.family,
                 r.device_class,
                 r.format,
-                lat.get("median"),
-                lat.get("p90"),
+                lat.median,
+                lat.p90,
                 ci[0],
                 ci[1],
-                lat.get("n"),
+                lat.n,
                 dev.get("threads"),
                 dev.get("cpu_model"),
                 dev.get("runtime"),

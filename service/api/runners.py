@@ -13,10 +13,10 @@ from fastapi.responses import FileResponse, Response
 
 from exporters.artifacts import ArtifactStore
 from exporters.errors import AuthError, ConflictError
+from service import jobservice
 from service.api.deps import RunnerDep, SessionDep, SettingsDep, bearer, same_secret
 from service.api.schemas import Claim, FailurePost, ResultPost, RunnerCreate, RunnerRegistered
 from service.db import runners
-from service.dispatch import steps
 
 router = APIRouter(prefix="/runners", tags=["runners"])
 
@@ -25,6 +25,7 @@ router = APIRouter(prefix="/runners", tags=["runners"])
 def register(
     body: RunnerCreate, request: Request, session: SessionDep, settings: SettingsDep
 ) -> RunnerRegistered:
+    """Attach a runner of a device class; its id and token for the calls below."""
     if settings.runner_token:
         token = bearer(request) or ""
         if not same_secret(token, settings.runner_token):
@@ -44,12 +45,14 @@ def register(
 
 @router.post("/{runner_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
 def heartbeat(runner: RunnerDep, session: SessionDep) -> None:
+    """Tell the server this runner is alive (silent runners' jobs are requeued)."""
     runners.heartbeat(session, runner=runner)
 
 
 @router.post("/{runner_id}/claim", status_code=status.HTTP_204_NO_CONTENT)
 def claim(body: Claim, runner: RunnerDep, session: SessionDep) -> None:
-    steps.claim(session, job_id=body.job_id, attempt=body.attempt, runner_id=runner.id)
+    """Take a queued job at its attempt (409 when it is no longer waiting for a runner)."""
+    jobservice.claim(session, job_id=body.job_id, attempt=body.attempt, runner_id=runner.id)
 
 
 @router.get("/{runner_id}/artifacts/{key}")
@@ -73,19 +76,21 @@ def fetch_artifact(key: str, _runner: RunnerDep, settings: SettingsDep) -> Respo
 
 @router.post("/{runner_id}/results", status_code=status.HTTP_201_CREATED)
 def post_result(body: ResultPost, runner: RunnerDep, session: SessionDep) -> dict[str, object]:
-    result = steps.complete(
+    """Store the held job's result, validated against its kind's schema; the job is done."""
+    result = jobservice.complete(
         session,
         job_id=body.job_id,
         attempt=body.attempt,
         runner_id=runner.id,
-        measurement=body.measurement.stored(),
+        result=body.result,
     )
     return {"result_id": result.id, "job_id": result.job_id}
 
 
 @router.post("/{runner_id}/failures", status_code=status.HTTP_204_NO_CONTENT)
 def post_failure(body: FailurePost, runner: RunnerDep, session: SessionDep) -> None:
-    moved = steps.fail_in(
+    """Fail the held job with the runner's message (409 unless this runner holds it)."""
+    moved = jobservice.fail_in(
         session,
         job_id=body.job_id,
         attempt=body.attempt,

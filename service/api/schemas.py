@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from devices.results import MeasurementRecord
 from devices.settings import MeasureSettings
 from exporters.formats import DeviceClass, ExportFormat
-from service.api.measurement import MeasurementIn
 
 
 class Strict(BaseModel):
@@ -48,7 +48,10 @@ class ProfileAccepted(BaseModel):
     jobs: list[JobBrief]
 
 
-class ResultPublic(BaseModel):
+class ResultPublic(MeasurementRecord):
+    """A stored measurement (its fields are the measurement schema's) and where it came from;
+    ``samples_ms`` only where asked for (one job's result), not in listings."""
+
     id: int
     job_id: str
     model: str
@@ -58,18 +61,7 @@ class ResultPublic(BaseModel):
     format: str
     runner_id: str | None
     weights: str = "random"
-    latency_ms: dict[str, Any]
-    device: dict[str, Any]
-    host_load: dict[str, Any]
-    settings: dict[str, Any]
-    target_met: bool | None = None
-    stop_reason: str | None = None
-    load_ms: float | None = None
-    warmup_iters: int | None = None
-    peak_memory_mb: float | None = None
-    notes: list[str] = []
     artifact: dict[str, Any] | None = None
-    samples_ms: list[float] | None = None
     created_at: datetime
 
 
@@ -149,7 +141,11 @@ class Claim(Strict):
 
 
 class ResultPost(Claim):
-    measurement: MeasurementIn
+    result: dict[str, Any] = Field(
+        ...,
+        validation_alias=AliasChoices("result", "measurement"),  # runners before job kinds
+        description="the job kind's result; validated against that kind's schema",
+    )
 
 
 class FailurePost(Claim):

@@ -30,6 +30,14 @@ def data_dir() -> Path:
     return Path(os.environ.get("LATBENCH_DATA_DIR", ".latbench")).resolve()
 
 
+def host_lock_path() -> Path:
+    """The host lock the server and runners on this machine take too (LATBENCH_HOST_LOCK), so a
+    CLI measurement never overlaps their exports or measurements."""
+    from devices.jobs.lock import DEFAULT_LOCK
+
+    return Path(os.environ.get("LATBENCH_HOST_LOCK", DEFAULT_LOCK))
+
+
 def fail(error: LatbenchError) -> typer.Exit:
     """Print an actionable one-line error; bad input is a usage error (2), the rest a failure (1)."""
     typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,7 +14,11 @@ from rich.table import Table
 
 from exporters.errors import LatbenchError, SpecError
 from exporters.formats import ExportFormat, Precision
-from service.cli import EXIT_FAILURE, data_dir, fail
+from service.cli import EXIT_FAILURE, data_dir, fail, host_lock_path
+
+if TYPE_CHECKING:
+    from exporters.export import ExportReport
+    from exporters.spec import ModelSpec
 
 err_console = Console(stderr=True)
 
@@ -27,6 +31,14 @@ def parse_formats(value: str | None) -> tuple[ExportFormat, ...] | None:
     except ValueError as exc:
         choices = ", ".join(f.value for f in ExportFormat)
         raise SpecError(f"{exc}; choose from {choices}", field="--format") from exc
+
+
+def with_precision(model: str, precision: Precision | None) -> ModelSpec:
+    """The spec a model name or spec file argument names, with ``--precision`` applied."""
+    from exporters.spec import resolve_spec_argument
+
+    spec = resolve_spec_argument(model)
+    return spec if precision is None else spec.model_copy(update={"precision": precision})
 
 
 @contextmanager
@@ -49,6 +61,19 @@ def progress_bar(enabled: bool) -> Iterator:
             bar.update(task, description=description, completed=done, total=total)
 
         yield update
+
+
+def export_spec(
+    spec: ModelSpec, formats: tuple[ExportFormat, ...] | None, *, quiet: bool
+) -> ExportReport:
+    """The service's export step (cached store, shared host lock) with a progress bar; every
+    command that needs an artifact comes through here and takes it with ``report.require``."""
+    from service import pipeline
+
+    with progress_bar(enabled=not quiet) as update:
+        return pipeline.export(
+            spec, formats, store_root=data_dir(), lock_path=host_lock_path(), progress=update
+        )
 
 
 def _print_report(report) -> None:
@@ -86,19 +111,8 @@ def export_command(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
 ) -> None:
     """Build, reparameterize (proven equivalent) and export a model."""
-    from exporters.artifacts import ArtifactStore
-    from exporters.export import export_model
-    from exporters.spec import resolve_spec_argument
-
     try:
-        spec = resolve_spec_argument(model)
-        if precision is not None:
-            spec = spec.model_copy(update={"precision": precision})
-        formats = parse_formats(format)
-        with progress_bar(enabled=not as_json) as update:
-            report = export_model(
-                spec, store=ArtifactStore(data_dir()), formats=formats, progress=update
-            )
+        report = export_spec(with_precision(model, precision), parse_formats(format), quiet=as_json)
     except LatbenchError as error:
         raise fail(error) from None
     if as_json:

@@ -13,12 +13,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from devices.jobs.lock import host_lock
 from exporters.errors import LatbenchError, SpecError
-from service.cli import EXIT_FAILURE, data_dir, fail
-from service.cli.profile import AsJson, Device, Threads
+from service.cli import EXIT_FAILURE, fail, host_lock_path
+from service.cli.export import export_spec
+from service.cli.profile import AsJson, Device, RunnerName, Threads, choose
 
 
-def _plan(model: str, device: str, settings: dict[str, Any], export: bool) -> dict[str, Any]:
+def _plan(
+    model: str, device: str | None, runner_name: str | None, settings: dict[str, Any], export: bool
+) -> dict[str, Any]:
     import torch
 
     from devices.runner import get_runner
@@ -33,11 +37,12 @@ def _plan(model: str, device: str, settings: dict[str, Any], export: bool) -> di
     net = build(resolved)
     if not parc_layers(net):
         raise SpecError(f"{spec.model} has no ParC layers: nothing to choose", field="model")
-    runner = get_runner(device)
-    fmt, measure = runner.formats[0], parse_settings(settings)
+    name, fmt = choose(device, runner_name)
+    runner, measure = get_runner(name), parse_settings(settings)
     example = torch.randn(*resolved.input.shape)
     compare = partial(runner.compare, settings=measure)
-    plan = choose_forms(net, example, compare, fmt=fmt, precision=spec.precision_for(fmt))
+    with host_lock(host_lock_path(), exclusive=True):
+        plan = choose_forms(net, example, compare, fmt=fmt, precision=spec.precision_for(fmt))
     kept = {key: value for key, value in spec.overrides.items() if key != "parc_form"}
     chosen = spec.model_copy(update={"overrides": {**kept, **plan.overrides()}})
     result = {
@@ -49,11 +54,7 @@ def _plan(model: str, device: str, settings: dict[str, Any], export: bool) -> di
         "spec": chosen.model_dump(mode="json", exclude_none=True),
     }
     if export:
-        from exporters.artifacts import ArtifactStore
-        from exporters.export import export_model
-
-        report = export_model(chosen, store=ArtifactStore(data_dir()), formats=(fmt,))
-        result["export"] = report.to_dict()
+        result["export"] = export_spec(chosen, (fmt,), quiet=True).to_dict()
     return result
 
 
@@ -93,7 +94,8 @@ def _print(result: dict[str, Any]) -> None:
 
 def parc_forms_command(
     model: Annotated[str, typer.Argument(help="a model with ParC layers, e.g. parcnet_s")],
-    device: Device = "cpu",
+    device: Device = None,
+    runner: RunnerName = None,
     threads: Threads = 1,
     reloads: Annotated[int, typer.Option(help="fresh session pairs per layer shape")] = 3,
     blocks: Annotated[int, typer.Option(help="ABBA blocks per session pair")] = 6,
@@ -106,7 +108,7 @@ def parc_forms_command(
     """Pick ParC's faster form (spatial or FFT) per layer on a runner and record it in the spec."""
     settings = {"threads": threads, "ab_reloads": reloads, "ab_blocks": blocks}
     try:
-        result = _plan(model, device, settings, export)
+        result = _plan(model, device, runner, settings, export)
     except LatbenchError as error:
         raise fail(error) from None
     if as_json:

@@ -1,5 +1,7 @@
 """`latbench profile` (export, cached, then measure on a local runner) and `latbench compare`
-(the A/B mode: ratio B/A with its 95% CI across freshly loaded session pairs)."""
+(the A/B mode: ratio B/A with its 95% CI across freshly loaded session pairs). Both go through the
+service's own steps: ``pipeline.export`` and ``devices.jobs.profile`` (runner chosen by device
+class, host lock held), so a CLI figure is taken exactly as a service result is."""
 
 from __future__ import annotations
 
@@ -14,35 +16,48 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from exporters.errors import ExportError, LatbenchError
-from exporters.formats import Precision
-from service.cli import data_dir, fail
-from service.cli.export import progress_bar
+from devices.jobs.lock import host_lock
+from exporters.errors import LatbenchError, SpecError
+from exporters.formats import DeviceClass, ExportFormat, Precision
+from service.cli import fail, host_lock_path
+from service.cli.export import export_spec, with_precision
 
 err_console = Console(stderr=True)
 
-Device = Annotated[str, typer.Option(help="runner name or alias (cpu, cuda, coreml); see below")]
+Device = Annotated[
+    str | None,
+    typer.Option(
+        help="device class: " + ", ".join(d.value for d in DeviceClass) + " (default: this CPU's)"
+    ),
+]
+RunnerName = Annotated[
+    str | None,
+    typer.Option("--runner", help="a runner by name or alias (ort-cpu, cpu, coreml, ...)"),
+]
 Threads = Annotated[int | None, typer.Option(help="intra-op threads (default: physical cores)")]
 AsJson = Annotated[bool, typer.Option("--json", help="print one JSON document")]
 
 
-def _export(model: str, runner: Any, precision: Precision | None, quiet: bool) -> dict[str, Any]:
-    """Spec -> cached artifact in the runner's preferred format; what a result needs to cite it."""
-    from exporters.artifacts import ArtifactStore
-    from exporters.export import export_model
-    from exporters.spec import resolve_spec_argument
+def choose(device: str | None, runner: str | None) -> tuple[str, ExportFormat]:
+    """``--device`` (a device class) and ``--runner`` to the runner and its artifact format."""
+    from devices.jobs.profile import choose_runner
 
-    spec = resolve_spec_argument(model)
-    if precision is not None:
-        spec = spec.model_copy(update={"precision": precision})
-    fmt = runner.formats[0]
-    with progress_bar(enabled=not quiet) as update:
-        report = export_model(
-            spec, store=ArtifactStore(data_dir()), formats=(fmt,), progress=update
-        )
-    artifact = report.artifact(fmt)
-    if artifact is None or not artifact.ok or artifact.path is None:
-        raise ExportError(fmt.value, artifact.error if artifact else "no artifact produced")
+    try:
+        device_class = DeviceClass(device) if device is not None else None
+    except ValueError:
+        choices = ", ".join(d.value for d in DeviceClass)
+        raise SpecError(
+            f"{device!r} is not a device class; choose from {choices}", field="device"
+        ) from None
+    return choose_runner(device_class, runner)
+
+
+def _export(
+    model: str, fmt: ExportFormat, precision: Precision | None, quiet: bool
+) -> dict[str, Any]:
+    """Spec -> cached artifact in the runner's format; what a result needs to cite it."""
+    report = export_spec(with_precision(model, precision), (fmt,), quiet=quiet)
+    artifact = report.require(fmt)
     return {
         "model": report.model,
         "spec_hash": report.spec_hash,
@@ -130,7 +145,8 @@ def _print_layers(console: Console, layers: dict[str, Any]) -> None:
 
 def profile_command(
     model: Annotated[str, typer.Argument(help="model name (see `latbench models`) or spec file")],
-    device: Device = "cpu",
+    device: Device = None,
+    runner: RunnerName = None,
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
     threads: Threads = None,
     layers: Annotated[
@@ -142,17 +158,25 @@ def profile_command(
     max_seconds: Annotated[float, typer.Option(help="time cap for sampling")] = 30.0,
     as_json: AsJson = False,
 ) -> None:
-    """Export (cached) and measure a model on a local runner."""
+    """Export (cached) and measure a model on this host, as the service would."""
+    from devices.jobs.profile import measure
     from devices.runner import get_runner
 
     try:
-        runner = get_runner(device)
+        name, fmt = choose(device, runner)
         settings = _settings(threads, target, max_seconds)
-        exported = _export(model, runner, precision, quiet=as_json)
+        exported = _export(model, fmt, precision, quiet=as_json)
         with measuring(not as_json, f"measuring {exported['model']}", settings.max_iters) as update:
-            measurement = runner.measure(exported["path"], settings, progress=update)
+            measurement = measure(
+                exported["path"],
+                runner=name,
+                settings=settings,
+                lock_path=host_lock_path(),
+                progress=update,
+            )
         if layers:
-            measurement.layers = runner.layers(exported["path"], settings)
+            with host_lock(host_lock_path(), exclusive=True):
+                measurement.layers = get_runner(name).layers(exported["path"], settings)
     except LatbenchError as error:
         raise fail(error) from None
     exported.pop("path")
@@ -166,7 +190,8 @@ def profile_command(
 def compare_command(
     a: Annotated[str, typer.Argument(help="baseline A: model name or spec file")],
     b: Annotated[str, typer.Argument(help="candidate B: model name or spec file")],
-    device: Device = "cpu",
+    device: Device = None,
+    runner: RunnerName = None,
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
     threads: Threads = None,
     reloads: Annotated[int, typer.Option(help="freshly loaded session pairs (even)")] = 6,
@@ -177,12 +202,15 @@ def compare_command(
     from devices.runner import get_runner
 
     try:
-        runner = get_runner(device)
+        name, fmt = choose(device, runner)
         settings = _settings(threads, 0.01, 30.0, ab_reloads=reloads, ab_blocks=blocks)
-        side_a = _export(a, runner, precision, quiet=as_json)
-        side_b = _export(b, runner, precision, quiet=as_json)
-        with measuring(not as_json, "A/B", reloads) as update:
-            comparison = runner.compare(
+        side_a = _export(a, fmt, precision, quiet=as_json)
+        side_b = _export(b, fmt, precision, quiet=as_json)
+        with (
+            measuring(not as_json, "A/B", reloads) as update,
+            host_lock(host_lock_path(), exclusive=True),
+        ):
+            comparison = get_runner(name).compare(
                 side_a.pop("path"), side_b.pop("path"), settings, progress=update
             )
     except LatbenchError as error:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from devices.jobs.lock import DEFAULT_LOCK
 from exporters.formats import DeviceClass
 
 TMP = Path(tempfile.gettempdir())
@@ -36,12 +37,12 @@ def runner(
             help="host lock shared with exports on this machine (the "
             "server's LATBENCH_HOST_LOCK default)"
         ),
-    ] = (TMP / "latbench-host.lock"),
+    ] = DEFAULT_LOCK,
 ) -> None:
     """Register with SERVER, heart-beat, and measure jobs of DEVICE_CLASS one at a time."""
     import logging
 
-    from service.dispatch.agent import run_agent
+    from devices.jobs.agent import run_agent
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     run_agent(

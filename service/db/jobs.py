@@ -55,6 +55,7 @@ def create_or_coalesce(
     request_key: str,
     user: str,
     reuse_result: bool = True,
+    kind: str = "profile",
 ) -> tuple[JobRow, bool]:
     """A new queued job (``created`` True), else the unfinished job with the same request key,
     else (``reuse_result``) the done job that measured it. Commits.
@@ -64,6 +65,7 @@ def create_or_coalesce(
     (a result and its job's completion commit together)."""
     job = JobRow(
         id=uuid.uuid4().hex,
+        kind=kind,
         spec_hash=spec_hash,
         device_class=device_class,
         format=fmt,
@@ -94,6 +96,7 @@ def create_or_coalesce(
             request_key=request_key,
             user=user,
             reuse_result=reuse_result,
+            kind=kind,
         )
     done = measured_job(session, request_key=request_key) if reuse_result else None
     if done is not None:

@@ -52,6 +52,7 @@ class JobRow(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="profile", server_default="profile")
     spec_hash: Mapped[str] = mapped_column(ForeignKey("specs.hash"), index=True)
     device_class: Mapped[str] = mapped_column(String(32), index=True)
     format: Mapped[str] = mapped_column(String(16))

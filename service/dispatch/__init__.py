@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:  # a device host imports service.dispatch.agent without SQLAlchemy installed
-    from service.dispatch.steps import Sessions
+if TYPE_CHECKING:  # the job service imports the protocol; keep this module light
+    from service.jobservice import Sessions
     from service.settings import Settings
 
 

@@ -4,7 +4,7 @@ and forwards it to ``measure.<device class>``, where runners of that class take 
 
 from __future__ import annotations
 
-from service.dispatch.task import EXPORT_TASK, export_queue, make_celery
+from devices.jobs.broker import EXPORT_TASK, export_queue, make_celery
 from service.settings import Settings
 
 

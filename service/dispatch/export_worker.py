@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.db.engine import make_engine, make_sessionmaker
-from service.dispatch import steps
-from service.dispatch.task import (
+from devices.jobs.broker import (
+    DEVICE_TASK,
     EXPORT_TASK,
-    MEASURE_TASK,
+    device_queue,
     export_queue,
     make_celery,
-    measure_queue,
     run_worker,
 )
+from service import jobservice
+from service.db.engine import make_engine, make_sessionmaker
 from service.settings import Settings, get_settings
 
 
@@ -25,7 +25,7 @@ def build_app(settings: Settings) -> Any:
 
     @app.task(name=EXPORT_TASK)
     def export_job(job_id: str, attempt: int) -> None:
-        task = steps.export_step(
+        task = jobservice.export_step(
             sessions,
             job_id=job_id,
             attempt=attempt,
@@ -34,9 +34,9 @@ def build_app(settings: Settings) -> Any:
         )
         if task is not None:
             app.send_task(
-                MEASURE_TASK,
+                DEVICE_TASK,
                 args=[task.to_dict()],
-                queue=measure_queue(task.device_class, settings.queue_namespace),
+                queue=device_queue(task.device_class, settings.queue_namespace),
             )
 
     return app

@@ -1,6 +1,8 @@
 """The embedded default: one worker thread in the server process runs each job's export and then
-its measurement on this host's CPU, so there is nothing to install or start. One thread means an
-export never overlaps a measurement here; the host lock extends that to other processes."""
+its device step on this host's CPU, so there is nothing to install or start. The device step is
+``devices.jobs.execute.run_task`` through ``DatabasePort``, as a remote runner runs it through
+the HTTP port. One thread means an export never overlaps a measurement here; the host lock
+extends that to other processes."""
 
 from __future__ import annotations
 
@@ -9,16 +11,18 @@ import logging
 import queue
 import socket
 import threading
+from pathlib import Path
 
-from devices.settings import parse_settings
+from pydantic import BaseModel
+
+from devices.jobs.execute import run_task
+from devices.jobs.port import Host, JobTask
 from exporters.artifacts import ArtifactStore
-from exporters.errors import ConflictError, LatbenchError
-from exporters.formats import DeviceClass, ExportFormat
-from service import pipeline
+from exporters.errors import ConflictError
+from exporters.formats import DeviceClass
+from service import jobservice
 from service.db import runners
-from service.dispatch import steps
-from service.dispatch.steps import Sessions
-from service.dispatch.task import MeasureTask
+from service.jobservice import Sessions
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,6 +31,48 @@ log = logging.getLogger(__name__)
 def local_runner_id() -> str:
     """Stable across restarts, so the embedded runner is one row, not one per start."""
     return "local-" + hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
+
+
+class DatabasePort:
+    """The job port of the embedded runner: the job service's functions over the server's own
+    database and artifact store, each step in a session of its own."""
+
+    def __init__(self, sessions: Sessions, store_root: Path, runner_id: str) -> None:
+        self.sessions = sessions
+        self.store = ArtifactStore(store_root)
+        self.runner_id = runner_id
+
+    def claim(self, task: JobTask) -> bool:
+        with self.sessions() as session:
+            try:
+                jobservice.claim(
+                    session, job_id=task.job_id, attempt=task.attempt, runner_id=self.runner_id
+                )
+            except ConflictError:
+                return False
+        return True
+
+    def fetch_artifact(self, task: JobTask) -> Path:
+        return self.store.require(task.artifact_key).path
+
+    def post_result(self, task: JobTask, result: BaseModel) -> None:
+        with self.sessions() as session:
+            jobservice.complete(
+                session,
+                job_id=task.job_id,
+                attempt=task.attempt,
+                runner_id=self.runner_id,
+                result=result,
+            )
+
+    def post_failure(self, task: JobTask, error: str) -> None:
+        jobservice.fail(
+            self.sessions,
+            job_id=task.job_id,
+            attempt=task.attempt,
+            error=error,
+            runner_id=self.runner_id,
+        )
 
 
 class LocalDispatcher:
@@ -83,60 +129,26 @@ class LocalDispatcher:
                     runners.heartbeat(session, runner=row)
 
     def _work(self) -> None:
+        port = DatabasePort(self.sessions, self.settings.data_dir, local_runner_id())
+        host = Host(lock_path=self.settings.host_lock)
         while (item := self._queue.get()) is not None:
             job_id, attempt = item
             try:
-                task = steps.export_step(
+                task = jobservice.export_step(
                     self.sessions,
                     job_id=job_id,
                     attempt=attempt,
                     store_root=self.settings.data_dir,
                     lock_path=self.settings.host_lock,
                 )
-                if task is not None:
-                    self._measure(task)
+                if task is not None and task.device_class == self.device_class.value:
+                    run_task(port, task, host)  # another class stays queued for its runners
             except Exception as exc:  # one broken job must neither stop the worker nor hang
                 log.exception("job %s failed in the local worker", job_id)
-                steps.fail(
+                jobservice.fail(
                     self.sessions,
                     job_id=job_id,
                     attempt=attempt,
                     error=f"internal error: {type(exc).__name__}: {exc}",
                     runner_id=local_runner_id(),
                 )
-
-    def _measure(self, task: MeasureTask) -> None:
-        if task.device_class != self.device_class.value:
-            return  # stays queued for a runner of its class
-        runner_id = local_runner_id()
-        with self.sessions() as session:
-            steps.claim(session, job_id=task.job_id, attempt=task.attempt, runner_id=runner_id)
-        path = ArtifactStore(self.settings.data_dir).require(task.artifact_key).path
-        try:
-            measurement = pipeline.measure(
-                path,
-                device_class=self.device_class,
-                fmt=ExportFormat(task.format),
-                settings=parse_settings(task.settings),
-                lock_path=self.settings.host_lock,
-            )
-        except LatbenchError as exc:
-            steps.fail(
-                self.sessions,
-                job_id=task.job_id,
-                attempt=task.attempt,
-                error=str(exc),
-                runner_id=runner_id,
-            )
-            return
-        with self.sessions() as session:
-            try:
-                steps.complete(
-                    session,
-                    job_id=task.job_id,
-                    attempt=task.attempt,
-                    runner_id=runner_id,
-                    measurement=measurement,
-                )
-            except ConflictError as exc:  # requeued or failed meanwhile: not ours to finish
-                log.info("result of job %s dropped: %s", task.job_id, exc)

@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from sqlalchemy.orm import Session
+
+from service import jobservice
 from service.db import jobs, runners
 from service.db.jobs import JobState
 from service.db.tables import RunnerRow, utcnow
 from service.dispatch import Dispatcher
-from service.dispatch.steps import Sessions
+from service.jobservice import Sessions
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def reap(sessions: Sessions, settings: Settings, dispatcher: Dispatcher) -> None:
-    now = utcnow()
+def reap(
+    sessions: Sessions, settings: Settings, dispatcher: Dispatcher, now: datetime | None = None
+) -> None:
+    """One pass; ``now`` (naive UTC, default the clock) lets a test move time instead of waiting."""
+    now = now or utcnow()
     with sessions() as session:
         stale = runners.mark_stale_offline(
             session, cutoff=now - timedelta(seconds=settings.heartbeat_timeout_s)
@@ -29,27 +35,23 @@ def reap(sessions: Sessions, settings: Settings, dispatcher: Dispatcher) -> None
         for job in jobs.overdue_jobs(
             session, started_before=now - timedelta(seconds=settings.job_timeout_s)
         ):
-            jobs.transition(
+            jobservice.fail_in(
                 session,
                 job_id=job.id,
                 attempt=job.attempt,
-                from_states=[JobState.EXPORTING, JobState.MEASURING],
-                to=JobState.FAILED,
                 error=f"timed out after {settings.job_timeout_s:g} s (LATBENCH_JOB_TIMEOUT_S)",
             )
 
 
-def _requeue_runner_job(session, runner: RunnerRow, dispatcher: Dispatcher) -> None:
+def _requeue_runner_job(session: Session, runner: RunnerRow, dispatcher: Dispatcher) -> None:
     job_id = runner.current_job_id
     runners.set_current_job(session, runner_id=runner.id, job_id=None)
     if job_id is None:
         return
     job = jobs.get_job(session, job_id=job_id)
-    attempt = job.attempt  # the conditional UPDATE refreshes the loaded row
-    if job.state == JobState.MEASURING.value and job.runner_id == runner.id:
-        if jobs.requeue(session, job_id=job.id, attempt=attempt):
-            log.warning("runner %s went silent; job %s requeued", runner.id, job.id)
-            dispatcher.submit(job.id, attempt + 1)
+    held = job.state == JobState.MEASURING.value and job.runner_id == runner.id
+    if held and jobservice.requeue(session, job, dispatcher):
+        log.warning("runner %s went silent; job %s requeued", runner.id, job.id)
 
 
 def recover(sessions: Sessions, dispatcher: Dispatcher) -> int:
@@ -62,10 +64,7 @@ def recover(sessions: Sessions, dispatcher: Dispatcher) -> int:
         for job in jobs.active_jobs(session):
             if job.state == JobState.MEASURING.value and job.id in held:
                 continue
-            attempt = job.attempt  # the conditional UPDATE refreshes the loaded row
-            if jobs.requeue(session, job_id=job.id, attempt=attempt):
-                dispatcher.submit(job.id, attempt + 1)
-                count += 1
+            count += jobservice.requeue(session, job, dispatcher)
     return count
 
 

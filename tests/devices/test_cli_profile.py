@@ -10,7 +10,9 @@ from service.cli import app
 
 @pytest.mark.slow
 def test_profile_json_has_the_documented_fields(tmp_path, monkeypatch):
+    """By default the runner is chosen by this CPU's device class, as the service chooses."""
     monkeypatch.setenv("LATBENCH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LATBENCH_HOST_LOCK", str(tmp_path / "host.lock"))
     args = ["profile", "mobilenetv3_small_050", "--threads", "1", "--max-seconds", "2", "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -22,10 +24,32 @@ def test_profile_json_has_the_documented_fields(tmp_path, monkeypatch):
     assert doc["device"]["runner"] == "ort-cpu" and doc["device"]["threads"] == 1
     assert doc["load_ms"] > 0 and isinstance(doc["target_met"], bool)
     assert doc["weights"] == "random" and doc["format"] == "onnx"
+    assert (tmp_path / "host.lock").exists()  # the export and the measurement took the host lock
 
 
-def test_profile_refuses_an_unavailable_device_before_exporting(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--device", "nope"], "device: 'nope' is not a device class"),
+        (["--runner", "nope"], "unknown runner 'nope'"),
+        (["--device", "cpu-arm64", "--runner", "ort-cpu"], "measures cpu-x86_64, not cpu-arm64"),
+    ],
+)
+def test_profile_refuses_a_bad_device_or_runner_before_exporting(
+    tmp_path, monkeypatch, args, message
+):
     monkeypatch.setenv("LATBENCH_DATA_DIR", str(tmp_path))
-    result = CliRunner().invoke(app, ["profile", "mobilenetv3_small_050", "--device", "nope"])
-    assert result.exit_code == 2 and "unknown runner 'nope'" in result.output
+    result = CliRunner().invoke(app, ["profile", "mobilenetv3_small_050", *args])
+    assert result.exit_code == 2 and message in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_profile_on_a_device_class_without_a_runner_here_fails_before_exporting(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("LATBENCH_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(
+        app, ["profile", "mobilenetv3_small_050", "--device", "iphone12-class"]
+    )
+    assert result.exit_code == 1 and "cannot run on this host" in result.output
     assert not any(tmp_path.iterdir())

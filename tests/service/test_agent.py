@@ -8,18 +8,18 @@ import tarfile
 import pytest
 from fastapi.testclient import TestClient
 
+from devices.jobs.http_port import HttpPort
+from devices.jobs.port import JobTask
 from exporters.artifacts import ArtifactStore
 from exporters.errors import AuthError, RunnerError
 from exporters.formats import DeviceClass
 from service.app import create_app
-from service.dispatch.agent import ServerClient
-from service.dispatch.task import MeasureTask
 
 SPEC_HASH = "0123456789abcdef0123456789abcdef"
 
 
-def _task(fmt: str, precision: str, attempt: int = 1, job_id: str = "j") -> MeasureTask:
-    return MeasureTask(
+def _task(fmt: str, precision: str, attempt: int = 1, job_id: str = "j") -> JobTask:
+    return JobTask(
         job_id=job_id,
         attempt=attempt,
         device_class="cpu-x86_64",
@@ -30,9 +30,9 @@ def _task(fmt: str, precision: str, attempt: int = 1, job_id: str = "j") -> Meas
 
 
 @pytest.fixture
-def agent(settings):
+def agent(settings, tmp_path):
     with TestClient(create_app(settings)) as http:
-        client = ServerClient("http://testserver", http=http)
+        client = HttpPort("http://testserver", cache=tmp_path / "cache", http=http)
         client.register(DeviceClass.CPU_X86_64, registration_token=None)
         yield client, ArtifactStore(settings.data_dir)
 
@@ -46,9 +46,9 @@ def test_file_artifact_arrives_intact_and_is_cached(agent, tmp_path):
         return {}
 
     store.put(f"{SPEC_HASH}-onnx-fp32", produce)
-    path = client.fetch_artifact(_task("onnx", "fp32"), tmp_path / "cache")
+    path = client.fetch_artifact(_task("onnx", "fp32"))
     assert path.name.endswith(".onnx") and path.read_bytes() == payload
-    assert client.fetch_artifact(_task("onnx", "fp32"), tmp_path / "cache") == path
+    assert client.fetch_artifact(_task("onnx", "fp32")) == path
 
 
 def test_directory_artifact_travels_as_tar(agent, tmp_path):
@@ -61,7 +61,7 @@ def test_directory_artifact_travels_as_tar(agent, tmp_path):
         return {}
 
     store.put(f"{SPEC_HASH}-coreml-fp16", produce)
-    path = client.fetch_artifact(_task("coreml", "fp16"), tmp_path / "cache")
+    path = client.fetch_artifact(_task("coreml", "fp16"))
     assert path.name.endswith(".mlpackage") and path.is_dir()
     assert (path / "Manifest.json").read_text() == '{"ok": true}'
     assert (path / "Data" / "weights.bin").read_bytes() == b"\x01\x02" * 500
@@ -75,10 +75,10 @@ def test_claim_of_an_unknown_or_stale_job_is_declined(agent):
 def test_failed_artifact_fetch_keeps_the_server_message(agent, tmp_path):
     client, _ = agent
     with pytest.raises(RunnerError, match="404.*no artifact"):
-        client.fetch_artifact(_task("onnx", "fp32"), tmp_path / "cache")
+        client.fetch_artifact(_task("onnx", "fp32"))
     client.http.headers["Authorization"] = "Bearer wrong"
     with pytest.raises(AuthError, match="wrong token"):
-        client.fetch_artifact(_task("onnx", "fp32"), tmp_path / "cache")
+        client.fetch_artifact(_task("onnx", "fp32"))
     assert not list((tmp_path / "cache").iterdir())
 
 
@@ -95,5 +95,5 @@ def test_failed_extraction_leaves_nothing_that_looks_cached(agent, tmp_path):
     cache = tmp_path / "cache"
     for _ in range(2):  # the second fetch tries again instead of serving a partial directory
         with pytest.raises(tarfile.TarError):
-            client.fetch_artifact(_task("coreml", "fp16"), cache)
+            client.fetch_artifact(_task("coreml", "fp16"))
     assert not list(cache.iterdir())

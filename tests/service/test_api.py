@@ -1,4 +1,4 @@
-"""The app over HTTP (TestClient), its dispatcher's worker off so jobs stay where the API put them:
+"""The app over HTTP (TestClient) with a recording dispatcher, so jobs stay where the API put them:
 request shape, coalescing, cache, errors naming fields, limits, auth, and the runner protocol."""
 
 from __future__ import annotations
@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from exporters.formats import DeviceClass
 from service.app import create_app
-from service.dispatch.local import LocalDispatcher
 from tests.service.backends import redis_namespace
+from tests.service.doubles import RecordingDispatcher
 
 FAST = {"threads": 1, "max_seconds": 1.0}
 
@@ -17,16 +18,14 @@ def body(**extra):
     return {"model": "mobileone_s0", "formats": ["onnx"], "settings": FAST, **extra}
 
 
-@pytest.fixture(autouse=True)
-def worker_off(settings, monkeypatch):
-    """The embedded runner counts as on (so this CPU's jobs are accepted) but never starts."""
-    settings.local_runner = True
-    monkeypatch.setattr(LocalDispatcher, "start", lambda self: None)
+def make_app(settings, dispatcher=None):
+    """The app with a dispatcher that serves this CPU's class, as the embedded one does."""
+    return create_app(settings, dispatcher=dispatcher or RecordingDispatcher.this_host())
 
 
 @pytest.fixture
 def client(settings):
-    with TestClient(create_app(settings)) as c:
+    with TestClient(make_app(settings)) as c:
         yield c
 
 
@@ -51,6 +50,23 @@ def test_profile_makes_one_job_per_device_and_coalesces_repeats(settings):
     assert again.json()["jobs"][0]["id"] == jobs[0]["id"]
     assert other.json()["jobs"][0]["id"] != jobs[0]["id"]
     assert listed["count"] == 1 and listed["data"][0]["id"] == jobs[1]["id"]
+
+
+def test_coalescing_submits_each_new_job_once_without_a_broker(settings):
+    """The same promise as the Redis test above, with the queue replaced by a recorder: what the
+    job service hands the dispatcher is one submission per new job, none for a repeat."""
+    dispatcher = RecordingDispatcher([DeviceClass.CPU_X86_64, DeviceClass.CPU_ARM64])
+    with TestClient(make_app(settings, dispatcher)) as client:
+        first = client.post("/profile", json=body(devices=["cpu-x86_64", "cpu-arm64"])).json()
+        again = client.post("/profile", json=body(devices=["cpu-arm64", "cpu-x86_64"])).json()
+        other = client.post("/profile", json=body(settings={**FAST, "threads": 2})).json()
+        forced = client.post("/profile", json=body(force=True)).json()
+    ids = [j["id"] for j in first["jobs"]]
+    assert sorted(j["id"] for j in again["jobs"]) == sorted(ids)
+    assert not any(j["cached"] for j in again["jobs"])  # joined unfinished jobs: not results
+    assert other["jobs"][0]["id"] not in ids
+    assert forced["jobs"][0]["id"] == ids[0]  # force skips finished results, not queued twins
+    assert dispatcher.submitted == [(ids[0], 1), (ids[1], 1), (other["jobs"][0]["id"], 1)]
 
 
 @pytest.mark.parametrize(
@@ -85,7 +101,7 @@ def test_bad_input_is_a_4xx_naming_the_field(client, payload, status, field):
 
 def test_local_dispatcher_without_its_runner_refuses_jobs_it_cannot_measure(settings):
     settings.local_runner = False
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings)) as client:  # the real embedded dispatcher, runner off
         response = client.post("/profile", json=body())
         listed = client.get("/jobs").json()
     assert response.status_code == 422 and response.json()["field"] == "devices"
@@ -115,17 +131,16 @@ def test_chunked_body_over_the_bound_is_refused_with_413(client, settings):
 
 def test_per_user_queue_bound_answers_429(settings):
     settings.max_queued_per_user = 1
-    with TestClient(create_app(settings)) as client:
+    with TestClient(make_app(settings)) as client:
         assert client.post("/profile", json=body()).status_code == 202
         response = client.post("/profile", json=body(settings={**FAST, "threads": 2}))
     assert response.status_code == 429
 
 
-def test_quota_is_checked_for_the_whole_request_before_any_job(settings, monkeypatch):
-    monkeypatch.setattr(LocalDispatcher, "serves", lambda self, device_class: True)
+def test_quota_is_checked_for_the_whole_request_before_any_job(settings):
     two = body(devices=["cpu-x86_64", "cpu-arm64"])
     settings.max_queued_per_user = 1
-    with TestClient(create_app(settings)) as client:
+    with TestClient(make_app(settings, RecordingDispatcher())) as client:
         refused = client.post("/profile", json=two)
         assert client.get("/jobs").json()["count"] == 0  # not one of the two was created
         settings.max_queued_per_user = 2
@@ -140,7 +155,7 @@ def test_quota_is_checked_for_the_whole_request_before_any_job(settings, monkeyp
 
 def test_api_token_is_required_when_set(settings):
     settings.api_token = "t" * 20
-    with TestClient(create_app(settings)) as client:
+    with TestClient(make_app(settings)) as client:
         assert client.get("/jobs").status_code == 401
         assert client.get("/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
         ok = client.get("/jobs", headers={"Authorization": f"Bearer {'t' * 20}"})
@@ -151,7 +166,7 @@ def test_api_token_is_required_when_set(settings):
 def test_non_ascii_bearer_token_is_a_401_not_a_500(settings):
     settings.api_token, settings.runner_token = "t" * 20, "r" * 20
     odd = {"Authorization": "Bearer t\u00e9".encode("latin-1")}
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(make_app(settings), raise_server_exceptions=False) as client:
         jobs = client.get("/jobs", headers=odd)
         runner = client.post("/runners", json={"device_class": "cpu-x86_64"}, headers=odd)
     assert (jobs.status_code, jobs.json()["error"]) == (401, "AuthError")
@@ -179,9 +194,9 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
     )
     assert client.get("/devices").json()["data"][0]["current_job_id"] == job_id
     bad = client.post(
-        f"{base}/results", json={"job_id": job_id, "attempt": 1, "measurement": {}}, headers=auth
+        f"{base}/results", json={"job_id": job_id, "attempt": 1, "result": {}}, headers=auth
     )
-    assert bad.status_code == 422 and bad.json()["field"] == "measurement.latency_ms"
+    assert bad.status_code == 422 and bad.json()["field"] == "result.latency_ms"
     measurement = {
         "latency_ms": {"median": 4.2, "p90": 4.5, "ci95": [4.1, 4.3], "n": 30},
         "device": {"cpu_model": "test"},
@@ -191,7 +206,7 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
     stolen = client.post(
         f"/runners/{other['id']}/results",
         headers={"Authorization": f"Bearer {other['token']}"},
-        json={"job_id": job_id, "attempt": 1, "measurement": measurement},
+        json={"job_id": job_id, "attempt": 1, "result": measurement},
     )
     assert stolen.status_code == 409 and "does not hold" in stolen.json()["detail"]
     failed_by_other = client.post(
@@ -206,7 +221,7 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
     stale = client.post(
         f"{base}/results",
         headers=auth,
-        json={"job_id": job_id, "attempt": 2, "measurement": measurement},
+        json={"job_id": job_id, "attempt": 2, "result": measurement},
     )
     assert stale.status_code == 409 and "attempt 2" in stale.json()["detail"]
     assert client.get(f"/jobs/{job_id}").json()["state"] == "measuring"
@@ -214,7 +229,7 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
         client.post(
             f"{base}/results",
             headers=auth,
-            json={"job_id": job_id, "attempt": 1, "measurement": measurement},
+            json={"job_id": job_id, "attempt": 1, "result": measurement},
         )
         for _ in range(3)
     ]
@@ -231,11 +246,11 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
 @pytest.mark.parametrize(
     "measurement, field",
     [
-        ({"latency_ms": {"median": 1.0}, "notes": "x"}, "measurement.notes"),
-        ({"latency_ms": {"median": 1.0, "ci95": [1]}}, "measurement.latency_ms.ci95.1"),
-        ({"latency_ms": {"median": 1.0, "p90": "slow"}}, "measurement.latency_ms.p90"),
-        ({"latency_ms": {"median": 1.0}, "device": []}, "measurement.device"),
-        ({"latency_ms": {"median": 1.0}, "samples_ms": [1, None]}, "measurement.samples_ms.1"),
+        ({"latency_ms": {"median": 1.0}, "notes": "x"}, "result.notes"),
+        ({"latency_ms": {"median": 1.0, "ci95": [1]}}, "result.latency_ms.ci95.1"),
+        ({"latency_ms": {"median": 1.0, "p90": "slow"}}, "result.latency_ms.p90"),
+        ({"latency_ms": {"median": 1.0}, "device": []}, "result.device"),
+        ({"latency_ms": {"median": 1.0}, "samples_ms": [1, None]}, "result.samples_ms.1"),
     ],
 )
 def test_malformed_measurement_is_refused_naming_the_field(client, measurement, field):
@@ -245,7 +260,7 @@ def test_malformed_measurement_is_refused_naming_the_field(client, measurement, 
     claim = {"job_id": job_id, "attempt": 1}
     client.post(f"/runners/{reg['id']}/claim", json=claim, headers=auth)
     posted = client.post(
-        f"/runners/{reg['id']}/results", json={**claim, "measurement": measurement}, headers=auth
+        f"/runners/{reg['id']}/results", json={**claim, "result": measurement}, headers=auth
     )
     assert posted.status_code == 422 and posted.json()["field"] == field
     assert client.get(f"/jobs/{job_id}").json()["state"] == "measuring"

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from devices.jobs.lock import host_lock
 from devices.settings import MeasureSettings
 from exporters.errors import SpecError
 from exporters.formats import DeviceClass, ExportFormat
@@ -46,10 +47,10 @@ def test_export_waits_while_a_measurement_holds_the_host(tmp_path):
     events: list[str] = []
 
     def export_side() -> None:
-        with pipeline.host_lock(lock, exclusive=False):
+        with host_lock(lock, exclusive=False):
             events.append("export")
 
-    with pipeline.host_lock(lock, exclusive=True):
+    with host_lock(lock, exclusive=True):
         thread = threading.Thread(target=export_side)
         thread.start()
         time.sleep(0.3)
@@ -60,11 +61,11 @@ def test_export_waits_while_a_measurement_holds_the_host(tmp_path):
 
 def test_exports_share_the_host_with_each_other(tmp_path):
     lock = tmp_path / "host.lock"
-    with pipeline.host_lock(lock, exclusive=False):
+    with host_lock(lock, exclusive=False):
         done = threading.Event()
 
         def other_export() -> None:
-            with pipeline.host_lock(lock, exclusive=False):
+            with host_lock(lock, exclusive=False):
                 done.set()
 
         threading.Thread(target=other_export).start()

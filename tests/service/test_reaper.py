@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 
 from exporters.errors import ConflictError
+from service import jobservice
 from service.db import jobs, runners
 from service.db.jobs import JobState
 from service.db.results import record_result
 from service.db.tables import JobRow, RunnerRow, utcnow
-from service.dispatch import steps
 from service.dispatch.reaper import reap, recover
 from tests.service.test_db import _job
 
@@ -30,7 +30,7 @@ def _measuring(sessions):
     with sessions() as s:
         job, _ = _job(s)
         runner, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
-        steps.claim(s, job_id=job.id, attempt=1, runner_id=runner.id)
+        jobservice.claim(s, job_id=job.id, attempt=1, runner_id=runner.id)
     return job.id, runner.id
 
 
@@ -53,7 +53,7 @@ def test_silent_runner_goes_offline_and_its_job_is_requeued(sessions, settings):
         assert (job.state, job.attempt, job.runner_id) == ("queued", 2, None)
         assert not runner.online and runner.current_job_id is None
         with pytest.raises(ConflictError):  # the lost runner's claim of attempt 1 is void
-            steps.claim(s, job_id=job_id, attempt=1, runner_id=runner_id)
+            jobservice.claim(s, job_id=job_id, attempt=1, runner_id=runner_id)
     assert recorder.submitted == [(job_id, 2)]
 
 
@@ -65,24 +65,24 @@ def test_late_result_of_a_requeued_job_is_refused_and_the_new_holder_counts_once
     reap(sessions, settings, Recorder())
     with sessions() as s:
         with pytest.raises(ConflictError, match="does not hold"):  # lost with attempt 1
-            steps.complete(
+            jobservice.complete(
                 s,
                 job_id=job_id,
                 attempt=1,
                 runner_id=runner_id,
-                measurement={"latency_ms": {"median": 2.0}},
+                result={"latency_ms": {"median": 2.0}},
             )
         assert jobs.result_for(s, job_id=job_id) is None
         heir, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
         heir_id = heir.id
-        steps.claim(s, job_id=job_id, attempt=2, runner_id=heir_id)
+        jobservice.claim(s, job_id=job_id, attempt=2, runner_id=heir_id)
         for median in (3.0, 4.0):  # a repeat by the holder returns the stored result
-            steps.complete(
+            jobservice.complete(
                 s,
                 job_id=job_id,
                 attempt=2,
                 runner_id=heir_id,
-                measurement={"latency_ms": {"median": median}},
+                result={"latency_ms": {"median": median}},
             )
         job = jobs.get_job(s, job_id=job_id)
         result = jobs.result_for(s, job_id=job_id)

@@ -1,7 +1,5 @@
-"""The process a device host runs (``latbench runner``): registers with the server, heart-beats,
-and serves as a Celery worker on its device class's queue, one job at a time. Artifacts come from
-the server over HTTP and results go back over HTTP, so the host needs only its runtime
-(onnxruntime or coremltools): no torch, no database, no shared disk."""
+"""The job port over HTTP: a remote runner claims, fetches artifacts and posts results through
+the server's /runners API, so a device host needs no database and no shared disk."""
 
 from __future__ import annotations
 
@@ -10,34 +8,32 @@ import logging
 import shutil
 import tarfile
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
-from devices.settings import parse_settings
-from exporters.errors import AuthError, ConflictError, LatbenchError, RunnerError
+from devices.jobs.port import JobTask
+from exporters.errors import AuthError, ConflictError, RunnerError
 from exporters.formats import DeviceClass, ExportFormat
-from service import pipeline
-from service.dispatch.task import (
-    MEASURE_TASK,
-    MeasureTask,
-    make_celery,
-    measure_queue,
-    run_worker,
-)
 
 log = logging.getLogger(__name__)
 
 
-class ServerClient:
-    """The runner side of the server's /runners API."""
+class HttpPort:
+    """The runner side of the server's /runners API; artifacts are cached under ``cache``."""
 
     def __init__(
-        self, server: str, timeout: float = 60.0, http: httpx.Client | None = None
+        self,
+        server: str,
+        *,
+        cache: Path,
+        timeout: float = 60.0,
+        http: httpx.Client | None = None,
     ) -> None:
         self.http = http or httpx.Client(base_url=server.rstrip("/"), timeout=timeout)
+        self.cache = cache
         self.runner_id = ""
 
     def _check(self, response: httpx.Response) -> httpx.Response:
@@ -62,7 +58,7 @@ class ServerClient:
     def heartbeat(self) -> None:
         self._check(self.http.post(f"/runners/{self.runner_id}/heartbeat"))
 
-    def claim(self, task: MeasureTask) -> bool:
+    def claim(self, task: JobTask) -> bool:
         body = {"job_id": task.job_id, "attempt": task.attempt}
         try:
             self._check(self.http.post(f"/runners/{self.runner_id}/claim", json=body))
@@ -70,8 +66,9 @@ class ServerClient:
             return False
         return True
 
-    def fetch_artifact(self, task: MeasureTask, cache: Path) -> Path:
-        """Download once per key into ``cache``, checking the server's SHA-256."""
+    def fetch_artifact(self, task: JobTask) -> Path:
+        """Download once per key into the cache, checking the server's SHA-256."""
+        cache = self.cache
         suffix = ExportFormat(task.format).suffix
         dest = cache / f"{task.artifact_key}{suffix}"
         if dest.exists():
@@ -99,11 +96,15 @@ class ServerClient:
             partial.replace(dest)
         return dest
 
-    def post_result(self, task: MeasureTask, measurement: dict[str, Any]) -> None:
-        body = {"job_id": task.job_id, "attempt": task.attempt, "measurement": measurement}
+    def post_result(self, task: JobTask, result: BaseModel) -> None:
+        body = {
+            "job_id": task.job_id,
+            "attempt": task.attempt,
+            "result": result.model_dump(mode="json", exclude_unset=True),
+        }
         self._check(self.http.post(f"/runners/{self.runner_id}/results", json=body))
 
-    def post_failure(self, task: MeasureTask, error: str) -> None:
+    def post_failure(self, task: JobTask, error: str) -> None:
         body = {"job_id": task.job_id, "attempt": task.attempt, "error": error}
         try:
             self._check(self.http.post(f"/runners/{self.runner_id}/failures", json=body))
@@ -124,79 +125,3 @@ def _extract(archive_path: Path, dest: Path) -> None:
         raise
     finally:
         archive_path.unlink(missing_ok=True)
-
-
-def run_measure_task(
-    client: ServerClient, payload: dict[str, Any], *, cache: Path, lock_path: Path
-) -> None:
-    task = MeasureTask(**payload)
-    if not client.claim(task):
-        log.info("job %s attempt %s is no longer ours; dropped", task.job_id, task.attempt)
-        return
-    try:
-        path = client.fetch_artifact(task, cache)
-        measurement = pipeline.measure(
-            path,
-            device_class=DeviceClass(task.device_class),
-            fmt=ExportFormat(task.format),
-            settings=parse_settings(task.settings),
-            lock_path=lock_path,
-        )
-    except LatbenchError as exc:
-        client.post_failure(task, str(exc))
-        return
-    except Exception as exc:  # a runtime crash must fail the job now, not at the job timeout
-        client.post_failure(task, f"internal error: {type(exc).__name__}: {exc}")
-        raise
-    try:
-        client.post_result(task, measurement)
-    except ConflictError as exc:  # requeued or failed meanwhile: the server refused the result
-        log.info("result of job %s attempt %s refused: %s", task.job_id, task.attempt, exc)
-
-
-def heartbeat_forever(client: ServerClient, interval: float, stop: threading.Event) -> None:
-    while not stop.wait(interval):
-        try:
-            client.heartbeat()
-        except (httpx.HTTPError, LatbenchError) as exc:  # server restarting: keep trying
-            log.warning("heartbeat failed: %s", exc)
-
-
-def run_agent(
-    *,
-    server: str,
-    device_class: DeviceClass,
-    registration_token: str | None,
-    broker_url: str | None,
-    cache: Path,
-    lock_path: Path,
-) -> None:
-    client = ServerClient(server)
-    info = client.register(device_class, registration_token)
-    if not (broker_url or info["broker_url"]):
-        raise RunnerError(
-            f"{server} runs the local dispatcher, which measures on its own host "
-            "only; start it with LATBENCH_DISPATCHER=celery to attach runners"
-        )
-    app = make_celery(broker_url or info["broker_url"])
-
-    @app.task(name=MEASURE_TASK)
-    def measure(payload: dict[str, Any]) -> None:
-        run_measure_task(client, payload, cache=cache, lock_path=lock_path)
-
-    stop = threading.Event()
-    threading.Thread(
-        target=heartbeat_forever,
-        args=(client, info["heartbeat_interval_s"], stop),
-        daemon=True,
-        name="latbench-heartbeat",
-    ).start()
-    log.info("runner %s (%s) attached to %s", client.runner_id, device_class.value, server)
-    try:
-        run_worker(
-            app,
-            queue=measure_queue(device_class.value, info.get("queue_namespace", "")),
-            hostname=f"runner-{client.runner_id[:8]}@%h",
-        )
-    finally:
-        stop.set()

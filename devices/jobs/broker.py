@@ -1,13 +1,12 @@
-"""What travels from the server to a runner, and the names both sides agree on. Imports nothing
-heavy: the runner agent on a device host (no torch, no SQLAlchemy) uses it too."""
+"""The Celery names both sides agree on (task names, queues) and how their workers run. Imports
+nothing heavy: the runner agent on a device host (no torch, no SQLAlchemy) uses it too."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 EXPORT_TASK = "latbench.export"
-MEASURE_TASK = "latbench.measure"
+DEVICE_TASK = "latbench.measure"  # the name stays: queued messages of older servers
 
 
 def export_queue(namespace: str = "") -> str:
@@ -15,24 +14,9 @@ def export_queue(namespace: str = "") -> str:
     return f"{namespace}export"
 
 
-def measure_queue(device_class: str, namespace: str = "") -> str:
+def device_queue(device_class: str, namespace: str = "") -> str:
     """One queue per device class: any runner of the class may take any of its jobs."""
     return f"{namespace}measure.{device_class}"
-
-
-@dataclass(frozen=True)
-class MeasureTask:
-    """One job's measurement, as a runner needs it; travels as a JSON dict through the broker."""
-
-    job_id: str
-    attempt: int
-    device_class: str
-    format: str
-    artifact_key: str
-    settings: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def run_worker(app: Any, *, queue: str, hostname: str) -> None:

@@ -1,0 +1,71 @@
+"""The process a device host runs (``latbench runner``): registers with the server, heart-beats,
+and serves as a Celery worker on its device class's queue, one task at a time, each run by
+``execute.run_task`` through the HTTP port. The host needs only its runtime (onnxruntime or
+coremltools): no torch, no database, no shared disk."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devices.jobs.broker import DEVICE_TASK, device_queue, make_celery, run_worker
+from devices.jobs.execute import run_task
+from devices.jobs.http_port import HttpPort
+from devices.jobs.port import Host, JobTask
+from exporters.errors import LatbenchError, RunnerError
+from exporters.formats import DeviceClass
+
+log = logging.getLogger(__name__)
+
+
+def heartbeat_forever(port: HttpPort, interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        try:
+            port.heartbeat()
+        except (httpx.HTTPError, LatbenchError) as exc:  # server restarting: keep trying
+            log.warning("heartbeat failed: %s", exc)
+
+
+def run_agent(
+    *,
+    server: str,
+    device_class: DeviceClass,
+    registration_token: str | None,
+    broker_url: str | None,
+    cache: Path,
+    lock_path: Path,
+) -> None:
+    port = HttpPort(server, cache=cache)
+    info = port.register(device_class, registration_token)
+    if not (broker_url or info["broker_url"]):
+        raise RunnerError(
+            f"{server} runs the local dispatcher, which measures on its own host "
+            "only; start it with LATBENCH_DISPATCHER=celery to attach runners"
+        )
+    app = make_celery(broker_url or info["broker_url"])
+    host = Host(lock_path=lock_path)
+
+    @app.task(name=DEVICE_TASK)
+    def device_step(payload: dict[str, Any]) -> None:
+        run_task(port, JobTask(**payload), host)
+
+    stop = threading.Event()
+    threading.Thread(
+        target=heartbeat_forever,
+        args=(port, info["heartbeat_interval_s"], stop),
+        daemon=True,
+        name="latbench-heartbeat",
+    ).start()
+    log.info("runner %s (%s) attached to %s", port.runner_id, device_class.value, server)
+    try:
+        run_worker(
+            app,
+            queue=device_queue(device_class.value, info.get("queue_namespace", "")),
+            hostname=f"runner-{port.runner_id[:8]}@%h",
+        )
+    finally:
+        stop.set()

@@ -1,0 +1,47 @@
+"""Job kinds by name. A kind is one task function (artifact in, result out, on the device host)
+and the pydantic schema of its result; the server validates what a runner posts against it.
+Add a kind with ``@register_kind("name", result=Schema)`` in a module listed in ``KIND_MODULES``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from devices.jobs.port import Host, JobTask
+from exporters.errors import SpecError
+
+TaskFunction = Callable[[JobTask, Path, Host], BaseModel]
+
+KIND_MODULES = ("devices.jobs.profile",)
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    run: TaskFunction
+    result: type[BaseModel]
+
+
+_KINDS: dict[str, Kind] = {}
+
+
+def register_kind(name: str, *, result: type[BaseModel]) -> Callable[[TaskFunction], TaskFunction]:
+    def add(function: TaskFunction) -> TaskFunction:
+        _KINDS[name] = Kind(name=name, run=function, result=result)
+        return function
+
+    return add
+
+
+def get_kind(name: str) -> Kind:
+    for module in KIND_MODULES:
+        importlib.import_module(module)
+    if name not in _KINDS:
+        raise SpecError(
+            f"unknown job kind {name!r}; known: {', '.join(sorted(_KINDS))}", field="kind"
+        )
+    return _KINDS[name]

@@ -1,0 +1,48 @@
+"""What a task is and the small port through which it runs: claim the job, fetch its artifact,
+post its result or its failure. The embedded worker implements the port over the database
+(``service.dispatch.local``), a remote runner over HTTP (``devices.jobs.http_port``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class JobTask:
+    """One job's device step, as a runner needs it; travels as a JSON dict through the broker."""
+
+    job_id: str
+    attempt: int
+    device_class: str
+    format: str
+    artifact_key: str
+    settings: dict[str, Any]
+    kind: str = "profile"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Host:
+    """What a task may use of the machine it runs on."""
+
+    lock_path: Path
+
+
+class JobPort(Protocol):
+    def claim(self, task: JobTask) -> bool:
+        """Take the job; False when it is no longer this attempt's (then the task is dropped)."""
+
+    def fetch_artifact(self, task: JobTask) -> Path:
+        """A local path of the task's artifact."""
+
+    def post_result(self, task: JobTask, result: BaseModel) -> None:
+        """Hand the kind's validated result over; ConflictError when it is refused."""
+
+    def post_failure(self, task: JobTask, error: str) -> None:
+        """Fail the job with a message for its user."""

@@ -1,0 +1,266 @@
+"""The job service: submission (plan, quota, spec, coalescing, dispatch) and every state change of
+a job (export, claim, complete, fail, requeue). Routes, dispatchers and the reaper call these
+functions and never move a job themselves.
+
+Each change is a conditional transition keyed by the attempt number, so a step run twice (a
+re-delivered message) changes nothing the second time; ``complete`` also requires the posting
+runner to hold the job at that attempt, so a runner that was given up on cannot finish it.
+``fail`` checks the holder only where asked (``held_by``: a remote runner's own report)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
+
+from devices.jobs.kinds import get_kind
+from devices.jobs.port import JobTask
+from devices.settings import MeasureSettings
+from exporters.errors import ConflictError, LatbenchError, QuotaError, SpecError, spec_error_from
+from exporters.formats import DeviceClass, ExportFormat
+from exporters.spec import parse_spec
+from service import pipeline
+from service.db import artifacts, jobs, runners
+from service.db.jobs import JobState
+from service.db.results import record_result
+from service.db.tables import JobRow, ResultRow, SpecRow, utcnow
+from service.dispatch import Dispatcher
+from service.settings import Settings
+
+Sessions = Callable[[], Session]
+
+# How each job kind's validated result is stored (one db function per kind), keyed by kind name.
+RECORDERS: dict[str, Callable[..., tuple[ResultRow, bool]]] = {"profile": record_result}
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """One job a request maps to; ``cached`` when it is an earlier job's finished result."""
+
+    job: JobRow
+    cached: bool
+
+
+@dataclass(frozen=True)
+class Submission:
+    plan: pipeline.Plan
+    jobs: list[Submitted]
+
+
+def submit_profile(
+    session: Session,
+    *,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    user: str,
+    model: str | dict[str, Any],
+    devices: list[DeviceClass],
+    formats: list[ExportFormat] | None,
+    measure: MeasureSettings,
+    force: bool,
+) -> Submission:
+    """One job per device: a cached result or an identical unfinished job is reused (unless
+    ``force``), new jobs are checked against the user's quota as a whole, then dispatched."""
+    plan = pipeline.plan(model, devices, formats)
+    for target in plan.targets:
+        _check_served(settings, dispatcher, target.device_class)
+    keyed = []
+    for target in plan.targets:
+        key = pipeline.request_key(spec_hash=plan.spec_hash, target=target, settings=measure)
+        keyed.append((target, key, None if force else jobs.measured_job(session, request_key=key)))
+    _check_quota(session, settings, user, [key for _, key, done in keyed if done is None])
+    jobs.upsert_spec(
+        session,
+        spec_hash=plan.spec_hash,
+        model=plan.spec.model,
+        family=plan.family,
+        body=plan.spec.model_dump(mode="json"),
+    )
+    submitted = []
+    for target, key, job in keyed:
+        created = False
+        if job is None:
+            job, created = jobs.create_or_coalesce(
+                session,
+                spec_hash=plan.spec_hash,
+                device_class=target.device_class.value,
+                fmt=target.format.value,
+                settings=measure.model_dump(mode="json"),
+                request_key=key,
+                user=user,
+                reuse_result=not force,
+            )
+            if created:
+                dispatcher.submit(job.id, job.attempt)
+        submitted.append(Submitted(job, not created and job.state == JobState.DONE.value))
+    return Submission(plan, submitted)
+
+
+def _check_served(settings: Settings, dispatcher: Dispatcher, device: DeviceClass) -> None:
+    if dispatcher.serves(device.value):
+        return
+    scope = (
+        "it measures on this host only"
+        if settings.local_runner
+        else "its embedded runner is off, LATBENCH_LOCAL_RUNNER=false"
+    )
+    raise SpecError(
+        f"{device.value!r} cannot be measured by the {settings.dispatcher} dispatcher of this "
+        f"server ({scope}; use LATBENCH_DISPATCHER=celery to attach runners)",
+        field="devices",
+    )
+
+
+def _check_quota(session: Session, settings: Settings, user: str, keys: list[str]) -> None:
+    """For the whole request before any job is created, so a 429 never leaves part of it queued;
+    a key that joins an unfinished job adds nothing."""
+    new = sum(1 for key in keys if jobs.active_job(session, request_key=key) is None)
+    active = jobs.count_active(session, user=user) if new else 0
+    if new and active + new > settings.max_queued_per_user:
+        raise QuotaError(
+            f"{new} new job(s) would exceed the {settings.max_queued_per_user} you may have "
+            f"queued ({active} already); wait for some to finish (LATBENCH_MAX_QUEUED_PER_USER)"
+        )
+
+
+def export_step(
+    sessions: Sessions, *, job_id: str, attempt: int, store_root: Path, lock_path: Path
+) -> JobTask | None:
+    """Export the job's artifact; the task for its runner, or None when the job failed or was not
+    this attempt's to export."""
+    with sessions() as session:
+        if not jobs.transition(
+            session,
+            job_id=job_id,
+            attempt=attempt,
+            from_states=[JobState.QUEUED],
+            to=JobState.EXPORTING,
+            started_at=utcnow(),
+        ):
+            return None
+        job = jobs.get_job(session, job_id=job_id)
+        spec = parse_spec(session.get(SpecRow, job.spec_hash).body)
+    fmt = ExportFormat(job.format)
+    try:
+        report = pipeline.export(spec, (fmt,), store_root=store_root, lock_path=lock_path)
+        with sessions() as session:
+            artifacts.record_export(session, spec_hash=job.spec_hash, report=report)
+        key = report.require(fmt).key
+    except LatbenchError as exc:
+        fail(sessions, job_id=job_id, attempt=attempt, error=str(exc))
+        return None
+    with sessions() as session:
+        if not jobs.transition(
+            session,
+            job_id=job_id,
+            attempt=attempt,
+            from_states=[JobState.EXPORTING],
+            to=JobState.QUEUED,
+            artifact_key=key,
+        ):
+            return None
+    return JobTask(
+        job_id=job_id,
+        attempt=attempt,
+        device_class=job.device_class,
+        format=job.format,
+        artifact_key=key,
+        settings=job.settings,
+        kind=job.kind,
+    )
+
+
+def claim(session: Session, *, job_id: str, attempt: int, runner_id: str) -> None:
+    """A runner takes the job for measurement; ConflictError when it is no longer this attempt's."""
+    if not jobs.transition(
+        session,
+        job_id=job_id,
+        attempt=attempt,
+        from_states=[JobState.QUEUED],
+        to=JobState.MEASURING,
+        runner_id=runner_id,
+        measure_started_at=utcnow(),
+    ):
+        raise ConflictError(f"job {job_id!r} attempt {attempt} is not waiting for a runner")
+    runners.set_current_job(session, runner_id=runner_id, job_id=job_id)
+
+
+def complete(
+    session: Session,
+    *,
+    job_id: str,
+    attempt: int,
+    runner_id: str,
+    result: BaseModel | dict[str, Any],
+) -> ResultRow:
+    """Validate ``result`` against the job kind's schema, store the job's one result (a repeat by
+    its runner returns the stored one) and mark the job done; ConflictError unless
+    ``runner_id`` holds the job at ``attempt``."""
+    job = jobs.get_job(session, job_id=job_id)
+    if job.attempt != attempt or job.runner_id != runner_id:
+        holder = f"runner {job.runner_id!r}" if job.runner_id else "no runner"
+        raise ConflictError(
+            f"runner {runner_id!r} does not hold job {job_id!r} at attempt {attempt} "
+            f"(it is {job.state} at attempt {job.attempt}, held by {holder}); result refused"
+        )
+    if job.state == JobState.FAILED.value:
+        raise ConflictError(f"job {job_id!r} has failed: {job.error}")
+    try:
+        record = get_kind(job.kind).result.model_validate(result)
+    except ValidationError as exc:
+        raise spec_error_from(exc.errors(), prefix=("result",)) from None
+    model = session.get(SpecRow, job.spec_hash).model
+    stored, _ = RECORDERS[job.kind](
+        session,
+        job=job,
+        model=model,
+        runner_id=runner_id,
+        measurement=record.model_dump(mode="json", exclude_unset=True),
+    )
+    runners.set_current_job(session, runner_id=runner_id, job_id=None)
+    return stored
+
+
+def fail(sessions: Sessions, **kwargs: Any) -> bool:
+    """``fail_in`` in a session of its own (workers; the API passes its request's session)."""
+    with sessions() as session:
+        return fail_in(session, **kwargs)
+
+
+def fail_in(
+    session: Session,
+    *,
+    job_id: str,
+    attempt: int,
+    error: str,
+    runner_id: str | None = None,
+    held_by: str | None = None,
+) -> bool:
+    """The one way a job fails: at ``attempt`` from any unfinished state (only while ``held_by``
+    holds it, where given: a remote runner reports failures of its own jobs only); True if it
+    moved. ``runner_id``'s current job is cleared either way."""
+    moved = jobs.transition(
+        session,
+        job_id=job_id,
+        attempt=attempt,
+        from_states=[s for s in JobState if s.active],
+        to=JobState.FAILED,
+        error=error[:4000],
+        held_by=held_by,
+    )
+    if runner_id:
+        runners.set_current_job(session, runner_id=runner_id, job_id=None)
+    return moved
+
+
+def requeue(session: Session, job: JobRow, dispatcher: Dispatcher) -> bool:
+    """Queue ``job`` again under a new attempt (what held the old one is now ignored)."""
+    attempt = job.attempt  # the conditional UPDATE refreshes the loaded row
+    if jobs.requeue(session, job_id=job.id, attempt=attempt):
+        dispatcher.submit(job.id, attempt + 1)
+        return True
+    return False

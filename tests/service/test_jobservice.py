@@ -1,0 +1,113 @@
+"""The job service and the one task runner on the embedded path: the real profile kind runs
+through the database port on real onnxruntime, its result is validated by the kind's schema
+before it is stored, and time-driven changes run on an injected clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from devices.jobs.execute import run_task
+from devices.jobs.kinds import get_kind
+from devices.jobs.port import Host, JobTask
+from devices.results import MeasurementRecord
+from exporters.artifacts import ArtifactStore
+from exporters.errors import SpecError
+from service import jobservice
+from service.db import jobs, runners
+from service.db.tables import utcnow
+from service.dispatch.local import DatabasePort, local_runner_id
+from service.dispatch.reaper import reap
+from tests.service.doubles import FilePort, RecordingDispatcher
+from tests.service.test_db import _job
+from tests.service.test_runner_host import _tiny_onnx
+
+KEY = "0123456789abcdef" * 2 + "-onnx-fp32"
+FAST = {"threads": 1, "max_seconds": 0.5, "warmup_max_seconds": 0.2}
+
+
+def _task(job) -> JobTask:
+    return JobTask(job.id, 1, "cpu-x86_64", "onnx", KEY, FAST)
+
+
+@pytest.fixture
+def queued(sessions, settings):
+    """A queued job whose artifact (a tiny ONNX graph) is in the server's store."""
+
+    def produce(path):
+        _tiny_onnx(path)
+        return {}
+
+    ArtifactStore(settings.data_dir).put(KEY, produce)
+    with sessions() as s:
+        job, _ = _job(s)
+        runners.register_runner(
+            s, device_class="cpu-x86_64", description={}, runner_id=local_runner_id()
+        )
+    return job
+
+
+def test_embedded_port_runs_the_profile_kind_and_stores_its_record(sessions, settings, queued):
+    port = DatabasePort(sessions, settings.data_dir, local_runner_id())
+    run_task(port, _task(queued), Host(lock_path=settings.host_lock))
+    with sessions() as s:
+        job = jobs.get_job(s, job_id=queued.id)
+        result = jobs.result_for(s, job_id=queued.id)
+        runner = s.get(runners.RunnerRow, local_runner_id())
+    assert job.state == "done" and runner.current_job_id is None
+    stored = MeasurementRecord.model_validate(result.measurement)
+    assert stored.device["runtime"] == "onnxruntime" and stored.latency_ms.n >= 20
+    assert result.median_ms == stored.latency_ms.median
+
+
+def test_a_result_outside_the_kind_schema_is_refused_on_the_embedded_path(sessions, queued):
+    with sessions() as s:
+        jobservice.claim(s, job_id=queued.id, attempt=1, runner_id=local_runner_id())
+        with pytest.raises(SpecError, match="result.latency_ms.median"):
+            jobservice.complete(
+                s,
+                job_id=queued.id,
+                attempt=1,
+                runner_id=local_runner_id(),
+                result={"latency_ms": {"p90": 1.0}},
+            )
+        assert jobs.get_job(s, job_id=queued.id).state == "measuring"
+        assert jobs.result_for(s, job_id=queued.id) is None
+
+
+def test_a_task_that_fails_on_the_device_posts_its_message(tmp_path):
+    port = FilePort(tmp_path / "absent.onnx")
+    task = JobTask("j", 1, "cpu-x86_64", "onnx", KEY, FAST)
+    run_task(port, task, Host(lock_path=tmp_path / "lock"))
+    assert port.results == [] and len(port.failures) == 1 and "absent.onnx" in port.failures[0]
+
+
+def test_a_task_no_longer_ours_is_dropped_without_running(tmp_path):
+    port = FilePort(tmp_path / "absent.onnx", claims=False)
+    run_task(port, JobTask("j", 1, "cpu-x86_64", "onnx", KEY, FAST), Host(tmp_path / "lock"))
+    assert port.results == port.failures == []
+
+
+def test_an_unknown_kind_names_the_field():
+    with pytest.raises(SpecError, match="kind: unknown job kind 'nope'; known: profile"):
+        get_kind("nope")
+
+
+def test_a_job_past_its_timeout_fails_on_the_reapers_clock(sessions, settings, queued):
+    settings.heartbeat_timeout_s = 2 * settings.job_timeout_s  # only the job timeout applies
+    with sessions() as s:
+        jobservice.claim(s, job_id=queued.id, attempt=1, runner_id=local_runner_id())
+        s.get(type(queued), queued.id).started_at = utcnow()
+        s.commit()
+    dispatcher = RecordingDispatcher()
+    reap(sessions, settings, dispatcher, now=utcnow() + timedelta(seconds=60))
+    with sessions() as s:
+        assert jobs.get_job(s, job_id=queued.id).state == "measuring"
+    reap(
+        sessions, settings, dispatcher, now=utcnow() + timedelta(seconds=settings.job_timeout_s + 1)
+    )
+    with sessions() as s:
+        job = jobs.get_job(s, job_id=queued.id)
+    assert job.state == "failed" and "LATBENCH_JOB_TIMEOUT_S" in job.error
+    assert dispatcher.submitted == []
