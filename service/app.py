@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from service import errors
 from service.api import devices, health, jobs, limits, models, profile, results, runners
 from service.dashboard import routes as dashboard
-from service.db.engine import make_engine, make_sessionmaker, upgrade
+from service.db.engine import engine_for, make_sessionmaker, upgrade
 from service.dispatch import make_dispatcher
 from service.dispatch.reaper import Reaper, recover
 from service.settings import Settings, get_settings
@@ -26,9 +26,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.db_url)
+        engine = engine_for(settings)
         upgrade(engine)
         app.state.sessions = make_sessionmaker(engine)
+        app.state.read_sessions = make_sessionmaker(engine, read_only=True)
         app.state.dispatcher = make_dispatcher(settings, app.state.sessions)
         reaper = Reaper(app.state.sessions, settings, app.state.dispatcher)
         app.state.dispatcher.start()

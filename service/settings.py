@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = Field(30.0, gt=0)
     reaper_interval_s: float = Field(2.0, gt=0)
 
+    db_pool_size: int = Field(16, ge=1, le=1000, description="database connections per process")
+    db_pool_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="wait for a free connection; past it a 503 + Retry-After"
+    )
+    db_busy_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="SQLite: wait for the write lock; past it a 503"
+    )
+
     @model_validator(mode="after")
     def _refuse_open_bind_without_token(self) -> Settings:
         if not is_loopback(self.host) and not self.api_token:

@@ -26,12 +26,19 @@ def _session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def _read_session(request: Request) -> Iterator[Session]:
+    with request.app.state.read_sessions() as session:
+        yield session
+
+
 def _dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-SessionDep = Annotated[Session, Depends(_session)]
+# scope="function": the session closes as the route returns, never held while a response is sent
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(_read_session, scope="function")]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 
 

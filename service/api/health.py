@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import text
 
-from service.api.deps import SessionDep
+from service.api.deps import ReadSessionDep
 from service.db import jobs
 from service.db.jobs import JobState
 
@@ -16,13 +16,13 @@ DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800)
 
 
 @router.get("/healthz")
-def healthz(session: SessionDep) -> dict[str, str]:
+def healthz(session: ReadSessionDep) -> dict[str, str]:
     session.execute(text("SELECT 1"))
     return {"status": "ok"}
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(session: SessionDep) -> str:
+def metrics(session: ReadSessionDep) -> str:
     return render_metrics(
         jobs.counts_by_state(session), jobs.queue_depth(session), jobs.done_durations(session)
     )

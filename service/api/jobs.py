@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from exporters.formats import DeviceClass
-from service.api.deps import SessionDep, UserDep
+from service.api.deps import ReadSessionDep, UserDep
 from service.api.present import job_public
 from service.api.schemas import JobPublic, JobsPublic
 from service.db import jobs
@@ -15,13 +15,13 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def read_job(job_id: str, session: SessionDep, _user: UserDep) -> JobPublic:
+def read_job(job_id: str, session: ReadSessionDep, _user: UserDep) -> JobPublic:
     return job_public(session, jobs.get_job(session, job_id=job_id))
 
 
 @router.get("", response_model=JobsPublic)
 def list_jobs(
-    session: SessionDep,
+    session: ReadSessionDep,
     _user: UserDep,
     state: JobState | None = None,
     device: DeviceClass | None = None,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from exporters.zoo.registry import ModelEntry, get_model, list_models
 from service import reference
-from service.api.deps import SessionDep, SettingsDep, UserDep
+from service.api.deps import ReadSessionDep, SettingsDep, UserDep
 from service.api.schemas import ModelPublic, ModelsPublic
 from service.db.tables import SpecRow
 
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 @router.get("", response_model=ModelsPublic)
 def read_models(
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     _user: UserDep,
     pattern: str = Query("*", max_length=128, description="shell-style, e.g. fastvit*"),

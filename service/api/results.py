@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from exporters.formats import DeviceClass
-from service.api.deps import SessionDep, UserDep
+from service.api.deps import ReadSessionDep, UserDep
 from service.api.present import result_public
 from service.api.schemas import ResultPublic, ResultsPublic
 from service.db.results import list_results
@@ -43,7 +43,7 @@ CSV_COLUMNS = (
 
 @router.get("", response_model=ResultsPublic, responses={200: {"content": {"text/csv": {}}}})
 def read_results(
-    session: SessionDep,
+    session: ReadSessionDep,
     _user: UserDep,
     model: str | None = Query(None, max_length=128),
     family: str | None = Query(None, max_length=64),

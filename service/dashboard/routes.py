@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from service import reference
-from service.api.deps import SessionDep, SettingsDep
+from service.api.deps import ReadSessionDep, SettingsDep
 from service.dashboard.plot import Point, layout
 from service.db.results import list_results
 
@@ -25,7 +25,7 @@ def root() -> RedirectResponse:
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
-def dashboard(request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+def dashboard(request: Request, session: ReadSessionDep, settings: SettingsDep) -> HTMLResponse:
     refs = reference.load(settings.reference_csv)
     published = reference.load_latency(settings.reference_csv)
     latest: dict[str, dict[str, float]] = {}
