@@ -1,10 +1,16 @@
-"""Request dependencies as ``Annotated`` aliases, so routes declare what they need in one word."""
+"""Request dependencies as ``Annotated`` aliases, so routes declare what they need in one word.
+
+The ones that do no I/O are ``async def``: FastAPI runs a sync dependency in its thread pool, and a
+request should not queue for a thread just to read its settings. A session is opened lazily (its
+connection is taken at the first query, in the route's thread) and closed on the event loop as the
+route returns: closing must never wait for a pool thread, or requests blocked on a busy pool would
+keep the threads that free it."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,21 +23,21 @@ from service.dispatch import Dispatcher
 from service.settings import Settings
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _session(request: Request) -> Iterator[Session]:
+async def _session(request: Request) -> AsyncIterator[Session]:
     with request.app.state.sessions() as session:
         yield session
 
 
-def _read_session(request: Request) -> Iterator[Session]:
+async def _read_session(request: Request) -> AsyncIterator[Session]:
     with request.app.state.read_sessions() as session:
         yield session
 
 
-def _dispatcher(request: Request) -> Dispatcher:
+async def _dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher
 
 
@@ -53,7 +59,7 @@ def same_secret(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _user(request: Request, settings: SettingsDep) -> str:
+async def _user(request: Request, settings: SettingsDep) -> str:
     """Who is asking: the API token's fingerprint, or the client address where no token is set
     (loopback only). The per-user queue bound counts jobs by this."""
     token = bearer(request)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
+from exporters.spec import parse_spec
 from service.db.engine import commit_new
 from service.db.tables import JobRow, ResultRow, SpecRow, utcnow
 
@@ -38,10 +39,17 @@ ACTIVE = tuple(s.value for s in JobState if s.active)
 def upsert_spec(
     session: Session, *, spec_hash: str, model: str, family: str | None, body: dict[str, Any]
 ) -> None:
-    """Store the spec once; a concurrent request storing the same one is no error. Commits."""
+    """Store the spec once; a concurrent request storing the same one is no error. Commits.
+
+    The row keeps only the fields its hash covers (``ModelSpec.identity()``): whatever else the
+    request carried (its ``formats``) belongs to that request, and a later one with the same hash
+    must not inherit it. A body whose hash is not ``spec_hash`` is refused."""
+    spec = parse_spec(body)
+    if spec.content_hash() != spec_hash:
+        raise ValueError(f"spec body does not hash to {spec_hash!r}")
     if session.get(SpecRow, spec_hash) is not None:
         return
-    session.add(SpecRow(hash=spec_hash, model=model, family=family, body=body))
+    session.add(SpecRow(hash=spec_hash, model=model, family=family, body=spec.identity()))
     commit_new(session)
 
 

@@ -6,26 +6,28 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, select
 
+from exporters.spec import parse_spec
 from service.db import jobs, runners
 from service.db.engine import make_engine, upgrade
 from service.db.jobs import JobState
 from service.db.results import record_result
-from service.db.tables import JobRow, ResultRow
+from service.db.tables import JobRow, ResultRow, SpecRow
 
 MEASUREMENT = {"latency_ms": {"median": 1.5, "p90": 1.7, "n": 20}}
+SPEC_HASH = parse_spec("mobileone_s0").content_hash()
 
 
 def _job(session, key="k" * 64, user="u"):
     jobs.upsert_spec(
         session,
-        spec_hash="s" * 32,
+        spec_hash=SPEC_HASH,
         model="mobileone_s0",
         family="mobileone",
         body={"model": "mobileone_s0"},
     )
     return jobs.create_or_coalesce(
         session,
-        spec_hash="s" * 32,
+        spec_hash=SPEC_HASH,
         device_class="cpu-x86_64",
         fmt="onnx",
         settings={},
@@ -132,7 +134,7 @@ def test_a_measured_request_reuses_its_job_unless_forced(sessions):
         assert (reused.id, reused.state, created) == (job.id, "done", False)
         forced, forced_created = jobs.create_or_coalesce(
             s,
-            spec_hash="s" * 32,
+            spec_hash=SPEC_HASH,
             device_class="cpu-x86_64",
             fmt="onnx",
             settings={},
@@ -141,3 +143,40 @@ def test_a_measured_request_reuses_its_job_unless_forced(sessions):
             reuse_result=False,
         )
         assert forced_created and forced.id != job.id
+
+
+def test_a_stored_spec_keeps_only_the_fields_its_hash_covers(sessions):
+    """Two requests for one spec hash, the first with extra request-only fields: the stored row
+    is what the hash covers, so the second builds what it asked for, not what the first did."""
+    first = parse_spec({"model": "mobileone_s0", "formats": ["onnx"]})
+    second = parse_spec({"model": "mobileone_s0", "formats": ["coreml"]})
+    assert first.content_hash() == second.content_hash()
+    with sessions() as s:
+        for spec in (first, second):
+            jobs.upsert_spec(
+                s,
+                spec_hash=spec.content_hash(),
+                model=spec.model,
+                family="mobileone",
+                body=spec.model_dump(mode="json"),
+            )
+        stored = s.get(SpecRow, first.content_hash()).body
+    assert stored == first.identity()
+    assert parse_spec(stored).content_hash() == first.content_hash()
+
+
+def test_a_spec_asking_for_a_precision_is_stored_apart(sessions):
+    plain = parse_spec("mobileone_s0")
+    fp16 = parse_spec({"model": "mobileone_s0", "precision": "fp16"})
+    with sessions() as s:
+        for spec in (fp16, plain):
+            jobs.upsert_spec(
+                s,
+                spec_hash=spec.content_hash(),
+                model=spec.model,
+                family="mobileone",
+                body=spec.model_dump(mode="json"),
+            )
+        rows = {row.hash: row.body for row in s.scalars(select(SpecRow))}
+    assert rows[plain.content_hash()]["precision"] is None
+    assert rows[fp16.content_hash()]["precision"] == "fp16"
