@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import errors
-from service.api import devices, health, jobs, limits, models, profile, results, runners
+from service.api import devices, guard, health, jobs, limits, models, profile, results, runners
 from service.dashboard import routes as dashboard
 from service.db.engine import engine_for, make_sessionmaker, upgrade
 from service.dispatch import make_dispatcher
@@ -51,7 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    app.add_middleware(limits.BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(guard.TextGuard)
+    app.add_middleware(limits.BodyLimit, limit=settings.max_body_bytes)  # outermost: bounds first
     for module in (profile, jobs, results, models, devices, runners, health):
         app.include_router(module.router)
     dashboard.mount(app)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 from exporters.formats import DeviceClass
 from service.api.deps import ReadSessionDep, UserDep
 from service.api.present import job_public
-from service.api.schemas import JobPublic, JobsPublic
+from service.api.schemas import JobPublic, JobsPublic, Offset
 from service.db import jobs
 from service.db.jobs import JobState
 
@@ -27,7 +27,7 @@ def list_jobs(
     device: DeviceClass | None = None,
     model: str | None = Query(None, max_length=128),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> JobsPublic:
     rows, count = jobs.list_jobs(
         session,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, Query
@@ -13,7 +12,7 @@ from fastapi.responses import Response
 from exporters.formats import DeviceClass
 from service.api.deps import ReadSessionDep, UserDep
 from service.api.present import result_public
-from service.api.schemas import ResultPublic, ResultsPublic
+from service.api.schemas import ResultPublic, ResultsPublic, UtcTimestamp
 from service.db.results import list_results
 
 router = APIRouter(prefix="/results", tags=["results"])
@@ -48,12 +47,10 @@ def read_results(
     model: str | None = Query(None, max_length=128),
     family: str | None = Query(None, max_length=64),
     device: DeviceClass | None = None,
-    since: datetime | None = None,
+    since: UtcTimestamp | None = None,
     format: Literal["json", "csv"] = "json",
     limit: int = Query(1000, ge=1, le=10000),
 ) -> ResultsPublic | Response:
-    if since is not None and since.tzinfo is not None:  # timestamps are stored as naive UTC
-        since = since.astimezone(UTC).replace(tzinfo=None)
     rows = list_results(
         session,
         model=model,
