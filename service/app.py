@@ -7,6 +7,7 @@ build as many apps as they like, each on its own database.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upgrade(engine)
         app.state.sessions = make_sessionmaker(engine)
         app.state.read_sessions = make_sessionmaker(engine, read_only=True)
+        app.state.db_slots = asyncio.Semaphore(settings.db_pool_size)
         app.state.dispatcher = make_dispatcher(settings, app.state.sessions)
         reaper = Reaper(app.state.sessions, settings, app.state.dispatcher)
         app.state.dispatcher.start()

@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = Field(30.0, gt=0)
     reaper_interval_s: float = Field(2.0, gt=0)
 
-    db_pool_size: int = Field(16, ge=1, le=1000, description="database connections per process")
+    db_pool_size: int = Field(
+        40, ge=1, le=1000, description="request threads, each with its own database connection"
+    )
     db_pool_timeout_s: float = Field(
         5.0, gt=0, le=300, description="wait for a free connection; past it a 503 + Retry-After"
     )

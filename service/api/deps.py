@@ -8,15 +8,17 @@ keep the threads that free it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from exporters.errors import AuthError
+from exporters.errors import AuthError, BusyError
 from service.db import runners
 from service.db.tables import RunnerRow
 from service.dispatch import Dispatcher
@@ -27,14 +29,35 @@ async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+@asynccontextmanager
+async def _slot(request: Request) -> AsyncIterator[None]:
+    """One of ``db_pool_size`` places for a request holding a session, waited for on the event
+    loop, never in a thread: FastAPI runs a sync route, and then its response validation, on
+    its thread pool, so requests waiting in threads for a connection could take every thread
+    while those holding the connections wait for one to finish (the wedge of issue 11)."""
+    settings: Settings = request.app.state.settings
+    try:
+        await asyncio.wait_for(request.app.state.db_slots.acquire(), settings.db_pool_timeout_s)
+    except TimeoutError:
+        raise BusyError(
+            "the service is busy (all database sessions in use); retry shortly"
+        ) from None
+    try:
+        yield
+    finally:
+        request.app.state.db_slots.release()
+
+
 async def _session(request: Request) -> AsyncIterator[Session]:
-    with request.app.state.sessions() as session:
-        yield session
+    async with _slot(request):
+        with request.app.state.sessions() as session:
+            yield session
 
 
 async def _read_session(request: Request) -> AsyncIterator[Session]:
-    with request.app.state.read_sessions() as session:
-        yield session
+    async with _slot(request):
+        with request.app.state.read_sessions() as session:
+            yield session
 
 
 async def _dispatcher(request: Request) -> Dispatcher:

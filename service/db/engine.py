@@ -25,11 +25,16 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 
+BACKGROUND_CONNECTIONS = 4  # beyond the request threads: reaper, dispatcher worker, heartbeat
+
+
 def engine_for(settings: Settings) -> Engine:
-    """The engine of ``settings.db_url`` with the configured bounds on waiting."""
+    """The engine of ``settings.db_url`` with the configured bounds on waiting: a connection for
+    each of the ``db_pool_size`` requests let in at once (``deps``) and for the background
+    threads, so a request's thread never waits for a connection."""
     return make_engine(
         settings.db_url,
-        pool_size=settings.db_pool_size,
+        pool_size=settings.db_pool_size + BACKGROUND_CONNECTIONS,
         pool_timeout_s=settings.db_pool_timeout_s,
         busy_timeout_s=settings.db_busy_timeout_s,
     )

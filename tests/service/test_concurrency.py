@@ -77,12 +77,15 @@ def test_an_exhausted_pool_is_a_503_not_a_wedge(sqlite_settings):
     sqlite_settings.db_pool_size = 1
     app = create_app(sqlite_settings)
     with TestClient(app) as client:
-        held = app.state.sessions()
-        held.execute(text("SELECT 1"))  # checks out the only connection
+        pool = app.state.sessions.kw["bind"].pool
+        held = [app.state.read_sessions() for _ in range(pool.size())]
+        for session in held:
+            session.execute(text("SELECT 1"))  # checks out every connection
         try:
             busy = client.get("/jobs")
         finally:
-            held.close()
+            for session in held:
+                session.close()
         after = client.get("/jobs")
     assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
     assert after.status_code == 200
@@ -113,3 +116,24 @@ def test_many_concurrent_reads_and_writes_all_answer(sqlite_settings):
     assert set(statuses) <= {200, 202, 503}, sorted(set(statuses))
     assert len(statuses) == 320
     assert after.status_code == 200
+
+
+def test_more_concurrent_reads_than_connections_all_answer(sqlite_settings):
+    """64 clients, 2 database sessions: requests wait their turn on the event loop, so none waits
+    in a thread for a connection that only a request queued behind it would return."""
+    sqlite_settings.db_pool_size = 2
+    sqlite_settings.db_pool_timeout_s = 60
+    statuses: list[int] = []
+    with TestClient(create_app(sqlite_settings)) as client:
+
+        def read() -> None:
+            for _ in range(5):
+                statuses.append(client.get("/jobs").status_code)
+
+        threads = [threading.Thread(target=read) for _ in range(64)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a request hung"
+    assert statuses == [200] * 320
