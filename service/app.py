@@ -14,7 +14,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import errors
-from service.api import devices, guard, health, jobs, limits, models, profile, results, runners
+from service.api import (
+    devices,
+    docs,
+    guard,
+    health,
+    jobs,
+    limits,
+    models,
+    profile,
+    results,
+    runners,
+)
 from service.dashboard import routes as dashboard
 from service.db.engine import engine_for, make_sessionmaker, upgrade
 from service.dispatch import make_dispatcher
@@ -48,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="latbench",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # service.api.docs serves both behind the token
+        openapi_url=None,
         description="On-device latency profiling for vision backbones. "
         "Weights are always random: latency does not depend on them.",
     )
@@ -55,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(guard.TextGuard)
     app.add_middleware(limits.BodyLimit, limit=settings.max_body_bytes)  # outermost: bounds first
-    for module in (profile, jobs, results, models, devices, runners, health):
+    for module in (profile, jobs, results, models, devices, runners, health, docs):
         app.include_router(module.router)
     dashboard.mount(app)
     return app

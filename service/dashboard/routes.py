@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from service import reference
-from service.api.deps import ReadSessionDep, SettingsDep
+from service.api.deps import ReadSessionDep, SettingsDep, UserDep
 from service.dashboard.plot import Point, layout
 from service.db.results import list_results
 
@@ -20,12 +20,14 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=RedirectResponse)
-def root() -> RedirectResponse:
+async def root(_user: UserDep) -> RedirectResponse:
     return RedirectResponse("/dashboard")
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
-def dashboard(request: Request, session: ReadSessionDep, settings: SettingsDep) -> HTMLResponse:
+def dashboard(
+    request: Request, session: ReadSessionDep, settings: SettingsDep, _user: UserDep
+) -> HTMLResponse:
     refs = reference.load(settings.reference_csv)
     published = reference.load_latency(settings.reference_csv)
     latest: dict[str, dict[str, float]] = {}

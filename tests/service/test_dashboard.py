@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from service.api.health import render_metrics
 from service.dashboard.plot import Point, layout, pareto_frontier
+from service.db.jobs import DurationHistogram
 from service.reference import load
 
 
@@ -37,11 +40,17 @@ def test_reference_csv_parsing_and_absence(tmp_path):
 
 
 def test_metrics_text_format():
-    text = render_metrics({"done": 2, "queued": 1}, {"cpu-x86_64": 1}, [0.5, 12.0])
-    lines = text.splitlines()
-    assert 'latbench_jobs{state="done"} 2' in lines
-    assert 'latbench_jobs{state="failed"} 0' in lines
-    assert 'latbench_queue_depth{device_class="cpu-x86_64"} 1' in lines
-    assert 'latbench_job_duration_seconds_bucket{le="1"} 1' in lines
-    assert 'latbench_job_duration_seconds_bucket{le="+Inf"} 2' in lines
-    assert "latbench_job_duration_seconds_count 2" in lines
+    durations = DurationHistogram(bounds=(1.0, 15.0), cumulative=(1, 2), total_s=12.5, count=2)
+    text = render_metrics({"done": 2, "queued": 1}, {"cpu-x86_64": 1}, durations).decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("latbench_jobs", (("state", "done"),))] == 2
+    assert samples[("latbench_jobs", (("state", "failed"),))] == 0
+    assert samples[("latbench_queue_depth", (("device_class", "cpu-x86_64"),))] == 1
+    assert samples[("latbench_job_duration_seconds_bucket", (("le", "1"),))] == 1
+    assert samples[("latbench_job_duration_seconds_bucket", (("le", "+Inf"),))] == 2
+    assert samples[("latbench_job_duration_seconds_count", ())] == 2
+    assert samples[("latbench_job_duration_seconds_sum", ())] == 12.5
