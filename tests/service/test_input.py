@@ -136,3 +136,15 @@ def test_a_precision_the_format_cannot_take_is_a_422(client):
         json={"model": {"model": "mobileone_s0", "precision": "fp16"}, "formats": ["onnx"]},
     )
     assert answer.status_code == 422 and answer.json()["field"] == "precision"
+
+
+@pytest.mark.xfail(
+    strict=True, reason="needs the profile path to call exporters.budget.check (issue 8: plan)"
+)
+def test_a_spec_over_the_work_budget_is_a_422(client):
+    huge = {
+        "model": "fastvit_t8",
+        "overrides": {"layers": [32] * 4, "embed_dims": [2048] * 4, "mlp_ratios": [8] * 4},
+    }
+    answer = client.post("/profile", json={"model": huge, "formats": ["onnx"]})
+    assert answer.status_code == 422 and "max_params" in answer.json()["detail"]
