@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from service.app import create_app
+from service.db import runners
 from service.db.engine import make_engine, make_sessionmaker, upgrade
-from service.db.tables import JobRow
+from service.db.tables import JobRow, RunnerRow
 from service.dispatch.local import LocalDispatcher
 
 
@@ -137,3 +138,21 @@ def test_more_concurrent_reads_than_connections_all_answer(sqlite_settings):
             t.join(timeout=120)
         assert not any(t.is_alive() for t in threads), "a request hung"
     assert statuses == [200] * 320
+
+
+def test_a_heartbeat_survives_a_locked_database(tmp_path):
+    path = str(tmp_path / "db.sqlite")
+    engine = make_engine(f"sqlite:///{path}", busy_timeout_s=0.2)
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        runner, _ = runners.register_runner(session, device_class="cpu-x86_64", description={})
+        first = runner.last_heartbeat
+    with write_lock(path):
+        refused = runners.beat(sessions, runner_id=runner.id)
+    recorded = runners.beat(sessions, runner_id=runner.id)
+    with sessions() as session:
+        later = session.get(RunnerRow, runner.id).last_heartbeat
+    engine.dispose()
+    assert (refused, recorded) == (False, True)
+    assert later > first
