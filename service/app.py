@@ -26,6 +26,7 @@ from service.api import (
     results,
     runners,
 )
+from service.api.schemas import ERROR_RESPONSES
 from service.dashboard import routes as dashboard
 from service.db.engine import engine_for, make_sessionmaker, upgrade
 from service.dispatch import make_dispatcher
@@ -69,6 +70,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(guard.TextGuard)
     app.add_middleware(limits.BodyLimit, limit=settings.max_body_bytes)  # outermost: bounds first
     for module in (profile, jobs, results, models, devices, runners, health, docs):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     dashboard.mount(app)
     return app

@@ -58,6 +58,28 @@ def _bounded_description(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer of the API (``service.errors``)."""
+
+    error: str = Field(..., description="the error class, e.g. SpecError")
+    detail: str = Field(..., description="what went wrong and what to do about it")
+    field: str | None = Field(None, description="dotted path of the offending input field")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": what}
+    for code, what in (
+        (401, "missing or wrong token"),
+        (404, "no such object"),
+        (409, "contradicts stored state"),
+        (413, "request body too large"),
+        (422, "invalid input; `field` names it"),
+        (429, "queue bound reached"),
+        (503, "busy or no runner; see Retry-After"),
+    )
+}
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
