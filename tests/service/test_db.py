@@ -145,6 +145,17 @@ def test_a_measured_request_reuses_its_job_unless_forced(sessions):
         assert forced_created and forced.id != job.id
 
 
+def store_as_requested(session, spec) -> None:
+    """What the profile route stores: the whole request's spec, extra fields included."""
+    jobs.upsert_spec(
+        session,
+        spec_hash=spec.content_hash(),
+        model=spec.model,
+        family="mobileone",
+        body=spec.model_dump(mode="json"),
+    )
+
+
 def test_a_stored_spec_keeps_only_the_fields_its_hash_covers(sessions):
     """Two requests for one spec hash, the first with extra request-only fields: the stored row
     is what the hash covers, so the second builds what it asked for, not what the first did."""
@@ -153,13 +164,7 @@ def test_a_stored_spec_keeps_only_the_fields_its_hash_covers(sessions):
     assert first.content_hash() == second.content_hash()
     with sessions() as s:
         for spec in (first, second):
-            jobs.upsert_spec(
-                s,
-                spec_hash=spec.content_hash(),
-                model=spec.model,
-                family="mobileone",
-                body=spec.model_dump(mode="json"),
-            )
+            store_as_requested(s, spec)
         stored = s.get(SpecRow, first.content_hash()).body
     assert stored == first.identity()
     assert parse_spec(stored).content_hash() == first.content_hash()
@@ -170,13 +175,7 @@ def test_a_spec_asking_for_a_precision_is_stored_apart(sessions):
     fp16 = parse_spec({"model": "mobileone_s0", "precision": "fp16"})
     with sessions() as s:
         for spec in (fp16, plain):
-            jobs.upsert_spec(
-                s,
-                spec_hash=spec.content_hash(),
-                model=spec.model,
-                family="mobileone",
-                body=spec.model_dump(mode="json"),
-            )
+            store_as_requested(s, spec)
         rows = {row.hash: row.body for row in s.scalars(select(SpecRow))}
     assert rows[plain.content_hash()]["precision"] is None
     assert rows[fp16.content_hash()]["precision"] == "fp16"
