@@ -6,7 +6,8 @@ Starts ``latbench serve`` (embedded default: local CPU runner; SQLite, or a thro
 database), profiles one small model for real (random weights) so that /results, /jobs/{id} and a
 cached POST /profile have something to answer, then drives each endpoint with N keep-alive clients
 for a bounded time (and at most --max-requests requests) and prints req/s, p50, p99, timeouts and
-non-2xx answers. Afterwards one plain GET /healthz must answer normally.
+non-2xx answers, and the server's CPU time per request (which, unlike req/s, does not depend on
+what else a shared host runs). Afterwards one plain GET /healthz must answer normally.
 
 The clients are a minimal asyncio HTTP/1.1 loop in this process (no third-party load tool): on a
 2-core host this process takes one core, the server the other; host load is printed beside every
@@ -26,6 +27,8 @@ import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -110,18 +113,27 @@ def load_text() -> str:
     return f"load {one:.2f}/{five:.2f} on {os.cpu_count()} cores"
 
 
-def report(name: str, clients: int, tally: Tally, elapsed: float) -> dict:
+def report(name: str, clients: int, tally: Tally, elapsed: float, cpu_s: float) -> dict:
     lat = sorted(tally.latencies)
     p50 = statistics.median(lat) * 1000 if lat else float("nan")
     p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000 if lat else float("nan")
     rate = len(lat) / elapsed
     bad = {s: n for s, n in tally.statuses.items() if s >= 300}
+    cpu_ms = 1000 * cpu_s / max(len(lat), 1)
     print(
         f"  {name:<16} c={clients:<4} {rate:8.0f} req/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
-        f"timeouts {tally.timeouts}  errors {tally.errors}  non-2xx {bad or 0}  [{load_text()}]",
+        f"server CPU {cpu_ms:5.2f} ms/req  timeouts {tally.timeouts}  errors {tally.errors}  "
+        f"non-2xx {bad or 0}  [{load_text()}]",
         flush=True,
     )
     return {"rate": rate, "p99": p99, "bad": bool(bad) or tally.timeouts or tally.errors}
+
+
+def server_cpu_s(server: Server) -> float:
+    """CPU seconds the server process has used: its cost per request does not depend on what
+    else the host runs, unlike req/s on a shared host."""
+    times = psutil.Process(server.popen.pid).cpu_times()
+    return times.user + times.system
 
 
 @contextmanager
@@ -161,11 +173,13 @@ def run(db: str, args: argparse.Namespace) -> bool:
         }
         for name, raw in cases.items():
             for clients in args.clients:
-                start = time.monotonic()
+                start, cpu = time.monotonic(), server_cpu_s(server)
                 tally = asyncio.run(
                     drive(server.port, raw, clients, args.seconds, args.max_requests)
                 )
-                figures = report(name, clients, tally, time.monotonic() - start)
+                figures = report(
+                    name, clients, tally, time.monotonic() - start, server_cpu_s(server) - cpu
+                )
                 ok = ok and not figures["bad"]
         start = time.perf_counter()
         after = server.http.get("/healthz", timeout=5)
