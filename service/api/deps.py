@@ -3,8 +3,8 @@
 The ones that do no I/O are ``async def``: FastAPI runs a sync dependency in its thread pool, and a
 request should not queue for a thread just to read its settings. A session is opened lazily (its
 connection is taken at the first query, in the route's thread) and closed on the event loop as the
-route returns: closing must never wait for a pool thread, or requests blocked on a busy pool would
-keep the threads that free it."""
+route returns, so freeing it needs no thread; how many requests hold one at once is bounded on the
+event loop too (``_slot``)."""
 
 from __future__ import annotations
 
