@@ -11,7 +11,8 @@
     ├── ConflictError             the request contradicts stored state
     ├── QuotaError                a bounded resource (queue, body size) is full
     │   └── PayloadTooLargeError      a request body exceeds the configured bound
-    └── AuthError                 missing or wrong token
+    ├── AuthError                 missing or wrong token
+    └── BusyError                 the service cannot take the request now (database busy or down)
 
 Third-party exceptions are wrapped at the boundary with ``raise ... from exc`` so callers handle
 one tree; the API maps it to HTTP status codes once and the CLI to exit codes once.
@@ -103,3 +104,11 @@ class PayloadTooLargeError(QuotaError):
 
 class AuthError(LatbenchError):
     pass
+
+
+class BusyError(LatbenchError):
+    """Transient: retry after ``retry_after_s`` seconds (the API says so in ``Retry-After``)."""
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)

@@ -184,10 +184,7 @@ def _judge_parity(parity: dict[str, Any], reparam: dict[str, Any]) -> dict[str, 
 
 def _unsupported(fmt: ExportFormat, spec: ModelSpec, key: str) -> ArtifactReport:
     precision = spec.precision_for(fmt)
-    allowed = ", ".join(sorted(p.value for p in fmt.precisions))
-    error = SpecError(
-        f"{fmt.value} is exported in {allowed}, not {precision.value}", field="precision"
-    )
+    error = spec.precision_error(fmt)
     return ArtifactReport(fmt.value, precision.value, ok=False, key=key, error=str(error))
 
 

@@ -3,9 +3,11 @@ export options. Specs arrive from the network, so nothing here can name a file o
 load weights: unknown keys are refused by the schema and overrides are checked against a per-family
 allow-list before anything is built (``timm_models.FAMILIES``, native models' own ``knobs``).
 
-The content hash keys the artifact cache: canonical JSON of what changes the computed graph, plus
-the versions of the libraries that produce it. Format and precision are not in it; the artifact key
-adds them.
+The content hash keys the artifact cache and the service's stored spec rows: canonical JSON of
+everything that changes what is built (the graph and the precision asked for), plus the versions of
+the libraries that produce it. ``formats`` is not in it (each artifact key adds its format), and a
+stored spec keeps exactly the hashed fields (``identity()``), so no request can leave a field in a
+row that another request with the same hash would then inherit.
 """
 
 from __future__ import annotations
@@ -79,16 +81,34 @@ class ModelSpec(BaseModel):
             return self.precision
         return Precision.FP16 if fmt is ExportFormat.COREML else Precision.FP32
 
-    def graph_identity(self) -> dict[str, Any]:
-        """The fields that change the computed graph, in canonical form."""
+    def precision_error(self, fmt: ExportFormat) -> SpecError | None:
+        """Why ``fmt`` cannot be exported at this spec's precision, or None when it can."""
+        precision = self.precision_for(fmt)
+        if precision in fmt.precisions:
+            return None
+        allowed = ", ".join(sorted(p.value for p in fmt.precisions))
+        return SpecError(
+            f"{fmt.value} is exported in {allowed}, not {precision.value}", field="precision"
+        )
+
+    def require_precision(self, fmt: ExportFormat) -> Precision:
+        """The precision ``fmt`` is built at; SpecError (field ``precision``) if impossible."""
+        if (error := self.precision_error(fmt)) is not None:
+            raise error
+        return self.precision_for(fmt)
+
+    def identity(self) -> dict[str, Any]:
+        """Every field that changes what is built, in canonical form: what the hash covers and
+        all that a stored spec keeps."""
         return {
             "model": self.model,
             "overrides": self.overrides,
             "input": self.input.model_dump() if self.input else None,
+            "precision": self.precision.value if self.precision else None,
         }
 
     def content_hash(self) -> str:
-        payload = {"spec": self.graph_identity(), "versions": library_versions()}
+        payload = {"spec": self.identity(), "versions": library_versions()}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 

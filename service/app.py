@@ -7,15 +7,29 @@ build as many apps as they like, each on its own database.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from service import errors
-from service.api import accuracy, devices, health, jobs, limits, models, profile, results, runners
+from service.api import (
+    accuracy,
+    devices,
+    docs,
+    guard,
+    health,
+    jobs,
+    limits,
+    models,
+    profile,
+    results,
+    runners,
+)
+from service.api.schemas import ERROR_RESPONSES
 from service.dashboard import routes as dashboard
-from service.db.engine import make_engine, make_sessionmaker, upgrade
+from service.db.engine import engine_for, make_sessionmaker, upgrade
 from service.dispatch import Dispatcher, make_dispatcher
 from service.dispatch.reaper import Reaper, recover
 from service.settings import Settings, get_settings
@@ -27,9 +41,11 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.db_url)
+        engine = engine_for(settings)
         upgrade(engine)
         app.state.sessions = make_sessionmaker(engine)
+        app.state.read_sessions = make_sessionmaker(engine, read_only=True)
+        app.state.db_slots = asyncio.Semaphore(settings.db_pool_size)
         app.state.dispatcher = dispatcher or make_dispatcher(settings, app.state.sessions)
         reaper = Reaper(app.state.sessions, settings, app.state.dispatcher)
         app.state.dispatcher.start()
@@ -46,13 +62,16 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         title="latbench",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # service.api.docs serves both behind the token
+        openapi_url=None,
         description="On-device latency profiling for vision backbones. "
         "Weights are always random: latency does not depend on them.",
     )
     app.state.settings = settings
     errors.install(app)
-    app.add_middleware(limits.BodyLimit, limit=settings.max_body_bytes)
-    for module in (profile, jobs, results, models, devices, runners, health, accuracy):
-        app.include_router(module.router)
+    app.add_middleware(guard.TextGuard)
+    app.add_middleware(limits.BodyLimit, limit=settings.max_body_bytes)  # outermost: bounds first
+    for module in (profile, jobs, results, models, devices, runners, health, docs, accuracy):
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     dashboard.mount(app)
     return app

@@ -7,11 +7,17 @@ shape, ``{"error": <class>, "detail": <message>, "field": <dotted field or null>
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from exporters import errors as e
+
+log = logging.getLogger(__name__)
 
 # Most specific first: the first isinstance match wins.
 STATUS: tuple[tuple[type[e.LatbenchError], int], ...] = (
@@ -21,6 +27,7 @@ STATUS: tuple[tuple[type[e.LatbenchError], int], ...] = (
     (e.PayloadTooLargeError, 413),
     (e.QuotaError, 429),
     (e.AuthError, 401),
+    (e.BusyError, 503),
     (e.RunnerUnavailableError, 503),
     (e.ExportError, 422),
     (e.EquivalenceError, 422),
@@ -39,7 +46,11 @@ def error_response(error: e.LatbenchError) -> JSONResponse:
         "detail": str(error),
         "field": getattr(error, "field", None),
     }
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, e.AuthError) else None
+    headers = None
+    if isinstance(error, e.AuthError):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(error, e.BusyError):
+        headers = {"Retry-After": str(error.retry_after_s)}
     return JSONResponse(body, status_code=status_for(error), headers=headers)
 
 
@@ -54,6 +65,19 @@ async def _validation_handler(_request: Request, error: Exception) -> JSONRespon
     return error_response(e.spec_error_from(error.errors(), skip=("body",), default="body"))
 
 
+async def _database_handler(_request: Request, error: Exception) -> JSONResponse:
+    """No free connection in time, the SQLite write lock not granted in time, or the database
+    unreachable: transient for the client, which retries, instead of a 500 or a hung request."""
+    log.warning("database unavailable: %s", error)
+    if isinstance(error, PoolTimeoutError):
+        reason = "no database connection free in time"
+    else:
+        reason = "database busy or unreachable"
+    return error_response(e.BusyError(f"the service is busy ({reason}); retry shortly"))
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(e.LatbenchError, _latbench_handler)
+    app.add_exception_handler(OperationalError, _database_handler)
+    app.add_exception_handler(PoolTimeoutError, _database_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.jobs.lock import DEFAULT_LOCK
+
+if TYPE_CHECKING:
+    from exporters.budget import WorkBudget
 
 
 def is_loopback(host: str) -> bool:
@@ -59,6 +62,25 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = Field(30.0, gt=0)
     reaper_interval_s: float = Field(2.0, gt=0)
 
+    max_params: int = Field(
+        1_000_000_000, ge=1, description="work budget: parameters of one spec's model"
+    )
+    max_macs: int = Field(
+        1_000_000_000_000, ge=1, description="work budget: MACs of one forward pass"
+    )
+    max_activation_bytes: int = Field(
+        16 * 2**30, ge=1, description="work budget: bytes of every tensor of one forward pass"
+    )
+    db_pool_size: int = Field(
+        40, ge=1, le=1000, description="request threads, each with its own database connection"
+    )
+    db_pool_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="wait for a free connection; past it a 503 + Retry-After"
+    )
+    db_busy_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="SQLite: wait for the write lock; past it a 503"
+    )
+
     @model_validator(mode="after")
     def _refuse_open_bind_without_token(self) -> Settings:
         if not is_loopback(self.host) and not self.api_token:
@@ -74,6 +96,12 @@ class Settings(BaseSettings):
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat_timeout_s must exceed heartbeat_interval_s")
         return self
+
+    @property
+    def work_budget(self) -> WorkBudget:
+        from exporters.budget import WorkBudget  # torch: only where a spec is checked
+
+        return WorkBudget(self.max_params, self.max_macs, self.max_activation_bytes)
 
     @property
     def db_url(self) -> str:

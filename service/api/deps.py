@@ -1,37 +1,73 @@
-"""Request dependencies as ``Annotated`` aliases, so routes declare what they need in one word."""
+"""Request dependencies as ``Annotated`` aliases, so routes declare what they need in one word.
+
+The ones that do no I/O are ``async def``: FastAPI runs a sync dependency in its thread pool, and a
+request should not queue for a thread just to read its settings. A session is opened lazily (its
+connection is taken at the first query, in the route's thread) and closed on the event loop as the
+route returns, so freeing it needs no thread; how many requests hold one at once is bounded on the
+event loop too (``_slot``)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from exporters.errors import AuthError
+from exporters.errors import AuthError, BusyError
 from service.db import runners
 from service.db.tables import RunnerRow
 from service.dispatch import Dispatcher
 from service.settings import Settings
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _session(request: Request) -> Iterator[Session]:
-    with request.app.state.sessions() as session:
-        yield session
+@asynccontextmanager
+async def _slot(request: Request) -> AsyncIterator[None]:
+    """One of ``db_pool_size`` places for a request holding a session, waited for on the event
+    loop, never in a thread: FastAPI runs a sync route, and then its response validation, on
+    its thread pool, so requests waiting in threads for a connection could take every thread
+    while those holding the connections wait for one to finish (the wedge of issue 11)."""
+    settings: Settings = request.app.state.settings
+    try:
+        await asyncio.wait_for(request.app.state.db_slots.acquire(), settings.db_pool_timeout_s)
+    except TimeoutError:
+        raise BusyError(
+            "the service is busy (all database sessions in use); retry shortly"
+        ) from None
+    try:
+        yield
+    finally:
+        request.app.state.db_slots.release()
 
 
-def _dispatcher(request: Request) -> Dispatcher:
+async def _session(request: Request) -> AsyncIterator[Session]:
+    async with _slot(request):
+        with request.app.state.sessions() as session:
+            yield session
+
+
+async def _read_session(request: Request) -> AsyncIterator[Session]:
+    async with _slot(request):
+        with request.app.state.read_sessions() as session:
+            yield session
+
+
+async def _dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-SessionDep = Annotated[Session, Depends(_session)]
+# scope="function": the session closes as the route returns, never held while a response is sent
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(_read_session, scope="function")]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 
 
@@ -46,7 +82,7 @@ def same_secret(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _user(request: Request, settings: SettingsDep) -> str:
+async def _user(request: Request, settings: SettingsDep) -> str:
     """Who is asking: the API token's fingerprint, or the client address where no token is set
     (loopback only). The per-user queue bound counts jobs by this."""
     token = bearer(request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import SessionDep, UserDep
+from service.api.deps import ReadSessionDep, UserDep
 from service.api.present import runner_public
 from service.api.schemas import RunnersPublic
 from service.db import runners
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/devices", tags=["devices"])
 
 
 @router.get("", response_model=RunnersPublic)
-def read_devices(session: SessionDep, _user: UserDep) -> RunnersPublic:
+def read_devices(session: ReadSessionDep, _user: UserDep) -> RunnersPublic:
     """The registered runners: device class, host facts, online, current job."""
     rows = runners.list_runners(session)
     return RunnersPublic(data=[runner_public(r) for r in rows], count=len(rows))

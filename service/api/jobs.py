@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from exporters.formats import DeviceClass
-from service.api.deps import SessionDep, UserDep
+from service.api.deps import ReadSessionDep, UserDep
 from service.api.present import job_public
-from service.api.schemas import JobPublic, JobsPublic
+from service.api.schemas import JobPublic, JobsPublic, Offset
 from service.db import jobs
 from service.db.jobs import JobState
 
@@ -15,20 +15,20 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def read_job(job_id: str, session: SessionDep, _user: UserDep) -> JobPublic:
+def read_job(job_id: str, session: ReadSessionDep, _user: UserDep) -> JobPublic:
     """One job: its state, timestamps, error, and its result once done."""
     return job_public(session, jobs.get_job(session, job_id=job_id))
 
 
 @router.get("", response_model=JobsPublic)
 def list_jobs(
-    session: SessionDep,
+    session: ReadSessionDep,
     _user: UserDep,
     state: JobState | None = None,
     device: DeviceClass | None = None,
     model: str | None = Query(None, max_length=128),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> JobsPublic:
     """Jobs, newest first, filtered by state, device class or model."""
     rows, count = jobs.list_jobs(

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from exporters.zoo.registry import ModelEntry, get_model, list_models
 from service import reference
-from service.api.deps import SessionDep, SettingsDep, UserDep
-from service.api.schemas import ModelPublic, ModelsPublic
+from service.api.deps import ReadSessionDep, SettingsDep, UserDep
+from service.api.schemas import ModelPublic, ModelsPublic, Offset
 from service.db.tables import SpecRow
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -20,13 +20,13 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 @router.get("", response_model=ModelsPublic)
 def read_models(
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     _user: UserDep,
     pattern: str = Query("*", max_length=128, description="shell-style, e.g. fastvit*"),
     family: str | None = Query(None, max_length=64),
     limit: int = Query(100, ge=1, le=2000),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> ModelsPublic:
     refs = reference.load(settings.reference_csv)
     entries = [entry for entry in _zoo() if fnmatch.fnmatch(entry.name, pattern)]

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from exporters.formats import DeviceClass
-from service.api.deps import SessionDep, UserDep
+from service.api.deps import ReadSessionDep, UserDep
 from service.api.present import result_public
-from service.api.schemas import ResultPublic, ResultsPublic
+from service.api.schemas import ResultPublic, ResultsPublic, UtcTimestamp
 from service.db.results import list_results
 
 router = APIRouter(prefix="/results", tags=["results"])
@@ -43,17 +42,15 @@ CSV_COLUMNS = (
 
 @router.get("", response_model=ResultsPublic, responses={200: {"content": {"text/csv": {}}}})
 def read_results(
-    session: SessionDep,
+    session: ReadSessionDep,
     _user: UserDep,
     model: str | None = Query(None, max_length=128),
     family: str | None = Query(None, max_length=64),
     device: DeviceClass | None = None,
-    since: datetime | None = None,
+    since: UtcTimestamp | None = None,
     format: Literal["json", "csv"] = "json",
     limit: int = Query(1000, ge=1, le=10000),
 ) -> ResultsPublic | Response:
-    if since is not None and since.tzinfo is not None:  # timestamps are stored as naive UTC
-        since = since.astimezone(UTC).replace(tzinfo=None)
     rows = list_results(
         session,
         model=model,

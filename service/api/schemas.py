@@ -2,14 +2,82 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from fastapi import Query
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from devices.results import MeasurementRecord
 from devices.settings import MeasureSettings
 from exporters.formats import DeviceClass, ExportFormat
+
+MAX_OFFSET = 10**9  # far past any table here, far below the 64-bit integers databases overflow at
+MAX_ATTEMPT = 10**6  # a job is retried a handful of times; jobs.attempt is a 32-bit column
+MAX_DESCRIPTION_DEPTH = 8
+MAX_DESCRIPTION_BYTES = 16 * 1024
+
+
+def _naive_utc(value: datetime) -> datetime:
+    """Timestamps are stored as naive UTC; an aware one is converted, inside the range a datetime
+    can hold (0001-01-01T00:00:00+01:00 is a year-0 instant in UTC: refused, not a 500)."""
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError("timestamp out of range once converted to UTC") from None
+
+
+UtcTimestamp = Annotated[datetime, AfterValidator(_naive_utc)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def _bounded_description(value: dict[str, Any]) -> dict[str, Any]:
+    """A runner's description is shown to everyone in /devices and /results: bounded in depth and
+    size so that one runner cannot make those answers huge or unserializable."""
+    if (depth := json_depth(value)) > MAX_DESCRIPTION_DEPTH:
+        raise ValueError(f"nested {depth} deep; at most {MAX_DESCRIPTION_DEPTH}")
+    size = len(json.dumps(value, allow_nan=False).encode())
+    if size > MAX_DESCRIPTION_BYTES:
+        raise ValueError(f"{size} bytes as JSON; at most {MAX_DESCRIPTION_BYTES}")
+    return value
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer of the API (``service.errors``)."""
+
+    error: str = Field(..., description="the error class, e.g. SpecError")
+    detail: str = Field(..., description="what went wrong and what to do about it")
+    field: str | None = Field(None, description="dotted path of the offending input field")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": what}
+    for code, what in (
+        (401, "missing or wrong token"),
+        (404, "no such object"),
+        (409, "contradicts stored state"),
+        (413, "request body too large"),
+        (422, "invalid input; `field` names it"),
+        (429, "queue bound reached"),
+        (503, "busy or no runner; see Retry-After"),
+    )
+}
 
 
 class Strict(BaseModel):
@@ -110,7 +178,9 @@ class ModelsPublic(BaseModel):
 
 class RunnerCreate(Strict):
     device_class: DeviceClass
-    description: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    description: Annotated[dict[str, Any], AfterValidator(_bounded_description)] = Field(
+        default_factory=dict, max_length=64
+    )
 
 
 class RunnerRegistered(BaseModel):
@@ -137,7 +207,7 @@ class RunnersPublic(BaseModel):
 
 class Claim(Strict):
     job_id: str = Field(..., max_length=32)
-    attempt: int = Field(..., ge=1)
+    attempt: int = Field(..., ge=1, le=MAX_ATTEMPT)
 
 
 class ResultPost(Claim):

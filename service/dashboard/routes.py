@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
 from service import reference
-from service.api.deps import SessionDep, SettingsDep
+from service.api.deps import ReadSessionDep, SettingsDep, UserDep
 from service.api.present import job_public, runner_public
 from service.dashboard import view
 from service.db import jobs, runners
@@ -40,7 +40,7 @@ def plotly_js() -> str:
 
 
 @router.get("/", response_class=RedirectResponse)
-def root() -> RedirectResponse:
+async def root(_user: UserDep) -> RedirectResponse:
     return RedirectResponse("/dashboard")
 
 
@@ -71,8 +71,9 @@ def _view(
 
 @router.get("/dashboard/data.json")
 def dashboard_data(
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
+    _user: UserDep,
     device: DeviceQ = None,
     family: FamilyQ = [],  # noqa: B006 (FastAPI copies query defaults)
     kind: KindQ = [],  # noqa: B006
@@ -82,8 +83,9 @@ def dashboard_data(
 
 @router.get("/dashboard/data.csv")
 def dashboard_csv(
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
+    _user: UserDep,
     device: DeviceQ = None,
     family: FamilyQ = [],  # noqa: B006
     kind: KindQ = [],  # noqa: B006
@@ -96,7 +98,9 @@ def dashboard_csv(
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
-def dashboard(request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+def dashboard(
+    request: Request, session: ReadSessionDep, settings: SettingsDep, _user: UserDep
+) -> HTMLResponse:
     overview = view.build(session, reference_csv=settings.reference_csv)
     states = dict(session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all())
     recent, _count = jobs.list_jobs(session, limit=30)
@@ -116,7 +120,11 @@ def dashboard(request: Request, session: SessionDep, settings: SettingsDep) -> H
 
 @router.get("/dashboard/models/{spec_hash}", response_class=HTMLResponse)
 def model_page(
-    spec_hash: str, request: Request, session: SessionDep, settings: SettingsDep
+    spec_hash: str,
+    request: Request,
+    session: ReadSessionDep,
+    settings: SettingsDep,
+    _user: UserDep,
 ) -> HTMLResponse:
     spec = session.get(SpecRow, spec_hash)
     if spec is None:

@@ -1,49 +1,90 @@
-"""Engine and sessions built from a URL in a function (never at import), migrations on startup."""
+"""Engine and sessions built from a URL in a function (never at import), migrations on startup.
+
+Two kinds of session share one engine: ``make_sessionmaker(engine)`` for work that writes, and
+``make_sessionmaker(engine, read_only=True)`` for routes that only read. On SQLite (the embedded
+default, WAL journal) a writing transaction takes the write lock up front (``BEGIN IMMEDIATE``)
+and a reading one never does (a deferred ``BEGIN`` that only reads), so readers run beside the
+one writer and never wait for it. Waits are bounded: a connection from the pool within
+``pool_timeout_s``, the write lock within ``busy_timeout_s``; past either the request fails with
+503 and ``Retry-After`` (``service.errors``) instead of piling up threads behind the lock.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+READ_ONLY = "latbench_read_only"  # execution option of the engine behind read-only sessions
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 
-def make_engine(url: str) -> Engine:
+BACKGROUND_CONNECTIONS = 4  # beyond the request threads: reaper, dispatcher worker, heartbeat
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The engine of ``settings.db_url`` with the configured bounds on waiting: a connection for
+    each of the ``db_pool_size`` requests let in at once (``deps``) and for the background
+    threads, so a request's thread never waits for a connection."""
+    return make_engine(
+        settings.db_url,
+        pool_size=settings.db_pool_size + BACKGROUND_CONNECTIONS,
+        pool_timeout_s=settings.db_pool_timeout_s,
+        busy_timeout_s=settings.db_busy_timeout_s,
+    )
+
+
+def make_engine(
+    url: str, *, pool_size: int = 16, pool_timeout_s: float = 5.0, busy_timeout_s: float = 5.0
+) -> Engine:
+    """``pool_size`` connections at most (no overflow: the bound is the bound)."""
+    pool = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": pool_timeout_s}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _begin_immediate)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s}, **pool
+        )
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    """WAL journal; foreign keys are off by default in SQLite; the driver's own transaction
-    handling is switched off so ``_begin_immediate`` decides. Since every transaction, reads
-    included, begins IMMEDIATE, transactions run one at a time (others wait up to the busy
-    timeout): WAL does not let a reading transaction run beside the writer here."""
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_s: float):
+    def on_connect(dbapi_connection, _record) -> None:
+        """WAL journal (readers beside the writer); foreign keys (off by default in SQLite); the
+        driver's own transaction handling off, so ``_sqlite_begin`` decides how each begins."""
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint; WAL stays safe
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.close()
+
+    return on_connect
 
 
-def _begin_immediate(connection) -> None:
-    """Take the write lock up front: a deferred transaction that reads then writes fails at once
-    (SQLITE_BUSY) when another writer got in between, instead of waiting its turn."""
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(connection) -> None:
+    """A writing transaction takes the write lock up front: a deferred one that reads then writes
+    fails at once (SQLITE_BUSY_SNAPSHOT) when another writer got in between, instead of waiting
+    its turn. A read-only one begins deferred and takes no lock at all in WAL mode."""
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions for writing work, or (``read_only``) for queries that never write."""
+    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    return sessionmaker(bind, expire_on_commit=False)
 
 
 def commit_new(session: Session) -> bool:

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
+from exporters.spec import parse_spec
 from service.db.engine import commit_new
 from service.db.tables import JobRow, ResultRow, SpecRow, utcnow
 
@@ -38,10 +40,17 @@ ACTIVE = tuple(s.value for s in JobState if s.active)
 def upsert_spec(
     session: Session, *, spec_hash: str, model: str, family: str | None, body: dict[str, Any]
 ) -> None:
-    """Store the spec once; a concurrent request storing the same one is no error. Commits."""
+    """Store the spec once; a concurrent request storing the same one is no error. Commits.
+
+    The row keeps only the fields its hash covers (``ModelSpec.identity()``): whatever else the
+    request carried (its ``formats``) belongs to that request, and a later one with the same hash
+    must not inherit it. A body whose hash is not ``spec_hash`` is refused."""
+    spec = parse_spec(body)
+    if spec.content_hash() != spec_hash:
+        raise ValueError(f"spec body does not hash to {spec_hash!r}")
     if session.get(SpecRow, spec_hash) is not None:
         return
-    session.add(SpecRow(hash=spec_hash, model=model, family=family, body=body))
+    session.add(SpecRow(hash=spec_hash, model=model, family=family, body=spec.identity()))
     commit_new(session)
 
 
@@ -229,12 +238,33 @@ def queue_depth(session: Session) -> dict[str, int]:
     return {device: count for device, count in rows}
 
 
-def done_durations(session: Session) -> list[float]:
-    """Seconds from submission to result of every finished job (for /metrics)."""
-    rows = session.execute(
-        select(JobRow.created_at, JobRow.finished_at).where(JobRow.state == JobState.DONE.value)
+@dataclass(frozen=True)
+class DurationHistogram:
+    """Cumulative counts of done jobs whose submission-to-result time is within each bound."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+    total_s: float
+    count: int
+
+
+def _seconds(session: Session, start: Any, end: Any) -> Any:
+    """``end - start`` in seconds as a SQL expression (SQLite has no interval type)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return (func.julianday(end) - func.julianday(start)) * 86400.0
+    return func.extract("epoch", end - start)
+
+
+def done_durations(session: Session, *, bounds: tuple[float, ...]) -> DurationHistogram:
+    """Seconds from submission to result of done jobs, bucketed by the database in one
+    aggregate query (for /metrics): no finished job is loaded."""
+    seconds = _seconds(session, JobRow.created_at, JobRow.finished_at)
+    within = [func.coalesce(func.sum(case((seconds <= b, 1), else_=0)), 0) for b in bounds]
+    query = select(*within, func.coalesce(func.sum(seconds), 0.0), func.count()).where(
+        JobRow.state == JobState.DONE.value, JobRow.finished_at.is_not(None)
     )
-    return [(end - start).total_seconds() for start, end in rows if end and start]
+    *cumulative, total, count = session.execute(query).one()
+    return DurationHistogram(bounds, tuple(int(c) for c in cumulative), float(total), int(count))
 
 
 def result_for(session: Session, *, job_id: str) -> ResultRow | None:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from exporters.errors import AuthError, NotFoundError
 from service.db.tables import RunnerRow, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def _digest(token: str) -> str:
@@ -57,6 +62,22 @@ def heartbeat(session: Session, *, runner: RunnerRow) -> None:
     runner.last_heartbeat = utcnow()
     runner.online = True
     session.commit()
+
+
+def beat(sessions: Callable[[], Session], *, runner_id: str) -> bool:
+    """One heartbeat of the embedded runner in its own short session; False, logged, when the
+    database refused it (locked, unreachable), so the heartbeat loop goes on to the next beat
+    instead of its thread dying and the runner being declared dead while it works."""
+    try:
+        with sessions() as session:
+            row = session.get(RunnerRow, runner_id)
+            if row is None:
+                return False
+            heartbeat(session, runner=row)
+            return True
+    except SQLAlchemyError as exc:
+        log.warning("heartbeat of runner %s not recorded: %s", runner_id, exc)
+        return False
 
 
 def set_current_job(session: Session, *, runner_id: str, job_id: str | None) -> None:

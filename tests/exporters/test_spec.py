@@ -82,9 +82,12 @@ def test_hash_is_canonical_and_sensitive_to_the_graph():
     )
     assert a.content_hash() == b.content_hash()
     assert a.content_hash() != c.content_hash()
-    # precision and formats select artifacts, not the graph
-    d = parse_spec({"model": "fastvit_t8", "precision": "fp32", "formats": ["onnx"]})
+    # formats select artifacts; the precision asked for changes what is built, so it is hashed
+    d = parse_spec({"model": "fastvit_t8", "formats": ["onnx"]})
     assert d.content_hash() == parse_spec("fastvit_t8").content_hash()
+    e = parse_spec({"model": "fastvit_t8", "precision": "fp16"})
+    assert e.content_hash() != d.content_hash()
+    assert set(e.identity()) == {"model", "overrides", "input", "precision"}
 
 
 def test_spec_files_json_and_yaml(tmp_path):

@@ -240,7 +240,7 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
     assert len(csv_text.strip().splitlines()) == 2 and ",4.2,4.5," in csv_text
     assert client.post("/profile", json=body()).json()["jobs"][0]["cached"] is True
     assert client.post("/profile", json=body(force=True)).json()["jobs"][0]["id"] != job_id
-    assert 'latbench_jobs{state="done"} 1' in client.get("/metrics").text
+    assert 'latbench_jobs{state="done"} 1.0' in client.get("/metrics").text.splitlines()
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.spec import parse_spec
 from service import reference
@@ -22,6 +23,7 @@ from service.api.health import render_metrics
 from service.app import create_app
 from service.dashboard import report
 from service.db import jobs
+from service.db.jobs import DurationHistogram
 from service.db.results import record_result
 from tests.service.backends import unavailable
 
@@ -246,14 +248,20 @@ def test_packaged_reference_data_has_sources_and_nothing_points_outside_the_repo
 
 
 def test_metrics_text_format():
-    text = render_metrics({"done": 2, "queued": 1}, {"cpu-x86_64": 1}, [0.5, 12.0])
-    lines = text.splitlines()
-    assert 'latbench_jobs{state="done"} 2' in lines
-    assert 'latbench_jobs{state="failed"} 0' in lines
-    assert 'latbench_queue_depth{device_class="cpu-x86_64"} 1' in lines
-    assert 'latbench_job_duration_seconds_bucket{le="1"} 1' in lines
-    assert 'latbench_job_duration_seconds_bucket{le="+Inf"} 2' in lines
-    assert "latbench_job_duration_seconds_count 2" in lines
+    durations = DurationHistogram(bounds=(1.0, 15.0), cumulative=(1, 2), total_s=12.5, count=2)
+    text = render_metrics({"done": 2, "queued": 1}, {"cpu-x86_64": 1}, durations).decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("latbench_jobs", (("state", "done"),))] == 2
+    assert samples[("latbench_jobs", (("state", "failed"),))] == 0
+    assert samples[("latbench_queue_depth", (("device_class", "cpu-x86_64"),))] == 1
+    assert samples[("latbench_job_duration_seconds_bucket", (("le", "1"),))] == 1
+    assert samples[("latbench_job_duration_seconds_bucket", (("le", "+Inf"),))] == 2
+    assert samples[("latbench_job_duration_seconds_count", ())] == 2
+    assert samples[("latbench_job_duration_seconds_sum", ())] == 12.5
 
 
 def test_report_is_one_offline_html_file(client, settings, tmp_path):

@@ -8,26 +8,28 @@ import pytest
 from sqlalchemy import func, select
 
 from exporters.errors import NotFoundError
+from exporters.spec import parse_spec
 from service.db import accuracy, jobs, runners
 from service.db.engine import MIGRATIONS, make_engine, upgrade
 from service.db.jobs import JobState
 from service.db.results import record_result
-from service.db.tables import JobRow, ResultRow
+from service.db.tables import JobRow, ResultRow, SpecRow
 
 MEASUREMENT = {"latency_ms": {"median": 1.5, "p90": 1.7, "n": 20}}
+SPEC_HASH = parse_spec("mobileone_s0").content_hash()
 
 
 def _job(session, key="k" * 64, user="u"):
     jobs.upsert_spec(
         session,
-        spec_hash="s" * 32,
+        spec_hash=SPEC_HASH,
         model="mobileone_s0",
         family="mobileone",
         body={"model": "mobileone_s0"},
     )
     return jobs.create_or_coalesce(
         session,
-        spec_hash="s" * 32,
+        spec_hash=SPEC_HASH,
         device_class="cpu-x86_64",
         fmt="onnx",
         settings={},
@@ -134,7 +136,7 @@ def test_a_measured_request_reuses_its_job_unless_forced(sessions):
         assert (reused.id, reused.state, created) == (job.id, "done", False)
         forced, forced_created = jobs.create_or_coalesce(
             s,
-            spec_hash="s" * 32,
+            spec_hash=SPEC_HASH,
             device_class="cpu-x86_64",
             fmt="onnx",
             settings={},
@@ -175,3 +177,39 @@ def test_user_accuracy_is_set_once_per_spec_and_replaced(sessions):
         stored = accuracy.accuracies(s)
     assert list(stored) == [spec_hash] and stored[spec_hash].top1 == 71.5
     assert stored[spec_hash].note == "80 epochs" and stored[spec_hash].resolution == 224
+
+
+def store_as_requested(session, spec) -> None:
+    """What the profile route stores: the whole request's spec, extra fields included."""
+    jobs.upsert_spec(
+        session,
+        spec_hash=spec.content_hash(),
+        model=spec.model,
+        family="mobileone",
+        body=spec.model_dump(mode="json"),
+    )
+
+
+def test_a_stored_spec_keeps_only_the_fields_its_hash_covers(sessions):
+    """Two requests for one spec hash, the first with extra request-only fields: the stored row
+    is what the hash covers, so the second builds what it asked for, not what the first did."""
+    first = parse_spec({"model": "mobileone_s0", "formats": ["onnx"]})
+    second = parse_spec({"model": "mobileone_s0", "formats": ["coreml"]})
+    assert first.content_hash() == second.content_hash()
+    with sessions() as s:
+        for spec in (first, second):
+            store_as_requested(s, spec)
+        stored = s.get(SpecRow, first.content_hash()).body
+    assert stored == first.identity()
+    assert parse_spec(stored).content_hash() == first.content_hash()
+
+
+def test_a_spec_asking_for_a_precision_is_stored_apart(sessions):
+    plain = parse_spec("mobileone_s0")
+    fp16 = parse_spec({"model": "mobileone_s0", "precision": "fp16"})
+    with sessions() as s:
+        for spec in (fp16, plain):
+            store_as_requested(s, spec)
+        rows = {row.hash: row.body for row in s.scalars(select(SpecRow))}
+    assert rows[plain.content_hash()]["precision"] is None
+    assert rows[fp16.content_hash()]["precision"] == "fp16"
