@@ -13,7 +13,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import errors
-from service.api import accuracy, devices, health, jobs, limits, models, profile, results, runners
+from service.api import (
+    accuracy,
+    compare,
+    devices,
+    health,
+    jobs,
+    limits,
+    models,
+    profile,
+    results,
+    runners,
+)
 from service.dashboard import routes as dashboard
 from service.db.engine import make_engine, make_sessionmaker, upgrade
 from service.dispatch import Dispatcher, make_dispatcher
@@ -52,7 +63,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(limits.BodyLimit, limit=settings.max_body_bytes)
-    for module in (profile, jobs, results, models, devices, runners, health, accuracy):
+    for module in (profile, compare, jobs, results, models, devices, runners, health, accuracy):
         app.include_router(module.router)
     dashboard.mount(app)
     return app

@@ -82,6 +82,13 @@ def request_key(*, spec_hash: str, target: Target, settings: MeasureSettings) ->
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def compare_key(*, baseline: str, candidate: str) -> str:
+    """Identity of a comparison from its two sides' request keys (which already hold the device,
+    format, precision and settings): the order matters, B/A is not A/B."""
+    payload = ["compare", baseline, candidate]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+
 def export(
     spec: ModelSpec,
     formats: tuple[ExportFormat, ...] | None,

@@ -52,8 +52,8 @@ class DatabasePort:
                 return False
         return True
 
-    def fetch_artifact(self, task: JobTask) -> Path:
-        return self.store.require(task.artifact_key).path
+    def fetch_artifact(self, task: JobTask, key: str) -> Path:
+        return self.store.require(key).path
 
     def post_result(self, task: JobTask, result: BaseModel) -> None:
         with self.sessions() as session:
