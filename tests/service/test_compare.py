@@ -10,17 +10,21 @@ from fastapi.testclient import TestClient
 from devices.jobs.execute import run_task
 from devices.jobs.port import Host, JobTask
 from devices.results import ComparisonRecord
+from devices.settings import MeasureSettings
 from exporters.artifacts import ArtifactStore
-from exporters.errors import SpecError
+from exporters.errors import RunnerError, SpecError
+from exporters.formats import DeviceClass
 from service import jobservice
 from service.app import create_app
 from service.db import jobs, runners
 from service.db.comparisons import comparison_for
 from service.dispatch.local import DatabasePort, local_runner_id
+from service.remote import remote_compare
 from tests.service.doubles import RecordingDispatcher
 
 HASHES = {"baseline": "a" * 32, "candidate": "b" * 32}
 KEYS = {role: f"{h}-onnx-fp32" for role, h in HASHES.items()}
+THIS_CPU = DeviceClass.of_this_cpu()
 FAST = {
     "threads": 1,
     "warmup_max_seconds": 0.2,
@@ -159,3 +163,31 @@ def test_compare_refuses_an_artifact_id_and_a_bad_side_naming_the_field(client):
     unknown = compare(http, candidate="mobileone_s9")
     assert unknown.status_code == 422 and unknown.json()["field"] == "candidate.model"
     assert app.state.dispatcher.submitted == []
+
+
+def test_remote_compare_raises_the_servers_refusal_and_the_jobs_error(client):
+    http, app = client
+    settings = MeasureSettings(**FAST)
+    with pytest.raises(SpecError, match="^candidate.model: unknown model 'mobileone_s9'"):
+        remote_compare("", None, "mobileone_s0", "mobileone_s9", THIS_CPU, settings, http=http)
+
+    states: list[str] = []
+
+    def runner_reports_a_failure(state: str) -> None:
+        states.append(state)
+        job_id = http.get("/jobs").json()["data"][0]["id"]
+        jobservice.fail(app.state.sessions, job_id=job_id, attempt=1, error="device lost")
+
+    with pytest.raises(RunnerError, match=r"compare job \w+ failed: device lost"):
+        remote_compare(
+            "",
+            None,
+            "mobileone_s0",
+            "mobileone_s1",
+            THIS_CPU,
+            settings,
+            progress=runner_reports_a_failure,
+            poll_s=0.01,
+            http=http,
+        )
+    assert states == ["queued", "failed"]
