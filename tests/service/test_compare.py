@@ -1,6 +1,7 @@
 """The compare kind on the embedded path: the real kind runs A/B mode on real onnxruntime through
 the database port and its one result is validated and stored apart from measurements; POST
-/compare coalesces by both sides, the device and the settings, and refuses what it cannot take."""
+/compare coalesces by both sides, the device and the settings, and refuses what it cannot take;
+the client (remote_compare) raises the server's refusal and a failed job's error."""
 
 from __future__ import annotations
 
