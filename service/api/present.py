@@ -58,17 +58,18 @@ def comparison_public(session: Session, row: ComparisonRow) -> ComparisonPublic:
             model=model, spec_hash=spec_hash, artifact=_artifact(session, keys.get(role))
         )
 
-    return ComparisonPublic(
-        **row.comparison,
-        id=row.id,
-        job_id=row.job_id,
-        baseline=side("baseline", row.baseline_spec_hash),
-        candidate=side("candidate", row.candidate_spec_hash),
-        device_class=row.device_class,
-        format=row.format,
-        runner_id=row.runner_id,
-        created_at=row.created_at,
-    )
+    where = {  # after the stored record: a key a runner added never overrides these
+        "id": row.id,
+        "job_id": row.job_id,
+        "baseline": side("baseline", row.baseline_spec_hash),
+        "candidate": side("candidate", row.candidate_spec_hash),
+        "device_class": row.device_class,
+        "format": row.format,
+        "runner_id": row.runner_id,
+        "weights": "random",
+        "created_at": row.created_at,
+    }
+    return ComparisonPublic.model_validate({**row.comparison, **where})
 
 
 def _job_result(session: Session, job: JobRow) -> ResultPublic | ComparisonPublic | None:

@@ -192,3 +192,29 @@ def test_remote_compare_raises_the_servers_refusal_and_the_jobs_error(client):
             http=http,
         )
     assert states == ["queued", "failed"]
+
+
+def test_a_stored_comparison_is_served_by_get_job_with_its_sides(client):
+    http, app = client
+    job_id = compare(http).json()["jobs"][0]["id"]
+    record = {
+        "ratio": 1.2,
+        "ci95": [1.1, 1.3],
+        "reloads": 4,
+        "a": {"median": 1.0},
+        "b": {"median": 1.2},
+        "job_id": "forged",  # a key a runner added: kept in the record, never shown as the id
+    }
+    with app.state.sessions() as s:
+        runners.register_runner(s, device_class="cpu-x86_64", description={}, runner_id="r")
+        jobservice.claim(s, job_id=job_id, attempt=1, runner_id="r")
+        jobservice.complete(s, job_id=job_id, attempt=1, runner_id="r", result=record)
+    job = http.get(f"/jobs/{job_id}")
+    assert job.status_code == 200, job.text
+    result = job.json()["result"]
+    assert (result["job_id"], result["ratio"], result["runner_id"]) == (job_id, 1.2, "r")
+    assert [result[side]["model"] for side in ("baseline", "candidate")] == [
+        "mobileone_s0",
+        "mobileone_s1",
+    ]
+    assert result["cpu_ratio"] is None and result["weights"] == "random"
