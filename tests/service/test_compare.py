@@ -148,8 +148,10 @@ def test_compare_requests_coalesce_by_both_sides_device_and_settings(client):
     assert compare(http).json()["jobs"][0]["id"] == job_id
     swapped = compare(http, baseline="mobileone_s1", candidate="mobileone_s0").json()
     other = compare(http, settings={**FAST, "ab_reloads": 6}).json()
-    assert len({job_id, swapped["jobs"][0]["id"], other["jobs"][0]["id"]}) == 3
-    assert len(app.state.dispatcher.submitted) == 3
+    same = compare(http, candidate="mobileone_s0").json()  # A/A: what a gate's noise check sends
+    assert same["baseline"]["spec_hash"] == same["candidate"]["spec_hash"]
+    ids = {job_id, swapped["jobs"][0]["id"], other["jobs"][0]["id"], same["jobs"][0]["id"]}
+    assert len(ids) == 4 and len(app.state.dispatcher.submitted) == 4
     job = http.get(f"/jobs/{job_id}").json()
     assert (job["kind"], job["state"], job["result"]) == ("compare", "queued", None)
 
