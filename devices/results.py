@@ -1,13 +1,14 @@
 """What a runner returns: a Measurement of one artifact, or a Comparison of two (A/B mode), and
-``MeasurementRecord``, the one schema of a measurement wherever it leaves the runner's objects (the
-HTTP body a runner posts, the database column, the API's result), validated before it is stored."""
+their records, ``MeasurementRecord`` and ``ComparisonRecord``: the one schema of each wherever it
+leaves the runner's objects (the HTTP body a runner posts, the database column, the API's result),
+validated before it is stored."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from devices.stats import RatioEstimate, Summary
 
@@ -58,6 +59,43 @@ class MeasurementRecord(Open):
     def stored(self) -> dict[str, Any]:
         """The JSON column's value: what was set, without defaults it did not send."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+
+class RatioRecord(Open):
+    """A ratio B/A with its 95% CI, built across the per-reload estimates listed."""
+
+    ratio: float = Field(..., gt=0)
+    ci95: tuple[float, float]
+    per_reload_ratios: list[float] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ci_contains_ratio(self) -> RatioRecord:
+        lo, hi = self.ci95
+        if not 0 < lo <= self.ratio <= hi:
+            raise ValueError(f"ci95 [{lo}, {hi}] must be positive and contain ratio {self.ratio}")
+        return self
+
+
+class ComparisonRecord(RatioRecord):
+    """An A/B comparison as stored and served (``Comparison.to_dict()``, so it is also what
+    ``latbench compare --json`` prints and ``latbench gate`` reads): ``a`` is the baseline, ``b``
+    the candidate, ``ratio`` is b/a on wall-clock time, ``cpu_ratio`` the same on the computing
+    thread's CPU time (single-thread CPU runs only), ``reloads`` the session pairs used."""
+
+    reloads: int = Field(..., ge=1)
+    a: LatencyRecord
+    b: LatencyRecord
+    cpu_ratio: RatioRecord | None = None
+    n: int | None = Field(None, ge=0)
+    samples_a: list[float] | None = None
+    samples_b: list[float] | None = None
+    load_ms: tuple[float, float] | None = None
+    order: str | None = None
+    runner: str | None = None
+    device: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    host_load: dict[str, Any] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
 
 
 @dataclass
@@ -155,6 +193,10 @@ class Comparison:
             "host_load": self.host_load,
             "notes": self.notes,
         }
+
+    def record(self) -> ComparisonRecord:
+        """The validated record of this comparison (what every path stores)."""
+        return ComparisonRecord.model_validate(self.to_dict())
 
 
 def _ratio_dict(estimate: RatioEstimate) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from service import errors
 from service.api import (
     accuracy,
+    compare,
     devices,
     docs,
     guard,
@@ -71,7 +72,18 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     errors.install(app)
     app.add_middleware(guard.TextGuard)
     app.add_middleware(limits.BodyLimit, limit=settings.max_body_bytes)  # outermost: bounds first
-    for module in (profile, jobs, results, models, devices, runners, health, docs, accuracy):
+    for module in (
+        profile,
+        compare,
+        jobs,
+        results,
+        models,
+        devices,
+        runners,
+        health,
+        docs,
+        accuracy,
+    ):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     dashboard.mount(app)
     return app

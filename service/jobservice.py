@@ -18,23 +18,27 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from devices.jobs.kinds import get_kind
-from devices.jobs.port import JobTask
+from devices.jobs.port import MODEL, JobTask
 from devices.settings import MeasureSettings
 from exporters.errors import ConflictError, LatbenchError, QuotaError, SpecError, spec_error_from
 from exporters.formats import DeviceClass, ExportFormat
 from exporters.spec import parse_spec
 from service import pipeline
 from service.db import artifacts, jobs, runners
+from service.db.comparisons import record_comparison
 from service.db.jobs import JobState
 from service.db.results import record_result
-from service.db.tables import JobRow, ResultRow, SpecRow, utcnow
+from service.db.tables import ComparisonRow, JobRow, ResultRow, SpecRow, utcnow
 from service.dispatch import Dispatcher
 from service.settings import Settings
 
 Sessions = Callable[[], Session]
 
 # How each job kind's validated result is stored (one db function per kind), keyed by kind name.
-RECORDERS: dict[str, Callable[..., tuple[ResultRow, bool]]] = {"profile": record_result}
+RECORDERS: dict[str, Callable[..., tuple[ResultRow | ComparisonRow, bool]]] = {
+    "profile": record_result,
+    "compare": record_comparison,
+}
 
 
 @dataclass(frozen=True)
@@ -65,39 +69,128 @@ def submit_profile(
 ) -> Submission:
     """One job per device: a cached result or an identical unfinished job is reused (unless
     ``force``), new jobs are checked against the user's quota as a whole, then dispatched."""
-    plan = pipeline.plan(model, devices, formats)
-    for target in plan.targets:
+    plan = pipeline.plan(model, devices, formats, budget=settings.work_budget)
+    submitted = _submit(
+        session,
+        settings=settings,
+        dispatcher=dispatcher,
+        user=user,
+        kind="profile",
+        plans={MODEL: plan},
+        request_key=lambda keys: keys[MODEL],
+        measure=measure,
+        force=force,
+    )
+    return Submission(plan, submitted)
+
+
+@dataclass(frozen=True)
+class CompareSubmission:
+    baseline: pipeline.Plan
+    candidate: pipeline.Plan
+    jobs: list[Submitted]
+
+
+def submit_compare(
+    session: Session,
+    *,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    user: str,
+    baseline: str | dict[str, Any],
+    candidate: str | dict[str, Any],
+    devices: list[DeviceClass],
+    measure: MeasureSettings,
+    force: bool,
+) -> CompareSubmission:
+    """One compare job per device (both sides in the class's first format), reused and
+    coalesced by a key over both sides, the device and the settings, as ``submit_profile``."""
+    plans = {
+        "baseline": _plan_side(baseline, devices, "baseline", settings),
+        "candidate": _plan_side(candidate, devices, "candidate", settings),
+    }
+    submitted = _submit(
+        session,
+        settings=settings,
+        dispatcher=dispatcher,
+        user=user,
+        kind="compare",
+        plans=plans,
+        request_key=lambda keys: pipeline.compare_key(**keys),
+        measure=measure,
+        force=force,
+    )
+    return CompareSubmission(plans["baseline"], plans["candidate"], submitted)
+
+
+def _plan_side(
+    model: str | dict[str, Any], devices: list[DeviceClass], role: str, settings: Settings
+) -> pipeline.Plan:
+    """The plan of one side of a comparison; its errors name the side (``candidate.model``)."""
+    try:
+        return pipeline.plan(model, devices, None, budget=settings.work_budget)
+    except SpecError as exc:
+        detail = str(exc).removeprefix(f"{exc.field}: ") if exc.field else str(exc)
+        raise SpecError(detail, field=f"{role}.{exc.field}" if exc.field else role) from exc
+
+
+def _submit(
+    session: Session,
+    *,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    user: str,
+    kind: str,
+    plans: dict[str, pipeline.Plan],
+    request_key: Callable[[dict[str, str]], str],
+    measure: MeasureSettings,
+    force: bool,
+) -> list[Submitted]:
+    """One job of ``kind`` per device over the models of ``plans`` (role -> plan, targets in the
+    same device order); ``request_key`` makes the job's key from each role's request key."""
+    first = next(iter(plans.values()))
+    for target in first.targets:
         _check_served(settings, dispatcher, target.device_class)
     keyed = []
-    for target in plan.targets:
-        key = pipeline.request_key(spec_hash=plan.spec_hash, target=target, settings=measure)
+    for index, target in enumerate(first.targets):
+        keys = {
+            role: pipeline.request_key(
+                spec_hash=plan.spec_hash, target=plan.targets[index], settings=measure
+            )
+            for role, plan in plans.items()
+        }
+        key = request_key(keys)
         keyed.append((target, key, None if force else jobs.measured_job(session, request_key=key)))
     _check_quota(session, settings, user, [key for _, key, done in keyed if done is None])
-    jobs.upsert_spec(
-        session,
-        spec_hash=plan.spec_hash,
-        model=plan.spec.model,
-        family=plan.family,
-        body=plan.spec.model_dump(mode="json"),
-    )
+    for plan in plans.values():
+        jobs.upsert_spec(
+            session,
+            spec_hash=plan.spec_hash,
+            model=plan.spec.model,
+            family=plan.family,
+            body=plan.spec.model_dump(mode="json"),
+        )
+    specs = {role: plan.spec_hash for role, plan in plans.items()}
     submitted = []
     for target, key, job in keyed:
         created = False
         if job is None:
             job, created = jobs.create_or_coalesce(
                 session,
-                spec_hash=plan.spec_hash,
+                spec_hash=first.spec_hash,
                 device_class=target.device_class.value,
                 fmt=target.format.value,
                 settings=measure.model_dump(mode="json"),
                 request_key=key,
                 user=user,
                 reuse_result=not force,
+                kind=kind,
+                specs=specs if len(specs) > 1 else None,
             )
             if created:
                 dispatcher.submit(job.id, job.attempt)
         submitted.append(Submitted(job, not created and job.state == JobState.DONE.value))
-    return Submission(plan, submitted)
+    return submitted
 
 
 def _check_served(settings: Settings, dispatcher: Dispatcher, device: DeviceClass) -> None:
@@ -130,8 +223,8 @@ def _check_quota(session: Session, settings: Settings, user: str, keys: list[str
 def export_step(
     sessions: Sessions, *, job_id: str, attempt: int, store_root: Path, lock_path: Path
 ) -> JobTask | None:
-    """Export the job's artifact; the task for its runner, or None when the job failed or was not
-    this attempt's to export."""
+    """Export the job's artifacts (one per role: a compare job's baseline and candidate); the task
+    for its runner once all exist, or None when the job failed or was not this attempt's."""
     with sessions() as session:
         if not jobs.transition(
             session,
@@ -143,16 +236,22 @@ def export_step(
         ):
             return None
         job = jobs.get_job(session, job_id=job_id)
-        spec = parse_spec(session.get(SpecRow, job.spec_hash).body)
+        hashes = job.specs or {MODEL: job.spec_hash}
+        specs = {role: parse_spec(session.get(SpecRow, h).body) for role, h in hashes.items()}
     fmt = ExportFormat(job.format)
-    try:
-        report = pipeline.export(spec, (fmt,), store_root=store_root, lock_path=lock_path)
-        with sessions() as session:
-            artifacts.record_export(session, spec_hash=job.spec_hash, report=report)
-        key = report.require(fmt).key
-    except LatbenchError as exc:
-        fail(sessions, job_id=job_id, attempt=attempt, error=str(exc))
-        return None
+    keys: dict[str, str] = {}
+    for role, spec in specs.items():
+        try:
+            report = pipeline.export(spec, (fmt,), store_root=store_root, lock_path=lock_path)
+            with sessions() as session:
+                artifacts.record_export(session, spec_hash=hashes[role], report=report)
+            keys[role] = report.require(fmt).key
+        except LatbenchError as exc:
+            error = f"{role}: {exc}" if job.specs else str(exc)
+            fail(sessions, job_id=job_id, attempt=attempt, error=error)
+            return None
+    several = keys if job.specs else {}
+    key = next(iter(keys.values()))
     with sessions() as session:
         if not jobs.transition(
             session,
@@ -161,6 +260,7 @@ def export_step(
             from_states=[JobState.EXPORTING],
             to=JobState.QUEUED,
             artifact_key=key,
+            artifact_keys=several or None,
         ):
             return None
     return JobTask(
@@ -171,6 +271,7 @@ def export_step(
         artifact_key=key,
         settings=job.settings,
         kind=job.kind,
+        artifact_keys=several,
     )
 
 
@@ -196,7 +297,7 @@ def complete(
     attempt: int,
     runner_id: str,
     result: BaseModel | dict[str, Any],
-) -> ResultRow:
+) -> ResultRow | ComparisonRow:
     """Validate ``result`` against the job kind's schema, store the job's one result (a repeat by
     its runner returns the stored one) and mark the job done; ConflictError unless
     ``runner_id`` holds the job at ``attempt``."""

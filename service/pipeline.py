@@ -22,7 +22,8 @@ from exporters.errors import SpecError
 from exporters.formats import DeviceClass, ExportFormat
 from exporters.spec import ModelSpec, parse_spec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch: imported only where a budget is checked or a model exported
+    from exporters.budget import WorkBudget
     from exporters.export import ExportReport
 
 
@@ -44,13 +45,22 @@ class Plan:
 
 
 def plan(
-    model: str | dict[str, Any], devices: list[DeviceClass], formats: list[ExportFormat] | None
+    model: str | dict[str, Any],
+    devices: list[DeviceClass],
+    formats: list[ExportFormat] | None,
+    *,
+    budget: WorkBudget | None = None,
 ) -> Plan:
-    """Validate a request against the zoo without building anything (fails fast, names fields)."""
+    """Validate a request against the zoo without building anything (fails fast, names fields);
+    with a ``budget`` (the service's), a spec whose estimated size exceeds it is refused too."""
     from exporters.zoo.registry import resolve
 
     spec = parse_spec(model)
     resolved = resolve(spec)
+    if budget is not None:
+        from exporters.budget import check
+
+        check(resolved, budget)
     targets = []
     for device in devices:
         usable = [f for f in device.formats if formats is None or f in formats]
@@ -61,7 +71,7 @@ def plan(
                 field="formats",
             )
         fmt = usable[0]
-        targets.append(Target(device, fmt, spec.precision_for(fmt).value))
+        targets.append(Target(device, fmt, spec.require_precision(fmt).value))
     return Plan(
         spec=spec,
         spec_hash=spec.content_hash(),
@@ -80,6 +90,13 @@ def request_key(*, spec_hash: str, target: Target, settings: MeasureSettings) ->
         settings.model_dump(mode="json"),
     ]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def compare_key(*, baseline: str, candidate: str) -> str:
+    """Identity of a comparison from its two sides' request keys (which already hold the device,
+    format, precision and settings): the order matters, B/A is not A/B."""
+    payload = ["compare", baseline, candidate]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 
 def export(

@@ -19,7 +19,8 @@ def run_task(port: JobPort, task: JobTask, host: Host) -> None:
         log.info("job %s attempt %s is no longer ours; dropped", task.job_id, task.attempt)
         return
     try:
-        result = get_kind(task.kind).run(task, port.fetch_artifact(task), host)
+        artifacts = {role: port.fetch_artifact(task, key) for role, key in task.artifacts().items()}
+        result = get_kind(task.kind).run(task, artifacts, host)
     except LatbenchError as exc:
         port.post_failure(task, str(exc))
         return

@@ -66,17 +66,17 @@ class HttpPort:
             return False
         return True
 
-    def fetch_artifact(self, task: JobTask) -> Path:
+    def fetch_artifact(self, task: JobTask, key: str) -> Path:
         """Download once per key into the cache, checking the server's SHA-256."""
         cache = self.cache
         suffix = ExportFormat(task.format).suffix
-        dest = cache / f"{task.artifact_key}{suffix}"
+        dest = cache / f"{key}{suffix}"
         if dest.exists():
             return dest
         cache.mkdir(parents=True, exist_ok=True)
-        partial = cache / f"{task.artifact_key}.part"
+        partial = cache / f"{key}.part"
         digest = hashlib.sha256()
-        url = f"/runners/{self.runner_id}/artifacts/{task.artifact_key}"
+        url = f"/runners/{self.runner_id}/artifacts/{key}"
         with self.http.stream("GET", url) as response:
             if response.is_error:
                 response.read()  # a streamed body is unread: _check needs it for the message
@@ -89,7 +89,7 @@ class HttpPort:
                     out.write(chunk)
         if expected and digest.hexdigest() != expected:
             partial.unlink()
-            raise RunnerError(f"artifact {task.artifact_key} arrived corrupted (sha256 mismatch)")
+            raise RunnerError(f"artifact {key} arrived corrupted (sha256 mismatch)")
         if packed:  # a directory artifact (.mlpackage) travels as a tar of its contents
             _extract(partial, dest)
         else:

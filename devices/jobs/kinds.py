@@ -1,5 +1,5 @@
-"""Job kinds by name. A kind is one task function (artifact in, result out, on the device host)
-and the pydantic schema of its result; the server validates what a runner posts against it.
+"""Job kinds by name. A kind is one task function (artifacts by role in, result out, on the device
+host) and the pydantic schema of its result; the server validates what a runner posts against it.
 Add a kind with ``@register_kind("name", result=Schema)`` in a module listed in ``KIND_MODULES``."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pydantic import BaseModel
 from devices.jobs.port import Host, JobTask
 from exporters.errors import SpecError
 
-TaskFunction = Callable[[JobTask, Path, Host], BaseModel]
+TaskFunction = Callable[[JobTask, dict[str, Path], Host], BaseModel]
 
-KIND_MODULES = ("devices.jobs.profile",)
+KIND_MODULES = ("devices.jobs.profile", "devices.jobs.compare")
 
 
 @dataclass(frozen=True)

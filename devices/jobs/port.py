@@ -4,11 +4,13 @@ post its result or its failure. The embedded worker implements the port over the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel
+
+MODEL = "model"  # the role of a single-artifact kind's one artifact (profile)
 
 
 @dataclass(frozen=True)
@@ -19,12 +21,18 @@ class JobTask:
     attempt: int
     device_class: str
     format: str
-    artifact_key: str
+    artifact_key: str  # the job's artifact (a compare job's: the baseline's)
     settings: dict[str, Any]
     kind: str = "profile"
+    # role -> key where a kind takes several artifacts (compare: baseline, candidate)
+    artifact_keys: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def artifacts(self) -> dict[str, str]:
+        """Role -> artifact key of everything the kind's function takes (profile: ``MODEL``)."""
+        return dict(self.artifact_keys) or {MODEL: self.artifact_key}
 
 
 @dataclass(frozen=True)
@@ -38,8 +46,8 @@ class JobPort(Protocol):
     def claim(self, task: JobTask) -> bool:
         """Take the job; False when it is no longer this attempt's (then the task is dropped)."""
 
-    def fetch_artifact(self, task: JobTask) -> Path:
-        """A local path of the task's artifact."""
+    def fetch_artifact(self, task: JobTask, key: str) -> Path:
+        """A local path of the task's artifact ``key`` (one of ``task.artifacts()``)."""
 
     def post_result(self, task: JobTask, result: BaseModel) -> None:
         """Hand the kind's validated result over; ConflictError when it is refused."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from devices.jobs.kinds import register_kind
 from devices.jobs.lock import host_lock
-from devices.jobs.port import Host, JobTask
+from devices.jobs.port import MODEL, Host, JobTask
 from devices.results import Measurement, MeasurementRecord
 from devices.settings import MeasureSettings, parse_settings
 from exporters.errors import RunnerUnavailableError, SpecError
@@ -74,10 +74,10 @@ def measure(
 
 
 @register_kind("profile", result=MeasurementRecord)
-def profile(task: JobTask, artifact: Path, host: Host) -> MeasurementRecord:
+def profile(task: JobTask, artifacts: dict[str, Path], host: Host) -> MeasurementRecord:
     fmt = ExportFormat(task.format)
     measurement = measure(
-        artifact,
+        artifacts[MODEL],
         runner=runner_name(DeviceClass(task.device_class), fmt),
         settings=parse_settings(task.settings),
         lock_path=host.lock_path,

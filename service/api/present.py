@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.api.schemas import JobPublic, ResultPublic, RunnerPublic
+from service.api.schemas import (
+    ComparisonPublic,
+    JobBrief,
+    JobPublic,
+    ResultPublic,
+    RunnerPublic,
+    SidePublic,
+)
 from service.db import jobs
-from service.db.tables import ArtifactRow, JobRow, ResultRow, RunnerRow, SpecRow
+from service.db.comparisons import comparison_for
+from service.db.tables import ArtifactRow, ComparisonRow, JobRow, ResultRow, RunnerRow, SpecRow
 
 ARTIFACT_FIELDS = ("key", "format", "precision", "parity", "checks", "export_path", "size_bytes")
 
@@ -16,10 +24,9 @@ def result_public(
 ) -> ResultPublic:
     spec = spec or session.get(SpecRow, result.spec_hash)
     job = session.get(JobRow, result.job_id)
-    artifact = session.get(ArtifactRow, job.artifact_key) if job and job.artifact_key else None
     measurement = {  # the artifact's report stands in for the bare file name the runner states
         **result.measurement,
-        "artifact": {k: artifact.report.get(k) for k in ARTIFACT_FIELDS} if artifact else None,
+        "artifact": _artifact(session, job.artifact_key if job else None),
         "samples_ms": result.measurement.get("samples_ms") if samples else None,
     }
     return ResultPublic(
@@ -36,10 +43,53 @@ def result_public(
     )
 
 
+def _artifact(session: Session, key: str | None) -> dict[str, object] | None:
+    artifact = session.get(ArtifactRow, key) if key else None
+    return {k: artifact.report.get(k) for k in ARTIFACT_FIELDS} if artifact else None
+
+
+def comparison_public(session: Session, row: ComparisonRow) -> ComparisonPublic:
+    job = session.get(JobRow, row.job_id)
+    keys = job.artifact_keys or {}
+
+    def side(role: str, spec_hash: str) -> SidePublic:
+        model = session.get(SpecRow, spec_hash).model
+        return SidePublic(
+            model=model, spec_hash=spec_hash, artifact=_artifact(session, keys.get(role))
+        )
+
+    where = {  # after the stored record: a key a runner added never overrides these
+        "id": row.id,
+        "job_id": row.job_id,
+        "baseline": side("baseline", row.baseline_spec_hash),
+        "candidate": side("candidate", row.candidate_spec_hash),
+        "device_class": row.device_class,
+        "format": row.format,
+        "runner_id": row.runner_id,
+        "weights": "random",
+        "created_at": row.created_at,
+    }
+    return ComparisonPublic.model_validate({**row.comparison, **where})
+
+
+def _job_result(session: Session, job: JobRow) -> ResultPublic | ComparisonPublic | None:
+    if job.kind == "compare":
+        comparison = comparison_for(session, job_id=job.id)
+        return comparison_public(session, comparison) if comparison else None
+    result = jobs.result_for(session, job_id=job.id)
+    return result_public(session, result, samples=True) if result else None
+
+
+def job_brief(job: JobRow, *, cached: bool) -> JobBrief:
+    return JobBrief(
+        id=job.id, device=job.device_class, format=job.format, state=job.state, cached=cached
+    )
+
+
 def job_public(session: Session, job: JobRow, *, with_result: bool = True) -> JobPublic:
-    result = jobs.result_for(session, job_id=job.id) if with_result else None
     return JobPublic(
         id=job.id,
+        kind=job.kind,
         model=session.get(SpecRow, job.spec_hash).model,
         spec_hash=job.spec_hash,
         device=job.device_class,
@@ -52,7 +102,7 @@ def job_public(session: Session, job: JobRow, *, with_result: bool = True) -> Jo
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
-        result=result_public(session, result, samples=True) if result else None,
+        result=_job_result(session, job) if with_result else None,
     )
 
 

@@ -6,7 +6,8 @@ from fastapi import APIRouter, status
 
 from service import jobservice
 from service.api.deps import DispatcherDep, SessionDep, SettingsDep, UserDep
-from service.api.schemas import JobBrief, ProfileAccepted, ProfileCreate
+from service.api.present import job_brief
+from service.api.schemas import ProfileAccepted, ProfileCreate
 
 router = APIRouter(tags=["profile"])
 
@@ -31,15 +32,6 @@ def create_profile(
         measure=body.settings,
         force=body.force,
     )
-    briefs = [
-        JobBrief(
-            id=s.job.id,
-            device=s.job.device_class,
-            format=s.job.format,
-            state=s.job.state,
-            cached=s.cached,
-        )
-        for s in submission.jobs
-    ]
+    briefs = [job_brief(s.job, cached=s.cached) for s in submission.jobs]
     plan = submission.plan
     return ProfileAccepted(spec_hash=plan.spec_hash, model=plan.spec.model, jobs=briefs)

@@ -7,10 +7,20 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Query
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+)
 
-from devices.results import MeasurementRecord
+from devices.results import ComparisonRecord, MeasurementRecord
 from devices.settings import MeasureSettings
+from exporters.artifacts import KEY_PATTERN
+from exporters.errors import SpecError
 from exporters.formats import DeviceClass, ExportFormat
 
 MAX_OFFSET = 10**9  # far past any table here, far below the 64-bit integers databases overflow at
@@ -84,21 +94,63 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ProfileCreate(Strict):
-    model: str | dict[str, Any] = Field(..., description="a zoo name or a ModelSpec object")
-    devices: list[DeviceClass] = Field(
+Devices = Annotated[
+    list[DeviceClass],
+    AfterValidator(lambda value: list(dict.fromkeys(value))),  # each class once, in order
+    Field(
         default_factory=lambda: [DeviceClass.of_this_cpu()],
         min_length=1,
         max_length=len(DeviceClass),
-    )
+    ),
+]
+
+
+class ProfileCreate(Strict):
+    model: str | dict[str, Any] = Field(..., description="a zoo name or a ModelSpec object")
+    devices: Devices
     formats: list[ExportFormat] | None = Field(None, min_length=1, max_length=len(ExportFormat))
     settings: MeasureSettings = Field(default_factory=MeasureSettings)
     force: bool = Field(False, description="measure again even if this request has a result")
 
-    @field_validator("devices")
-    @classmethod
-    def _unique(cls, value: list[DeviceClass]) -> list[DeviceClass]:
-        return list(dict.fromkeys(value))
+
+class ArtifactRef(Strict):
+    artifact: str = Field(
+        ..., pattern=KEY_PATTERN.pattern, description="the id POST /artifacts returned"
+    )
+
+
+def _side_form(value: Any) -> str:
+    if isinstance(value, ArtifactRef) or (isinstance(value, dict) and "artifact" in value):
+        return "artifact"
+    return "spec" if isinstance(value, dict) else "name"
+
+
+Side = Annotated[
+    Annotated[ArtifactRef, Tag("artifact")]
+    | Annotated[dict[str, Any], Tag("spec")]
+    | Annotated[str, Tag("name")],
+    Discriminator(_side_form),
+    Field(description='a zoo name, a ModelSpec object, or {"artifact": id} of an upload'),
+]
+
+
+class CompareCreate(Strict):
+    baseline: Side
+    candidate: Side
+    devices: Devices
+    settings: MeasureSettings = Field(default_factory=MeasureSettings)
+    force: bool = Field(False, description="compare again even if this request has a result")
+
+    def model_of(self, role: str) -> str | dict[str, Any]:
+        """The model of side ``role``; an artifact id is refused until uploads reach compare."""
+        side = getattr(self, role)
+        if isinstance(side, ArtifactRef):
+            raise SpecError(
+                "this server compares models (a zoo name or a spec) only; comparing uploaded "
+                "artifacts by id is not available yet",
+                field=f"{role}.artifact",
+            )
+        return side
 
 
 class JobBrief(BaseModel):
@@ -133,6 +185,34 @@ class ResultPublic(MeasurementRecord):
     created_at: datetime
 
 
+class SidePublic(BaseModel):
+    model: str
+    spec_hash: str
+    artifact: dict[str, Any] | None = None
+
+
+class CompareAccepted(BaseModel):
+    baseline: SidePublic
+    candidate: SidePublic
+    weights: str = "random"
+    jobs: list[JobBrief]
+
+
+class ComparisonPublic(ComparisonRecord):
+    """A stored comparison (its fields are the comparison schema's: ``a`` is the baseline, ``b``
+    the candidate, ``ratio`` is b/a) and what it compared where."""
+
+    id: int
+    job_id: str
+    baseline: SidePublic
+    candidate: SidePublic
+    device_class: str
+    format: str
+    runner_id: str | None
+    weights: str = "random"
+    created_at: datetime
+
+
 class ResultsPublic(BaseModel):
     data: list[ResultPublic]
     count: int
@@ -140,6 +220,7 @@ class ResultsPublic(BaseModel):
 
 class JobPublic(BaseModel):
     id: str
+    kind: str = "profile"
     model: str
     spec_hash: str
     device: str
@@ -152,7 +233,7 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    result: ResultPublic | None = None
+    result: ResultPublic | ComparisonPublic | None = Field(None, description="per the kind")
 
 
 class JobsPublic(BaseModel):

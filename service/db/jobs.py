@@ -65,17 +65,20 @@ def create_or_coalesce(
     user: str,
     reuse_result: bool = True,
     kind: str = "profile",
+    specs: dict[str, str] | None = None,
 ) -> tuple[JobRow, bool]:
     """A new queued job (``created`` True), else the unfinished job with the same request key,
     else (``reuse_result``) the done job that measured it. Commits.
 
     The unique ``active_key`` decides races between identical requests; the result check runs
     after our insert, in its transaction, so a job completing meanwhile is seen, not duplicated
-    (a result and its job's completion commit together)."""
+    (a result and its job's completion commit together). ``specs``: role -> spec hash for kinds
+    taking several models (``spec_hash`` is then the first role's)."""
     job = JobRow(
         id=uuid.uuid4().hex,
         kind=kind,
         spec_hash=spec_hash,
+        specs=specs,
         device_class=device_class,
         format=fmt,
         settings=settings,
@@ -106,6 +109,7 @@ def create_or_coalesce(
             user=user,
             reuse_result=reuse_result,
             kind=kind,
+            specs=specs,
         )
     done = measured_job(session, request_key=request_key) if reuse_result else None
     if done is not None:
@@ -116,12 +120,12 @@ def create_or_coalesce(
 
 
 def measured_job(session: Session, *, request_key: str) -> JobRow | None:
-    """The newest job whose result answers this request key."""
+    """The newest job whose result answers this request key: a done job, whatever its kind (a
+    job becomes done in the transaction that stores its result)."""
     query = (
         select(JobRow)
-        .join(ResultRow, ResultRow.job_id == JobRow.id)
-        .where(ResultRow.request_key == request_key)
-        .order_by(ResultRow.created_at.desc())
+        .where(JobRow.request_key == request_key, JobRow.state == JobState.DONE.value)
+        .order_by(JobRow.finished_at.desc())
     )
     return session.scalars(query).first()
 

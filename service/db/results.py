@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,18 +12,15 @@ from exporters.errors import ConflictError
 from service.db import jobs
 from service.db.engine import commit_new
 from service.db.jobs import JobState
-from service.db.tables import JobRow, ResultRow, SpecRow
+from service.db.tables import ComparisonRow, JobRow, ResultRow, SpecRow
+
+R = TypeVar("R", ResultRow, ComparisonRow)  # a kind's result table: unique job_id
 
 
 def record_result(
     session: Session, *, job: JobRow, model: str, runner_id: str | None, measurement: dict[str, Any]
 ) -> tuple[ResultRow, bool]:
-    """Insert the job's result and mark the job done, in one transaction, so no reader sees a
-    result whose job still looks unfinished or the reverse; a repeat returns the stored one
-    (``created`` False). With ``runner_id`` the job must be measuring under that runner at
-    ``job.attempt``, else any active state does. The result is committed only if the job moved:
-    ConflictError when it did not (it failed, was requeued or taken meanwhile) and holds no
-    result. Commits."""
+    """Store a profile job's measurement through ``finish_with``. Commits."""
     latency = measurement["latency_ms"]
     row = ResultRow(
         job_id=job.id,
@@ -37,6 +34,17 @@ def record_result(
         p90_ms=latency.get("p90"),
         measurement=measurement,
     )
+    return finish_with(session, job=job, runner_id=runner_id, row=row)
+
+
+def finish_with(session: Session, *, job: JobRow, runner_id: str | None, row: R) -> tuple[R, bool]:
+    """Insert the job's result ``row`` (of any kind's table with a unique ``job_id``) and mark the
+    job done, in one transaction, so no reader sees a result whose job still looks unfinished or
+    the reverse; a repeat returns the stored one (``created`` False). With ``runner_id`` the job
+    must be measuring under that runner at ``job.attempt``, else any active state does. The
+    result is committed only if the job moved: ConflictError when it did not (it failed, was
+    requeued or taken meanwhile) and holds no result. Commits."""
+    table = type(row)
     attempt = job.attempt  # the conditional UPDATE refreshes the loaded row
     moved = jobs.transition(
         session,
@@ -49,7 +57,7 @@ def record_result(
     )
     if not moved:
         session.rollback()
-        stored = jobs.result_for(session, job_id=job.id)
+        stored = session.scalars(select(table).where(table.job_id == job.id)).first()
         if stored is None:
             raise ConflictError(
                 f"job {job.id!r} attempt {attempt} no longer accepts a result; not stored"
@@ -58,7 +66,7 @@ def record_result(
     session.add(row)  # after the UPDATE, whose autoflush would raise a duplicate too early
     if commit_new(session):
         return row, True
-    return session.scalars(select(ResultRow).where(ResultRow.job_id == job.id)).one(), False
+    return session.scalars(select(table).where(table.job_id == job.id)).one(), False
 
 
 def list_results(

@@ -1,8 +1,9 @@
-"""The six tables. Everything that matters lives here, never only in memory.
+"""The seven tables. Everything that matters lives here, never only in memory.
 
 Two constraints carry the service's guarantees: ``jobs.active_key`` is unique while a job is
 unfinished (NULL afterwards), so identical concurrent requests coalesce to one job; and
-``results.job_id`` is unique, so a job records at most one result however often it is posted.
+``results.job_id`` (``comparisons.job_id`` for compare jobs) is unique, so a job records at most
+one result however often it is posted.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ class JobRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     runner_id: Mapped[str | None] = mapped_column(String(32))
     artifact_key: Mapped[str | None] = mapped_column(String(128))
+    # kinds taking several models (compare): role -> spec hash (spec_hash is the first role's),
+    # and role -> artifact key once exported (artifact_key is the first role's)
+    specs: Mapped[dict[str, Any] | None]
+    artifact_keys: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     measure_started_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -85,6 +90,25 @@ class ResultRow(Base):
     median_ms: Mapped[float] = mapped_column(Float)
     p90_ms: Mapped[float | None] = mapped_column(Float)
     measurement: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class ComparisonRow(Base):
+    """A compare job's result: candidate/baseline on one device class. Apart from ``results``,
+    whose every row is one spec's measurement with a median (listings, dashboard, CSV)."""
+
+    __tablename__ = "comparisons"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    request_key: Mapped[str] = mapped_column(String(64), index=True)
+    baseline_spec_hash: Mapped[str] = mapped_column(String(64), index=True)
+    candidate_spec_hash: Mapped[str] = mapped_column(String(64), index=True)
+    device_class: Mapped[str] = mapped_column(String(32), index=True)
+    format: Mapped[str] = mapped_column(String(16))
+    runner_id: Mapped[str | None] = mapped_column(String(32))
+    ratio: Mapped[float] = mapped_column(Float)
+    comparison: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 

@@ -15,13 +15,13 @@ from devices.jobs.broker import (
     run_worker,
 )
 from service import jobservice
-from service.db.engine import make_engine, make_sessionmaker
+from service.db.engine import engine_for, make_sessionmaker
 from service.settings import Settings, get_settings
 
 
 def build_app(settings: Settings) -> Any:
     app = make_celery(settings.broker_url)
-    sessions = make_sessionmaker(make_engine(settings.db_url))
+    sessions = make_sessionmaker(engine_for(settings))
 
     @app.task(name=EXPORT_TASK)
     def export_job(job_id: str, attempt: int) -> None:

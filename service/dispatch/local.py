@@ -52,8 +52,8 @@ class DatabasePort:
                 return False
         return True
 
-    def fetch_artifact(self, task: JobTask) -> Path:
-        return self.store.require(task.artifact_key).path
+    def fetch_artifact(self, task: JobTask, key: str) -> Path:
+        return self.store.require(key).path
 
     def post_result(self, task: JobTask, result: BaseModel) -> None:
         with self.sessions() as session:
@@ -123,10 +123,7 @@ class LocalDispatcher:
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval_s):
-            with self.sessions() as session:
-                row = session.get(runners.RunnerRow, local_runner_id())
-                if row is not None:
-                    runners.heartbeat(session, runner=row)
+            runners.beat(self.sessions, runner_id=local_runner_id())
 
     def _work(self) -> None:
         port = DatabasePort(self.sessions, self.settings.data_dir, local_runner_id())

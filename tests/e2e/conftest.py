@@ -17,6 +17,11 @@ import pytest
 LATBENCH = str(Path(sys.executable).with_name("latbench"))
 # A short but real measurement: one thread, about a second of sampling.
 FAST = {"threads": 1, "max_seconds": 1.0, "warmup_max_seconds": 0.5, "min_iters": 10}
+# A short A/B comparison: four session pairs of five ABBA blocks.
+FAST_AB = {"threads": 1, "warmup_max_seconds": 0.5, "ab_reloads": 4, "ab_blocks": 5}
+# One model at two input sizes: the candidate computes four times the pixels.
+SMALL = {"model": "mobileone_s0", "input": {"height": 64, "width": 64}}
+LARGE = {"model": "mobileone_s0", "input": {"height": 128, "width": 128}}
 
 
 def free_port() -> int:

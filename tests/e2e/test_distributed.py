@@ -1,6 +1,6 @@
 """The distributed backend with real parts: PostgreSQL, the Redis broker, the export worker that
 `latbench serve --dispatcher celery` starts, and `latbench runner` processes; a runner killed
-mid-measurement loses its job to another runner."""
+mid-measurement loses its job to another runner; a compare job runs on a remote runner."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import FAST, LATBENCH, Proc, Server
+from devices.settings import MeasureSettings
+from exporters.formats import DeviceClass
+from service.remote import remote_compare
+from tests.e2e.conftest import FAST, FAST_AB, LARGE, LATBENCH, SMALL, Proc, Server
 from tests.service.backends import fresh_postgres, redis_namespace
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
@@ -90,3 +93,25 @@ def test_celery_runner_measures_and_a_killed_runner_loses_its_job(server, base_e
     assert devices[first_id]["online"] is False
     results = server.http.get("/results").json()["data"]
     assert sorted(r["job_id"] for r in results) == sorted({r["job_id"] for r in results})
+
+
+def test_a_remote_runner_executes_a_compare_job(server, base_env, tmp_path):
+    runner, runner_id = start_runner(server, base_env, tmp_path / "runner.log")
+    try:
+        record = remote_compare(
+            server.url,
+            None,
+            SMALL,
+            LARGE,
+            DeviceClass.CPU_X86_64,
+            MeasureSettings(**FAST_AB),
+            poll_s=0.3,
+            timeout_s=300,
+        )
+    finally:
+        runner.kill()
+    assert record.model_extra["runner_id"] == runner_id
+    assert record.ratio > 1 and record.cpu_ratio is not None and record.cpu_ratio.ratio > 1.5
+    assert record.device["runtime"] == "onnxruntime" and record.reloads == 4
+    cache = sorted(p.name for p in (tmp_path / "runner.cache").iterdir())
+    assert len(cache) == 2 and all(name.endswith("-onnx-fp32.onnx") for name in cache)

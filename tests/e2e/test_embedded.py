@@ -9,7 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.e2e.conftest import FAST, Server, service_env
+from devices.settings import MeasureSettings
+from exporters.formats import DeviceClass
+from service.remote import remote_compare
+from tests.e2e.conftest import FAST, FAST_AB, LARGE, SMALL, Server, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +50,35 @@ def test_profile_returns_a_measured_result_then_a_cached_one(server):
     assert result["weights"] == "random"
     repeat = profile(server).json()["jobs"][0]
     assert repeat == {**repeat, "id": job_id, "state": "done", "cached": True}
+
+
+def test_compare_on_the_embedded_runner_finds_the_larger_input_slower(server):
+    states: list[str] = []
+    record = remote_compare(
+        server.url,
+        None,
+        SMALL,
+        LARGE,
+        DeviceClass.of_this_cpu(),
+        MeasureSettings(**FAST_AB),
+        progress=states.append,
+        poll_s=0.3,
+        timeout_s=240,
+    )
+    assert states[-1] == "done" and states[0] in ("queued", "exporting", "measuring")
+    assert record.ratio > 1 and record.reloads == 4 and len(record.per_reload_ratios) == 4
+    assert record.cpu_ratio is not None and record.cpu_ratio.ratio > 1.5  # 4x the pixels
+    assert record.b.median > record.a.median and record.a.n == record.b.n
+    job = server.http.get(f"/jobs/{record.model_extra['job_id']}").json()
+    assert job["kind"] == "compare" and job["result"]["ratio"] == record.ratio
+    sides = job["result"]["baseline"], job["result"]["candidate"]
+    assert [s["artifact"]["parity"]["ok"] for s in sides] == [True, True]
+    measured = server.http.get("/results").json()["data"]
+    assert job["id"] not in [r["job_id"] for r in measured]  # comparisons are kept apart
+    again = remote_compare(
+        server.url, None, SMALL, LARGE, DeviceClass.of_this_cpu(), MeasureSettings(**FAST_AB)
+    )
+    assert again.model_extra["id"] == record.model_extra["id"]  # answered from the store
 
 
 def test_100_concurrent_identical_posts_make_one_job_and_one_result(server):

@@ -52,7 +52,7 @@ class FilePort:
     def claim(self, task: JobTask) -> bool:
         return self.claims
 
-    def fetch_artifact(self, task: JobTask) -> Path:
+    def fetch_artifact(self, task: JobTask, key: str) -> Path:
         return self.artifact
 
     def post_result(self, task: JobTask, result: BaseModel) -> None:

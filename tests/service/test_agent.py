@@ -29,6 +29,12 @@ def _task(fmt: str, precision: str, attempt: int = 1, job_id: str = "j") -> JobT
     )
 
 
+def _fetch(fmt: str, precision: str) -> tuple[JobTask, str]:
+    """A task and the key of its one artifact, as ``run_task`` hands them to the port."""
+    task = _task(fmt, precision)
+    return task, task.artifact_key
+
+
 @pytest.fixture
 def agent(settings, tmp_path):
     with TestClient(create_app(settings)) as http:
@@ -46,9 +52,9 @@ def test_file_artifact_arrives_intact_and_is_cached(agent, tmp_path):
         return {}
 
     store.put(f"{SPEC_HASH}-onnx-fp32", produce)
-    path = client.fetch_artifact(_task("onnx", "fp32"))
+    path = client.fetch_artifact(*_fetch("onnx", "fp32"))
     assert path.name.endswith(".onnx") and path.read_bytes() == payload
-    assert client.fetch_artifact(_task("onnx", "fp32")) == path
+    assert client.fetch_artifact(*_fetch("onnx", "fp32")) == path
 
 
 def test_directory_artifact_travels_as_tar(agent, tmp_path):
@@ -61,7 +67,7 @@ def test_directory_artifact_travels_as_tar(agent, tmp_path):
         return {}
 
     store.put(f"{SPEC_HASH}-coreml-fp16", produce)
-    path = client.fetch_artifact(_task("coreml", "fp16"))
+    path = client.fetch_artifact(*_fetch("coreml", "fp16"))
     assert path.name.endswith(".mlpackage") and path.is_dir()
     assert (path / "Manifest.json").read_text() == '{"ok": true}'
     assert (path / "Data" / "weights.bin").read_bytes() == b"\x01\x02" * 500
@@ -75,10 +81,10 @@ def test_claim_of_an_unknown_or_stale_job_is_declined(agent):
 def test_failed_artifact_fetch_keeps_the_server_message(agent, tmp_path):
     client, _ = agent
     with pytest.raises(RunnerError, match="404.*no artifact"):
-        client.fetch_artifact(_task("onnx", "fp32"))
+        client.fetch_artifact(*_fetch("onnx", "fp32"))
     client.http.headers["Authorization"] = "Bearer wrong"
     with pytest.raises(AuthError, match="wrong token"):
-        client.fetch_artifact(_task("onnx", "fp32"))
+        client.fetch_artifact(*_fetch("onnx", "fp32"))
     assert not list((tmp_path / "cache").iterdir())
 
 
@@ -95,5 +101,5 @@ def test_failed_extraction_leaves_nothing_that_looks_cached(agent, tmp_path):
     cache = tmp_path / "cache"
     for _ in range(2):  # the second fetch tries again instead of serving a partial directory
         with pytest.raises(tarfile.TarError):
-            client.fetch_artifact(_task("coreml", "fp16"))
+            client.fetch_artifact(*_fetch("coreml", "fp16"))
     assert not list(cache.iterdir())

@@ -127,9 +127,6 @@ def test_a_request_for_fp16_onnx_changes_nobody_elses_spec(app, client):
     assert stored == parse_spec("mobileone_s0").identity()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs pipeline.plan to call spec.require_precision (issue 8 owns plan)"
-)
 def test_a_precision_the_format_cannot_take_is_a_422(client):
     answer = client.post(
         "/profile",
@@ -138,9 +135,6 @@ def test_a_precision_the_format_cannot_take_is_a_422(client):
     assert answer.status_code == 422 and answer.json()["field"] == "precision"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the profile path to call exporters.budget.check (issue 8: plan)"
-)
 def test_a_spec_over_the_work_budget_is_a_422(client):
     huge = {
         "model": "fastvit_t8",

@@ -47,7 +47,7 @@ def test_runner_command_and_a_profile_job_need_no_torch_fastapi_or_sqlalchemy(tm
         class Port:  # what the HTTP port does, minus the server
             def claim(self, task):
                 return True
-            def fetch_artifact(self, task):
+            def fetch_artifact(self, task, key):
                 return Path({str(model)!r})
             def post_result(self, task, result):
                 self.result = result

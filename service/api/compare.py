@@ -1,0 +1,43 @@
+"""POST /compare: one A/B job per requested device; cached results and identical requests coalesce."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from service import jobservice
+from service.api.deps import DispatcherDep, SessionDep, SettingsDep, UserDep
+from service.api.present import job_brief
+from service.api.schemas import CompareAccepted, CompareCreate, SidePublic
+
+router = APIRouter(tags=["compare"])
+
+
+@router.post("/compare", status_code=status.HTTP_202_ACCEPTED, response_model=CompareAccepted)
+def create_compare(
+    body: CompareCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+    user: UserDep,
+) -> CompareAccepted:
+    """Latency ratio candidate/baseline with its CI per device class (202: poll GET /jobs/{id})."""
+    submission = jobservice.submit_compare(
+        session,
+        settings=settings,
+        dispatcher=dispatcher,
+        user=user,
+        baseline=body.model_of("baseline"),
+        candidate=body.model_of("candidate"),
+        devices=body.devices,
+        measure=body.settings,
+        force=body.force,
+    )
+    return CompareAccepted(
+        baseline=SidePublic(
+            model=submission.baseline.spec.model, spec_hash=submission.baseline.spec_hash
+        ),
+        candidate=SidePublic(
+            model=submission.candidate.spec.model, spec_hash=submission.candidate.spec_hash
+        ),
+        jobs=[job_brief(s.job, cached=s.cached) for s in submission.jobs],
+    )

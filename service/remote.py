@@ -1,0 +1,108 @@
+"""The client side of a latbench server, for the CLI (``latbench gate --server``): submit a
+comparison, follow its job, return the kind's own typed result. httpx only: no server module."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from devices.results import ComparisonRecord
+from devices.settings import MeasureSettings
+from exporters import errors
+from exporters.formats import DeviceClass
+
+# The server's status codes back to the error tree (service.errors maps the tree to them).
+REFUSALS: dict[int, type[errors.LatbenchError]] = {
+    401: errors.AuthError,
+    404: errors.NotFoundError,
+    409: errors.ConflictError,
+    413: errors.PayloadTooLargeError,
+    429: errors.QuotaError,
+    503: errors.RunnerUnavailableError,
+}
+
+Side = str | dict[str, Any]  # a zoo name, a ModelSpec object, or {"artifact": id} of an upload
+
+
+def checked(response: httpx.Response) -> dict[str, Any]:
+    """The JSON body of a successful answer; a refusal raised as the server's own error class,
+    message and field (a 422 is a SpecError naming the field the server named)."""
+    if not response.is_error:
+        return response.json()
+    is_json = "json" in response.headers.get("content-type", "")
+    body = response.json() if is_json else {}
+    detail = str(body.get("detail", response.text[:300]))
+    field = body.get("field")
+    if response.status_code == 422:
+        raise errors.SpecError(detail.removeprefix(f"{field}: "), field=field)
+    error = REFUSALS.get(response.status_code, errors.RunnerError)
+    raise error(f"server answered {response.status_code}: {detail}")
+
+
+def remote_compare(
+    server: str,
+    token: str | None,
+    baseline: Side,
+    candidate: Side,
+    device_class: DeviceClass,
+    settings: MeasureSettings,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+    poll_s: float = 1.0,
+    timeout_s: float = 3600.0,
+    http: httpx.Client | None = None,
+) -> ComparisonRecord:
+    """Candidate/baseline on a runner of ``device_class`` attached to ``server``: POST /compare,
+    then poll the job (``progress`` gets each new state) until it is done; a failed job raises
+    RunnerError with the job's error, a job still unfinished after ``timeout_s`` RunnerError too.
+    A finished identical request is answered from the server's store unless ``force``."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    client = http or httpx.Client(base_url=server.rstrip("/"), timeout=60.0)
+    body = {
+        "baseline": baseline,
+        "candidate": candidate,
+        "devices": [device_class.value],
+        "settings": settings.model_dump(mode="json", exclude_defaults=True),
+        "force": force,
+    }
+    try:
+        accepted = checked(client.post("/compare", json=body, headers=headers))
+        job_id = accepted["jobs"][0]["id"]
+        job = _follow(client, job_id, headers, progress, poll_s, timeout_s)
+    finally:
+        if http is None:
+            client.close()
+    if job["state"] == "failed":
+        raise errors.RunnerError(f"compare job {job_id} failed: {job['error']}")
+    return ComparisonRecord.model_validate(job["result"])
+
+
+def _follow(
+    client: httpx.Client,
+    job_id: str,
+    headers: dict[str, str],
+    progress: Callable[[str], None] | None,
+    poll_s: float,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """GET /jobs/{id} until done or failed, telling ``progress`` each state change."""
+    deadline = time.monotonic() + timeout_s
+    state = None
+    while True:
+        job = checked(client.get(f"/jobs/{job_id}", headers=headers))
+        if job["state"] != state:
+            state = job["state"]
+            if progress is not None:
+                progress(state)
+        if state in ("done", "failed"):
+            return job
+        if time.monotonic() > deadline:
+            raise errors.RunnerError(
+                f"compare job {job_id} still {state} after {timeout_s:g} s; "
+                f"follow it at {client.base_url}/jobs/{job_id}"
+            )
+        time.sleep(poll_s)
