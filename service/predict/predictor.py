@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from exporters.errors import NotFoundError, SpecError
+from exporters.errors import LatbenchError, NotFoundError, SpecError
 from exporters.features import FEATURES_VERSION, GraphFeatures
 from exporters.formats import DeviceClass
 from exporters.spec import ModelSpec
@@ -176,9 +176,10 @@ def samples_for(
     host = host_latency()
     samples, graphs, skipped = [], {}, {}
     for row in rows:
-        cached = features.lookup(row.spec) if features.store is None else features.get(row.spec)
-        if cached is None:
-            skipped[row.id] = f"no cached features for {row.model}"
+        try:
+            cached = features.get(row.spec)
+        except LatbenchError as exc:  # no store to export into, or the export failed
+            skipped[row.id] = str(exc)
             continue
         vector = cached.features.vector()
         if identity_key(row.spec) in host:
