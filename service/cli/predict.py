@@ -56,8 +56,15 @@ def predict(
         console.print(f"note: {note}")
 
 
-def fit(device: DeviceOpt, as_json: AsJson = False) -> None:
-    """Refit DEVICE from its published rows plus every measurement stored for it here."""
+def fit(
+    device: DeviceOpt,
+    export_missing: Annotated[
+        bool, typer.Option(help="export published rows the shipped features lack (slow)")
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Refit DEVICE from its published rows plus every measurement stored for it here (specs
+    measured here are exported when their features are not cached yet)."""
     from exporters.artifacts import ArtifactStore
     from service.predict.featurecache import FeatureCache
     from service.predict.predictor import fit_predictor, save
@@ -65,17 +72,24 @@ def fit(device: DeviceOpt, as_json: AsJson = False) -> None:
 
     try:
         device_class = parse_device_class(device)
-        rows = published_rows(device_class) + _stored_rows(device_class.value)
         features = FeatureCache(
             local=data_dir() / "predict" / "features.json", store=ArtifactStore(data_dir())
         )
+        published = published_rows(device_class)
+        skipped = {
+            row.id: "no shipped features (--export-missing exports it)"
+            for row in published
+            if not export_missing and features.lookup(row.spec) is None
+        }
+        rows = [r for r in published if r.id not in skipped] + _stored_rows(device_class.value)
         report = fit_predictor(device_class, rows, features=features)
         path = save(report.predictor, data_dir())
     except LatbenchError as error:
         raise fail(error) from None
+    skipped.update(report.skipped)
     info = report.predictor.info()
     if as_json:
-        document = {"saved": str(path), "skipped": report.skipped, **info.model_dump()}
+        document = {"saved": str(path), "skipped": skipped, **info.model_dump()}
         typer.echo(json.dumps(document, indent=2))
         return
     measured = sum(1 for i in info.training_ids if i.startswith("measured:"))
@@ -85,7 +99,7 @@ def fit(device: DeviceOpt, as_json: AsJson = False) -> None:
         f"leave-one-family-out: median abs error {info.cv.median_ape_pct:.1f}%, "
         f"Spearman {info.cv.spearman:.2f}\nsaved {path}"
     )
-    for row_id, why in report.skipped.items():
+    for row_id, why in skipped.items():
         typer.echo(f"skipped {row_id}: {why}")
 
 
