@@ -114,7 +114,7 @@ def test_stored_results_become_training_rows():
 
 
 def test_predict_command_json(tmp_path):
-    result = latbench("predict", "mobileone_s2", "--device", IPHONE, "--json", data_dir=tmp_path)
+    result = latbench("predict", "repvit_m1_1", "--device", IPHONE, "--json", data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["kind"] == "predicted" and doc["device_class"] == IPHONE
@@ -123,7 +123,7 @@ def test_predict_command_json(tmp_path):
 
 
 def test_predict_unknown_device_class_is_a_usage_error(tmp_path):
-    result = latbench("predict", "mobileone_s2", "--device", "iphone99", data_dir=tmp_path)
+    result = latbench("predict", "repvit_m1_1", "--device", "iphone99", data_dir=tmp_path)
     assert result.returncode == 2 and "device: unknown device class" in result.stderr
 
 
@@ -133,5 +133,5 @@ def test_predictor_fit_saves_a_refit_that_predict_uses(tmp_path):
     doc = json.loads(result.stdout)
     assert doc["training_rows"] == len(published_rows(IPHONE)) - len(doc["skipped"])
     assert not any(i.startswith("measured:") for i in doc["training_ids"])  # empty database
-    predicted = latbench("predict", "mobileone_s2", "--device", IPHONE, "--json", data_dir=tmp_path)
+    predicted = latbench("predict", "repvit_m1_1", "--device", IPHONE, "--json", data_dir=tmp_path)
     assert json.loads(predicted.stdout)["predictor"]["version"] == doc["version"]
