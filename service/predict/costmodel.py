@@ -32,6 +32,7 @@ TERMS: dict[str, Callable[[Vector], float]] = {
     "gmacs_matmul": lambda v: (v["macs.matmul_weight"] + v["macs.matmul_act"]) / 1e9,
     "gmacs_attention": lambda v: v["macs.matmul_act"] / 1e9,
     "mb_activations": lambda v: v["activation_bytes"] / 1e6,
+    "mb_weights": lambda v: v["params"] * 4 / 1e6,  # read once per inference (fp32 size)
     "mb_memory_ops": lambda v: _sum("bytes.memory")(v) / 1e6,
     "mb_elementwise": lambda v: (
         _sum("bytes.elementwise", *(f"bytes.{a}" for a in ACTIVATIONS))(v) / 1e6
@@ -45,7 +46,9 @@ TERMS: dict[str, Callable[[Vector], float]] = {
 # Candidate term sets; leave-one-family-out cross-validation picks one per device class.
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "macs+nodes": ("overhead", "gmacs", "nodes"),
+    "macs+weights": ("overhead", "gmacs", "mb_weights"),
     "macs+bytes+nodes": ("overhead", "gmacs", "mb_activations", "nodes"),
+    "macs+weights+activations": ("overhead", "gmacs", "mb_weights", "mb_activations"),
     "op-split": (
         "overhead",
         "gmacs_conv_dense",
