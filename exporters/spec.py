@@ -97,13 +97,19 @@ class ModelSpec(BaseModel):
             raise error
         return self.precision_for(fmt)
 
-    def identity(self) -> dict[str, Any]:
-        """Every field that changes what is built, in canonical form: what the hash covers and
-        all that a stored spec keeps."""
+    def graph_identity(self) -> dict[str, Any]:
+        """The fields that change the computed graph (not its numeric precision)."""
         return {
             "model": self.model,
             "overrides": self.overrides,
             "input": self.input.model_dump() if self.input else None,
+        }
+
+    def identity(self) -> dict[str, Any]:
+        """Every field that changes what is built, in canonical form: what the hash covers and
+        all that a stored spec keeps."""
+        return {
+            **self.graph_identity(),
             "precision": self.precision.value if self.precision else None,
         }
 
