@@ -80,7 +80,9 @@ def _print_report(report) -> None:
 
 
 def export_command(
-    model: Annotated[str, typer.Argument(help="model name (see `latbench models`) or spec file")],
+    model: Annotated[
+        str, typer.Argument(help="model name, spec file or python:package.module:factory")
+    ],
     format: Annotated[str | None, typer.Option(help="comma list: onnx,coreml,pt2")] = None,
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
@@ -88,12 +90,10 @@ def export_command(
     """Build, reparameterize (proven equivalent) and export a model."""
     from exporters.artifacts import ArtifactStore
     from exporters.export import export_model
-    from exporters.spec import resolve_spec_argument
+    from exporters.sources import buildable, with_precision
 
     try:
-        spec = resolve_spec_argument(model)
-        if precision is not None:
-            spec = spec.model_copy(update={"precision": precision})
+        spec = with_precision(buildable(model), precision)
         formats = parse_formats(format)
         with progress_bar(enabled=not as_json) as update:
             report = export_model(
