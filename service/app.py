@@ -13,7 +13,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import errors
-from service.api import devices, health, jobs, limits, models, profile, results, runners
+from service.api import (
+    artifacts,
+    devices,
+    health,
+    jobs,
+    limits,
+    models,
+    profile,
+    results,
+    runners,
+)
 from service.dashboard import routes as dashboard
 from service.db.engine import make_engine, make_sessionmaker, upgrade
 from service.dispatch import make_dispatcher
@@ -50,8 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    app.add_middleware(limits.BodyLimit, limit=settings.max_body_bytes)
-    for module in (profile, jobs, results, models, devices, runners, health):
+    app.add_middleware(
+        limits.BodyLimit,
+        limit=settings.max_body_bytes,
+        paths={"/artifacts": settings.max_artifact_bytes},
+    )
+    for module in (profile, artifacts, jobs, results, models, devices, runners, health):
         app.include_router(module.router)
     dashboard.mount(app)
     return app

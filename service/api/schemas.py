@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from devices.settings import MeasureSettings
+from exporters.artifacts import KEY_PATTERN
 from exporters.formats import DeviceClass, ExportFormat
 from service.api.measurement import MeasurementIn
 
@@ -17,7 +18,12 @@ class Strict(BaseModel):
 
 
 class ProfileCreate(Strict):
-    model: str | dict[str, Any] = Field(..., description="a zoo name or a ModelSpec object")
+    model: str | dict[str, Any] | None = Field(None, description="a zoo name or a ModelSpec object")
+    artifact: str | None = Field(
+        None,
+        pattern=KEY_PATTERN.pattern,
+        description="instead of model: the id POST /artifacts returned (measured as uploaded)",
+    )
     devices: list[DeviceClass] = Field(
         default_factory=lambda: [DeviceClass.of_this_cpu()],
         min_length=1,
@@ -31,6 +37,14 @@ class ProfileCreate(Strict):
     @classmethod
     def _unique(cls, value: list[DeviceClass]) -> list[DeviceClass]:
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _model_or_artifact(self) -> ProfileCreate:
+        if (self.model is None) == (self.artifact is None):
+            raise ValueError("send either model or artifact (an uploaded artifact's id)")
+        if self.artifact is not None and self.formats is not None:
+            raise ValueError("formats: an uploaded artifact has its own format")
+        return self
 
 
 class JobBrief(BaseModel):

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.db.engine import commit_new
 from service.db.tables import ArtifactRow, SpecRow
 
 
@@ -22,3 +23,21 @@ def record_export(session: Session, *, spec_hash: str, report: dict[str, Any]) -
         row.path, row.ok, row.report = item.get("path"), bool(item.get("ok")), item
         session.merge(row)
     session.commit()
+
+
+def record_upload(
+    session: Session, *, key: str, label: str, path: str, meta: dict[str, Any]
+) -> None:
+    """An uploaded artifact: its content hash stands in for a spec hash (a spec row that says it
+    was uploaded, so jobs can point at it) and one artifact row. Idempotent: a concurrent
+    upload of the same bytes that commits first leaves the same rows. Commits."""
+    content_hash, fmt, precision = key.split("-")
+    if session.get(SpecRow, content_hash) is None:
+        body = {"source": "upload", "format": fmt, "label": label}
+        session.add(SpecRow(hash=content_hash, model=label, family="uploaded", body=body))
+    if session.get(ArtifactRow, key) is None:
+        session.add(
+            ArtifactRow(key=key, spec_hash=content_hash, format=fmt, precision=precision,
+                        path=path, ok=True, report=meta)
+        )  # fmt: skip
+    commit_new(session)

@@ -10,6 +10,7 @@ in one interpreter.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -201,7 +202,9 @@ def plan(config: GateConfig, root: Path, store: ArtifactStore, server: str | Non
                     document = entry.document(ref or entry.ref, here)
                     key = (which, json.dumps(document, sort_keys=True), fmt)
                     if key not in built:
-                        built[key] = side(document, here, fmt, store, elsewhere=here != root)
+                        made = side(document, here, fmt, store, elsewhere=here != root)
+                        at = f" @ merge base {tree[1][:10]}" if here != root else ""
+                        built[key] = dataclasses.replace(made, ref=made.ref + at)
                     sides.append(built[key])
                 threshold = config.threshold if entry.threshold is None else entry.threshold
                 pairs.append(Pair(entry.name, device, sides[0], sides[1], threshold))
