@@ -32,8 +32,10 @@ def remarks(outcome: GateOutcome) -> list[str]:
     """What qualifies the numbers: how each side was obtained, what more sampling would need."""
     lines = []
     for p in outcome.pairs:
+        base, cand = p.pair.baseline, p.pair.candidate
         sides = (
-            f"baseline {p.pair.baseline.reparam_note}; candidate {p.pair.candidate.reparam_note}"
+            f"baseline `{base.ref}` ({base.reparam_note}); "
+            f"candidate `{cand.ref}` ({cand.reparam_note})"
         )
         lines.append(f"{p.pair.model} on {p.pair.device.value}: {sides}")
         if p.decision.verdict is Verdict.INCONCLUSIVE:
