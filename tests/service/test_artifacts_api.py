@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from exporters.errors import SpecError
 from service.app import create_app
 from service.db.tables import ArtifactRow, SpecRow
 from tests.exporters.test_sources import _onnx_model
@@ -90,3 +91,19 @@ def test_profile_request_takes_an_artifact_id_instead_of_a_model():
     for bad in ({}, {"artifact": key, "model": "mobileone_s0"}, {"artifact": "../etc"}):
         with pytest.raises(ValueError):
             ProfileCreate.model_validate(bad)
+
+
+def test_cli_upload_sends_a_built_artifact_and_relays_refusals(client, tmp_path):
+    from exporters.artifacts import ArtifactStore
+    from exporters.formats import ExportFormat
+    from exporters.sources import materialize
+    from service.cli.upload import upload_artifact
+
+    store = ArtifactStore(tmp_path / "local")
+    done = materialize(str(_onnx_model(tmp_path)), store=store, fmt=ExportFormat.ONNX)
+    uploaded = upload_artifact(client, done.artifact, name="addnet", token=None)
+    assert uploaded["id"] == done.artifact.key  # the same bytes: the same id on both sides
+    done.artifact.path.write_bytes(b"tampered")
+    with pytest.raises(SpecError) as info:
+        upload_artifact(client, done.artifact, name="addnet", token=None)
+    assert info.value.field == "artifact"
