@@ -1,4 +1,5 @@
-"""``latbench gate``: exit 0 pass, 1 regression, 2 usage error, 3 inconclusive.
+"""``latbench gate``: exit 0 pass, 1 regression, 2 the gate could not run (bad input, a build
+that failed, no runner for a device: one line on stderr), 3 inconclusive.
 
 Three ways in: ``--baseline REF --candidate REF`` (one model), ``--config latbench.toml`` (the
 models × devices × thresholds a repository gates), or a ``latbench compare --json`` document.
@@ -15,7 +16,7 @@ import typer
 from rich.console import Console
 
 from exporters.errors import LatbenchError, SpecError
-from service.cli import data_dir, fail
+from service.cli import EXIT_USAGE, data_dir, fail
 
 err_console = Console(stderr=True)
 
@@ -103,7 +104,8 @@ def gate(
         gate_config, root = _config(config, baseline, candidate, overrides)
         outcome = _run(gate_config, root, server, quiet=as_json)
     except LatbenchError as error:
-        raise fail(error) from None
+        fail(error)  # prints it; any failure to run the gate is 2, never a verdict's code
+        raise typer.Exit(EXIT_USAGE) from None
     _print(outcome, as_json=as_json, markdown=markdown, link=dashboard or server)
     raise typer.Exit(int(outcome.verdict))
 
