@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from exporters.errors import ExportError, LatbenchError
+from exporters.errors import LatbenchError
 from exporters.formats import Precision
 from service.cli import data_dir, fail
 from service.cli.export import progress_bar
@@ -27,32 +27,28 @@ AsJson = Annotated[bool, typer.Option("--json", help="print one JSON document")]
 
 
 def _export(model: str, runner: Any, precision: Precision | None, quiet: bool) -> dict[str, Any]:
-    """Spec -> cached artifact in the runner's preferred format; what a result needs to cite it."""
+    """REF -> cached artifact in the runner's preferred format (built and proven, or a ready
+    artifact validated as given); what a result needs to cite it."""
     from exporters.artifacts import ArtifactStore
-    from exporters.export import export_model
-    from exporters.spec import resolve_spec_argument
+    from exporters.sources import materialize
 
-    spec = resolve_spec_argument(model)
-    if precision is not None:
-        spec = spec.model_copy(update={"precision": precision})
     fmt = runner.formats[0]
     with progress_bar(enabled=not quiet) as update:
-        report = export_model(
-            spec, store=ArtifactStore(data_dir()), formats=(fmt,), progress=update
+        done = materialize(
+            model, store=ArtifactStore(data_dir()), fmt=fmt, precision=precision, progress=update
         )
-    artifact = report.artifact(fmt)
-    if artifact is None or not artifact.ok or artifact.path is None:
-        raise ExportError(fmt.value, artifact.error if artifact else "no artifact produced")
+    meta = done.artifact.meta
     return {
-        "model": report.model,
-        "spec_hash": report.spec_hash,
-        "weights": report.weights,
-        "input_shape": report.input_shape,
-        "macs": report.macs,
-        "format": artifact.format,
-        "precision": artifact.precision,
-        "artifact_key": artifact.key,
-        "path": Path(artifact.path),
+        "model": done.model,
+        "spec_hash": meta.get("spec_hash") or done.artifact.key.split("-")[0],
+        "weights": meta.get("weights"),
+        "input_shape": meta.get("input_shape"),
+        "macs": meta.get("macs"),
+        "format": done.artifact.format.value,
+        "precision": done.artifact.precision.value,
+        "artifact_key": done.artifact.key,
+        "reparam": done.reparam_note,
+        "path": Path(done.artifact.path),
     }
 
 
@@ -129,7 +125,7 @@ def _print_layers(console: Console, layers: dict[str, Any]) -> None:
 
 
 def profile_command(
-    model: Annotated[str, typer.Argument(help="model name (see `latbench models`) or spec file")],
+    model: Annotated[str, typer.Argument(help="model name, spec file, python:, or .onnx/.pt2")],
     device: Device = "cpu",
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
     threads: Threads = None,
@@ -164,8 +160,8 @@ def profile_command(
 
 
 def compare_command(
-    a: Annotated[str, typer.Argument(help="baseline A: model name or spec file")],
-    b: Annotated[str, typer.Argument(help="candidate B: model name or spec file")],
+    a: Annotated[str, typer.Argument(help="baseline A: model name, spec file, python:, artifact")],
+    b: Annotated[str, typer.Argument(help="candidate B: model name, spec file, python:, artifact")],
     device: Device = "cpu",
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
     threads: Threads = None,

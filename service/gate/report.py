@@ -75,5 +75,8 @@ def markdown(outcome: GateOutcome, *, dashboard: str | None = None) -> str:
         cells = (*_cells(p), dashboard_link(dashboard, p))
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     notes = [f"- {line}" for line in remarks(outcome)]
-    footer = f"<sub>{outcome.rule}; metric {outcome.metric}; weights random.</sub>"
+    footer = (
+        f"<sub>{outcome.rule}; medians are wall-clock latency, the ratio is on {outcome.metric} "
+        "time; weights random.</sub>"
+    )
     return "\n".join([head, "", *rows, "", *notes, "", footer]) + "\n"
