@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from exporters.errors import NotFoundError
 from service.db.engine import commit_new
 from service.db.tables import ArtifactRow, SpecRow
 
@@ -41,3 +42,15 @@ def record_upload(
                         path=path, ok=True, report=meta)
         )  # fmt: skip
     commit_new(session)
+
+
+def uploaded(session: Session, *, key: str) -> ArtifactRow:
+    """The uploaded artifact ``key`` (the id POST /artifacts returned); NotFoundError otherwise,
+    so a profile request by id never reaches an export step that would try to build it."""
+    row = session.get(ArtifactRow, key)
+    spec = session.get(SpecRow, row.spec_hash) if row is not None else None
+    if row is None or spec is None or spec.family != "uploaded":
+        raise NotFoundError(
+            f"artifact: no uploaded artifact {key!r}; upload it with POST /artifacts"
+        )
+    return row

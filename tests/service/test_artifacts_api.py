@@ -107,3 +107,34 @@ def test_cli_upload_sends_a_built_artifact_and_relays_refusals(client, tmp_path)
     with pytest.raises(SpecError) as info:
         upload_artifact(client, done.artifact, name="addnet", token=None)
     assert info.value.field == "artifact"
+
+
+def test_profile_targets_of_an_uploaded_artifact(client, tmp_path):
+    from exporters.errors import NotFoundError
+    from exporters.formats import DeviceClass
+    from service.api.artifacts import profile_targets
+
+    key = client.post("/artifacts", content=_onnx_model(tmp_path).read_bytes()).json()["id"]
+    with client.app.state.sessions() as session:
+        (target,) = profile_targets(session, key=key, devices=[DeviceClass.CPU_X86_64])
+        assert (target.format.value, target.precision) == ("onnx", "fp32")
+        with pytest.raises(SpecError) as info:
+            profile_targets(session, key=key, devices=[DeviceClass.IPHONE12_CLASS])
+        assert info.value.field == "devices"
+        with pytest.raises(NotFoundError, match="artifact"):
+            profile_targets(session, key="f" * 32 + "-onnx-fp32", devices=[DeviceClass.CPU_X86_64])
+
+
+def test_record_upload_is_idempotent_on_both_databases(sessions):
+    from exporters.errors import NotFoundError
+    from service.db.artifacts import record_upload, uploaded
+
+    key = "a" * 32 + "-onnx-fp32"
+    for _ in range(2):
+        with sessions() as session:
+            record_upload(session, key=key, label="addnet", path="/x", meta={"size_bytes": 1})
+    with sessions() as session:
+        assert uploaded(session, key=key).format == "onnx"
+        assert session.query(ArtifactRow).count() == 1 and session.query(SpecRow).count() == 1
+        with pytest.raises(NotFoundError):
+            uploaded(session, key="b" * 32 + "-onnx-fp32")
