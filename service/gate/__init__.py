@@ -2,7 +2,9 @@
 
 A pair (model, device) fails only on a real regression: candidate/baseline slower than the
 threshold AND the confidence interval of the ratio excluding 1. A ratio past the threshold whose
-interval still includes 1 is inconclusive (too noisy to decide): the gate samples more first.
+interval still includes 1 is inconclusive (too noisy to decide): the gate samples more first,
+as it does for a pass whose interval reaches past twice the threshold (a noisy round can put the
+estimate of a real regression under the threshold).
 
 With m pairs in one gate, each pair's interval is built at confidence 1 - 0.05/m (Bonferroni), so
 the chance that *any* pair of an unchanged model fails is at most 2.5% (one-sided) whatever m is:
@@ -40,6 +42,15 @@ class Decision:
     ci95: tuple[float, float]  # at ``confidence`` (0.95 for a single pair)
     threshold: float
     confidence: float = 0.95
+
+    @property
+    def settled(self) -> bool:
+        """Worth no more sampling: a regression, or a pass whose interval rules out a slowdown of
+        twice the threshold. A pass on a wide interval (a noisy round) hides what more session
+        pairs would show, so the gate samples it more, as it does an inconclusive pair."""
+        if self.verdict is Verdict.PASS:
+            return self.ci95[1] <= 1 + 2 * self.threshold
+        return self.verdict is Verdict.REGRESSION
 
     def explain(self) -> str:
         lo, hi = self.ci95

@@ -87,8 +87,8 @@ class GateOutcome:
         return (
             f"regression: {self.metric} ratio candidate/baseline above 1 + threshold and its "
             f"{percent(self.confidence)} CI above 1 (Bonferroni over {len(self.pairs)} pair(s): "
-            "family-wise false-failure rate at most 2.5%); inconclusive pairs sampled up to "
-            f"{self.budget.max_reloads} session pairs"
+            "family-wise false-failure rate at most 2.5%); inconclusive pairs, and passes whose CI "
+            f"reaches 1 + 2 x threshold, sampled up to {self.budget.max_reloads} session pairs"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,10 +121,10 @@ def run_gate(
             server=server,
         )  # fmt: skip
         decision = _decide(comparison, metric, pair.threshold, confidence)
-        while decision.verdict is Verdict.INCONCLUSIVE and comparison.reloads < budget.max_reloads:
+        while not decision.settled and comparison.reloads < budget.max_reloads:
             step = min(budget.step, budget.max_reloads - comparison.reloads)
             if progress is not None:
-                progress(f"inconclusive: {step} more session pairs for {pair.model}")
+                progress(f"not settled: {step} more session pairs for {pair.model}")
             more = compare_fn(
                 pair.baseline.artifact, pair.candidate.artifact, pair.device,
                 settings.model_copy(update={"ab_reloads": max(2, step)}), server=server,

@@ -226,3 +226,17 @@ def test_config_gates_a_branch_against_its_merge_base(tmp_path):
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True,
                                text=True, check=True)  # fmt: skip
     assert len(worktrees.stdout.strip().splitlines()) == 1  # the temporary one is gone
+
+
+def test_a_pass_on_a_wide_interval_is_sampled_more_before_it_counts():
+    from devices.settings import MeasureSettings
+    from service.gate.run import Budget, run_gate
+
+    wide = [1.30, 0.80, 1.25, 0.85, 1.20, 0.90]  # point under 5%, CI reaching past 10%
+    steady = [1.10, 1.09, 1.11, 1.10, 1.12, 1.09]
+    compare_fn, calls = _scripted([wide, steady, steady])
+    outcome = run_gate([_pair()], settings=MeasureSettings(), budget=Budget(6, 24),
+                       compare_fn=compare_fn)  # fmt: skip
+    assert decide(1.0, (0.85, 1.2), 0.05).verdict is Verdict.PASS
+    assert not decide(1.0, (0.85, 1.2), 0.05).settled and decide(1.0, (0.98, 1.02), 0.05).settled
+    assert len(calls) >= 2 and outcome.verdict is Verdict.REGRESSION
