@@ -240,3 +240,20 @@ def test_a_pass_on_a_wide_interval_is_sampled_more_before_it_counts():
     assert decide(1.0, (0.85, 1.2), 0.05).verdict is Verdict.PASS
     assert not decide(1.0, (0.85, 1.2), 0.05).settled and decide(1.0, (0.98, 1.02), 0.05).settled
     assert len(calls) >= 2 and outcome.verdict is Verdict.REGRESSION
+
+
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        ([], "candidate"),
+        (["--candidate", "resnet18"], "baseline_ref"),
+        (["--candidate", "resnet18", "--baseline", "resnet18", "--device", "toaster"], "device"),
+        (["--candidate", "resnet18", "--baseline", "resnet18", "--threshold", "lots"],
+         "threshold"),
+        (["--config", "absent.toml"], "config"),
+    ],
+)  # fmt: skip
+def test_a_gate_that_cannot_run_exits_2_naming_the_field(tmp_path, args, field):
+    done = _gate(args, tmp_path, tmp_path)
+    assert done.returncode == 2
+    assert f"error: {field}:" in done.stderr
