@@ -73,7 +73,9 @@ def buildable(ref: str | dict[str, Any]) -> ModelSpec | Buildable:
     return parse_spec(data)
 
 
-def with_precision(source: ModelSpec | Buildable, precision: Precision | None):
+def with_precision(
+    source: ModelSpec | Buildable, precision: Precision | None
+) -> ModelSpec | Buildable:
     if precision is None:
         return source
     if isinstance(source, Buildable):

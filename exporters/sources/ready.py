@@ -73,7 +73,7 @@ def validate_onnx(path: Path) -> dict[str, Any]:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError) as exc:
         raise SpecError(f"not an ONNX model ({type(exc).__name__})", field="artifact") from exc
-    external = [name for name in _external_tensors(model.graph)]
+    external = _external_tensors(model.graph)
     if external:
         raise SpecError(
             f"external data is refused ({', '.join(external[:3])}): save the model with every "
