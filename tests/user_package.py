@@ -22,8 +22,8 @@ class RepBlock(nn.Module):
 
     def forward(self, x):
         if self.fused is not None:
-            return torch.relu(self.fused(x))
-        return torch.relu(self.conv3(x) + self.conv1(x))
+            return ACTIVATION(self.fused(x))
+        return ACTIVATION(self.conv3(x) + self.conv1(x))
 
     @staticmethod
     def _fold(branch):
@@ -58,10 +58,14 @@ def build(**kwargs):
 '''
 
 
-def write_user_package(root: Path, *, blocks: int = 2, name: str = "usernets") -> str:
+def write_user_package(
+    root: Path, *, blocks: int = 2, name: str = "usernets", activation: str = "torch.relu"
+) -> str:
     """Write package ``name`` under ``root``; returns its ``python:`` reference."""
     package = root / name
     package.mkdir(parents=True, exist_ok=True)
     (package / "__init__.py").write_text("")
-    (package / "nets.py").write_text(NETS.replace("BLOCKS", str(blocks)))
+    (package / "nets.py").write_text(
+        NETS.replace("BLOCKS", str(blocks)).replace("ACTIVATION", activation)
+    )
     return f"python:{name}.nets:build"

@@ -51,6 +51,18 @@ def test_python_source_is_keyed_by_what_it_builds_not_by_its_name(user_ref):
     assert two.content_hash == same.content_hash
 
 
+def test_same_code_under_another_name_is_the_same_model_a_code_change_is_not(
+    tmp_path, user_ref, monkeypatch
+):
+    other = write_user_package(tmp_path / "repo", name="usernets_copy")
+    changed = write_user_package(
+        tmp_path / "repo", name="usernets_gelu", activation="nn.functional.gelu"
+    )
+    hashes = [buildable({"model": ref, "input": SMALL}).content_hash
+              for ref in (user_ref, other, changed)]  # fmt: skip
+    assert hashes[0] == hashes[1] != hashes[2]
+
+
 @pytest.mark.parametrize(
     "doc, field",
     [
