@@ -30,10 +30,21 @@ class Pair:
 
 @dataclass(frozen=True)
 class Budget:
-    """Session pairs per comparison round, and at most per pair (the first round included)."""
+    """Session pairs per comparison round, at most per pair (the first round included), and at
+    least behind a regression: one round that looks slower is confirmed by a fresh one pooled
+    with it before a build fails (on a saturated host one A/A round in 50 looked 5% slower)."""
 
     step: int = 6
     max_reloads: int = 24
+    confirm: int = 12
+
+    def settled(self, decision: Decision, reloads: int) -> bool:
+        """No more rounds: the budget is spent, or the decision stands on enough pairs."""
+        if reloads >= self.max_reloads:
+            return True
+        if decision.verdict is Verdict.REGRESSION:
+            return reloads >= self.confirm
+        return decision.settled
 
 
 @dataclass
@@ -88,7 +99,8 @@ class GateOutcome:
             f"regression: {self.metric} ratio candidate/baseline above 1 + threshold and its "
             f"{percent(self.confidence)} CI above 1 (Bonferroni over {len(self.pairs)} pair(s): "
             "family-wise false-failure rate at most 2.5%); inconclusive pairs, and passes whose CI "
-            f"reaches 1 + 2 x threshold, sampled up to {self.budget.max_reloads} session pairs"
+            f"reaches 1 + 2 x threshold, sampled up to {self.budget.max_reloads} session pairs; "
+            f"a regression stands on at least {self.budget.confirm}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,7 +133,7 @@ def run_gate(
             server=server,
         )  # fmt: skip
         decision = _decide(comparison, metric, pair.threshold, confidence)
-        while not decision.settled and comparison.reloads < budget.max_reloads:
+        while not budget.settled(decision, comparison.reloads):
             step = min(budget.step, budget.max_reloads - comparison.reloads)
             if progress is not None:
                 progress(f"not settled: {step} more session pairs for {pair.model}")

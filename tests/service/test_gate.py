@@ -156,6 +156,18 @@ def test_inconclusive_at_the_budget_says_how_much_more_it_would_need():
     assert f"about {pair.reloads_needed} session pairs" in markdown(outcome)
 
 
+def test_a_regression_is_confirmed_by_a_second_round_before_it_fails_the_build():
+    from devices.settings import MeasureSettings
+    from service.gate.run import Budget, run_gate
+
+    fluke = [1.06, 1.05, 1.07, 1.04, 1.06, 1.05]  # one round that looks 5.5% slower
+    same = [0.98, 1.01, 0.97, 1.00, 0.99, 1.02]
+    compare_fn, calls = _scripted([fluke, same])
+    outcome = run_gate([_pair()], settings=MeasureSettings(), budget=Budget(6, 24, confirm=12),
+                       compare_fn=compare_fn)  # fmt: skip
+    assert calls == [6, 6] and outcome.verdict is Verdict.PASS
+
+
 def test_many_pairs_widen_each_interval_so_a_marginal_pair_stops_failing():
     from devices.settings import MeasureSettings
     from service.gate.run import Budget, run_gate
