@@ -16,11 +16,44 @@ from typing import Any
 from exporters.artifacts import Artifact, ArtifactStore, artifact_key, artifact_size_bytes
 from exporters.errors import ArtifactUnavailableError, ExportError, LatbenchError, SpecError
 from exporters.exporter import get_exporter
-from exporters.formats import ExportFormat
+from exporters.formats import ExportFormat, Precision
 from exporters.spec import ModelSpec, library_versions
 from exporters.zoo import registry
 
 Progress = Callable[[str, int, int], None]  # (step description, steps done, steps in all)
+
+
+@dataclass(frozen=True)
+class Buildable:
+    """What export needs of a model source: a zoo spec or a user's ``python:`` factory. The
+    content hash keys the artifacts, so it must change whenever the built graph does."""
+
+    model: str
+    family: str
+    content_hash: str
+    input_shape: tuple[int, ...]
+    build: Callable[[], Any]  # the train-form nn.Module, eval mode, random weights
+    description: dict[str, Any]  # stored as the artifact's "spec"
+    formats: tuple[ExportFormat, ...]
+    precision: Precision | None = None
+
+    def precision_for(self, fmt: ExportFormat) -> Precision:
+        return fmt.default_precision(self.precision)
+
+
+def from_spec(spec: ModelSpec) -> Buildable:
+    """A zoo spec as a Buildable; every input check happens here, before any torch work."""
+    resolved = registry.resolve(spec)
+    return Buildable(
+        model=spec.model,
+        family=resolved.entry.family,
+        content_hash=spec.content_hash(),
+        input_shape=resolved.input.shape,
+        build=lambda: registry.build(resolved),
+        description=spec.model_dump(mode="json"),
+        formats=spec.formats,
+        precision=spec.precision,
+    )
 
 
 @dataclass
@@ -88,35 +121,35 @@ class ExportReport:
 
 
 def export_model(
-    spec: ModelSpec,
+    spec: ModelSpec | Buildable,
     *,
     store: ArtifactStore,
     formats: tuple[ExportFormat, ...] | None = None,
     progress: Progress | None = None,
 ) -> ExportReport:
     """Export ``spec`` to every requested format (default: the spec's own list)."""
-    resolved = registry.resolve(spec)  # all input checks happen before any torch work
-    spec_hash = spec.content_hash()
-    wanted = formats or spec.formats
-    keys = {fmt: artifact_key(spec_hash, fmt, spec.precision_for(fmt)) for fmt in wanted}
+    source = spec if isinstance(spec, Buildable) else from_spec(spec)
+    spec_hash = source.content_hash
+    wanted = formats or source.formats
+    keys = {fmt: artifact_key(spec_hash, fmt, source.precision_for(fmt)) for fmt in wanted}
     cached = {fmt: store.get(key) for fmt, key in keys.items()}
     report = ExportReport(
-        model=spec.model,
-        family=resolved.entry.family,
+        model=source.model,
+        family=source.family,
         spec_hash=spec_hash,
-        input_shape=list(resolved.input.shape),
+        input_shape=list(source.input_shape),
     )
-    unsupported = {fmt for fmt in wanted if spec.precision_for(fmt) not in fmt.precisions}
+    unsupported = {fmt for fmt in wanted if source.precision_for(fmt) not in fmt.precisions}
     missing = [f for f, artifact in cached.items() if artifact is None and f not in unsupported]
     total = (3 if missing else 0) + len(missing)
     step = _stepper(progress, total)
     if missing:
-        deploy, example, cost, equivalence = _deploy_form(resolved, step)
+        deploy, example, cost, equivalence = _deploy_form(source, step)
         report.params, report.macs = cost.params, cost.macs
         report.reparam = equivalence.to_dict()
     for fmt in wanted:
         if fmt in unsupported:
-            report.artifacts.append(_unsupported(fmt, spec, keys[fmt]))
+            report.artifacts.append(_unsupported(fmt, source, keys[fmt]))
             continue
         artifact = cached[fmt]
         if artifact is not None:
@@ -125,12 +158,12 @@ def export_model(
             continue
         step(f"exporting {fmt.value}")
         report.artifacts.append(
-            _export_one(spec, fmt, keys[fmt], deploy, example, report, cost, store)
+            _export_one(source, fmt, keys[fmt], deploy, example, report, cost, store)
         )
     return report
 
 
-def _deploy_form(resolved: registry.ResolvedSpec, step: Callable[[str], None]) -> tuple:
+def _deploy_form(source: Buildable, step: Callable[[str], None]) -> tuple:
     """Build, reparameterize (proven) and analyse. A model that cannot run at the requested
     input (a stride or attention grid that does not fit) fails inside torch with a bare
     RuntimeError: it becomes a SpecError naming the input, not a traceback."""
@@ -139,10 +172,10 @@ def _deploy_form(resolved: registry.ResolvedSpec, step: Callable[[str], None]) -
     from exporters.analysis import analyse
     from exporters.reparam import deploy_form
 
-    shape = resolved.input.shape
+    shape = source.input_shape
     try:
-        step(f"building {resolved.spec.model} (random weights)")
-        train = registry.build(resolved)
+        step(f"building {source.model} (random weights)")
+        train = source.build()
         step("reparameterizing and proving equivalence")
         deploy, equivalence = deploy_form(train, shape)
         step("counting parameters and MACs")
@@ -153,7 +186,7 @@ def _deploy_form(resolved: registry.ResolvedSpec, step: Callable[[str], None]) -
     except (RuntimeError, ValueError, IndexError, AssertionError) as exc:
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         raise SpecError(
-            f"{resolved.entry.name} cannot run on input {list(shape)}: {message}", field="input"
+            f"{source.model} cannot run on input {list(shape)}: {message}", field="input"
         ) from exc
 
 
@@ -182,7 +215,7 @@ def _judge_parity(parity: dict[str, Any], reparam: dict[str, Any]) -> dict[str, 
     return {**parity, "tolerance": tolerance, "ok": parity["rel_error"] <= tolerance}
 
 
-def _unsupported(fmt: ExportFormat, spec: ModelSpec, key: str) -> ArtifactReport:
+def _unsupported(fmt: ExportFormat, spec: Buildable, key: str) -> ArtifactReport:
     precision = spec.precision_for(fmt)
     error = spec.precision_error(fmt)
     return ArtifactReport(fmt.value, precision.value, ok=False, key=key, error=str(error))
@@ -195,7 +228,7 @@ def _fill_model_fields(report: ExportReport, meta: dict[str, Any]) -> None:
 
 
 def _export_one(
-    spec: ModelSpec,
+    spec: Buildable,
     fmt: ExportFormat,
     key: str,
     deploy: Any,
@@ -218,7 +251,7 @@ def _export_one(
                     f"{result.parity['rel_error']:.3g} > {result.parity['tolerance']:.3g}",
                 )
         return {
-            "spec": spec.model_dump(mode="json"),
+            "spec": spec.description,
             "spec_hash": report.spec_hash,
             "model": spec.model,
             "family": report.family,

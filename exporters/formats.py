@@ -31,6 +31,12 @@ class ExportFormat(str, Enum):
             return frozenset(Precision)
         return frozenset({Precision.FP32})
 
+    def default_precision(self, requested: Precision | None) -> Precision:
+        """The requested precision, else the deployed default (CoreML fp16, others fp32)."""
+        if requested is not None:
+            return requested
+        return Precision.FP16 if self is ExportFormat.COREML else Precision.FP32
+
 
 class DeviceClass(str, Enum):
     """What a result is comparable across: two runners of one class measure the same thing."""

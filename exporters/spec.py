@@ -32,6 +32,7 @@ MAX_PIXELS_PER_BATCH = (
 )  # batch*height*width; beyond this no phone model makes sense
 
 HASHED_LIBRARIES = ("torch", "timm", "onnx", "coremltools")
+PYTHON_SOURCE = "python:"  # a user's own factory: runs their code, so only the CLI accepts it
 
 
 class InputSpec(BaseModel):
@@ -77,9 +78,7 @@ class ModelSpec(BaseModel):
         return tuple(dict.fromkeys(value))
 
     def precision_for(self, fmt: ExportFormat) -> Precision:
-        if self.precision is not None:
-            return self.precision
-        return Precision.FP16 if fmt is ExportFormat.COREML else Precision.FP32
+        return fmt.default_precision(self.precision)
 
     def precision_error(self, fmt: ExportFormat) -> SpecError | None:
         """Why ``fmt`` cannot be exported at this spec's precision, or None when it can."""
@@ -137,20 +136,29 @@ def parse_spec(data: Any) -> ModelSpec:
         data = {"model": data}
     if isinstance(data, ModelSpec):
         return data
+    if isinstance(data, dict) and str(data.get("model", "")).startswith(PYTHON_SOURCE):
+        raise SpecError(
+            "a python: source runs your code, so only the CLI builds it; build and upload the "
+            "artifact (`latbench upload`, POST /artifacts) and send its id instead",
+            field="model",
+        )
     try:
         return ModelSpec.model_validate(data)
     except ValidationError as exc:
         raise spec_error_from(exc.errors()) from exc
 
 
-def load_spec_file(path: Path) -> ModelSpec:
-    """A spec from a local JSON or YAML file (CLI only; the API never takes a path)."""
+def read_spec_file(path: Path) -> Any:
+    """The document of a local JSON or YAML spec file (CLI only; the API never takes a path)."""
     text = path.read_text()
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise SpecError(f"cannot parse {path.name}: {exc}", field="spec") from exc
-    return parse_spec(data)
+
+
+def load_spec_file(path: Path) -> ModelSpec:
+    return parse_spec(read_spec_file(path))
 
 
 def resolve_spec_argument(argument: str) -> ModelSpec:

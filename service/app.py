@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from service import errors
 from service.api import (
     accuracy,
+    artifacts,
     compare,
     devices,
     docs,
@@ -71,10 +72,15 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(guard.TextGuard)
-    app.add_middleware(limits.BodyLimit, limit=settings.max_body_bytes)  # outermost: bounds first
+    app.add_middleware(  # outermost: bounds first
+        limits.BodyLimit,
+        limit=settings.max_body_bytes,
+        paths={"/artifacts": settings.max_artifact_bytes},
+    )
     for module in (
         profile,
         compare,
+        artifacts,
         jobs,
         results,
         models,

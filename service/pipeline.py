@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from devices.jobs.lock import host_lock
 from devices.settings import MeasureSettings
 from exporters.errors import SpecError
-from exporters.formats import DeviceClass, ExportFormat
+from exporters.formats import DeviceClass, ExportFormat, Precision
 from exporters.spec import ModelSpec, parse_spec
 
 if TYPE_CHECKING:  # torch: imported only where a budget is checked or a model exported
     from exporters.budget import WorkBudget
-    from exporters.export import ExportReport
+    from exporters.export import Buildable, ExportReport
+    from exporters.sources import Sourced
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def compare_key(*, baseline: str, candidate: str) -> str:
 
 
 def export(
-    spec: ModelSpec,
+    spec: ModelSpec | Buildable,
     formats: tuple[ExportFormat, ...] | None,
     *,
     store_root: Path,
@@ -117,3 +118,34 @@ def export(
         return export_model(
             spec, store=ArtifactStore(store_root), formats=formats, progress=progress
         )
+
+
+def materialize(
+    ref: str | dict[str, Any],
+    fmt: ExportFormat,
+    *,
+    store_root: Path,
+    lock_path: Path,
+    precision: Precision | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Sourced:
+    """Any CLI reference (zoo name, spec, ``python:`` factory, ready artifact) to one stored
+    artifact of ``fmt``, built through ``export`` above (cache, shared host lock) like a job."""
+    from exporters.artifacts import ArtifactStore
+    from exporters.sources import materialize as from_source
+
+    def locked(
+        source: ModelSpec | Buildable, *, store: ArtifactStore, formats, progress
+    ) -> ExportReport:
+        return export(
+            source, formats, store_root=store.root, lock_path=lock_path, progress=progress
+        )
+
+    return from_source(
+        ref,
+        store=ArtifactStore(store_root),
+        fmt=fmt,
+        precision=precision,
+        progress=progress,
+        export=locked,
+    )

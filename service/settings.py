@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     host_lock: Path = DEFAULT_LOCK
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_artifact_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024, description="bound of an uploaded artifact (POST /artifacts)"
+    )
     max_queued_per_user: int = Field(50, ge=1)
     job_timeout_s: float = Field(1800.0, gt=0)
     heartbeat_interval_s: float = Field(5.0, gt=0)

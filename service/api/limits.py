@@ -13,17 +13,19 @@ class BodyLimit:
     Content-Length up front, else while streaming (a chunked body), answering in place of the
     app once the read is cut off."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, *, paths: dict[str, int] | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.paths = paths or {}  # exact request paths with a bound of their own (uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope["path"], self.default)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await error_response(self._error())(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await error_response(self._error(limit))(scope, receive, send)
             return
         seen, exceeded, started = 0, False, False
 
@@ -31,9 +33,9 @@ class BodyLimit:
             nonlocal seen, exceeded
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
+            if seen > limit:
                 exceeded = True
-                raise self._error()
+                raise self._error(limit)
             return message
 
         async def guarded(message: Message) -> None:
@@ -50,9 +52,10 @@ class BodyLimit:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await error_response(self._error())(scope, receive, send)
+            await error_response(self._error(limit))(scope, receive, send)
 
-    def _error(self) -> PayloadTooLargeError:
-        return PayloadTooLargeError(
-            f"request body exceeds {self.limit} bytes (LATBENCH_MAX_BODY_BYTES)"
+    def _error(self, limit: int) -> PayloadTooLargeError:
+        setting = (
+            "LATBENCH_MAX_BODY_BYTES" if limit == self.default else "LATBENCH_MAX_ARTIFACT_BYTES"
         )
+        return PayloadTooLargeError(f"request body exceeds {limit} bytes ({setting})")

@@ -15,6 +15,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    model_validator,
 )
 
 from devices.results import ComparisonRecord, MeasurementRecord
@@ -106,11 +107,24 @@ Devices = Annotated[
 
 
 class ProfileCreate(Strict):
-    model: str | dict[str, Any] = Field(..., description="a zoo name or a ModelSpec object")
+    model: str | dict[str, Any] | None = Field(None, description="a zoo name or a ModelSpec object")
+    artifact: str | None = Field(
+        None,
+        pattern=KEY_PATTERN.pattern,
+        description="instead of model: the id POST /artifacts returned (measured as uploaded)",
+    )
     devices: Devices
     formats: list[ExportFormat] | None = Field(None, min_length=1, max_length=len(ExportFormat))
     settings: MeasureSettings = Field(default_factory=MeasureSettings)
     force: bool = Field(False, description="measure again even if this request has a result")
+
+    @model_validator(mode="after")
+    def _model_or_artifact(self) -> ProfileCreate:
+        if (self.model is None) == (self.artifact is None):
+            raise ValueError("send either model or artifact (an uploaded artifact's id)")
+        if self.artifact is not None and self.formats is not None:
+            raise ValueError("formats: an uploaded artifact has its own format")
+        return self
 
 
 class ArtifactRef(Strict):

@@ -17,7 +17,7 @@ from exporters.formats import ExportFormat, Precision
 from service.cli import EXIT_FAILURE, data_dir, fail, host_lock_path
 
 if TYPE_CHECKING:
-    from exporters.export import ExportReport
+    from exporters.export import Buildable, ExportReport
     from exporters.spec import ModelSpec
 
 err_console = Console(stderr=True)
@@ -31,14 +31,6 @@ def parse_formats(value: str | None) -> tuple[ExportFormat, ...] | None:
     except ValueError as exc:
         choices = ", ".join(f.value for f in ExportFormat)
         raise SpecError(f"{exc}; choose from {choices}", field="--format") from exc
-
-
-def with_precision(model: str, precision: Precision | None) -> ModelSpec:
-    """The spec a model name or spec file argument names, with ``--precision`` applied."""
-    from exporters.spec import resolve_spec_argument
-
-    spec = resolve_spec_argument(model)
-    return spec if precision is None else spec.model_copy(update={"precision": precision})
 
 
 @contextmanager
@@ -64,7 +56,7 @@ def progress_bar(enabled: bool) -> Iterator:
 
 
 def export_spec(
-    spec: ModelSpec, formats: tuple[ExportFormat, ...] | None, *, quiet: bool
+    spec: ModelSpec | Buildable, formats: tuple[ExportFormat, ...] | None, *, quiet: bool
 ) -> ExportReport:
     """The service's export step (cached store, shared host lock) with a progress bar; every
     command that needs an artifact comes through here and takes it with ``report.require``."""
@@ -105,14 +97,19 @@ def _print_report(report) -> None:
 
 
 def export_command(
-    model: Annotated[str, typer.Argument(help="model name (see `latbench models`) or spec file")],
+    model: Annotated[
+        str, typer.Argument(help="model name, spec file or python:package.module:factory")
+    ],
     format: Annotated[str | None, typer.Option(help="comma list: onnx,coreml,pt2")] = None,
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
 ) -> None:
     """Build, reparameterize (proven equivalent) and export a model."""
+    from exporters.sources import buildable, with_precision
+
     try:
-        report = export_spec(with_precision(model, precision), parse_formats(format), quiet=as_json)
+        source = with_precision(buildable(model), precision)
+        report = export_spec(source, parse_formats(format), quiet=as_json)
     except LatbenchError as error:
         raise fail(error) from None
     if as_json:

@@ -19,8 +19,8 @@ from rich.table import Table
 from devices.jobs.lock import host_lock
 from exporters.errors import LatbenchError, SpecError
 from exporters.formats import DeviceClass, ExportFormat, Precision
-from service.cli import fail, host_lock_path
-from service.cli.export import export_spec, with_precision
+from service.cli import data_dir, fail, host_lock_path
+from service.cli.export import progress_bar
 
 err_console = Console(stderr=True)
 
@@ -55,19 +55,31 @@ def choose(device: str | None, runner: str | None) -> tuple[str, ExportFormat]:
 def _export(
     model: str, fmt: ExportFormat, precision: Precision | None, quiet: bool
 ) -> dict[str, Any]:
-    """Spec -> cached artifact in the runner's format; what a result needs to cite it."""
-    report = export_spec(with_precision(model, precision), (fmt,), quiet=quiet)
-    artifact = report.require(fmt)
+    """REF -> cached artifact in the runner's format (built and proven, or a ready artifact
+    validated as given), through the service's export step; what a result needs to cite it."""
+    from service import pipeline
+
+    with progress_bar(enabled=not quiet) as update:
+        done = pipeline.materialize(
+            model,
+            fmt,
+            store_root=data_dir(),
+            lock_path=host_lock_path(),
+            precision=precision,
+            progress=update,
+        )
+    meta = done.artifact.meta
     return {
-        "model": report.model,
-        "spec_hash": report.spec_hash,
-        "weights": report.weights,
-        "input_shape": report.input_shape,
-        "macs": report.macs,
-        "format": artifact.format,
-        "precision": artifact.precision,
-        "artifact_key": artifact.key,
-        "path": Path(artifact.path),
+        "model": done.model,
+        "spec_hash": meta.get("spec_hash") or done.artifact.key.split("-")[0],
+        "weights": meta.get("weights"),
+        "input_shape": meta.get("input_shape"),
+        "macs": meta.get("macs"),
+        "format": done.artifact.format.value,
+        "precision": done.artifact.precision.value,
+        "artifact_key": done.artifact.key,
+        "reparam": done.reparam_note,
+        "path": Path(done.artifact.path),
     }
 
 
@@ -144,7 +156,7 @@ def _print_layers(console: Console, layers: dict[str, Any]) -> None:
 
 
 def profile_command(
-    model: Annotated[str, typer.Argument(help="model name (see `latbench models`) or spec file")],
+    model: Annotated[str, typer.Argument(help="model name, spec file, python:, or .onnx/.pt2")],
     device: Device = None,
     runner: RunnerName = None,
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
@@ -188,8 +200,8 @@ def profile_command(
 
 
 def compare_command(
-    a: Annotated[str, typer.Argument(help="baseline A: model name or spec file")],
-    b: Annotated[str, typer.Argument(help="candidate B: model name or spec file")],
+    a: Annotated[str, typer.Argument(help="baseline A: model name, spec file, python:, artifact")],
+    b: Annotated[str, typer.Argument(help="candidate B: model name, spec file, python:, artifact")],
     device: Device = None,
     runner: RunnerName = None,
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,

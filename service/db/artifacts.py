@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from exporters.errors import NotFoundError
+from service.db.engine import commit_new
 from service.db.tables import ArtifactRow, SpecRow
 
 if TYPE_CHECKING:
@@ -26,3 +28,33 @@ def record_export(session: Session, *, spec_hash: str, report: ExportReport) -> 
         row.report = {**asdict(item), "reparam": report.reparam}
         session.merge(row)
     session.commit()
+
+
+def record_upload(
+    session: Session, *, key: str, label: str, path: str, meta: dict[str, Any]
+) -> None:
+    """An uploaded artifact: its content hash stands in for a spec hash (a spec row that says it
+    was uploaded, so jobs can point at it) and one artifact row. Idempotent: a concurrent
+    upload of the same bytes that commits first leaves the same rows. Commits."""
+    content_hash, fmt, precision = key.split("-")
+    if session.get(SpecRow, content_hash) is None:
+        body = {"source": "upload", "format": fmt, "label": label}
+        session.add(SpecRow(hash=content_hash, model=label, family="uploaded", body=body))
+    if session.get(ArtifactRow, key) is None:
+        session.add(
+            ArtifactRow(key=key, spec_hash=content_hash, format=fmt, precision=precision,
+                        path=path, ok=True, report=meta)
+        )  # fmt: skip
+    commit_new(session)
+
+
+def uploaded(session: Session, *, key: str) -> ArtifactRow:
+    """The uploaded artifact ``key`` (the id POST /artifacts returned); NotFoundError otherwise,
+    so a profile request by id never reaches an export step that would try to build it."""
+    row = session.get(ArtifactRow, key)
+    spec = session.get(SpecRow, row.spec_hash) if row is not None else None
+    if row is None or spec is None or spec.family != "uploaded":
+        raise NotFoundError(
+            f"artifact: no uploaded artifact {key!r}; upload it with POST /artifacts"
+        )
+    return row

@@ -1,0 +1,104 @@
+"""POST /artifacts: upload a ready ONNX model (the CLI builds locally and uploads, so a server
+never imports user code). The body is the file's bytes; it is streamed to scratch space under a
+byte bound, hashed, validated (``onnx.checker``, opset range, no external data) and published
+atomically in the content-addressed store: a refused upload leaves nothing stored, and the same
+bytes uploaded twice are one artifact. Only ONNX is taken here: loading ``.pt2`` means unpickling
+its constants, and an ``.mlpackage`` is a directory tree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from exporters.artifacts import ArtifactStore
+from exporters.errors import PayloadTooLargeError, SpecError
+from exporters.formats import DeviceClass, ExportFormat
+from exporters.sources.ready import NOT_REPARAMETERIZED, ingest
+from service.api.deps import SessionDep, SettingsDep, UserDep
+from service.db.artifacts import record_upload, uploaded
+from service.pipeline import Target
+
+router = APIRouter(tags=["artifacts"])
+
+
+class ArtifactPublic(BaseModel):
+    id: str  # the artifact key: send it as ``artifact`` to POST /profile
+    format: str
+    model: str
+    size_bytes: int
+    cached: bool
+    reparam: str = NOT_REPARAMETERIZED
+    checks: dict
+
+
+async def _receive(request: Request, dest: Path, limit: int) -> int:
+    """Stream the body to ``dest``, refusing it as soon as it passes ``limit`` bytes."""
+    size = 0
+    with dest.open("wb") as handle:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"artifact exceeds {limit} bytes (LATBENCH_MAX_ARTIFACT_BYTES)"
+                )
+            handle.write(chunk)
+    if size == 0:
+        raise SpecError("empty body: send the .onnx file's bytes", field="body")
+    return size
+
+
+@router.post("/artifacts", status_code=status.HTTP_201_CREATED, response_model=ArtifactPublic)
+async def upload_artifact(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    _user: UserDep,
+    name: str = Query("uploaded", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$"),
+) -> ArtifactPublic:
+    store = ArtifactStore(settings.data_dir)
+    scratch = store.root / "tmp" / f"upload-{uuid.uuid4().hex}.onnx"
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        await _receive(request, scratch, settings.max_artifact_bytes)
+        done = await run_in_threadpool(
+            ingest, store, scratch, fmt=ExportFormat.ONNX, label=name,
+            max_bytes=settings.max_artifact_bytes,
+        )  # fmt: skip
+    finally:
+        scratch.unlink(missing_ok=True)
+    artifact = done.artifact
+    await run_in_threadpool(
+        record_upload, session, key=artifact.key, label=name, path=str(artifact.path),
+        meta=artifact.meta,
+    )  # fmt: skip
+    if done.cached:
+        response.status_code = status.HTTP_200_OK
+    return ArtifactPublic(
+        id=artifact.key,
+        format=artifact.format.value,
+        model=artifact.meta.get("model", name),
+        size_bytes=artifact.meta.get("size_bytes", 0),
+        cached=done.cached,
+        checks=artifact.meta.get("checks", {}),
+    )
+
+
+def profile_targets(session: Session, *, key: str, devices: list[DeviceClass]) -> list[Target]:
+    """POST /profile by artifact id: the uploaded artifact must exist and every requested device
+    class must run its format (it is measured as given, never converted)."""
+    row = uploaded(session, key=key)
+    fmt = ExportFormat(row.format)
+    for device in devices:
+        if fmt not in device.formats:
+            runs = ", ".join(f.value for f in device.formats)
+            raise SpecError(
+                f"{device.value} runs {runs}; artifact {key!r} is {fmt.value}", field="devices"
+            )
+    return [Target(device, fmt, row.precision) for device in devices]
