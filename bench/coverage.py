@@ -8,6 +8,7 @@ Size budget: models above ``--max-params`` million parameters or with a default 
 ``--max-side`` are skipped (listed, not counted): exporting them takes minutes each on 2 cores.
 
     .venv/bin/python bench/coverage.py [--seed 13] [--sample 40] [--max-params 30] [--json out]
+        [--resume]   # a long sweep on a shared host can be stopped and continued
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ def export_one(name: str) -> dict:
 def run_child(name: str, timeout: float) -> dict:
     cmd = [sys.executable, __file__, "--one", name]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=os.environ, check=False
+        )
     except subprocess.TimeoutExpired:
         return {fmt.value: f"timeout after {timeout:.0f} s" for fmt in FORMATS}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -119,6 +122,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per model")
     parser.add_argument("--no-seeds", action="store_true", help="skip the seed-family group")
     parser.add_argument("--json", type=Path, help="also write every row here")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the rows already in --json, run the rest"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -135,9 +141,17 @@ def main() -> None:
     if not args.no_seeds:
         groups["seed families (smallest variant)"] = [(n, None) for n in SMALLEST]
     results: dict[str, list[tuple[str, dict]]] = {}
+    if args.resume and args.json and args.json.exists():
+        results = {
+            title: [tuple(row) for row in rows]
+            for title, rows in json.loads(args.json.read_text()).items()
+        }
     for title, names in groups.items():
         rows = results.setdefault(title, [])
+        done = {name for name, _ in rows}
         for name, error in names:
+            if name in done:
+                continue
             row = (
                 {fmt.value: f"build: {error}" for fmt in FORMATS}
                 if error
