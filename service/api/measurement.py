@@ -45,6 +45,9 @@ class MeasurementIn(Open):
     host_load: dict[str, Any] = Field(default_factory=dict)
     layers: dict[str, Any] | None = None
     notes: list[str] = Field(default_factory=list)
+    conditions: dict[str, Any] | None = None
+    windows: list[dict[str, Any]] | None = None
+    profiler_overhead: dict[str, float] | None = None
 
     def stored(self) -> dict[str, Any]:
         """The measurement as posted (validated), without defaults it did not send."""

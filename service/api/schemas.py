@@ -68,6 +68,9 @@ class ResultPublic(BaseModel):
     warmup_iters: int | None = None
     peak_memory_mb: float | None = None
     notes: list[str] = []
+    conditions: dict[str, Any] | None = None  # CPU clock, governor, thermal, power, versions
+    windows: list[dict[str, Any]] | None = None  # sustained mode
+    profiler_overhead: dict[str, float] | None = None
     artifact: dict[str, Any] | None = None
     samples_ms: list[float] | None = None
     created_at: datetime
