@@ -199,6 +199,11 @@ class Runner(ABC):
                 runtime_peak = session.peak_memory_mb()
             finally:
                 session.close()
+        peak, source = (
+            (runtime_peak, "runtime")
+            if runtime_peak is not None
+            else (max(peak_rss) - rss_before, "rss")
+        )
         measurement = Measurement(
             runner=self.name,
             artifact=artifact.name,
@@ -208,10 +213,8 @@ class Runner(ABC):
             warmup_iters=warm.iterations,
             warmup_steady=warm.steady,
             load_ms=session.load_ms,
-            peak_memory_mb=round(
-                runtime_peak if runtime_peak is not None else max(peak_rss) - rss_before, 2
-            ),
-            memory_source="runtime" if runtime_peak is not None else "rss",
+            peak_memory_mb=round(peak, 2),
+            memory_source=source,
             target_met=result.target_met,
             stop_reason=result.stop_reason,
             ci_halfwidth=result.ci_halfwidth,
@@ -342,7 +345,8 @@ def _notes(steady: bool, target_met: bool, busy: str | None) -> list[str]:
     notes = [] if steady else ["warm-up hit its cap before two windows agreed within 3%"]
     if not target_met:
         notes.append(
-            "the 95% CI of the median is wider than the precision target (a cap stopped sampling)"
+            "the 95% CI of the median is wider than the precision target (a cap, or the end of a "
+            "sustained run, stopped sampling)"
         )
     return notes + ([busy] if busy else [])
 
