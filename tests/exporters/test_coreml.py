@@ -13,11 +13,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("coremltools")
 
-from exporters import coreml  # noqa: E402
-from exporters.errors import ExportError  # noqa: E402
-from exporters.exporter import get_exporter  # noqa: E402
-from exporters.formats import ExportFormat, Precision  # noqa: E402
-from exporters.zoo.seeds import FAMILY_PATTERNS, SMALLEST  # noqa: E402
+from exporters import coreml
+from exporters.errors import ExportError
+from exporters.exporter import get_exporter
+from exporters.formats import ExportFormat, Precision
+from exporters.zoo.seeds import FAMILY_PATTERNS, SMALLEST
 
 pytestmark = pytest.mark.coreml
 
