@@ -71,8 +71,16 @@ def input_specs(spec: Any) -> list[tuple[str, tuple[int, ...], Any]]:
     return specs
 
 
-def options_record(settings: MeasureSettings, target: str) -> dict[str, Any]:
-    return {"compute_units": settings.compute_units, "coreml_target": target}
+def options_record(settings: MeasureSettings, target: str, model: Any) -> dict[str, Any]:
+    """Compute units as the loaded model reports them (``MLModel.compute_unit``; the requested
+    value where the wrapper has no such attribute); ALL is Core ML's default, anything else is
+    listed as a deviation."""
+    unit = getattr(getattr(model, "compute_unit", None), "name", settings.compute_units)
+    return {
+        "compute_units": unit,
+        "coreml_target": target,
+        "deviations": [] if unit == "ALL" else ["compute_units"],
+    }
 
 
 class CoreMLMacSession(Session):
@@ -89,7 +97,7 @@ class CoreMLMacSession(Session):
         self.load_ms = (time.perf_counter() - start) * 1e3
         specs = input_specs(self.model.get_spec())
         self._inputs = cycle(random_inputs(specs, settings.input_pool, settings.seed))
-        self.options = options_record(settings, "mac")
+        self.options = options_record(settings, "mac", self.model)
 
     def run(self) -> float:
         feed = next(self._inputs)
@@ -119,7 +127,7 @@ class CoreMLRemoteSession(Session):
         self.load_ms = (self.model.load_duration_in_nano_seconds or 0) / 1e6
         spec = ct.models.MLModel(str(artifact), skip_model_load=True).get_spec()
         self._inputs = cycle(random_inputs(input_specs(spec), settings.input_pool, settings.seed))
-        self.options = options_record(settings, f"iphone:{device.name}")
+        self.options = options_record(settings, f"iphone:{device.name}", self.model)
 
     def run(self) -> float:
         self.loop.run_until_complete(self.model.predict(next(self._inputs)))

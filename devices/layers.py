@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ def breakdown_from_ort_profile(trace: Path, *, skip_runs: int, model_path: Path)
         by_node[(name, op)] += ms
     runs = len(windows)
     total = sum(by_op.values()) / runs
+    run_ms = sorted((end - begin) / 1e3 for begin, end in windows)
 
     def table(values: dict[Any, float], key: Any) -> list[dict[str, Any]]:
         rows = [
@@ -113,6 +115,7 @@ def breakdown_from_ort_profile(trace: Path, *, skip_runs: int, model_path: Path)
     return {
         "runs": runs,
         "total_ms": total,
+        "run_ms_median": float(statistics.median(run_ms)),  # whole runs, profiler on
         "mapped": bool(scopes),
         "by_op": table(by_op, lambda k: {"op": k}),
         "by_stage": table(by_stage, lambda k: {"stage": k}),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from devices.host import default_threads
 from devices.layers import breakdown_from_ort_profile
@@ -30,35 +31,56 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
 PROFILE_RUNS = 20
 
 
+SPINNING = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+_COMPARED = ("intra_op_num_threads", "inter_op_num_threads", "execution_mode",
+             "graph_optimization_level", "enable_cpu_mem_arena", "enable_mem_pattern")  # fmt: skip
+
+
 def session_options(settings: MeasureSettings, *, profile_dir: Path | None = None) -> Any:
-    """ORT session options from settings; the same values are recorded by ``options_record``."""
+    """ORT session options: the runtime's defaults, changed only where a setting asks."""
     import onnxruntime as ort
 
-    spin = "1" if settings.intra_op_spinning else "0"
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = settings.threads or default_threads()
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    if settings.threads is not None:
+        opts.intra_op_num_threads = settings.threads
     opts.graph_optimization_level = getattr(
         ort.GraphOptimizationLevel, _OPT_LEVELS[settings.graph_optimization]
     )
-    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
-    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
-    opts.log_severity_level = 3
+    if settings.intra_op_spinning is not None:
+        for key in SPINNING:
+            opts.add_session_config_entry(key, "1" if settings.intra_op_spinning else "0")
     if profile_dir is not None:
         opts.enable_profiling = True
         opts.profile_file_prefix = str(profile_dir / "ort")
     return opts
 
 
-def options_record(settings: MeasureSettings, providers: list[str]) -> dict[str, Any]:
+def _config_entry(opts: Any, key: str) -> str | None:
+    try:
+        return opts.get_session_config_entry(key)
+    except Exception:  # noqa: BLE001 - onnxruntime raises a bare Fail for an unset key
+        return None
+
+
+def options_record(session: Any) -> dict[str, Any]:
+    """The effective options, read back from the loaded session, and which of them differ from a
+    fresh ``SessionOptions()`` (``deviations``). ``0`` threads is onnxruntime's "default": one
+    intra-op thread per physical core; unset spinning is onnxruntime's default, on."""
+    import onnxruntime as ort
+
+    opts, default = session.get_session_options(), ort.SessionOptions()
+    spinning = _config_entry(opts, SPINNING[0])
+    deviations = [key for key in _COMPARED if getattr(opts, key) != getattr(default, key)]
     return {
-        "intra_op_num_threads": settings.threads or default_threads(),
-        "inter_op_num_threads": 1,
-        "execution_mode": "sequential",
-        "graph_optimization_level": _OPT_LEVELS[settings.graph_optimization],
-        "intra_op_spinning": settings.intra_op_spinning,
-        "providers": providers,
+        "intra_op_num_threads": opts.intra_op_num_threads or default_threads(),
+        "intra_op_num_threads_set": opts.intra_op_num_threads,
+        "inter_op_num_threads": opts.inter_op_num_threads,
+        "execution_mode": opts.execution_mode.name.removeprefix("ORT_").lower(),
+        "graph_optimization_level": opts.graph_optimization_level.name,
+        "intra_op_spinning": spinning != "0",
+        "deviations": deviations + ([SPINNING[0]] if spinning is not None else []),
+        "providers": session.get_providers(),
     }
 
 
@@ -88,8 +110,13 @@ def _create(artifact: Path, opts: Any, providers: list[Any]) -> tuple[Any, float
 
 class OrtCpuSession(Session):
     def __init__(self, artifact: Path, settings: MeasureSettings, providers: list[str]) -> None:
+        threads_before = psutil.Process().num_threads()
         self.session, self.load_ms = _create(artifact, session_options(settings), providers)
-        self.options = options_record(settings, providers)
+        self.options = options_record(self.session)
+        # the pool's workers start with the session; the calling thread is the pool's last one
+        self.options["intra_op_threads_started"] = (
+            psutil.Process().num_threads() - threads_before + 1
+        )
         self._inputs = cycle(
             random_inputs(input_specs(self.session), settings.input_pool, settings.seed)
         )
@@ -113,7 +140,7 @@ class OrtDeviceSession(Session):
         import onnxruntime as ort
 
         self.session, self.load_ms = _create(artifact, session_options(settings), providers)
-        self.options = options_record(settings, [p[0] for p in providers])
+        self.options = options_record(self.session)
         self.options["io_binding"] = True
         host = random_inputs(input_specs(self.session), settings.input_pool, settings.seed)
         self._inputs = cycle(

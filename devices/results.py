@@ -55,6 +55,9 @@ class MeasurementRecord(Open):
     host_load: dict[str, Any] = Field(default_factory=dict)
     layers: dict[str, Any] | None = None
     notes: list[str] = Field(default_factory=list)
+    conditions: dict[str, Any] | None = None  # CPU clock, governor, thermal, power, versions
+    windows: list[dict[str, Any]] | None = None  # sustained mode: the median per time window
+    profiler_overhead: dict[str, float] | None = None  # layer timing against the plain median
 
     def stored(self) -> dict[str, Any]:
         """The JSON column's value: what was set, without defaults it did not send."""
@@ -118,6 +121,9 @@ class Measurement:
     host_load: dict[str, float]
     layers: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)  # conditions that qualify the numbers
+    conditions: dict[str, Any] | None = None  # CPU clock, governor, thermal, power, versions
+    windows: list[dict[str, Any]] | None = None  # sustained mode: median per time window
+    profiler_overhead: ProfilerOverhead | None = None  # set when the layer breakdown was taken
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -139,11 +145,35 @@ class Measurement:
             "host_load": self.host_load,
             "layers": self.layers,
             "notes": self.notes,
+            "conditions": self.conditions,
+            "windows": self.windows,
+            "profiler_overhead": (
+                self.profiler_overhead.to_dict() if self.profiler_overhead else None
+            ),
         }
 
     def record(self) -> MeasurementRecord:
         """The validated record of this measurement (what every path stores)."""
         return MeasurementRecord.model_validate(self.to_dict())
+
+
+@dataclass(frozen=True)
+class ProfilerOverhead:
+    """The layer breakdown is taken with the runtime's profiler on, which slows every run; the
+    plain median beside it says by how much, and whether the layer times add up to the latency."""
+
+    plain_median_ms: float  # the measurement without profiling
+    profiled_median_ms: float  # median whole-run time with the profiler on
+    layer_sum_ms: float  # per-layer times summed, per run
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "plain_median_ms": self.plain_median_ms,
+            "profiled_median_ms": self.profiled_median_ms,
+            "layer_sum_ms": self.layer_sum_ms,
+            "overhead": self.profiled_median_ms / self.plain_median_ms - 1,
+            "layer_sum_over_plain": self.layer_sum_ms / self.plain_median_ms,
+        }
 
 
 @dataclass
@@ -164,6 +194,7 @@ class Comparison:
     host_load: dict[str, float]
     order: str = "ABBA"
     notes: list[str] = field(default_factory=list)
+    conditions: dict[str, Any] | None = None
 
     @property
     def ratio(self) -> float:
@@ -192,6 +223,7 @@ class Comparison:
             "settings": self.settings,
             "host_load": self.host_load,
             "notes": self.notes,
+            "conditions": self.conditions,
         }
 
     def record(self) -> ComparisonRecord:

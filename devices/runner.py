@@ -18,11 +18,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from devices.conditions import conditions, snapshot
 from devices.host import HostLoadMonitor, default_threads, host_facts, rss_mb
-from devices.results import Comparison, Measurement
-from devices.sampling import interleave, sample_until_precise, warm_up
-from devices.settings import MeasureSettings, parse_settings
-from devices.stats import paired_ratio, ratio_ci, summarize
+from devices.results import Comparison, Measurement, ProfilerOverhead
+from devices.sampling import (
+    SampleResult,
+    interleave,
+    sample_for,
+    sample_until_precise,
+    warm_up,
+)
+from devices.settings import MeasureSettings, ab_isolated, parse_settings
+from devices.stats import median_ci_halfwidth, paired_ratio, ratio_ci, summarize
 from exporters.errors import RunnerError, RunnerUnavailableError, SpecError
 from exporters.formats import DeviceClass, ExportFormat
 
@@ -165,7 +172,12 @@ class Runner(ABC):
         artifact_path: Path,
         settings: MeasureSettings | None = None,
         progress: Progress | None = None,
+        *,
+        layers: bool = False,
     ) -> Measurement:
+        """Warm up, then sample until precise (or for ``sustained_seconds``, in windows). With
+        ``layers`` the per-layer breakdown is taken after the plain measurement, and both are
+        reported with the profiler's overhead."""
         settings = parse_settings(settings)
         artifact = self.check_artifact(artifact_path)
         rss_before = rss_mb()
@@ -176,13 +188,14 @@ class Runner(ABC):
             if progress is not None:
                 progress("measure", n, halfwidth)
 
+        before = snapshot()
         with HostLoadMonitor() as load:
             session = self.open(artifact, settings)
             run, cpu_times = with_thread_cpu_time(session.run)
             try:
                 warm = warm_up(run, settings.warmup_policy())
                 cpu_times.clear()
-                result = sample_until_precise(run, settings.stop_policy(), progress=hook)
+                result, windows = _sample(run, settings, hook)
                 runtime_peak = session.peak_memory_mb()
             finally:
                 session.close()
@@ -191,7 +204,7 @@ class Runner(ABC):
             if runtime_peak is not None
             else (max(peak_rss) - rss_before, "rss")
         )
-        return Measurement(
+        measurement = Measurement(
             runner=self.name,
             artifact=artifact.name,
             latency_ms=summarize(result.samples),
@@ -209,6 +222,22 @@ class Runner(ABC):
             settings={**settings.model_dump(), **session.options},
             host_load=load.result.to_dict(),
             notes=_notes(warm.steady, result.target_met, load.result.busy_note()),
+            conditions=conditions(before, snapshot()),
+            windows=windows,
+        )
+        if layers:
+            self._attach_layers(measurement, artifact, settings)
+        return measurement
+
+    def _attach_layers(
+        self, measurement: Measurement, artifact: Path, settings: MeasureSettings
+    ) -> None:
+        breakdown = self.layers(artifact, settings)
+        measurement.layers = breakdown
+        measurement.profiler_overhead = ProfilerOverhead(
+            plain_median_ms=measurement.latency_ms.median,
+            profiled_median_ms=breakdown["run_ms_median"],
+            layer_sum_ms=breakdown["total_ms"],
         )
 
     def single_cpu_thread(self, settings: MeasureSettings) -> bool:
@@ -225,10 +254,13 @@ class Runner(ABC):
         """B/A ratio: ``ab_reloads`` fresh session pairs (load order alternating), each warmed up
         and run in ABBA blocks; each pair gives one estimate (median of block ratios) and the CI
         is built across pairs, because two sessions of one model differ by ~1% from one load to
-        the next. Single-thread CPU comparisons also get the same estimate on thread CPU time."""
-        settings = parse_settings(settings)
+        the next. Single-thread CPU comparisons also get the same estimate on thread CPU time.
+        Spinning is off unless set (``ab_isolated``): idle workers of one session would
+        busy-wait on the cores the other is running on."""
+        settings = ab_isolated(parse_settings(settings))
         paths = {"A": self.check_artifact(a), "B": self.check_artifact(b)}
         pairs: list[_Pair] = []
+        before = snapshot()
         with HostLoadMonitor() as load:
             for reload in range(settings.ab_reloads):
                 pairs.append(self._run_pair(paths, settings, first="A" if reload % 2 == 0 else "B"))
@@ -253,6 +285,7 @@ class Runner(ABC):
             settings={**settings.model_dump(), **pairs[-1].options},
             host_load=load.result.to_dict(),
             notes=[note for note in [load.result.busy_note()] if note],
+            conditions=conditions(before, snapshot()),
         )
 
     def _run_pair(self, paths: dict[str, Path], settings: MeasureSettings, first: str) -> _Pair:
@@ -286,11 +319,34 @@ class _Pair:
     options: dict[str, Any]
 
 
+def _sample(
+    run: Callable[[], float], settings: MeasureSettings, hook: Callable[[int, float], None]
+) -> tuple[SampleResult, list[dict[str, Any]] | None]:
+    """Adaptive sampling, or sustained mode: every sample over a fixed time, plus the median of
+    each window (its trend is the throttling)."""
+    if settings.sustained_seconds is None:
+        return sample_until_precise(run, settings.stop_policy(), progress=hook), None
+    windows = sample_for(run, settings.sustained_seconds, settings.window_seconds)
+    samples = tuple(x for window in windows for x in window.samples)
+    halfwidth = median_ci_halfwidth(samples) if len(samples) >= 2 else float("inf")
+    hook(len(samples), halfwidth)
+    rows = [
+        {
+            "start_s": round(w.start_s, 3),
+            "n": len(w.samples),
+            "median_ms": float(np.median(w.samples)),
+        }
+        for w in windows
+    ]
+    return SampleResult(samples, halfwidth <= settings.target_rel_ci, "sustained", halfwidth), rows
+
+
 def _notes(steady: bool, target_met: bool, busy: str | None) -> list[str]:
     notes = [] if steady else ["warm-up hit its cap before two windows agreed within 3%"]
     if not target_met:
         notes.append(
-            "the 95% CI of the median is wider than the precision target (a cap stopped sampling)"
+            "the 95% CI of the median is wider than the precision target (a cap, or the end of a "
+            "sustained run, stopped sampling)"
         )
     return notes + ([busy] if busy else [])
 

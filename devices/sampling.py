@@ -99,6 +99,29 @@ def sample_until_precise(
             return SampleResult(tuple(samples), False, "max_seconds", halfwidth)
 
 
+@dataclass(frozen=True)
+class Window:
+    start_s: float  # seconds since sampling began
+    samples: tuple[float, ...]
+
+
+def sample_for(
+    run: Run, seconds: float, window_s: float, clock: Clock = time.perf_counter
+) -> list[Window]:
+    """Sustained mode: run back to back for ``seconds``, cut into windows of ``window_s``, so a
+    clock that drops as the device heats shows as a trend across windows instead of a wider
+    spread around one median."""
+    start = clock()
+    windows: list[Window] = []
+    while (now := clock() - start) < seconds:
+        begun, samples = now, []
+        while clock() - start - begun < window_s and clock() - start < seconds:
+            samples.append(run())
+        if samples:
+            windows.append(Window(begun, tuple(samples)))
+    return windows
+
+
 def abba_order(blocks: int, first: str = "A") -> list[str]:
     """A B B A repeated: each side runs first and last equally often, so a linear drift (thermal,
     background load ramping) biases neither side."""

@@ -1,7 +1,9 @@
 """Measurement settings: what a user (or the API) may ask of a runner, validated at the edge.
 
 Every field ends up in the result next to the numbers it produced, so a latency is never quoted
-without the thread count, optimisation level and spinning policy that shaped it.
+without the thread count, optimisation level and spinning policy that shaped it. A field left at
+``None`` is left to the runtime: a single-model profile then measures what an application with
+the runtime's default session options sees, and the runner records the values it read back.
 """
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ class MeasureSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     threads: int | None = Field(
-        None, ge=1, le=256, description="intra-op threads; None: one per physical core"
+        None,
+        ge=1,
+        le=256,
+        description="intra-op threads; None: the runtime's default "
+        "(onnxruntime and PyTorch: one per physical core)",
     )
     graph_optimization: GraphOptimization = "all"
-    intra_op_spinning: bool = Field(
-        False,
-        description="ORT workers busy-wait after a run; off by default: spinning pools of two "
-        "interleaved sessions steal each other's cores and make A/B ratios meaningless",
+    intra_op_spinning: bool | None = Field(
+        None,
+        description="ORT workers busy-wait after a run; None: the runtime's default (on). A/B "
+        "mode turns it off unless set: spinning pools of two interleaved sessions steal each "
+        "other's cores",
     )
     target_rel_ci: float = Field(
         0.01,
@@ -53,7 +60,15 @@ class MeasureSettings(BaseModel):
         15, ge=1, le=10_000, description="A/B mode: ABBA blocks per session pair"
     )
     torch_compile: bool = False
-    compute_units: ComputeUnits = "ALL"
+    compute_units: ComputeUnits = Field("ALL", description="CoreML; ALL is Core ML's default")
+    sustained_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="sustained mode: sample for this long after warm-up, no adaptive stop, and "
+        "report the median per window so thermal throttling shows as a trend",
+    )
+    window_seconds: float = Field(10.0, gt=0, le=600, description="sustained mode: window length")
 
     def warmup_policy(self) -> WarmupPolicy:
         return WarmupPolicy(max_iters=self.warmup_max_iters, max_seconds=self.warmup_max_seconds)
@@ -65,6 +80,14 @@ class MeasureSettings(BaseModel):
             max_iters=self.max_iters,
             max_seconds=self.max_seconds,
         )
+
+
+def ab_isolated(settings: MeasureSettings) -> MeasureSettings:
+    """A/B mode's settings: spinning off unless the user chose, so neither session's idle
+    workers busy-wait on the cores the other one is running on."""
+    if settings.intra_op_spinning is not None:
+        return settings
+    return settings.model_copy(update={"intra_op_spinning": False})
 
 
 def parse_settings(data: Any) -> MeasureSettings:

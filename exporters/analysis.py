@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -19,13 +21,29 @@ class ModelCost:
         return asdict(self)
 
 
+@contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[None]:
+    """Parameters without ``requires_grad`` for the duration. Under ``no_grad`` a view of a
+    grad-requiring parameter (SigLIP's attention-pool ``latent.expand``) requires grad yet has no
+    grad function, and the FLOP counter's module hooks then assert ("Expected gradient function
+    to be set"); counting needs no gradients at all."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 @torch.no_grad()
 def count_macs(model: nn.Module, example: torch.Tensor) -> int:
     """MACs from torch's own FLOP counter (it counts a multiply-add as 2 FLOPs)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with counter:
+    with frozen_parameters(model), counter:
         model(example)
     return counter.get_total_flops() // 2
 

@@ -3,7 +3,9 @@
 Two captures feed ``ct.convert``: ``torch.export`` first, ``jit.trace`` as fallback. Traced
 mobilevit_* and fastvit_sa*/ma*/mci* graphs keep an ``aten::Int`` on a 1-element shape tensor that
 coremltools 9.0 casts with ``int(array)``, a TypeError since NumPy 2.4 (apple/coremltools#2633,
-fixed upstream by #2632, unreleased); every seed family converts from ``torch.export``.
+fixed upstream by #2632, unreleased); every seed family converts from ``torch.export``. The
+exported program is first lowered to ops coremltools has (``coreml_prep``: ``alias`` removed,
+``unfold`` and bicubic resize decomposed).
 
 Linux has no Core ML runtime, so the saved package is checked from its spec (inputs, outputs,
 deployment target, compute precision, op histogram); on macOS a prediction also gives parity.
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from exporters.coreml_prep import coreml_ready
 from exporters.errors import ExportError
 from exporters.exporter import ExportResult, named_op, register_exporter, relative_error
 from exporters.formats import ExportFormat, Precision
@@ -69,18 +72,13 @@ def _coremltools() -> Any:
     return coremltools
 
 
-def _capture_export(model: torch.nn.Module, example: torch.Tensor) -> Any:
-    # coremltools converts the ATen dialect: an empty table lowers nothing it handles itself.
-    return torch.export.export(model, (example,)).run_decompositions({})
-
-
 def _capture_trace(model: torch.nn.Module, example: torch.Tensor) -> Any:
     with torch.no_grad():
         return torch.jit.trace(model, example)
 
 
 CAPTURES: tuple[tuple[str, Callable[[torch.nn.Module, torch.Tensor], Any]], ...] = (
-    ("torch.export", _capture_export),
+    ("torch.export", coreml_ready),
     ("jit.trace", _capture_trace),
 )
 

@@ -64,13 +64,15 @@ def measure(
     settings: MeasureSettings,
     lock_path: Path,
     progress: Callable[[str, int, float], None] | None = None,
+    layers: bool = False,
 ) -> Measurement:
     """Measure one artifact on this host with runner ``runner`` under the exclusive host lock
-    (its ``host_load`` records what else the host did meanwhile)."""
+    (its ``host_load`` records what else the host did meanwhile); ``layers`` adds the per-layer
+    breakdown, taken after the plain measurement."""
     from devices.runner import get_runner
 
     with host_lock(lock_path, exclusive=True):
-        return get_runner(runner).measure(artifact, settings, progress=progress)
+        return get_runner(runner).measure(artifact, settings, progress=progress, layers=layers)
 
 
 @register_kind("profile", result=MeasurementRecord)

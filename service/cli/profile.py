@@ -142,8 +142,18 @@ def _print_profile(doc: dict[str, Any]) -> None:
     )
     for note in doc["notes"]:
         console.print(f"[yellow]note:[/] {note}")
+    for window in doc.get("windows") or []:
+        console.print(
+            f"  window at {window['start_s']:6.1f} s: median {window['median_ms']:.3f} ms"
+        )
     if doc.get("layers"):
         _print_layers(console, doc["layers"])
+        over = doc["profiler_overhead"]
+        console.print(
+            f"plain median {over['plain_median_ms']:.3f} ms · with profiler "
+            f"{over['profiled_median_ms']:.3f} ms ({over['overhead']:+.1%}) · per-layer sum "
+            f"{over['layer_sum_ms']:.3f} ms ({over['layer_sum_over_plain']:.0%} of plain)"
+        )
 
 
 def _print_layers(console: Console, layers: dict[str, Any]) -> None:
@@ -168,15 +178,18 @@ def profile_command(
         float, typer.Option(help="precision target: 95% CI of the median within ±")
     ] = 0.01,
     max_seconds: Annotated[float, typer.Option(help="time cap for sampling")] = 30.0,
+    sustained: Annotated[
+        float | None,
+        typer.Option(help="sample for SECONDS, reporting the median per 10 s window (throttling)"),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Export (cached) and measure a model on this host, as the service would."""
     from devices.jobs.profile import measure
-    from devices.runner import get_runner
 
     try:
         name, fmt = choose(device, runner)
-        settings = _settings(threads, target, max_seconds)
+        settings = _settings(threads, target, max_seconds, sustained_seconds=sustained)
         exported = _export(model, fmt, precision, quiet=as_json)
         with measuring(not as_json, f"measuring {exported['model']}", settings.max_iters) as update:
             measurement = measure(
@@ -185,10 +198,8 @@ def profile_command(
                 settings=settings,
                 lock_path=host_lock_path(),
                 progress=update,
+                layers=layers,
             )
-        if layers:
-            with host_lock(host_lock_path(), exclusive=True):
-                measurement.layers = get_runner(name).layers(exported["path"], settings)
     except LatbenchError as error:
         raise fail(error) from None
     exported.pop("path")

@@ -13,7 +13,8 @@ def test_profile_json_has_the_documented_fields(tmp_path, monkeypatch):
     """By default the runner is chosen by this CPU's device class, as the service chooses."""
     monkeypatch.setenv("LATBENCH_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("LATBENCH_HOST_LOCK", str(tmp_path / "host.lock"))
-    args = ["profile", "mobilenetv3_small_050", "--threads", "1", "--max-seconds", "2", "--json"]
+    args = ["profile", "mobilenetv3_small_050", "--threads", "1", "--max-seconds", "2", "--json",
+            "--layers", "--sustained", "2"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -25,6 +26,9 @@ def test_profile_json_has_the_documented_fields(tmp_path, monkeypatch):
     assert doc["load_ms"] > 0 and isinstance(doc["target_met"], bool)
     assert doc["weights"] == "random" and doc["format"] == "onnx"
     assert (tmp_path / "host.lock").exists()  # the export and the measurement took the host lock
+    assert doc["stop_reason"] == "sustained" and doc["windows"][0]["median_ms"] > 0
+    assert doc["profiler_overhead"]["plain_median_ms"] == doc["latency_ms"]["median"]
+    assert doc["conditions"]["versions"]["onnxruntime"] == doc["device"]["runtime_version"]
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,7 @@ def test_iphone_class_without_a_tethered_phone_goes_to_the_mac_stand_in(monkeypa
     """Pure selection logic, as on a Mac with no phone attached (runtime checks stubbed)."""
     import devices.coreml as coreml
     from exporters.formats import DeviceClass, ExportFormat
-    from service.pipeline import runner_name
+    from devices.jobs.profile import runner_name
 
     monkeypatch.setattr(coreml, "coreml_unavailable", lambda system=None: None)
     monkeypatch.setattr(coreml, "_connected_phones", lambda: [])

@@ -13,11 +13,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("coremltools")
 
-from exporters import coreml  # noqa: E402
-from exporters.errors import ExportError  # noqa: E402
-from exporters.exporter import get_exporter  # noqa: E402
-from exporters.formats import ExportFormat, Precision  # noqa: E402
-from exporters.zoo.seeds import FAMILY_PATTERNS, SMALLEST  # noqa: E402
+from exporters import coreml
+from exporters.errors import ExportError
+from exporters.exporter import get_exporter
+from exporters.formats import ExportFormat, Precision
+from exporters.zoo.seeds import FAMILY_PATTERNS, SMALLEST
 
 pytestmark = pytest.mark.coreml
 
@@ -56,6 +56,31 @@ class DataDependentBranch(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * 2.0 if x.sum() > 0 else x - 1.0
+
+
+class FullSliceCrop(torch.nn.Module):
+    """timm's efficientvit_m* crop ``x[:, :H, :W]`` with H, W the full size: torch.export records
+    the no-op slice as ``aten.alias``, which coremltools has no converter for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y[:, :, : y.shape[2], : y.shape[3]].contiguous() * 2.0
+
+
+class UnfoldAndBicubic(torch.nn.Module):
+    """``Tensor.unfold`` (sliding windows) and bicubic resize: neither has a converter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.nn.functional.interpolate(self.conv(x), scale_factor=2, mode="bicubic")
+        return y.unfold(3, 4, 2).mean(-1)
 
 
 def _export(model: torch.nn.Module, example: torch.Tensor, precision: Precision, tmp: Path):
@@ -125,6 +150,34 @@ def test_unconvertible_op_raises_export_error_naming_it(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "'lgamma'" in message and "torch.export:" in message and "jit.trace:" in message
     assert "Traceback" not in message and "\n" not in message
+
+
+def test_alias_no_op_is_stripped_and_the_graph_converts(tmp_path: Path) -> None:
+    from exporters.coreml_prep import strip_aliases
+
+    model, example = FullSliceCrop().eval(), torch.randn(1, 3, 16, 16)
+    program = torch.export.export(model, (example,)).run_decompositions({})
+    assert strip_aliases(program) == 1
+    assert torch.equal(program.module()(example), model(example))
+    result = _export(model, example, Precision.FP32, tmp_path)
+    assert result.export_path == "torch.export" and result.checks["fallback_reasons"] == []
+    _assert_package(result, model, example, Precision.FP32)
+
+
+def test_unfold_and_bicubic_resize_are_lowered_and_convert(tmp_path: Path) -> None:
+    from exporters.coreml_prep import coreml_ready, unfold_by_gather
+
+    x = torch.randn(2, 3, 9, 8)
+    for args in [(2, 2, 2), (3, 3, 2), (-1, 4, 1), (1, 3, 3)]:
+        assert torch.equal(unfold_by_gather(x, *args), x.unfold(*args))
+    model, example = UnfoldAndBicubic().eval(), torch.randn(1, 3, 8, 8)
+    program = coreml_ready(model, example)
+    targets = {str(node.target) for node in program.graph.nodes}
+    assert not {"aten.unfold.default", "aten.upsample_bicubic2d.vec"} & targets
+    assert torch.allclose(program.module()(example), model(example), atol=1e-5)
+    result = _export(model, example, Precision.FP32, tmp_path)
+    assert result.export_path == "torch.export" and result.checks["fallback_reasons"] == []
+    _assert_package(result, model, example, Precision.FP32)
 
 
 @pytest.mark.parametrize(

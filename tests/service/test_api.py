@@ -201,6 +201,7 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
         "latency_ms": {"median": 4.2, "p90": 4.5, "ci95": [4.1, 4.3], "n": 30},
         "device": {"cpu_model": "test"},
         "host_load": {"others_cpu_pct": 1.0},
+        "conditions": {"start": {"power_source": {"value": None, "unavailable": "no battery"}}},
     }
     other = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
     stolen = client.post(
@@ -236,6 +237,7 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
     assert {p.json()["result_id"] for p in posts} == {posts[0].json()["result_id"]}
     job = client.get(f"/jobs/{job_id}").json()
     assert job["state"] == "done" and job["result"]["latency_ms"]["median"] == 4.2
+    assert job["result"]["conditions"] == measurement["conditions"]  # served back as posted
     csv_text = client.get("/results", params={"format": "csv", "model": "mobileone_s0"}).text
     assert len(csv_text.strip().splitlines()) == 2 and ",4.2,4.5," in csv_text
     assert client.post("/profile", json=body()).json()["jobs"][0]["cached"] is True
