@@ -9,10 +9,12 @@ runner to hold the job at that attempt, so a runner that was given up on cannot 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
@@ -20,17 +22,28 @@ from sqlalchemy.orm import Session
 from devices.jobs.kinds import get_kind
 from devices.jobs.port import JobTask
 from devices.settings import MeasureSettings
-from exporters.errors import ConflictError, LatbenchError, QuotaError, SpecError, spec_error_from
+from exporters.errors import (
+    ConflictError,
+    LatbenchError,
+    NotFoundError,
+    QuotaError,
+    SpecError,
+    spec_error_from,
+)
 from exporters.formats import DeviceClass, ExportFormat
-from exporters.spec import parse_spec
+from exporters.spec import ModelSpec, parse_spec
 from service import pipeline
 from service.db import artifacts, jobs, runners
 from service.db.jobs import JobState
 from service.db.results import record_result
 from service.db.tables import JobRow, ResultRow, SpecRow, utcnow
-from service.dispatch import Dispatcher
+from service.dispatch import Dispatcher, isolated
 from service.settings import Settings
 
+if TYPE_CHECKING:
+    from exporters.export import ExportReport
+
+log = logging.getLogger(__name__)
 Sessions = Callable[[], Session]
 
 # How each job kind's validated result is stored (one db function per kind), keyed by kind name.
@@ -127,11 +140,32 @@ def _check_quota(session: Session, settings: Settings, user: str, keys: list[str
         )
 
 
+@dataclass(frozen=True)
+class ExportLimits:
+    """What one export may use: address space of its worker process, wall time, and how many
+    times a worker that died on it is started again before the job fails."""
+
+    memory_mb: int
+    timeout_s: float
+    tries: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> ExportLimits:
+        return cls(settings.export_memory_mb, settings.job_timeout_s, settings.max_attempts)
+
+
 def export_step(
-    sessions: Sessions, *, job_id: str, attempt: int, store_root: Path, lock_path: Path
+    sessions: Sessions,
+    *,
+    job_id: str,
+    attempt: int,
+    store_root: Path,
+    lock_path: Path,
+    limits: ExportLimits,
 ) -> JobTask | None:
-    """Export the job's artifact; the task for its runner, or None when the job failed or was not
-    this attempt's to export."""
+    """Export the job's artifact in a worker process within ``limits``; the task for its runner,
+    or None when the job failed or was not this attempt's to export. WorkerStopped (shutdown)
+    leaves the job exporting, for the next start to queue again."""
     with sessions() as session:
         if not jobs.transition(
             session,
@@ -146,7 +180,7 @@ def export_step(
         spec = parse_spec(session.get(SpecRow, job.spec_hash).body)
     fmt = ExportFormat(job.format)
     try:
-        report = pipeline.export(spec, (fmt,), store_root=store_root, lock_path=lock_path)
+        report = _export_isolated(spec, fmt, store_root, lock_path, limits)
         with sessions() as session:
             artifacts.record_export(session, spec_hash=job.spec_hash, report=report)
         key = report.require(fmt).key
@@ -174,19 +208,71 @@ def export_step(
     )
 
 
+def _export_isolated(
+    spec: ModelSpec, fmt: ExportFormat, store_root: Path, lock_path: Path, limits: ExportLimits
+) -> ExportReport:
+    """``pipeline.export`` in a worker process, started again when one dies, ``limits.tries``
+    times in all; the last death's reason is the job's error."""
+    work = partial(pipeline.export, store_root=store_root, lock_path=lock_path)
+    tries = 1
+    while True:
+        try:
+            return isolated.run_isolated(
+                work, spec, (fmt,), memory_mb=limits.memory_mb, timeout_s=limits.timeout_s
+            )
+        except isolated.WorkerCrashedError as exc:
+            if tries >= limits.tries:
+                raise isolated.WorkerCrashedError(
+                    f"{exc}; gave up after {tries} worker(s) died on this job "
+                    "(LATBENCH_MAX_ATTEMPTS)"
+                ) from None
+            log.warning("export worker died on %s (%s); trying again", spec.model, exc)
+            tries += 1
+
+
 def claim(session: Session, *, job_id: str, attempt: int, runner_id: str) -> None:
-    """A runner takes the job for measurement; ConflictError when it is no longer this attempt's."""
+    """A runner takes a job of its own device class whose artifact is exported, at ``attempt``;
+    ConflictError otherwise (another class's job, one not yet exported, another attempt's)."""
+    job = jobs.get_job(session, job_id=job_id)
+    runner = session.get(runners.RunnerRow, runner_id)
+    if runner is None or runner.device_class != job.device_class:
+        raise ConflictError(
+            f"job {job_id!r} is for device class {job.device_class!r}; runner {runner_id!r} "
+            f"serves {runner.device_class if runner else 'nothing'!r} and may not claim it"
+        )
     if not jobs.transition(
         session,
         job_id=job_id,
         attempt=attempt,
         from_states=[JobState.QUEUED],
         to=JobState.MEASURING,
+        where=[JobRow.artifact_key.is_not(None)],
         runner_id=runner_id,
         measure_started_at=utcnow(),
     ):
-        raise ConflictError(f"job {job_id!r} attempt {attempt} is not waiting for a runner")
+        raise ConflictError(
+            f"job {job_id!r} attempt {attempt} is not waiting for a runner "
+            "(exported and queued at that attempt)"
+        )
     runners.set_current_job(session, runner_id=runner_id, job_id=job_id)
+
+
+def check_artifact_access(session: Session, *, runner_id: str, artifact_key: str) -> None:
+    """A runner fetches only the artifact of the job it holds; NotFoundError otherwise (which
+    does not tell it whether the key exists)."""
+    runner = session.get(runners.RunnerRow, runner_id)
+    job = session.get(JobRow, runner.current_job_id) if runner and runner.current_job_id else None
+    held = (
+        job is not None
+        and job.state == JobState.MEASURING.value
+        and job.runner_id == runner_id
+        and job.artifact_key == artifact_key
+    )
+    if not held:
+        raise NotFoundError(
+            f"runner {runner_id!r} holds no job with artifact {artifact_key!r}; "
+            "claim the job before fetching its artifact"
+        )
 
 
 def complete(
@@ -257,9 +343,23 @@ def fail_in(
     return moved
 
 
-def requeue(session: Session, job: JobRow, dispatcher: Dispatcher) -> bool:
-    """Queue ``job`` again under a new attempt (what held the old one is now ignored)."""
+def requeue(
+    session: Session, job: JobRow, dispatcher: Dispatcher, *, max_attempts: int, reason: str
+) -> bool:
+    """Queue ``job`` again under a new attempt (what held the old one is now ignored), unless it
+    has had ``max_attempts`` already: then it fails with ``reason``, so a job that crashes what
+    runs it (a worker, a runner, the server) is quarantined instead of retried forever. True
+    when requeued."""
     attempt = job.attempt  # the conditional UPDATE refreshes the loaded row
+    if attempt >= max_attempts:
+        fail_in(
+            session,
+            job_id=job.id,
+            attempt=attempt,
+            error=f"gave up after {attempt} attempt(s), each interrupted; the last: {reason} "
+            "(LATBENCH_MAX_ATTEMPTS)",
+        )
+        return False
     if jobs.requeue(session, job_id=job.id, attempt=attempt):
         dispatcher.submit(job.id, attempt + 1)
         return True

@@ -54,7 +54,18 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_queued_per_user: int = Field(50, ge=1)
-    job_timeout_s: float = Field(1800.0, gt=0)
+    job_timeout_s: float = Field(
+        1800.0, gt=0, description="an export from its start, a measurement from its claim"
+    )
+    max_queue_age_s: float = Field(
+        86400.0, gt=0, description="a job no runner has taken this long after submission fails"
+    )
+    max_attempts: int = Field(
+        3, ge=1, le=100, description="interrupted runs (worker crash, silent runner, restart)"
+    )
+    export_memory_mb: int = Field(
+        8192, ge=256, le=1 << 24, description="address-space limit of each export worker process"
+    )
     heartbeat_interval_s: float = Field(5.0, gt=0)
     heartbeat_timeout_s: float = Field(30.0, gt=0)
     reaper_interval_s: float = Field(2.0, gt=0)

@@ -4,13 +4,17 @@ a runner for this machine's CPU; with ``--dispatcher celery`` it also starts exp
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from functools import partial
 from typing import Annotated
 
 import typer
 
 from service.cli import fail
+
+EXPORT_STOP_GRACE_S = 15.0
 
 
 def serve(
@@ -46,14 +50,31 @@ def serve(
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     finally:
-        for worker in workers:
-            worker.terminate()
-            worker.wait(timeout=30)
+        _stop_export_workers(workers)
 
 
 def _start_export_workers(count: int) -> list[subprocess.Popen[bytes]]:
+    """Workers that get SIGTERM should this process die without stopping them (SIGKILL)."""
+    from service.dispatch.isolated import die_with_parent
+
     command = [sys.executable, "-m", "service.dispatch.export_worker"]
-    return [subprocess.Popen(command) for _ in range(count)]
+    term = partial(die_with_parent, signal.SIGTERM)
+    return [subprocess.Popen(command, preexec_fn=term) for _ in range(count)]  # noqa: PLW1509
+
+
+def _stop_export_workers(
+    workers: list[subprocess.Popen[bytes]], grace_s: float = EXPORT_STOP_GRACE_S
+) -> None:
+    """SIGTERM to each (a worker ends its running export and exits), SIGKILL to any still there
+    after ``grace_s``: none outlives the server, however busy."""
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
 
 def register(app: typer.Typer) -> None:

@@ -16,12 +16,28 @@ from devices.jobs.broker import (
 )
 from service import jobservice
 from service.db.engine import make_engine, make_sessionmaker
+from service.dispatch import isolated
 from service.settings import Settings, get_settings
 
 
 def build_app(settings: Settings) -> Any:
+    """The Celery app with the export task; on the worker's shutdown the export process of the
+    running task is ended (its job is queued again when the server next starts) and the
+    database connections are closed."""
+    from celery import signals
+
     app = make_celery(settings.broker_url)
-    sessions = make_sessionmaker(make_engine(settings.db_url))
+    engine = make_engine(settings.db_url)
+    sessions = make_sessionmaker(engine)
+    limits = jobservice.ExportLimits.of(settings)
+
+    @signals.worker_shutting_down.connect(weak=False)
+    def _end_exports(**_: Any) -> None:
+        isolated.stop_all()
+
+    @signals.worker_shutdown.connect(weak=False)
+    def _close_database(**_: Any) -> None:
+        engine.dispose()
 
     @app.task(name=EXPORT_TASK)
     def export_job(job_id: str, attempt: int) -> None:
@@ -31,6 +47,7 @@ def build_app(settings: Settings) -> Any:
             attempt=attempt,
             store_root=settings.data_dir,
             lock_path=settings.host_lock,
+            limits=limits,
         )
         if task is not None:
             app.send_task(

@@ -22,6 +22,7 @@ from exporters.errors import ConflictError
 from exporters.formats import DeviceClass
 from service import jobservice
 from service.db import runners
+from service.dispatch import isolated
 from service.jobservice import Sessions
 from service.settings import Settings
 
@@ -105,7 +106,10 @@ class LocalDispatcher:
             self._threads.append(thread)
 
     def stop(self) -> None:
+        """End the export worker process of a running job (its job is queued again on the next
+        start) and the threads."""
         self._stop.set()
+        isolated.stop_all()
         self._queue.put(None)
         for thread in self._threads:
             thread.join(timeout=5)
@@ -131,6 +135,7 @@ class LocalDispatcher:
     def _work(self) -> None:
         port = DatabasePort(self.sessions, self.settings.data_dir, local_runner_id())
         host = Host(lock_path=self.settings.host_lock)
+        limits = jobservice.ExportLimits.of(self.settings)
         while (item := self._queue.get()) is not None:
             job_id, attempt = item
             try:
@@ -140,9 +145,12 @@ class LocalDispatcher:
                     attempt=attempt,
                     store_root=self.settings.data_dir,
                     lock_path=self.settings.host_lock,
+                    limits=limits,
                 )
                 if task is not None and task.device_class == self.device_class.value:
                     run_task(port, task, host)  # another class stays queued for its runners
+            except isolated.WorkerStopped:
+                return  # shutting down: the job stays unfinished and is queued on next start
             except Exception as exc:  # one broken job must neither stop the worker nor hang
                 log.exception("job %s failed in the local worker", job_id)
                 jobservice.fail(
