@@ -36,6 +36,25 @@ def _job(session, key="k" * 64, user="u"):
     )
 
 
+def _mark_exported(session, job_id, attempt=1, artifact_key="a" * 32 + "-onnx-fp32"):
+    """What the export step leaves for a runner: the queued job at ``attempt`` with its artifact."""
+    assert jobs.transition(
+        session,
+        job_id=job_id,
+        attempt=attempt,
+        from_states=[JobState.QUEUED],
+        to=JobState.QUEUED,
+        artifact_key=artifact_key,
+    )
+
+
+def _exported(session, artifact_key="a" * 32 + "-onnx-fp32", key="k" * 64, user="u"):
+    """A queued job whose artifact is exported."""
+    job, _ = _job(session, key=key, user=user)
+    _mark_exported(session, job.id, artifact_key=artifact_key)
+    return job
+
+
 def test_identical_requests_coalesce_to_one_active_job(sessions):
     with sessions() as s:
         first, created = _job(s)

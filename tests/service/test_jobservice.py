@@ -20,7 +20,7 @@ from service.db.tables import utcnow
 from service.dispatch.local import DatabasePort, local_runner_id
 from service.dispatch.reaper import reap
 from tests.service.doubles import FilePort, RecordingDispatcher
-from tests.service.test_db import _job
+from tests.service.test_db import _exported
 from tests.service.test_runner_host import _tiny_onnx
 
 KEY = "0123456789abcdef" * 2 + "-onnx-fp32"
@@ -41,7 +41,7 @@ def queued(sessions, settings):
 
     ArtifactStore(settings.data_dir).put(KEY, produce)
     with sessions() as s:
-        job, _ = _job(s)
+        job = _exported(s, artifact_key=KEY)
         runners.register_runner(
             s, device_class="cpu-x86_64", description={}, runner_id=local_runner_id()
         )
