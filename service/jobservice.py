@@ -233,9 +233,9 @@ def _export_isolated(
 def claim(session: Session, *, job_id: str, attempt: int, runner_id: str) -> None:
     """A runner takes a job of its own device class whose artifact is exported, at ``attempt``;
     ConflictError otherwise (another class's job, one not yet exported, another attempt's)."""
-    job = jobs.get_job(session, job_id=job_id)
+    job = session.get(JobRow, job_id)
     runner = session.get(runners.RunnerRow, runner_id)
-    if runner is None or runner.device_class != job.device_class:
+    if job is not None and (runner is None or runner.device_class != job.device_class):
         raise ConflictError(
             f"job {job_id!r} is for device class {job.device_class!r}; runner {runner_id!r} "
             f"serves {runner.device_class if runner else 'nothing'!r} and may not claim it"
