@@ -9,12 +9,11 @@ runner to hold the job at that attempt, so a runner that was given up on cannot 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
@@ -31,7 +30,7 @@ from exporters.errors import (
     spec_error_from,
 )
 from exporters.formats import DeviceClass, ExportFormat
-from exporters.spec import ModelSpec, parse_spec
+from exporters.spec import parse_spec
 from service import pipeline
 from service.db import artifacts, jobs, runners
 from service.db.jobs import JobState
@@ -40,10 +39,6 @@ from service.db.tables import JobRow, ResultRow, SpecRow, utcnow
 from service.dispatch import Dispatcher, isolated
 from service.settings import Settings
 
-if TYPE_CHECKING:
-    from exporters.export import ExportReport
-
-log = logging.getLogger(__name__)
 Sessions = Callable[[], Session]
 
 # How each job kind's validated result is stored (one db function per kind), keyed by kind name.
@@ -140,18 +135,14 @@ def _check_quota(session: Session, settings: Settings, user: str, keys: list[str
         )
 
 
-@dataclass(frozen=True)
-class ExportLimits:
-    """What one export may use: address space of its worker process, wall time, and how many
-    times a worker that died on it is started again before the job fails."""
-
-    memory_mb: int
-    timeout_s: float
-    tries: int
-
-    @classmethod
-    def of(cls, settings: Settings) -> ExportLimits:
-        return cls(settings.export_memory_mb, settings.job_timeout_s, settings.max_attempts)
+def export_workers(settings: Settings) -> isolated.WorkerProcesses:
+    """The worker processes exports run in: each limited to LATBENCH_EXPORT_MEMORY_MB and the
+    job timeout, started again when one dies, LATBENCH_MAX_ATTEMPTS times in all."""
+    return isolated.WorkerProcesses(
+        memory_mb=settings.export_memory_mb,
+        timeout_s=settings.job_timeout_s,
+        tries=settings.max_attempts,
+    )
 
 
 def export_step(
@@ -161,9 +152,9 @@ def export_step(
     attempt: int,
     store_root: Path,
     lock_path: Path,
-    limits: ExportLimits,
+    workers: isolated.WorkerProcesses,
 ) -> JobTask | None:
-    """Export the job's artifact in a worker process within ``limits``; the task for its runner,
+    """Export the job's artifact in one of ``workers``; the task for its runner,
     or None when the job failed or was not this attempt's to export. WorkerStopped (shutdown)
     leaves the job exporting, for the next start to queue again."""
     with sessions() as session:
@@ -180,7 +171,9 @@ def export_step(
         spec = parse_spec(session.get(SpecRow, job.spec_hash).body)
     fmt = ExportFormat(job.format)
     try:
-        report = _export_isolated(spec, fmt, store_root, lock_path, limits)
+        report = workers.run(
+            partial(pipeline.export, store_root=store_root, lock_path=lock_path), spec, (fmt,)
+        )
         with sessions() as session:
             artifacts.record_export(session, spec_hash=job.spec_hash, report=report)
         key = report.require(fmt).key
@@ -206,28 +199,6 @@ def export_step(
         settings=job.settings,
         kind=job.kind,
     )
-
-
-def _export_isolated(
-    spec: ModelSpec, fmt: ExportFormat, store_root: Path, lock_path: Path, limits: ExportLimits
-) -> ExportReport:
-    """``pipeline.export`` in a worker process, started again when one dies, ``limits.tries``
-    times in all; the last death's reason is the job's error."""
-    work = partial(pipeline.export, store_root=store_root, lock_path=lock_path)
-    tries = 1
-    while True:
-        try:
-            return isolated.run_isolated(
-                work, spec, (fmt,), memory_mb=limits.memory_mb, timeout_s=limits.timeout_s
-            )
-        except isolated.WorkerCrashedError as exc:
-            if tries >= limits.tries:
-                raise isolated.WorkerCrashedError(
-                    f"{exc}; gave up after {tries} worker(s) died on this job "
-                    "(LATBENCH_MAX_ATTEMPTS)"
-                ) from None
-            log.warning("export worker died on %s (%s); trying again", spec.model, exc)
-            tries += 1
 
 
 def claim(session: Session, *, job_id: str, attempt: int, runner_id: str) -> None:

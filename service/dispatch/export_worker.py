@@ -16,7 +16,6 @@ from devices.jobs.broker import (
 )
 from service import jobservice
 from service.db.engine import make_engine, make_sessionmaker
-from service.dispatch import isolated
 from service.settings import Settings, get_settings
 
 
@@ -29,11 +28,11 @@ def build_app(settings: Settings) -> Any:
     app = make_celery(settings.broker_url)
     engine = make_engine(settings.db_url)
     sessions = make_sessionmaker(engine)
-    limits = jobservice.ExportLimits.of(settings)
+    workers = jobservice.export_workers(settings)
 
     @signals.worker_shutting_down.connect(weak=False)
     def _end_exports(**_: Any) -> None:
-        isolated.stop_all()
+        workers.stop()
 
     @signals.worker_shutdown.connect(weak=False)
     def _close_database(**_: Any) -> None:
@@ -47,7 +46,7 @@ def build_app(settings: Settings) -> Any:
             attempt=attempt,
             store_root=settings.data_dir,
             lock_path=settings.host_lock,
-            limits=limits,
+            workers=workers,
         )
         if task is not None:
             app.send_task(

@@ -1,10 +1,10 @@
-"""Run one piece of heavy work (an export) in a child process with an address-space limit, so a
-model too big for the machine fails its job with a reason instead of taking the server down.
+"""Heavy work (an export) in child processes with an address-space limit, so a model too big for
+the machine fails its job with a reason instead of taking the server down.
 
 Children come from a fork server that has already imported the exporters (torch), so a cached
 export costs a fork, not an import. Every child dies with its parent (``PR_SET_PDEATHSIG``; the
-fork server itself exits when the process that started it does), and ``stop_all`` ends the live
-ones at shutdown: no export outlives the service that asked for it."""
+fork server itself exits when the process that started it does), and ``WorkerProcesses.stop``
+ends the live ones at shutdown: no export outlives the service that asked for it."""
 
 from __future__ import annotations
 
@@ -25,10 +25,8 @@ T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["exporters.export"])
-_live: set[Any] = set()
-_lock = threading.Lock()
-_stopping = threading.Event()
+# What every export needs (torch, timm, the ONNX exporter), imported once in the fork server.
+_CONTEXT.set_forkserver_preload(["exporters.export", "exporters.onnx", "timm"])
 
 
 class WorkerError(LatbenchError):
@@ -51,59 +49,92 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         log.debug("PR_SET_PDEATHSIG unavailable")
 
 
-def run_isolated(fn: Callable[..., T], *args: Any, memory_mb: int, timeout_s: float) -> T:
-    """``fn(*args)`` in a child limited to ``memory_mb`` MiB of address space; its return value
-    (picklable), or WorkerError with its failure, WorkerCrashedError when it died, WorkerError
-    when it ran past ``timeout_s`` (then it is killed), WorkerStopped during shutdown."""
-    if _stopping.is_set():
-        raise WorkerStopped("the service is stopping")
-    receive, send = _CONTEXT.Pipe(duplex=False)
-    child = _CONTEXT.Process(
-        target=_child, args=(send, fn, args, memory_mb), name="latbench-export", daemon=True
-    )
-    with _lock:
-        child.start()
-        _live.add(child)
-    send.close()
-    try:
-        answered = receive.poll(timeout_s)
-        outcome = receive.recv() if answered else None
-    except EOFError:  # the child died without answering
-        outcome = None
-    finally:
-        receive.close()
-        if child.is_alive():
-            child.kill()
-        child.join()
-        with _lock:
-            _live.discard(child)
-    if _stopping.is_set():
-        raise WorkerStopped("the service stopped during the work")
-    if outcome is None and answered is False:
-        raise WorkerError(f"the export worker ran past {timeout_s:g} s and was stopped")
-    if outcome is None:
-        raise WorkerCrashedError(
-            f"the export worker died ({_how(child.exitcode)}) under its {memory_mb} MiB "
-            "memory limit (LATBENCH_EXPORT_MEMORY_MB)"
+class WorkerProcesses:
+    """Runs functions in limited child processes and ends them all on ``stop``: each child may
+    map ``memory_mb`` MiB and run ``timeout_s``; one that dies is replaced, ``tries`` in all."""
+
+    def __init__(self, *, memory_mb: int, timeout_s: float, tries: int) -> None:
+        if tries < 1:
+            raise ValueError(f"tries must be at least 1, not {tries}")
+        self.memory_mb = memory_mb
+        self.timeout_s = timeout_s
+        self.tries = tries
+        self._live: set[Any] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` (picklable, as is its value) in a child: its value, or WorkerError with
+        its failure or when it ran past the time (then it is killed); WorkerCrashedError saying
+        how the last child died when ``tries`` died; WorkerStopped during shutdown."""
+        attempt = 1
+        while True:
+            try:
+                return self._run_once(fn, args)
+            except WorkerCrashedError as exc:
+                if attempt >= self.tries:
+                    raise WorkerCrashedError(
+                        f"{exc}; gave up after {attempt} worker(s) died on it "
+                        "(LATBENCH_MAX_ATTEMPTS)"
+                    ) from None
+                attempt += 1
+                log.warning(
+                    "worker died (%s); starting another (%d of %d)", exc, attempt, self.tries
+                )
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """End every live child (SIGTERM, SIGKILL after ``grace_s``) and start no more."""
+        self._stopping.set()
+        with self._lock:
+            children = list(self._live)
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.join(grace_s)
+            if child.is_alive():
+                child.kill()
+                child.join()
+
+    def _run_once(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        receive, send = _CONTEXT.Pipe(duplex=False)
+        child = _CONTEXT.Process(
+            target=_child,
+            args=(send, fn, args, self.memory_mb),
+            name="latbench-worker",
+            daemon=True,
         )
-    ok, value = outcome
-    if not ok:
-        raise WorkerError(value)
-    return value
-
-
-def stop_all(timeout_s: float = 5.0) -> None:
-    """End every live worker (SIGTERM, then SIGKILL after ``timeout_s``) and start no more."""
-    _stopping.set()
-    with _lock:
-        children = list(_live)
-    for child in children:
-        child.terminate()
-    for child in children:
-        child.join(timeout_s)
-        if child.is_alive():
-            child.kill()
+        with self._lock:  # under the lock: a concurrent stop either sees this child or refuses it
+            if self._stopping.is_set():
+                raise WorkerStopped("the service is stopping")
+            child.start()
+            self._live.add(child)
+        send.close()
+        answered, outcome = False, None
+        try:
+            answered = receive.poll(self.timeout_s)
+            outcome = receive.recv() if answered else None
+        except EOFError:  # the child died without answering
+            outcome = None
+        finally:
+            receive.close()
+            if child.is_alive():
+                child.kill()
             child.join()
+            with self._lock:
+                self._live.discard(child)
+        if self._stopping.is_set():
+            raise WorkerStopped("the service stopped during the work")
+        if not answered:
+            raise WorkerError(f"the worker ran past {self.timeout_s:g} s and was stopped")
+        if outcome is None:
+            raise WorkerCrashedError(
+                f"the worker died ({_how(child.exitcode)}) under its {self.memory_mb} MiB memory "
+                "limit (LATBENCH_EXPORT_MEMORY_MB)"
+            )
+        ok, value = outcome
+        if not ok:
+            raise WorkerError(value)
+        return value
 
 
 def _how(exitcode: int | None) -> str:
@@ -116,17 +147,14 @@ def _child(send: Connection, fn: Callable[..., Any], args: tuple[Any, ...], memo
     die_with_parent()
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    note = f" (an export worker may use {memory_mb} MiB: LATBENCH_EXPORT_MEMORY_MB)"
     try:
         outcome: tuple[bool, Any] = (True, fn(*args))
     except LatbenchError as exc:
-        outcome = (False, str(exc))
+        outcome = (False, str(exc) + (note if "allocate memory" in str(exc) else ""))
     except MemoryError:
-        message = (
-            f"out of memory: the export needs more than the {memory_mb} MiB an export worker "
-            "may use (LATBENCH_EXPORT_MEMORY_MB)"
-        )
-        outcome = (False, message)
+        outcome = (False, "out of memory" + note)
     except Exception as exc:  # noqa: BLE001 - reported as the job's reason, not lost
-        outcome = (False, f"internal error in the export worker: {type(exc).__name__}: {exc}")
+        outcome = (False, f"internal error in the worker: {type(exc).__name__}: {exc}")
     send.send(outcome)
     send.close()

@@ -84,6 +84,7 @@ class LocalDispatcher:
         self._queue: queue.Queue[tuple[str, int] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._workers = jobservice.export_workers(settings)
 
     def submit(self, job_id: str, attempt: int) -> None:
         self._queue.put((job_id, attempt))
@@ -109,7 +110,7 @@ class LocalDispatcher:
         """End the export worker process of a running job (its job is queued again on the next
         start) and the threads."""
         self._stop.set()
-        isolated.stop_all()
+        self._workers.stop()
         self._queue.put(None)
         for thread in self._threads:
             thread.join(timeout=5)
@@ -135,7 +136,6 @@ class LocalDispatcher:
     def _work(self) -> None:
         port = DatabasePort(self.sessions, self.settings.data_dir, local_runner_id())
         host = Host(lock_path=self.settings.host_lock)
-        limits = jobservice.ExportLimits.of(self.settings)
         while (item := self._queue.get()) is not None:
             job_id, attempt = item
             try:
@@ -145,7 +145,7 @@ class LocalDispatcher:
                     attempt=attempt,
                     store_root=self.settings.data_dir,
                     lock_path=self.settings.host_lock,
-                    limits=limits,
+                    workers=self._workers,
                 )
                 if task is not None and task.device_class == self.device_class.value:
                     run_task(port, task, host)  # another class stays queued for its runners
