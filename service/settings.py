@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         description="prefix of the Celery queue names: deployments sharing one Redis stay apart",
     )
     local_runner: bool = Field(True, description="embedded default: measure on this host's CPU")
+    export_workers: int = Field(
+        0, ge=0, le=64, description="celery: export worker processes the server starts and stops"
+    )
     reference_csv: Path | None = Field(
         None, description="published top-1/latency CSV; default: the one shipped in the package"
     )

@@ -4,6 +4,9 @@ Run it as ``python -m service.dispatch.export_worker`` with the server's LATBENC
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from typing import Any
 
 from devices.jobs.broker import (
@@ -16,7 +19,10 @@ from devices.jobs.broker import (
 )
 from service import jobservice
 from service.db.engine import make_engine, make_sessionmaker
+from service.dispatch.lifeline import die_with_parent
 from service.settings import Settings, get_settings
+
+WITH_PARENT = "--with-parent"
 
 
 def build_app(settings: Settings) -> Any:
@@ -59,6 +65,13 @@ def build_app(settings: Settings) -> Any:
 
 
 def main() -> None:
+    """``--with-parent``: started by a server, so it ends (SIGTERM, a clean stop) when the server
+    does, even one killed without stopping it."""
+    if WITH_PARENT in sys.argv[1:]:
+        parent = os.getppid()
+        die_with_parent(signal.SIGTERM)
+        if os.getppid() != parent:  # the server died before the request took effect
+            return
     settings = get_settings()
     app = build_app(settings)
     run_worker(app, queue=export_queue(settings.queue_namespace), hostname="export@%h")

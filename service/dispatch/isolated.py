@@ -8,7 +8,6 @@ ends the live ones at shutdown: no export outlives the service that asked for it
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import resource
@@ -19,14 +18,17 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from exporters.errors import LatbenchError
+from service.dispatch.lifeline import die_with_parent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_PR_SET_PDEATHSIG = 1
 _CONTEXT = multiprocessing.get_context("forkserver")
-# What every export needs (torch, timm, the ONNX exporter), imported once in the fork server.
-_CONTEXT.set_forkserver_preload(["exporters.export", "exporters.onnx", "timm"])
+# The fork server dies with its starter (lifeline first), then imports what every export needs
+# (torch, timm, the ONNX exporter) once.
+_CONTEXT.set_forkserver_preload(
+    ["service.dispatch.forkserver_lifeline", "exporters.export", "exporters.onnx", "timm"]
+)
 
 
 class WorkerError(LatbenchError):
@@ -41,14 +43,6 @@ class WorkerStopped(Exception):
     """The service is shutting down: the work was abandoned, its job is left for recovery."""
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent exits (no-op elsewhere)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the shutdown path still ends children
-        log.debug("PR_SET_PDEATHSIG unavailable")
-
-
 class WorkerProcesses:
     """Runs functions in limited child processes and ends them all on ``stop``: each child may
     map ``memory_mb`` MiB and run ``timeout_s``; one that dies is replaced, ``tries`` in all."""
@@ -60,7 +54,7 @@ class WorkerProcesses:
         self.timeout_s = timeout_s
         self.tries = tries
         self._live: set[Any] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # stop may run in a signal handler
         self._stopping = threading.Event()
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -103,11 +97,13 @@ class WorkerProcesses:
             name="latbench-worker",
             daemon=True,
         )
-        with self._lock:  # under the lock: a concurrent stop either sees this child or refuses it
-            if self._stopping.is_set():
-                raise WorkerStopped("the service is stopping")
-            child.start()
+        if self._stopping.is_set():
+            raise WorkerStopped("the service is stopping")
+        child.start()  # not under the lock: a first start waits for the fork server's imports
+        with self._lock:
             self._live.add(child)
+        if self._stopping.is_set():  # stop ran during the start: it may not have seen this child
+            child.kill()
         send.close()
         answered, outcome = False, None
         try:
