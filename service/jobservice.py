@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from devices.jobs.kinds import get_kind
 from devices.jobs.port import JobTask
 from devices.settings import MeasureSettings
+from exporters.artifacts import ArtifactStore, artifact_key
 from exporters.errors import (
     ConflictError,
     LatbenchError,
@@ -154,9 +155,9 @@ def export_step(
     lock_path: Path,
     workers: isolated.WorkerProcesses,
 ) -> JobTask | None:
-    """Export the job's artifact in one of ``workers``; the task for its runner,
-    or None when the job failed or was not this attempt's to export. WorkerStopped (shutdown)
-    leaves the job exporting, for the next start to queue again."""
+    """Export the job's artifact in one of ``workers`` (one already in the store is looked up
+    here); the task for its runner, or None when the job failed or was not this attempt's to
+    export. WorkerStopped (shutdown) leaves the job exporting, for the next start to queue it."""
     with sessions() as session:
         if not jobs.transition(
             session,
@@ -171,9 +172,10 @@ def export_step(
         spec = parse_spec(session.get(SpecRow, job.spec_hash).body)
     fmt = ExportFormat(job.format)
     try:
-        report = workers.run(
-            partial(pipeline.export, store_root=store_root, lock_path=lock_path), spec, (fmt,)
-        )
+        export = partial(pipeline.export, store_root=store_root, lock_path=lock_path)
+        stored = artifact_key(spec.content_hash(), fmt, spec.precision_for(fmt))
+        cached = ArtifactStore(store_root).get(stored) is not None
+        report = export(spec, (fmt,)) if cached else workers.run(export, spec, (fmt,))
         with sessions() as session:
             artifacts.record_export(session, spec_hash=job.spec_hash, report=report)
         key = report.require(fmt).key
