@@ -159,16 +159,21 @@ def export_step(
     here); the task for its runner, or None when the job failed or was not this attempt's to
     export. WorkerStopped (shutdown) leaves the job exporting, for the next start to queue it."""
     with sessions() as session:
+        job = session.get(JobRow, job_id)
+        if job is not None and _exported(job, attempt):  # a message sent again: pass it on
+            return _task_of(job)
         if not jobs.transition(
             session,
             job_id=job_id,
             attempt=attempt,
             from_states=[JobState.QUEUED],
             to=JobState.EXPORTING,
+            where=[JobRow.artifact_key.is_(None)],
             started_at=utcnow(),
         ):
             return None
         job = jobs.get_job(session, job_id=job_id)
+        session.refresh(job)
         spec = parse_spec(session.get(SpecRow, job.spec_hash).body)
     fmt = ExportFormat(job.format)
     try:
@@ -192,12 +197,22 @@ def export_step(
             artifact_key=key,
         ):
             return None
+        return _task_of(jobs.get_job(session, job_id=job_id))
+
+
+def _exported(job: JobRow, attempt: int) -> bool:
+    """Exported at ``attempt`` and waiting for a runner."""
+    return job.attempt == attempt and job.state == JobState.QUEUED.value and bool(job.artifact_key)
+
+
+def _task_of(job: JobRow) -> JobTask:
+    """The device step of an exported job (a duplicate is harmless: one claim wins)."""
     return JobTask(
-        job_id=job_id,
-        attempt=attempt,
+        job_id=job.id,
+        attempt=job.attempt,
         device_class=job.device_class,
         format=job.format,
-        artifact_key=key,
+        artifact_key=job.artifact_key or "",
         settings=job.settings,
         kind=job.kind,
     )

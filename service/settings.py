@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     max_queue_age_s: float = Field(
         86400.0, gt=0, description="a job no runner has taken this long after submission fails"
     )
+    redispatch_s: float = Field(
+        600.0, gt=0, description="a job queued this long since last sent is sent again"
+    )
     max_attempts: int = Field(
         3, ge=1, le=100, description="interrupted runs (worker crash, silent runner, restart)"
     )

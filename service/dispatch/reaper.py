@@ -1,6 +1,7 @@
 """Server-side housekeeping, run periodically by the API process whatever the dispatcher:
 runners that stopped heart-beating go offline and their in-flight job returns to the queue; jobs
-past the timeout fail; on startup, unfinished jobs are queued again (none is lost to a restart)."""
+past the timeout or the queue age fail; a job waiting long is sent again (a lost message strands
+none); on startup, unfinished jobs are queued again (none is lost to a restart)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,17 @@ log = logging.getLogger(__name__)
 
 
 def reap(
-    sessions: Sessions, settings: Settings, dispatcher: Dispatcher, now: datetime | None = None
+    sessions: Sessions,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    now: datetime | None = None,
+    sent: dict[str, datetime] | None = None,
 ) -> None:
-    """One pass; ``now`` (naive UTC, default the clock) lets a test move time instead of waiting."""
+    """One pass; ``now`` (naive UTC, default the clock) lets a test move time instead of waiting;
+    ``sent`` remembers across passes when each waiting job was last sent again."""
     now = now or utcnow()
     with sessions() as session:
+        _redispatch(session, settings, dispatcher, now, {} if sent is None else sent)
         stale = runners.mark_stale_offline(
             session, cutoff=now - timedelta(seconds=settings.heartbeat_timeout_s)
         )
@@ -54,6 +61,27 @@ def reap(
                 f"{settings.max_queue_age_s:g} s of its submission; attach one and submit again "
                 "(LATBENCH_MAX_QUEUE_AGE_S)",
             )
+
+
+def _redispatch(
+    session: Session,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    now: datetime,
+    sent: dict[str, datetime],
+) -> None:
+    """Send the message of each job queued for LATBENCH_REDISPATCH_S since it was submitted or
+    last sent again: a broker that lost its messages (Redis restarted without persistence)
+    cannot strand a job. A duplicate changes nothing: the export step passes an exported job on
+    without exporting again, and only one claim of an attempt succeeds."""
+    cutoff = now - timedelta(seconds=settings.redispatch_s)
+    waiting = jobs.stale_queued_jobs(session, submitted_before=cutoff)
+    for stale in set(sent) - {job.id for job in waiting}:
+        del sent[stale]
+    for job in waiting:
+        if sent.get(job.id, job.created_at) < cutoff:
+            dispatcher.submit(job.id, job.attempt)
+            sent[job.id] = now
 
 
 def _requeue_runner_job(
@@ -97,6 +125,7 @@ def recover(sessions: Sessions, settings: Settings, dispatcher: Dispatcher) -> i
 class Reaper:
     def __init__(self, sessions: Sessions, settings: Settings, dispatcher: Dispatcher) -> None:
         self._args = (sessions, settings, dispatcher)
+        self._sent: dict[str, datetime] = {}
         self._interval = settings.reaper_interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="latbench-reaper", daemon=True)
@@ -111,6 +140,6 @@ class Reaper:
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                reap(*self._args)
+                reap(*self._args, sent=self._sent)
             except Exception:  # keep reaping: a transient DB error must not end housekeeping
                 log.exception("reaper pass failed")

@@ -237,3 +237,17 @@ def test_a_runner_claims_only_exported_jobs_of_its_class(sessions):
         x86_id = x86.id
     with sessions() as s:
         assert jobs.get_job(s, job_id=ready.id).runner_id == x86_id
+
+
+def test_a_job_waiting_past_the_redispatch_interval_is_sent_again_once_per_interval(
+    sessions, settings
+):
+    """A broker that lost the message (Redis restarted without persistence) strands no job."""
+    settings.redispatch_s = 60
+    with sessions() as s:
+        waiting = _exported(s)
+    recorder, sent = Recorder(), {}
+    start = utcnow()
+    for seconds in (0, 61, 62, 100, 122):
+        reap(sessions, settings, recorder, now=start + timedelta(seconds=seconds), sent=sent)
+    assert recorder.submitted == [(waiting.id, 1), (waiting.id, 1)]  # at 61 s and at 122 s
