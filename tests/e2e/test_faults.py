@@ -1,26 +1,31 @@
 """Faults with real processes: `latbench serve` stopped (SIGTERM) or killed (SIGKILL) while an
-export runs in its worker process. After each, nothing it started is left running, the database
-holds no connection of it, and (long variant, `-m faults`) the accepted job ends on restart.
+export runs in its worker process, and the Redis broker restarted with a job in flight. After
+each, nothing the server started is left running, the database holds no connection of it, and the
+accepted job ends (long variants, `-m faults`: after a restart of the server).
 (A runner killed mid-measurement: tests/e2e/test_distributed.py; an unfinished queue across a
 crash: tests/e2e/test_embedded.py.)"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
+import subprocess
 import time
 
 import psutil
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import FAST, Server
-from tests.service.backends import POSTGRES_URL, fresh_postgres, redis_namespace
+from tests.e2e.conftest import FAST, LATBENCH, Proc, Server, celery_server, free_port
+from tests.service.backends import POSTGRES_URL, fresh_postgres
 
 pytestmark = pytest.mark.slow
 
 # Not in the artifact cache of a fresh data dir: its export takes tens of seconds here.
 SLOW_EXPORT = {"model": "fastvit_t8", "formats": ["onnx"]}
+TINY = {"model": "mobileone_s0", "input": {"height": 32, "width": 32}, "formats": ["onnx"]}
 
 
 def submit_and_wait_for_export(server: Server) -> str:
@@ -73,30 +78,21 @@ def connections_to(db_url: str) -> int:
 def test_sigterm_to_a_celery_serve_ends_every_child_and_frees_the_database(base_env, tmp_path):
     """The issue's case: its export worker outlived `serve` holding a PostgreSQL connection.
     SIGTERM goes to the serve process only, as a plain `kill` sends it."""
-    with fresh_postgres() as db_url, redis_namespace() as (redis_url, namespace):
-        base_env.update(
-            LATBENCH_DATABASE_URL=db_url,
-            LATBENCH_BROKER_URL=redis_url,
-            LATBENCH_QUEUE_NAMESPACE=namespace,
-        )
-        server = Server(base_env, tmp_path / "server.log", "--dispatcher", "celery")
-        try:
-            job_id = submit_and_wait_for_export(server)
-            children = descendants(server.popen.pid)
-            assert len(children) >= 3, children  # export worker, fork server, export process
-            started = time.monotonic()
-            os.kill(server.popen.pid, signal.SIGTERM)
-            server.popen.wait(timeout=60)
-            assert_all_gone(children, within_s=max(1.0, 30 - (time.monotonic() - started)))
-            assert connections_to(db_url) == 0
-            engine = create_engine(db_url)
-            with engine.connect() as conn:
-                query = text("SELECT state FROM jobs WHERE id = :id")
-                state = conn.execute(query, {"id": job_id}).scalar_one()
-            engine.dispose()
-            assert state == "exporting"  # left for the next start to queue again
-        finally:
-            server.stop()
+    with celery_server(base_env, tmp_path / "server.log") as (server, db_url):
+        job_id = submit_and_wait_for_export(server)
+        children = descendants(server.popen.pid)
+        assert len(children) >= 3, children  # export worker, fork server, export process
+        started = time.monotonic()
+        os.kill(server.popen.pid, signal.SIGTERM)
+        server.popen.wait(timeout=60)
+        assert_all_gone(children, within_s=max(1.0, 30 - (time.monotonic() - started)))
+        assert connections_to(db_url) == 0
+        engine = create_engine(db_url)
+        with engine.connect() as conn:
+            query = text("SELECT state FROM jobs WHERE id = :id")
+            state = conn.execute(query, {"id": job_id}).scalar_one()
+        engine.dispose()
+        assert state == "exporting"  # left for the next start to queue again
 
 
 @pytest.mark.faults
@@ -142,3 +138,79 @@ def test_a_job_that_kills_the_server_each_time_is_quarantined(base_env, tmp_path
         last.stop()
     assert job["state"] == "failed" and job["attempt"] == 2
     assert "gave up after 2 attempt(s)" in job["error"] and "LATBENCH_MAX_ATTEMPTS" in job["error"]
+
+
+class PrivateRedis:
+    """A redis-server of this test's own (never the shared one), without persistence, so a
+    restart loses every queued message as a crashed broker would."""
+
+    def __init__(self, directory) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = directory
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("private redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_redis_restarted_with_a_job_in_flight_loses_no_job(base_env, tmp_path):
+    """The job's device message is lost with the broker's memory; the reaper sends the job
+    again and a runner attached after the restart measures it."""
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    try:
+        with fresh_postgres() as db_url:
+            base_env.update(
+                LATBENCH_DATABASE_URL=db_url,
+                LATBENCH_BROKER_URL=redis.url,
+                LATBENCH_REDISPATCH_S="5",
+            )
+            server = Server(base_env, tmp_path / "server.log", "--dispatcher", "celery")
+            runner = None
+            try:
+                body = {"model": TINY, "settings": FAST}
+                job_id = server.http.post("/profile", json=body).json()["jobs"][0]["id"]
+                exported = text("SELECT artifact_key FROM jobs WHERE id = :id")
+                engine = create_engine(db_url)
+                deadline = time.monotonic() + 180
+                while time.monotonic() < deadline:
+                    with engine.connect() as conn:
+                        if conn.execute(exported, {"id": job_id}).scalar_one():
+                            break
+                    time.sleep(0.3)
+                engine.dispose()
+                redis.stop()  # the device task waits in Redis: lost with it
+                redis.start()
+                runner = Proc(
+                    [LATBENCH, "runner", "--server", server.url, "--device-class", "cpu-x86_64",
+                     "--cache", str(tmp_path / "cache"), "--lock", str(tmp_path / "lock")],
+                    base_env,
+                    tmp_path / "runner.log",
+                )  # fmt: skip
+                job = server.wait_job(job_id, timeout=180)
+            finally:
+                if runner:
+                    runner.kill()
+                server.stop()
+    finally:
+        redis.stop()
+    assert job["state"] == "done", job["error"]
+    assert job["attempt"] == 1  # sent again, not requeued: nothing was measured twice

@@ -17,17 +17,15 @@ from service.db.tables import JobRow, ResultRow
 MEASUREMENT = {"latency_ms": {"median": 1.5, "p90": 1.7, "n": 20}}
 
 
-def _job(session, key="k" * 64, user="u"):
-    jobs.upsert_spec(
-        session,
-        spec_hash="s" * 32,
-        model="mobileone_s0",
-        family="mobileone",
-        body={"model": "mobileone_s0"},
-    )
+def _job(session, key="k" * 64, user="u", body=None):
+    """A queued job of ``body`` (default: the spec mobileone_s0)."""
+    body = body or {"model": "mobileone_s0"}
+    spec_hash = "s" * 32 if body == {"model": "mobileone_s0"} else "b" * 32
+    family = body["model"].split("_")[0]
+    jobs.upsert_spec(session, spec_hash=spec_hash, model=body["model"], family=family, body=body)
     return jobs.create_or_coalesce(
         session,
-        spec_hash="s" * 32,
+        spec_hash=spec_hash,
         device_class="cpu-x86_64",
         fmt="onnx",
         settings={},

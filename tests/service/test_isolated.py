@@ -20,6 +20,7 @@ from service.dispatch.isolated import (
     WorkerProcesses,
     WorkerStopped,
 )
+from tests.service.test_db import _job
 
 
 def _die(counter: Path) -> None:
@@ -88,16 +89,7 @@ def test_a_model_past_the_memory_limit_fails_its_job_not_this_process(sessions, 
     """resnet18 at 32 x 1024^2 needs far more than 5 GiB; the job fails naming the limit."""
     spec = {"model": "resnet18", "input": {"batch": 32, "height": 1024, "width": 1024}}
     with sessions() as s:
-        jobs.upsert_spec(s, spec_hash="h" * 32, model="resnet18", family="resnet", body=spec)
-        job, _ = jobs.create_or_coalesce(
-            s,
-            spec_hash="h" * 32,
-            device_class="cpu-x86_64",
-            fmt="onnx",
-            settings={},
-            request_key="r" * 64,
-            user="u",
-        )
+        job, _ = _job(s, body=spec)
     settings.export_memory_mb = 5000
     task = jobservice.export_step(
         sessions,
