@@ -191,6 +191,7 @@ def main() -> None:
             # One job per runner, not counted: each imports onnxruntime on its first task.
             warm = [submit(server, seed=10**6 + 1 + i) for i in range(count)]
             wait_finished(engine, warm, deadline)
+            waves_started = time.monotonic()
             with ThreadPoolExecutor(wave) as pool:
                 seed = 0
                 while seed < args.jobs and time.monotonic() < deadline:
@@ -201,6 +202,10 @@ def main() -> None:
                     seed += len(ids)
             grace = time.monotonic() + 30  # let stragglers finish before counting them lost
             wait_finished(engine, accepted, min(grace, deadline + 30))
+            if accepted:
+                wall = time.monotonic() - waves_started
+                print(f"{len(accepted)} jobs in {wall:.1f} s: {1000 * wall / len(accepted):.1f} ms"
+                      f" of wall time per job with {count} runners; {load()}")  # fmt: skip
             if seed < args.jobs:
                 print(f"time limit: {seed} of {args.jobs} jobs submitted")
             report(engine, accepted)
