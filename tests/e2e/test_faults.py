@@ -7,16 +7,18 @@ crash: tests/e2e/test_embedded.py.)"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import psutil
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from tests.e2e.conftest import FAST, LATBENCH, Proc, Server, celery_server, free_port
 from tests.service.backends import POSTGRES_URL, fresh_postgres
@@ -214,3 +216,86 @@ def test_redis_restarted_with_a_job_in_flight_loses_no_job(base_env, tmp_path):
         redis.stop()
     assert job["state"] == "done", job["error"]
     assert job["attempt"] == 1  # sent again, not requeued: nothing was measured twice
+
+
+class TcpProxy:
+    """A loopback TCP forwarder to the shared PostgreSQL: ``down()`` drops every connection and
+    refuses new ones (the server seen from latbench is gone), ``up()`` listens again. The shared
+    server itself is never stopped."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def up(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets, self._open = self._open, []
+        for sock in [listener, *sockets]:
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # down()
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.mark.postgres
+def test_postgresql_briefly_down_loses_no_job_and_the_service_recovers(base_env, tmp_path):
+    """PostgreSQL unreachable for 8 s while the embedded worker runs a job (through a TCP proxy
+    this test stops and starts): the job still ends, and the service serves afterwards."""
+    url = make_url(POSTGRES_URL)
+    proxy = TcpProxy(url.port or 5432)
+    proxy.up()
+    try:
+        with fresh_postgres() as db_url:
+            base_env["LATBENCH_DATABASE_URL"] = (
+                make_url(db_url).set(port=proxy.port).render_as_string(hide_password=False)
+            )
+            server = Server(base_env, tmp_path / "server.log")
+            try:
+                body = {"model": TINY, "settings": {**FAST, "max_seconds": 3.0}}
+                job_id = server.http.post("/profile", json=body).json()["jobs"][0]["id"]
+                server.wait_job(job_id, states=("exporting", "measuring"), timeout=120)
+                proxy.down()
+                time.sleep(8)
+                proxy.up()
+                job = server.wait_job(job_id, timeout=240)
+                later = server.http.post("/profile", json={**body, "settings": {**FAST, "seed": 5}})
+                assert later.status_code == 202, later.text
+                after = server.wait_job(later.json()["jobs"][0]["id"], timeout=240)
+            finally:
+                server.stop()
+    finally:
+        proxy.down()
+    assert job["state"] == "done" or (job["state"] == "failed" and job["error"]), job
+    assert after["state"] == "done", after["error"]
