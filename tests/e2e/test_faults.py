@@ -299,3 +299,40 @@ def test_postgresql_briefly_down_loses_no_job_and_the_service_recovers(base_env,
         proxy.down()
     assert job["state"] == "done" or (job["state"] == "failed" and job["error"]), job
     assert after["state"] == "done", after["error"]
+
+
+@contextlib.contextmanager
+def tiny_filesystem(path, size: str):
+    """A tmpfs of ``size`` mounted at ``path`` (needs root and the mount capability)."""
+    path.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_artifact_disk_full_fails_the_job_with_the_reason_and_publishes_nothing(base_env, tmp_path):
+    """The data dir on a 1 MiB tmpfs (the database beside it): the ONNX file does not fit."""
+    with tiny_filesystem(tmp_path / "small", "1m") as small:
+        base_env["LATBENCH_DATA_DIR"] = str(small)
+        base_env["LATBENCH_DATABASE_URL"] = f"sqlite:///{tmp_path / 'latbench.db'}"
+        server = Server(base_env, tmp_path / "server.log")
+        try:
+            body = {"model": TINY, "settings": FAST}
+            job_id = server.http.post("/profile", json=body).json()["jobs"][0]["id"]
+            job = server.wait_job(job_id, timeout=240)
+            healthy = server.http.get("/healthz").status_code
+        finally:
+            server.stop()
+        published = list((small / "artifacts").glob("*"))
+        scratch = list((small / "tmp").glob("*"))
+    assert job["state"] == "failed" and "No space left on device" in job["error"], job
+    assert healthy == 200
+    assert published == [] and scratch == []  # nothing half-written left or served
