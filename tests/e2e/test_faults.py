@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 
 from tests.e2e.conftest import FAST, LATBENCH, Proc, Server, celery_server, free_port
+from tests.e2e.test_distributed import profile, start_runner
 from tests.service.backends import POSTGRES_URL, fresh_postgres
 
 pytestmark = pytest.mark.slow
@@ -336,3 +337,38 @@ def test_artifact_disk_full_fails_the_job_with_the_reason_and_publishes_nothing(
     assert job["state"] == "failed" and "No space left on device" in job["error"], job
     assert healthy == 200
     assert published == [] and scratch == []  # nothing half-written left or served
+
+
+@pytest.mark.faults
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_a_silent_runner_loses_its_job_and_its_late_result_is_refused(base_env, tmp_path):
+    """A runner stopped (SIGSTOP) holding a job: no heartbeat, so its job goes to another runner;
+    resumed (SIGCONT), whatever it posts for the lost attempt is refused."""
+    with celery_server(base_env, tmp_path / "server.log") as (server, _):
+        silent, silent_id = start_runner(server, base_env, tmp_path / "silent.log")
+        heir = None
+        try:
+            slow = profile(server, seed=3, max_seconds=6.0, target_rel_ci=0.0001, max_iters=100000)
+            assert server.wait_job(slow, states=("measuring",))["runner_id"] == silent_id
+            os.killpg(silent.popen.pid, signal.SIGSTOP)
+            heir, heir_id = start_runner(server, base_env, tmp_path / "heir.log")
+            job = server.wait_job(slow)
+            os.killpg(silent.popen.pid, signal.SIGCONT)
+            deadline = time.monotonic() + 60
+            refused = f"of job {slow} attempt 1 refused"
+            while refused not in silent.log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            late = silent.log.read_text()
+        finally:
+            os.killpg(silent.popen.pid, signal.SIGCONT)
+            silent.kill()
+            if heir:
+                heir.kill()
+        results = server.http.get("/results").json()["data"]
+    assert job["state"] == "done" and job["attempt"] == 2, job["error"]
+    assert job["result"]["runner_id"] == heir_id
+    # Resumed before or after fetching the artifact, it may not: its fetch (404) and failure
+    # report, or its result, are refused (409).
+    assert refused in late
+    assert [r["job_id"] for r in results] == [slow]
