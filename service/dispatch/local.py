@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 
 from devices.jobs.execute import run_task
 from devices.jobs.port import Host, JobTask
@@ -153,10 +154,18 @@ class LocalDispatcher:
                 return  # shutting down: the job stays unfinished and is queued on next start
             except Exception as exc:  # one broken job must neither stop the worker nor hang
                 log.exception("job %s failed in the local worker", job_id)
-                jobservice.fail(
-                    self.sessions,
-                    job_id=job_id,
-                    attempt=attempt,
-                    error=f"internal error: {type(exc).__name__}: {exc}",
-                    runner_id=local_runner_id(),
-                )
+                self._fail(job_id, attempt, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _fail(self, job_id: str, attempt: int, error: str) -> None:
+        """Record the failure; when the database is what failed, the job is left to the reaper's
+        timeout and the worker goes on with the next job (it must outlive a database outage)."""
+        try:
+            jobservice.fail(
+                self.sessions,
+                job_id=job_id,
+                attempt=attempt,
+                error=error,
+                runner_id=local_runner_id(),
+            )
+        except SQLAlchemyError:
+            log.exception("failure of job %s not recorded; its timeout will end it", job_id)
