@@ -6,11 +6,15 @@ validated before it is stored."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import pairwise
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from devices.stats import RatioEstimate, Summary
+
+# Relative slack for float rounding in quantile interpolation (np.quantile may land an ulp off).
+_ROUNDING = 1e-9
 
 
 class Open(BaseModel):
@@ -30,7 +34,28 @@ class LatencyRecord(Open):
     iqr: float | None = None
     cv: float | None = None
     ci95: tuple[float, float] | None = None
-    n: int | None = Field(None, ge=0)
+    n: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _physical(self) -> LatencyRecord:
+        """Times are never negative, quantiles are ordered and the median's interval brackets it:
+        a record breaking these was invented or corrupted, and must never be stored."""
+        for name in ("median", "mean", "min", "max", "p90", "p99", "std", "iqr", "cv"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} is {value}: a time or spread cannot be negative")
+        quantiles = [(n, getattr(self, n)) for n in ("min", "median", "p90", "p99", "max")]
+        present = [(n, v) for n, v in quantiles if v is not None]
+        for (low_name, low), (high_name, high) in pairwise(present):
+            if low > high * (1 + _ROUNDING):
+                raise ValueError(f"{low_name} {low} exceeds {high_name} {high}: quantiles disorder")
+        if self.ci95 is not None:
+            low, high = self.ci95
+            if not low * (1 - _ROUNDING) <= self.median <= high * (1 + _ROUNDING):
+                raise ValueError(
+                    f"ci95 {list(self.ci95)} does not bracket the median {self.median}"
+                )
+        return self
 
 
 class MeasurementRecord(Open):
@@ -38,7 +63,7 @@ class MeasurementRecord(Open):
     older runners stay readable. New groups of fields go in as nested optional models."""
 
     latency_ms: LatencyRecord
-    samples_ms: list[float] | None = None
+    samples_ms: list[Annotated[float, Field(gt=0)]] | None = None
     cpu_ms: LatencyRecord | None = None
     warmup_iters: int | None = None
     warmup_steady: bool | None = None
@@ -58,6 +83,16 @@ class MeasurementRecord(Open):
     conditions: dict[str, Any] | None = None  # CPU clock, governor, thermal, power, versions
     windows: list[dict[str, Any]] | None = None  # sustained mode: the median per time window
     profiler_overhead: dict[str, float] | None = None  # layer timing against the plain median
+
+    @field_validator("latency_ms")
+    @classmethod
+    def _positive_wall_time(cls, value: LatencyRecord) -> LatencyRecord:
+        """Wall time of a run is strictly positive (CPU time, ``cpu_ms``, may round to zero)."""
+        for name in ("median", "min"):
+            measured = getattr(value, name)
+            if measured is not None and measured <= 0:
+                raise ValueError(f"{name} is {measured}: a run takes a positive time")
+        return value
 
     def stored(self) -> dict[str, Any]:
         """The JSON column's value: what was set, without defaults it did not send."""

@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         app.state.dispatcher = dispatcher or make_dispatcher(settings, app.state.sessions)
         reaper = Reaper(app.state.sessions, settings, app.state.dispatcher)
         app.state.dispatcher.start()
-        recover(app.state.sessions, app.state.dispatcher)
+        recover(app.state.sessions, settings, app.state.dispatcher)
         reaper.start()
         try:
             yield

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,15 @@ from sqlalchemy.orm import Session
 from devices.jobs.kinds import get_kind
 from devices.jobs.port import MODEL, JobTask
 from devices.settings import MeasureSettings
-from exporters.errors import ConflictError, LatbenchError, QuotaError, SpecError, spec_error_from
+from exporters.artifacts import ArtifactStore, artifact_key
+from exporters.errors import (
+    ConflictError,
+    LatbenchError,
+    NotFoundError,
+    QuotaError,
+    SpecError,
+    spec_error_from,
+)
 from exporters.formats import DeviceClass, ExportFormat
 from exporters.spec import parse_spec
 from service import pipeline
@@ -29,7 +38,7 @@ from service.db.comparisons import record_comparison
 from service.db.jobs import JobState
 from service.db.results import record_result
 from service.db.tables import ComparisonRow, JobRow, ResultRow, SpecRow, utcnow
-from service.dispatch import Dispatcher
+from service.dispatch import Dispatcher, isolated
 from service.settings import Settings
 
 Sessions = Callable[[], Session]
@@ -220,29 +229,55 @@ def _check_quota(session: Session, settings: Settings, user: str, keys: list[str
         )
 
 
+def export_workers(settings: Settings) -> isolated.WorkerProcesses:
+    """The worker processes exports run in: each limited to LATBENCH_EXPORT_MEMORY_MB and the
+    job timeout, started again when one dies, LATBENCH_MAX_ATTEMPTS times in all."""
+    return isolated.WorkerProcesses(
+        memory_mb=settings.export_memory_mb,
+        timeout_s=settings.job_timeout_s,
+        tries=settings.max_attempts,
+    )
+
+
 def export_step(
-    sessions: Sessions, *, job_id: str, attempt: int, store_root: Path, lock_path: Path
+    sessions: Sessions,
+    *,
+    job_id: str,
+    attempt: int,
+    store_root: Path,
+    lock_path: Path,
+    workers: isolated.WorkerProcesses,
 ) -> JobTask | None:
-    """Export the job's artifacts (one per role: a compare job's baseline and candidate); the task
-    for its runner once all exist, or None when the job failed or was not this attempt's."""
+    """Export the job's artifacts (one per role: a compare job's baseline and candidate) in one
+    of ``workers`` (one already in the store is looked up here); the task for its runner once all
+    exist, or None when the job failed or was not this attempt's to export. WorkerStopped
+    (shutdown) leaves the job exporting, for the next start to queue it."""
     with sessions() as session:
+        job = session.get(JobRow, job_id)
+        if job is not None and _exported(job, attempt):  # a message sent again: pass it on
+            return _task_of(job)
         if not jobs.transition(
             session,
             job_id=job_id,
             attempt=attempt,
             from_states=[JobState.QUEUED],
             to=JobState.EXPORTING,
+            where=[JobRow.artifact_key.is_(None)],
             started_at=utcnow(),
         ):
             return None
         job = jobs.get_job(session, job_id=job_id)
+        session.refresh(job)
         hashes = job.specs or {MODEL: job.spec_hash}
         specs = {role: parse_spec(session.get(SpecRow, h).body) for role, h in hashes.items()}
     fmt = ExportFormat(job.format)
+    export = partial(pipeline.export, store_root=store_root, lock_path=lock_path)
     keys: dict[str, str] = {}
     for role, spec in specs.items():
         try:
-            report = pipeline.export(spec, (fmt,), store_root=store_root, lock_path=lock_path)
+            stored = artifact_key(spec.content_hash(), fmt, spec.precision_for(fmt))
+            cached = ArtifactStore(store_root).get(stored) is not None
+            report = export(spec, (fmt,)) if cached else workers.run(export, spec, (fmt,))
             with sessions() as session:
                 artifacts.record_export(session, spec_hash=hashes[role], report=report)
             keys[role] = report.require(fmt).key
@@ -263,31 +298,71 @@ def export_step(
             artifact_keys=several or None,
         ):
             return None
+        return _task_of(jobs.get_job(session, job_id=job_id))
+
+
+def _exported(job: JobRow, attempt: int) -> bool:
+    """Exported at ``attempt`` and waiting for a runner."""
+    return job.attempt == attempt and job.state == JobState.QUEUED.value and bool(job.artifact_key)
+
+
+def _task_of(job: JobRow) -> JobTask:
+    """The device step of an exported job (a duplicate is harmless: one claim wins)."""
     return JobTask(
-        job_id=job_id,
-        attempt=attempt,
+        job_id=job.id,
+        attempt=job.attempt,
         device_class=job.device_class,
         format=job.format,
-        artifact_key=key,
+        artifact_key=job.artifact_key or "",
         settings=job.settings,
         kind=job.kind,
-        artifact_keys=several,
+        artifact_keys=job.artifact_keys or {},
     )
 
 
 def claim(session: Session, *, job_id: str, attempt: int, runner_id: str) -> None:
-    """A runner takes the job for measurement; ConflictError when it is no longer this attempt's."""
+    """A runner takes a job of its own device class whose artifact is exported, at ``attempt``;
+    ConflictError otherwise (another class's job, one not yet exported, another attempt's)."""
+    job = session.get(JobRow, job_id)
+    runner = session.get(runners.RunnerRow, runner_id)
+    if job is not None and (runner is None or runner.device_class != job.device_class):
+        raise ConflictError(
+            f"job {job_id!r} is for device class {job.device_class!r}; runner {runner_id!r} "
+            f"serves {runner.device_class if runner else 'nothing'!r} and may not claim it"
+        )
     if not jobs.transition(
         session,
         job_id=job_id,
         attempt=attempt,
         from_states=[JobState.QUEUED],
         to=JobState.MEASURING,
+        where=[JobRow.artifact_key.is_not(None)],
         runner_id=runner_id,
         measure_started_at=utcnow(),
     ):
-        raise ConflictError(f"job {job_id!r} attempt {attempt} is not waiting for a runner")
+        raise ConflictError(
+            f"job {job_id!r} attempt {attempt} is not waiting for a runner "
+            "(exported and queued at that attempt)"
+        )
     runners.set_current_job(session, runner_id=runner_id, job_id=job_id)
+
+
+def check_artifact_access(session: Session, *, runner_id: str, artifact_key: str) -> None:
+    """A runner fetches only the artifact of the job it holds; NotFoundError otherwise (which
+    does not tell it whether the key exists)."""
+    runner = session.get(runners.RunnerRow, runner_id)
+    job = session.get(JobRow, runner.current_job_id) if runner and runner.current_job_id else None
+    held = (
+        job is not None
+        and job.state == JobState.MEASURING.value
+        and job.runner_id == runner_id
+        and artifact_key in {job.artifact_key, *(job.artifact_keys or {}).values()}
+    )
+    if not held:
+        raise NotFoundError(
+            f"runner {runner_id!r} holds no job with artifact {artifact_key!r}; "
+            "claim the job before fetching its artifact"
+        )
 
 
 def complete(
@@ -358,9 +433,23 @@ def fail_in(
     return moved
 
 
-def requeue(session: Session, job: JobRow, dispatcher: Dispatcher) -> bool:
-    """Queue ``job`` again under a new attempt (what held the old one is now ignored)."""
+def requeue(
+    session: Session, job: JobRow, dispatcher: Dispatcher, *, max_attempts: int, reason: str
+) -> bool:
+    """Queue ``job`` again under a new attempt (what held the old one is now ignored), unless it
+    has had ``max_attempts`` already: then it fails with ``reason``, so a job that crashes what
+    runs it (a worker, a runner, the server) is quarantined instead of retried forever. True
+    when requeued."""
     attempt = job.attempt  # the conditional UPDATE refreshes the loaded row
+    if attempt >= max_attempts:
+        fail_in(
+            session,
+            job_id=job.id,
+            attempt=attempt,
+            error=f"gave up after {attempt} attempt(s), each interrupted; the last: {reason} "
+            "(LATBENCH_MAX_ATTEMPTS)",
+        )
+        return False
     if jobs.requeue(session, job_id=job.id, attempt=attempt):
         dispatcher.submit(job.id, attempt + 1)
         return True

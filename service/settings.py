@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         description="prefix of the Celery queue names: deployments sharing one Redis stay apart",
     )
     local_runner: bool = Field(True, description="embedded default: measure on this host's CPU")
+    export_workers: int = Field(
+        0, ge=0, le=64, description="celery: export worker processes the server starts and stops"
+    )
     reference_csv: Path | None = Field(
         None, description="published top-1/latency CSV; default: the one shipped in the package"
     )
@@ -60,7 +63,21 @@ class Settings(BaseSettings):
         256 * 1024 * 1024, ge=1024, description="bound of an uploaded artifact (POST /artifacts)"
     )
     max_queued_per_user: int = Field(50, ge=1)
-    job_timeout_s: float = Field(1800.0, gt=0)
+    job_timeout_s: float = Field(
+        1800.0, gt=0, description="an export from its start, a measurement from its claim"
+    )
+    max_queue_age_s: float = Field(
+        86400.0, gt=0, description="a job no runner has taken this long after submission fails"
+    )
+    redispatch_s: float = Field(
+        600.0, gt=0, description="a job queued this long since last sent is sent again"
+    )
+    max_attempts: int = Field(
+        3, ge=1, le=100, description="interrupted runs (worker crash, silent runner, restart)"
+    )
+    export_memory_mb: int = Field(
+        8192, ge=256, le=1 << 24, description="address-space limit of each export worker process"
+    )
     heartbeat_interval_s: float = Field(5.0, gt=0)
     heartbeat_timeout_s: float = Field(30.0, gt=0)
     reaper_interval_s: float = Field(2.0, gt=0)

@@ -1,5 +1,6 @@
-"""The runner side: register (runner id + token), heartbeat, claim a job, fetch its artifact by
-key, post its result or failure. Everything but registration needs the runner's own token."""
+"""The runner side: register (runner id + token), heartbeat, claim a job of its class that is
+exported, fetch that job's artifact, post its result or failure. Everything but registration needs
+the runner's own token, and a runner acts only on the job it holds."""
 
 from __future__ import annotations
 
@@ -56,8 +57,12 @@ def claim(body: Claim, runner: RunnerDep, session: SessionDep) -> None:
 
 
 @router.get("/{runner_id}/artifacts/{key}")
-def fetch_artifact(key: str, _runner: RunnerDep, settings: SettingsDep) -> Response:
-    """The file itself, or a tar of a directory artifact (.mlpackage); SHA-256 in a header."""
+def fetch_artifact(
+    key: str, runner: RunnerDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """The artifact of the job this runner holds (404 for any other key): the file itself, or a
+    tar of a directory artifact (.mlpackage); SHA-256 in a header."""
+    jobservice.check_artifact_access(session, runner_id=runner.id, artifact_key=key)
     path = ArtifactStore(settings.data_dir).require(key).path
     if path.is_dir():
         data = _tar(path)

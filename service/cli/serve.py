@@ -4,8 +4,6 @@ a runner for this machine's CPU; with ``--dispatcher celery`` it also starts exp
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from typing import Annotated
 
 import typer
@@ -35,25 +33,22 @@ def serve(
     from service.app import create_app
     from service.settings import Settings
 
-    overrides = {"host": host, "port": port, "dispatcher": dispatcher, "local_runner": local_runner}
+    overrides = {
+        "host": host,
+        "port": port,
+        "dispatcher": dispatcher,
+        "local_runner": local_runner,
+        "export_workers": export_workers,
+    }
     env = {f"LATBENCH_{k.upper()}": str(v) for k, v in overrides.items() if v is not None}
     os.environ.update(env)  # the export workers read the same settings
     try:
         settings = Settings()
     except ValidationError as exc:
         raise fail(SpecError(exc.errors()[0]["msg"], field="settings")) from None
-    workers = _start_export_workers(export_workers) if settings.dispatcher == "celery" else []
-    try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
-    finally:
-        for worker in workers:
-            worker.terminate()
-            worker.wait(timeout=30)
-
-
-def _start_export_workers(count: int) -> list[subprocess.Popen[bytes]]:
-    command = [sys.executable, "-m", "service.dispatch.export_worker"]
-    return [subprocess.Popen(command) for _ in range(count)]
+    # Export workers start and stop with the app (its lifespan): uvicorn re-raises SIGTERM once
+    # the app has shut down, so nothing after uvicorn.run would run.
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -178,22 +178,23 @@ def transition(
     next_attempt: int | None = None,
     commit: bool = True,
     held_by: str | None = None,
+    where: Iterable[ColumnElement[bool]] = (),
     **fields: Any,
 ) -> bool:
     """Move the job only if still in ``from_states`` at ``attempt`` (and held by runner
-    ``held_by`` where given); True if moved. Commits unless ``commit`` is False (the caller's
-    transaction then carries the move)."""
+    ``held_by`` where given, and meeting ``where``); True if moved. Commits unless ``commit`` is
+    False (the caller's transaction then carries the move)."""
     values: dict[str, Any] = {"state": to.value, "attempt": next_attempt or attempt, **fields}
     if not to.active:
         values.update(active_key=None, finished_at=utcnow())
-    where = [
+    conditions = [
         JobRow.id == job_id,
         JobRow.attempt == attempt,
         JobRow.state.in_([s.value for s in from_states]),
     ]
     if held_by is not None:
-        where.append(JobRow.runner_id == held_by)
-    statement = update(JobRow).where(*where).values(**values)
+        conditions.append(JobRow.runner_id == held_by)
+    statement = update(JobRow).where(*conditions, *where).values(**values)
     moved = session.execute(statement).rowcount == 1
     if commit:
         session.commit()
@@ -201,7 +202,8 @@ def transition(
 
 
 def requeue(session: Session, *, job_id: str, attempt: int) -> bool:
-    """Back to the queue under a new attempt number: whatever held the old one is now ignored."""
+    """Back to the queue under a new attempt number: whatever held the old one is now ignored,
+    and the artifact is exported again for it (a cache hit) before a runner may claim it."""
     return transition(
         session,
         job_id=job_id,
@@ -211,6 +213,8 @@ def requeue(session: Session, *, job_id: str, attempt: int) -> bool:
         next_attempt=attempt + 1,
         runner_id=None,
         measure_started_at=None,
+        artifact_key=None,
+        artifact_keys=None,
     )
 
 
@@ -221,9 +225,24 @@ def active_jobs(session: Session) -> list[JobRow]:
 
 
 def overdue_jobs(session: Session, *, started_before: datetime) -> list[JobRow]:
+    """Jobs running since before ``started_before``: an export from its start, a measurement
+    from its claim (time spent queued in between does not count)."""
     query = select(JobRow).where(
-        JobRow.state.in_([JobState.EXPORTING.value, JobState.MEASURING.value]),
-        JobRow.started_at < started_before,
+        or_(
+            and_(JobRow.state == JobState.EXPORTING.value, JobRow.started_at < started_before),
+            and_(
+                JobRow.state == JobState.MEASURING.value,
+                JobRow.measure_started_at < started_before,
+            ),
+        )
+    )
+    return list(session.scalars(query))
+
+
+def stale_queued_jobs(session: Session, *, submitted_before: datetime) -> list[JobRow]:
+    """Jobs still waiting in the queue that were submitted before ``submitted_before``."""
+    query = select(JobRow).where(
+        JobRow.state == JobState.QUEUED.value, JobRow.created_at < submitted_before
     )
     return list(session.scalars(query))
 

@@ -4,6 +4,9 @@ Run it as ``python -m service.dispatch.export_worker`` with the server's LATBENC
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from typing import Any
 
 from devices.jobs.broker import (
@@ -16,12 +19,30 @@ from devices.jobs.broker import (
 )
 from service import jobservice
 from service.db.engine import engine_for, make_sessionmaker
+from service.dispatch.lifeline import die_with_parent
 from service.settings import Settings, get_settings
+
+WITH_PARENT = "--with-parent"
 
 
 def build_app(settings: Settings) -> Any:
+    """The Celery app with the export task; on the worker's shutdown the export process of the
+    running task is ended (its job is queued again when the server next starts) and the
+    database connections are closed."""
+    from celery import signals
+
     app = make_celery(settings.broker_url)
-    sessions = make_sessionmaker(engine_for(settings))
+    engine = engine_for(settings)
+    sessions = make_sessionmaker(engine)
+    workers = jobservice.export_workers(settings)
+
+    @signals.worker_shutting_down.connect(weak=False)
+    def _end_exports(**_: Any) -> None:
+        workers.stop()
+
+    @signals.worker_shutdown.connect(weak=False)
+    def _close_database(**_: Any) -> None:
+        engine.dispose()
 
     @app.task(name=EXPORT_TASK)
     def export_job(job_id: str, attempt: int) -> None:
@@ -31,6 +52,7 @@ def build_app(settings: Settings) -> Any:
             attempt=attempt,
             store_root=settings.data_dir,
             lock_path=settings.host_lock,
+            workers=workers,
         )
         if task is not None:
             app.send_task(
@@ -43,6 +65,13 @@ def build_app(settings: Settings) -> Any:
 
 
 def main() -> None:
+    """``--with-parent``: started by a server, so it ends (SIGTERM, a clean stop) when the server
+    does, even one killed without stopping it."""
+    if WITH_PARENT in sys.argv[1:]:
+        parent = os.getppid()
+        die_with_parent(signal.SIGTERM)
+        if os.getppid() != parent:  # the server died before the request took effect
+            return
     settings = get_settings()
     app = build_app(settings)
     run_worker(app, queue=export_queue(settings.queue_namespace), hostname="export@%h")

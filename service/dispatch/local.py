@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 
 from devices.jobs.execute import run_task
 from devices.jobs.port import Host, JobTask
@@ -22,6 +23,7 @@ from exporters.errors import ConflictError
 from exporters.formats import DeviceClass
 from service import jobservice
 from service.db import runners
+from service.dispatch import isolated
 from service.jobservice import Sessions
 from service.settings import Settings
 
@@ -83,6 +85,7 @@ class LocalDispatcher:
         self._queue: queue.Queue[tuple[str, int] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._workers = jobservice.export_workers(settings)
 
     def submit(self, job_id: str, attempt: int) -> None:
         self._queue.put((job_id, attempt))
@@ -105,7 +108,10 @@ class LocalDispatcher:
             self._threads.append(thread)
 
     def stop(self) -> None:
+        """End the export worker process of a running job (its job is queued again on the next
+        start) and the threads."""
         self._stop.set()
+        self._workers.stop()
         self._queue.put(None)
         for thread in self._threads:
             thread.join(timeout=5)
@@ -137,15 +143,26 @@ class LocalDispatcher:
                     attempt=attempt,
                     store_root=self.settings.data_dir,
                     lock_path=self.settings.host_lock,
+                    workers=self._workers,
                 )
                 if task is not None and task.device_class == self.device_class.value:
                     run_task(port, task, host)  # another class stays queued for its runners
+            except isolated.WorkerStopped:
+                return  # shutting down: the job stays unfinished and is queued on next start
             except Exception as exc:  # one broken job must neither stop the worker nor hang
                 log.exception("job %s failed in the local worker", job_id)
-                jobservice.fail(
-                    self.sessions,
-                    job_id=job_id,
-                    attempt=attempt,
-                    error=f"internal error: {type(exc).__name__}: {exc}",
-                    runner_id=local_runner_id(),
-                )
+                self._fail(job_id, attempt, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _fail(self, job_id: str, attempt: int, error: str) -> None:
+        """Record the failure; when the database is what failed, the job is left to the reaper's
+        timeout and the worker goes on with the next job (it must outlive a database outage)."""
+        try:
+            jobservice.fail(
+                self.sessions,
+                job_id=job_id,
+                attempt=attempt,
+                error=error,
+                runner_id=local_runner_id(),
+            )
+        except SQLAlchemyError:
+            log.exception("failure of job %s not recorded; its timeout will end it", job_id)

@@ -1,6 +1,7 @@
 """Server-side housekeeping, run periodically by the API process whatever the dispatcher:
 runners that stopped heart-beating go offline and their in-flight job returns to the queue; jobs
-past the timeout fail; on startup, unfinished jobs are queued again (none is lost to a restart)."""
+past the timeout or the queue age fail; a job waiting long is sent again (a lost message strands
+none); on startup, unfinished jobs are queued again (none is lost to a restart)."""
 
 from __future__ import annotations
 
@@ -22,55 +23,109 @@ log = logging.getLogger(__name__)
 
 
 def reap(
-    sessions: Sessions, settings: Settings, dispatcher: Dispatcher, now: datetime | None = None
+    sessions: Sessions,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    now: datetime | None = None,
+    sent: dict[str, datetime] | None = None,
 ) -> None:
-    """One pass; ``now`` (naive UTC, default the clock) lets a test move time instead of waiting."""
+    """One pass; ``now`` (naive UTC, default the clock) lets a test move time instead of waiting;
+    ``sent`` remembers across passes when each waiting job was last sent again."""
     now = now or utcnow()
     with sessions() as session:
+        _redispatch(session, settings, dispatcher, now, {} if sent is None else sent)
         stale = runners.mark_stale_offline(
             session, cutoff=now - timedelta(seconds=settings.heartbeat_timeout_s)
         )
         for runner in stale:
-            _requeue_runner_job(session, runner, dispatcher)
+            _requeue_runner_job(session, runner, settings, dispatcher)
         for job in jobs.overdue_jobs(
             session, started_before=now - timedelta(seconds=settings.job_timeout_s)
+        ):
+            step = "measurement" if job.state == JobState.MEASURING.value else "export"
+            jobservice.fail_in(
+                session,
+                job_id=job.id,
+                attempt=job.attempt,
+                error=f"{step} timed out after {settings.job_timeout_s:g} s "
+                "(LATBENCH_JOB_TIMEOUT_S)",
+            )
+        for job in jobs.stale_queued_jobs(
+            session, submitted_before=now - timedelta(seconds=settings.max_queue_age_s)
         ):
             jobservice.fail_in(
                 session,
                 job_id=job.id,
                 attempt=job.attempt,
-                error=f"timed out after {settings.job_timeout_s:g} s (LATBENCH_JOB_TIMEOUT_S)",
+                error=f"no {job.device_class} runner took the job within "
+                f"{settings.max_queue_age_s:g} s of its submission; attach one and submit again "
+                "(LATBENCH_MAX_QUEUE_AGE_S)",
             )
 
 
-def _requeue_runner_job(session: Session, runner: RunnerRow, dispatcher: Dispatcher) -> None:
+def _redispatch(
+    session: Session,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    now: datetime,
+    sent: dict[str, datetime],
+) -> None:
+    """Send the message of each job queued for LATBENCH_REDISPATCH_S since it was submitted or
+    last sent again: a broker that lost its messages (Redis restarted without persistence)
+    cannot strand a job. A duplicate changes nothing: the export step passes an exported job on
+    without exporting again, and only one claim of an attempt succeeds."""
+    cutoff = now - timedelta(seconds=settings.redispatch_s)
+    waiting = jobs.stale_queued_jobs(session, submitted_before=cutoff)
+    for stale in set(sent) - {job.id for job in waiting}:
+        del sent[stale]
+    for job in waiting:
+        if sent.get(job.id, job.created_at) < cutoff:
+            dispatcher.submit(job.id, job.attempt)
+            sent[job.id] = now
+
+
+def _requeue_runner_job(
+    session: Session, runner: RunnerRow, settings: Settings, dispatcher: Dispatcher
+) -> None:
     job_id = runner.current_job_id
     runners.set_current_job(session, runner_id=runner.id, job_id=None)
     if job_id is None:
         return
     job = jobs.get_job(session, job_id=job_id)
     held = job.state == JobState.MEASURING.value and job.runner_id == runner.id
-    if held and jobservice.requeue(session, job, dispatcher):
+    reason = f"runner {runner.id} went silent while measuring it"
+    if held and jobservice.requeue(
+        session, job, dispatcher, max_attempts=settings.max_attempts, reason=reason
+    ):
         log.warning("runner %s went silent; job %s requeued", runner.id, job.id)
 
 
-def recover(sessions: Sessions, dispatcher: Dispatcher) -> int:
+def recover(sessions: Sessions, settings: Settings, dispatcher: Dispatcher) -> int:
     """Queue every unfinished job again under a new attempt, except those still being measured by
-    an online runner (the reaper takes those if the runner dies). Run after the dispatcher has
-    started: the embedded runner re-registers first, which ends what it held before the restart."""
+    an online runner (the reaper takes those if the runner dies); a job that has used its
+    attempts fails instead (a job that crashes the server is not retried on every start). Run
+    after the dispatcher has started: the embedded runner re-registers first, which ends what it
+    held before the restart."""
     count = 0
     with sessions() as session:
         held = {r.current_job_id for r in runners.list_runners(session) if r.online}
         for job in jobs.active_jobs(session):
             if job.state == JobState.MEASURING.value and job.id in held:
                 continue
-            count += jobservice.requeue(session, job, dispatcher)
+            count += jobservice.requeue(
+                session,
+                job,
+                dispatcher,
+                max_attempts=settings.max_attempts,
+                reason=f"the server stopped while the job was {job.state}",
+            )
     return count
 
 
 class Reaper:
     def __init__(self, sessions: Sessions, settings: Settings, dispatcher: Dispatcher) -> None:
         self._args = (sessions, settings, dispatcher)
+        self._sent: dict[str, datetime] = {}
         self._interval = settings.reaper_interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="latbench-reaper", daemon=True)
@@ -85,6 +140,6 @@ class Reaper:
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                reap(*self._args)
+                reap(*self._args, sent=self._sent)
             except Exception:  # keep reaping: a transient DB error must not end housekeeping
                 log.exception("reaper pass failed")

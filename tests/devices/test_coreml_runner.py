@@ -80,12 +80,12 @@ def test_input_specs_from_a_model_spec(tmp_path):
 
 def test_iphone_class_without_a_tethered_phone_goes_to_the_mac_stand_in(monkeypatch):
     """Pure selection logic, as on a Mac with no phone attached (runtime checks stubbed)."""
-    import devices.coreml as coreml
-    from exporters.formats import DeviceClass, ExportFormat
+    from devices import coreml
     from devices.jobs.profile import runner_name
+    from exporters.formats import DeviceClass, ExportFormat
 
     monkeypatch.setattr(coreml, "coreml_unavailable", lambda system=None: None)
-    monkeypatch.setattr(coreml, "_connected_phones", lambda: [])
+    monkeypatch.setattr(coreml, "_connected_phones", list)
     assert "coreml-mac stands in" in coreml.CoreMLIphoneRunner.unavailable_reason()
     assert runner_name(DeviceClass.IPHONE12_CLASS, ExportFormat.COREML) == "coreml-mac"
     monkeypatch.setattr(coreml, "_connected_phones", lambda: ["iPhone 12"])

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -82,6 +84,25 @@ class Server(Proc):
     def stop(self, sig: int = signal.SIGTERM) -> None:
         self.http.close()
         self.kill(sig)
+
+
+@contextmanager
+def celery_server(env: dict[str, str], log: Path) -> Iterator[tuple[Server, str]]:
+    """`latbench serve --dispatcher celery` on a fresh PostgreSQL database and a Redis queue
+    namespace of its own (``env`` is updated to match, for runners); with the database URL."""
+    from tests.service.backends import fresh_postgres, redis_namespace
+
+    with fresh_postgres() as db_url, redis_namespace() as (redis_url, namespace):
+        env.update(
+            LATBENCH_DATABASE_URL=db_url,
+            LATBENCH_BROKER_URL=redis_url,
+            LATBENCH_QUEUE_NAMESPACE=namespace,
+        )
+        server = Server(env, log, "--dispatcher", "celery")
+        try:
+            yield server, db_url
+        finally:
+            server.stop()
 
 
 def service_env(directory: Path) -> dict[str, str]:

@@ -12,23 +12,15 @@ import pytest
 from devices.settings import MeasureSettings
 from exporters.formats import DeviceClass
 from service.remote import remote_compare
-from tests.e2e.conftest import FAST, FAST_AB, LARGE, LATBENCH, SMALL, Proc, Server
-from tests.service.backends import fresh_postgres, redis_namespace
+from tests.e2e.conftest import FAST, FAST_AB, LARGE, LATBENCH, SMALL, Proc, Server, celery_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
 
 
 @pytest.fixture
 def server(base_env, tmp_path):
-    with fresh_postgres() as db_url, redis_namespace() as (redis_url, namespace):
-        base_env.update(
-            LATBENCH_DATABASE_URL=db_url,
-            LATBENCH_BROKER_URL=redis_url,
-            LATBENCH_QUEUE_NAMESPACE=namespace,
-        )
-        server = Server(base_env, tmp_path / "server.log", "--dispatcher", "celery")
+    with celery_server(base_env, tmp_path / "server.log") as (server, _):
         yield server
-        server.stop()
 
 
 def start_runner(server: Server, env: dict[str, str], log) -> tuple[Proc, str]:

@@ -107,7 +107,7 @@ def test_failed_export_leaves_nothing_and_keeps_other_formats(tmp_path, monkeypa
 
 def test_onnx_fp16_is_refused_with_the_field(tmp_path, monkeypatch):
     spec = parse_spec({"model": "mobileone_s0", "precision": "fp16", "formats": ["onnx"]})
-    import exporters.zoo.registry as registry
+    from exporters.zoo import registry
 
     def no_build(_resolved):
         raise AssertionError("an impossible precision must fail before building")

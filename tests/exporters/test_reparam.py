@@ -92,7 +92,7 @@ def test_broken_model_fold_raises(monkeypatch):
 def test_broken_generic_fold_is_reverted_not_shipped(monkeypatch):
     """If latbench's own Conv+BN fusion were wrong, the proof catches it and keeps the model's
     folds only (resnet18 has no fold method of its own, so nothing gets folded)."""
-    import exporters.reparam as reparam
+    from exporters import reparam
 
     def wrong(conv, bn):
         fused = fuse_conv_bn(conv, bn)

@@ -14,6 +14,7 @@ from exporters.artifacts import ArtifactStore
 from exporters.errors import AuthError, RunnerError
 from exporters.formats import DeviceClass
 from service.app import create_app
+from tests.service.test_db import _exported
 
 SPEC_HASH = "0123456789abcdef0123456789abcdef"
 
@@ -29,9 +30,8 @@ def _task(fmt: str, precision: str, attempt: int = 1, job_id: str = "j") -> JobT
     )
 
 
-def _fetch(fmt: str, precision: str) -> tuple[JobTask, str]:
+def _key(task: JobTask) -> tuple[JobTask, str]:
     """A task and the key of its one artifact, as ``run_task`` hands them to the port."""
-    task = _task(fmt, precision)
     return task, task.artifact_key
 
 
@@ -43,6 +43,16 @@ def agent(settings, tmp_path):
         yield client, ArtifactStore(settings.data_dir)
 
 
+def _held(client: HttpPort, fmt: str, precision: str) -> JobTask:
+    """The task of a job exported with that artifact and claimed by ``client`` (a runner may
+    fetch only the artifact of the job it holds)."""
+    with client.http.app.state.sessions() as session:
+        job = _exported(session, artifact_key=f"{SPEC_HASH}-{fmt}-{precision}")
+    task = _task(fmt, precision, job_id=job.id)
+    assert client.claim(task)
+    return task
+
+
 def test_file_artifact_arrives_intact_and_is_cached(agent, tmp_path):
     client, store = agent
     payload = bytes(range(256)) * 1000
@@ -52,9 +62,10 @@ def test_file_artifact_arrives_intact_and_is_cached(agent, tmp_path):
         return {}
 
     store.put(f"{SPEC_HASH}-onnx-fp32", produce)
-    path = client.fetch_artifact(*_fetch("onnx", "fp32"))
+    task = _held(client, "onnx", "fp32")
+    path = client.fetch_artifact(*_key(task))
     assert path.name.endswith(".onnx") and path.read_bytes() == payload
-    assert client.fetch_artifact(*_fetch("onnx", "fp32")) == path
+    assert client.fetch_artifact(*_key(task)) == path
 
 
 def test_directory_artifact_travels_as_tar(agent, tmp_path):
@@ -67,7 +78,7 @@ def test_directory_artifact_travels_as_tar(agent, tmp_path):
         return {}
 
     store.put(f"{SPEC_HASH}-coreml-fp16", produce)
-    path = client.fetch_artifact(*_fetch("coreml", "fp16"))
+    path = client.fetch_artifact(*_key(_held(client, "coreml", "fp16")))
     assert path.name.endswith(".mlpackage") and path.is_dir()
     assert (path / "Manifest.json").read_text() == '{"ok": true}'
     assert (path / "Data" / "weights.bin").read_bytes() == b"\x01\x02" * 500
@@ -80,11 +91,14 @@ def test_claim_of_an_unknown_or_stale_job_is_declined(agent):
 
 def test_failed_artifact_fetch_keeps_the_server_message(agent, tmp_path):
     client, _ = agent
-    with pytest.raises(RunnerError, match="404.*no artifact"):
-        client.fetch_artifact(*_fetch("onnx", "fp32"))
+    with pytest.raises(RunnerError, match="404.*holds no job with artifact"):
+        client.fetch_artifact(*_key(_task("onnx", "fp32")))
+    task = _held(client, "onnx", "fp32")
+    with pytest.raises(RunnerError, match="404.*no artifact"):  # held, but not in the store
+        client.fetch_artifact(*_key(task))
     client.http.headers["Authorization"] = "Bearer wrong"
     with pytest.raises(AuthError, match="wrong token"):
-        client.fetch_artifact(*_fetch("onnx", "fp32"))
+        client.fetch_artifact(*_key(task))
     assert not list((tmp_path / "cache").iterdir())
 
 
@@ -99,7 +113,8 @@ def test_failed_extraction_leaves_nothing_that_looks_cached(agent, tmp_path):
 
     store.put(f"{SPEC_HASH}-coreml-fp16", produce)
     cache = tmp_path / "cache"
+    task = _held(client, "coreml", "fp16")
     for _ in range(2):  # the second fetch tries again instead of serving a partial directory
         with pytest.raises(tarfile.TarError):
-            client.fetch_artifact(*_fetch("coreml", "fp16"))
+            client.fetch_artifact(*_key(task))
     assert not list(cache.iterdir())

@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from exporters.artifacts import ArtifactStore
 from exporters.formats import DeviceClass
 from service.app import create_app
 from tests.service.backends import redis_namespace
 from tests.service.doubles import RecordingDispatcher
+from tests.service.test_db import _mark_exported
 
 FAST = {"threads": 1, "max_seconds": 1.0}
 
@@ -21,6 +23,13 @@ def body(**extra):
 def make_app(settings, dispatcher=None):
     """The app with a dispatcher that serves this CPU's class, as the embedded one does."""
     return create_app(settings, dispatcher=dispatcher or RecordingDispatcher.this_host())
+
+
+def exported(client, job_id, artifact_key="a" * 32 + "-onnx-fp32"):
+    """Leave the job as the export step would (nothing exports behind a recording dispatcher)."""
+    with client.app.state.sessions() as session:
+        _mark_exported(session, job_id, artifact_key=artifact_key)
+    return job_id
 
 
 @pytest.fixture
@@ -174,7 +183,7 @@ def test_non_ascii_bearer_token_is_a_401_not_a_500(settings):
 
 
 def test_runner_protocol_records_one_result_and_serves_it(client):
-    job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
+    job_id = exported(client, client.post("/profile", json=body()).json()["jobs"][0]["id"])
     reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
     auth = {"Authorization": f"Bearer {reg['token']}"}
     base = f"/runners/{reg['id']}"
@@ -253,10 +262,20 @@ def test_runner_protocol_records_one_result_and_serves_it(client):
         ({"latency_ms": {"median": 1.0, "p90": "slow"}}, "result.latency_ms.p90"),
         ({"latency_ms": {"median": 1.0}, "device": []}, "result.device"),
         ({"latency_ms": {"median": 1.0}, "samples_ms": [1, None]}, "result.samples_ms.1"),
+        ({"latency_ms": {"median": -4.2}}, "result.latency_ms"),
+        ({"latency_ms": {"median": 0.0}}, "result.latency_ms"),
+        ({"latency_ms": {"median": 4.2, "p90": 3.0}}, "result.latency_ms"),
+        ({"latency_ms": {"median": 4.2, "p90": 4.5, "p99": 4.4}}, "result.latency_ms"),
+        ({"latency_ms": {"median": 4.2, "min": 4.3}}, "result.latency_ms"),
+        ({"latency_ms": {"median": 4.2, "ci95": [4.3, 4.5]}}, "result.latency_ms"),
+        ({"latency_ms": {"median": 4.2, "n": 0}}, "result.latency_ms.n"),
+        ({"latency_ms": {"median": 4.2, "std": -1}}, "result.latency_ms"),
+        ({"latency_ms": {"median": 4.2}, "samples_ms": [4.2, -1.0]}, "result.samples_ms.1"),
+        ({"latency_ms": {"median": 4.2}, "cpu_ms": {"median": 1.0, "p90": 0.5}}, "result.cpu_ms"),
     ],
 )
 def test_malformed_measurement_is_refused_naming_the_field(client, measurement, field):
-    job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
+    job_id = exported(client, client.post("/profile", json=body()).json()["jobs"][0]["id"])
     reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
     auth = {"Authorization": f"Bearer {reg['token']}"}
     claim = {"job_id": job_id, "attempt": 1}
@@ -269,6 +288,75 @@ def test_malformed_measurement_is_refused_naming_the_field(client, measurement, 
     assert client.get("/results").status_code == 200
 
 
+def test_an_invented_result_never_becomes_the_cached_answer(client):
+    """A negative latency is refused, the job stays with its runner, and a later request for the
+    same measurement is not answered from it."""
+    job_id = exported(client, client.post("/profile", json=body()).json()["jobs"][0]["id"])
+    reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
+    auth = {"Authorization": f"Bearer {reg['token']}"}
+    claim = {"job_id": job_id, "attempt": 1}
+    assert client.post(f"/runners/{reg['id']}/claim", json=claim, headers=auth).status_code == 204
+    invented = {"latency_ms": {"median": -1.0, "p90": -0.5, "n": 30}}
+    posted = client.post(
+        f"/runners/{reg['id']}/results", json={**claim, "result": invented}, headers=auth
+    )
+    assert posted.status_code == 422 and "negative" in posted.json()["detail"]
+    assert client.get("/results").json()["count"] == 0
+    again = client.post("/profile", json=body()).json()["jobs"][0]
+    assert again["id"] == job_id and again["cached"] is False
+
+
+def test_a_runner_claims_only_its_class_and_exported_jobs(client):
+    job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
+    other_class = "cpu-arm64" if DeviceClass.of_this_cpu().value == "cpu-x86_64" else "cpu-x86_64"
+    foreign = client.post("/runners", json={"device_class": other_class}).json()
+    own = client.post("/runners", json={"device_class": DeviceClass.of_this_cpu().value}).json()
+
+    def claim(runner):
+        return client.post(
+            f"/runners/{runner['id']}/claim",
+            json={"job_id": job_id, "attempt": 1},
+            headers={"Authorization": f"Bearer {runner['token']}"},
+        )
+
+    early = claim(own)
+    assert early.status_code == 409 and "exported" in early.json()["detail"]
+    exported(client, job_id)
+    wrong = claim(foreign)
+    assert wrong.status_code == 409 and "may not claim it" in wrong.json()["detail"]
+    assert claim(own).status_code == 204
+
+
+def test_a_runner_fetches_only_the_artifact_of_the_job_it_holds(client, settings):
+    key = "b" * 32 + "-onnx-fp32"
+
+    def produce(path):
+        path.write_bytes(b"onnx")
+        return {}
+
+    ArtifactStore(settings.data_dir).put(key, produce)
+    job_id = exported(client, client.post("/profile", json=body()).json()["jobs"][0]["id"], key)
+    holder, other = (
+        client.post("/runners", json={"device_class": "cpu-x86_64"}).json() for _ in "ab"
+    )
+
+    def fetch(runner):
+        return client.get(
+            f"/runners/{runner['id']}/artifacts/{key}",
+            headers={"Authorization": f"Bearer {runner['token']}"},
+        )
+
+    assert fetch(holder).status_code == 404  # not claimed yet
+    claim = {"job_id": job_id, "attempt": 1}
+    auth = {"Authorization": f"Bearer {holder['token']}"}
+    assert (
+        client.post(f"/runners/{holder['id']}/claim", json=claim, headers=auth).status_code == 204
+    )
+    refused = fetch(other)
+    assert refused.status_code == 404 and "holds no job" in refused.json()["detail"]
+    assert fetch(holder).content == b"onnx"
+
+
 def test_artifact_keys_cannot_name_paths(client):
     reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
     response = client.get(
@@ -279,7 +367,7 @@ def test_artifact_keys_cannot_name_paths(client):
 
 
 def test_a_runner_fails_only_the_job_it_holds(client):
-    job_id = client.post("/profile", json=body()).json()["jobs"][0]["id"]
+    job_id = exported(client, client.post("/profile", json=body()).json()["jobs"][0]["id"])
     holder, other = (
         client.post("/runners", json={"device_class": "cpu-x86_64"}).json() for _ in "ab"
     )

@@ -19,6 +19,7 @@ from exporters.spec import parse_spec
 from service import jobservice
 from service.app import create_app
 from service.db import jobs, runners
+from service.db.jobs import JobState
 from service.db.comparisons import comparison_for
 from service.dispatch.local import DatabasePort, local_runner_id
 from service.remote import remote_compare
@@ -83,6 +84,15 @@ def compare_job(sessions, settings):
             user="u",
             kind="compare",
             specs=HASHES,
+        )
+        jobs.transition(  # exported: a runner may claim only a job whose artifacts exist
+            s,
+            job_id=job.id,
+            attempt=1,
+            from_states=[JobState.QUEUED],
+            to=JobState.QUEUED,
+            artifact_key=KEYS["baseline"],
+            artifact_keys=KEYS,
         )
         runners.register_runner(
             s, device_class="cpu-x86_64", description={}, runner_id=local_runner_id()
@@ -217,6 +227,15 @@ def test_a_stored_comparison_is_served_by_get_job_with_its_sides(client):
     }
     with app.state.sessions() as s:
         runners.register_runner(s, device_class="cpu-x86_64", description={}, runner_id="r")
+        jobs.transition(  # as the export step leaves it: both artifacts exist
+            s,
+            job_id=job_id,
+            attempt=1,
+            from_states=[JobState.QUEUED],
+            to=JobState.QUEUED,
+            artifact_key=KEYS["baseline"],
+            artifact_keys=KEYS,
+        )
         jobservice.claim(s, job_id=job_id, attempt=1, runner_id="r")
         jobservice.complete(s, job_id=job_id, attempt=1, runner_id="r", result=record)
     job = http.get(f"/jobs/{job_id}")

@@ -19,23 +19,42 @@ MEASUREMENT = {"latency_ms": {"median": 1.5, "p90": 1.7, "n": 20}}
 SPEC_HASH = parse_spec("mobileone_s0").content_hash()
 
 
-def _job(session, key="k" * 64, user="u"):
+def _job(session, key="k" * 64, user="u", body=None):
+    """A queued job of ``body`` (default: the spec mobileone_s0)."""
+    spec = parse_spec(body or {"model": "mobileone_s0"})
+    spec_hash = spec.content_hash()
+    family = spec.model.split("_")[0]
     jobs.upsert_spec(
-        session,
-        spec_hash=SPEC_HASH,
-        model="mobileone_s0",
-        family="mobileone",
-        body={"model": "mobileone_s0"},
+        session, spec_hash=spec_hash, model=spec.model, family=family, body=spec.identity()
     )
     return jobs.create_or_coalesce(
         session,
-        spec_hash=SPEC_HASH,
+        spec_hash=spec_hash,
         device_class="cpu-x86_64",
         fmt="onnx",
         settings={},
         request_key=key,
         user=user,
     )
+
+
+def _mark_exported(session, job_id, attempt=1, artifact_key="a" * 32 + "-onnx-fp32"):
+    """What the export step leaves for a runner: the queued job at ``attempt`` with its artifact."""
+    assert jobs.transition(
+        session,
+        job_id=job_id,
+        attempt=attempt,
+        from_states=[JobState.QUEUED],
+        to=JobState.QUEUED,
+        artifact_key=artifact_key,
+    )
+
+
+def _exported(session, artifact_key="a" * 32 + "-onnx-fp32", key="k" * 64, user="u"):
+    """A queued job whose artifact is exported."""
+    job, _ = _job(session, key=key, user=user)
+    _mark_exported(session, job.id, artifact_key=artifact_key)
+    return job
 
 
 def test_identical_requests_coalesce_to_one_active_job(sessions):

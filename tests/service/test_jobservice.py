@@ -20,7 +20,7 @@ from service.db.tables import utcnow
 from service.dispatch.local import DatabasePort, local_runner_id
 from service.dispatch.reaper import reap
 from tests.service.doubles import FilePort, RecordingDispatcher
-from tests.service.test_db import _job
+from tests.service.test_db import _exported
 from tests.service.test_runner_host import _tiny_onnx
 
 KEY = "0123456789abcdef" * 2 + "-onnx-fp32"
@@ -41,7 +41,7 @@ def queued(sessions, settings):
 
     ArtifactStore(settings.data_dir).put(KEY, produce)
     with sessions() as s:
-        job, _ = _job(s)
+        job = _exported(s, artifact_key=KEY)
         runners.register_runner(
             s, device_class="cpu-x86_64", description={}, runner_id=local_runner_id()
         )
@@ -111,3 +111,21 @@ def test_a_job_past_its_timeout_fails_on_the_reapers_clock(sessions, settings, q
         job = jobs.get_job(s, job_id=queued.id)
     assert job.state == "failed" and "LATBENCH_JOB_TIMEOUT_S" in job.error
     assert dispatcher.submitted == []
+
+
+def test_an_export_message_sent_again_passes_the_exported_job_on_without_exporting(
+    sessions, settings, queued
+):
+    workers = jobservice.export_workers(settings)
+    workers.stop()  # any export would now raise WorkerStopped: none may be needed
+    task = jobservice.export_step(
+        sessions,
+        job_id=queued.id,
+        attempt=1,
+        store_root=settings.data_dir,
+        lock_path=settings.host_lock,
+        workers=workers,
+    )
+    assert (task.job_id, task.attempt, task.artifact_key) == (queued.id, 1, KEY)
+    with sessions() as s:
+        assert jobs.get_job(s, job_id=queued.id).state == "queued"

@@ -14,7 +14,7 @@ from service.db.jobs import JobState
 from service.db.results import record_result
 from service.db.tables import JobRow, RunnerRow, utcnow
 from service.dispatch.reaper import reap, recover
-from tests.service.test_db import _job
+from tests.service.test_db import _exported, _job, _mark_exported
 
 
 class Recorder:
@@ -28,7 +28,7 @@ class Recorder:
 def _measuring(sessions):
     """A job claimed by a registered runner, as after export."""
     with sessions() as s:
-        job, _ = _job(s)
+        job = _exported(s)
         runner, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
         jobservice.claim(s, job_id=job.id, attempt=1, runner_id=runner.id)
     return job.id, runner.id
@@ -75,6 +75,9 @@ def test_late_result_of_a_requeued_job_is_refused_and_the_new_holder_counts_once
         assert jobs.result_for(s, job_id=job_id) is None
         heir, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
         heir_id = heir.id
+        with pytest.raises(ConflictError, match="exported and queued"):  # not re-exported yet
+            jobservice.claim(s, job_id=job_id, attempt=2, runner_id=heir_id)
+        _mark_exported(s, job_id, attempt=2)
         jobservice.claim(s, job_id=job_id, attempt=2, runner_id=heir_id)
         for median in (3.0, 4.0):  # a repeat by the holder returns the stored result
             jobservice.complete(
@@ -92,7 +95,7 @@ def test_late_result_of_a_requeued_job_is_refused_and_the_new_holder_counts_once
 
 def test_result_for_a_job_that_failed_meanwhile_is_not_stored(sessions, settings):
     job_id, runner_id = _measuring(sessions)
-    _age(sessions, JobRow, job_id, "started_at", settings.job_timeout_s + 1)
+    _age(sessions, JobRow, job_id, "measure_started_at", settings.job_timeout_s + 1)
     with sessions() as s:
         job = jobs.get_job(s, job_id=job_id)  # loaded while still measuring
         s.commit()  # end the read (SQLite holds its write lock from BEGIN)
@@ -111,31 +114,140 @@ def test_result_for_a_job_that_failed_meanwhile_is_not_stored(sessions, settings
 
 def test_job_past_the_timeout_fails_with_the_reason(sessions, settings):
     job_id, _ = _measuring(sessions)
-    _age(sessions, JobRow, job_id, "started_at", settings.job_timeout_s + 1)
-    with sessions() as s:  # claim does not set started_at; the export step does
-        assert jobs.get_job(s, job_id=job_id).started_at is not None
+    _age(sessions, JobRow, job_id, "measure_started_at", settings.job_timeout_s + 1)
     reap(sessions, settings, Recorder())
     with sessions() as s:
         job = jobs.get_job(s, job_id=job_id)
-    assert job.state == "failed" and "timed out" in job.error
+    assert job.state == "failed" and "measurement timed out" in job.error
 
 
-def test_recover_requeues_unfinished_jobs_but_not_live_measurements(sessions):
+def test_the_timeout_counts_from_the_claim_not_from_submission_or_export(sessions, settings):
+    """A job exported and then queued longer than the timeout is measured, not failed."""
+    job_id, _ = _measuring(sessions)
+    for column in ("created_at", "started_at"):
+        _age(sessions, JobRow, job_id, column, 3 * settings.job_timeout_s)
+    reap(sessions, settings, Recorder())
+    with sessions() as s:
+        assert jobs.get_job(s, job_id=job_id).state == "measuring"
+
+
+def test_an_export_past_the_timeout_fails_naming_the_step(sessions, settings):
+    with sessions() as s:
+        job, _ = _job(s)
+        jobs.transition(
+            s,
+            job_id=job.id,
+            attempt=1,
+            from_states=[JobState.QUEUED],
+            to=JobState.EXPORTING,
+            started_at=utcnow(),
+        )
+    _age(sessions, JobRow, job.id, "started_at", settings.job_timeout_s + 1)
+    reap(sessions, settings, Recorder())
+    with sessions() as s:
+        failed = jobs.get_job(s, job_id=job.id)
+    assert failed.state == "failed" and "export timed out" in failed.error
+
+
+def test_a_job_queued_past_the_queue_age_fails_with_its_own_reason(sessions, settings):
+    with sessions() as s:
+        waiting = _exported(s)
+    settings.max_queue_age_s = 600
+    _age(sessions, JobRow, waiting.id, "created_at", 599)
+    reap(sessions, settings, Recorder())
+    with sessions() as s:
+        assert jobs.get_job(s, job_id=waiting.id).state == "queued"
+    _age(sessions, JobRow, waiting.id, "created_at", 601)
+    reap(sessions, settings, Recorder())
+    with sessions() as s:
+        job = jobs.get_job(s, job_id=waiting.id)
+    assert job.state == "failed" and "LATBENCH_MAX_QUEUE_AGE_S" in job.error
+    assert "no cpu-x86_64 runner took the job" in job.error
+
+
+def test_recover_requeues_unfinished_jobs_but_not_live_measurements(sessions, settings):
     live_job, _ = _measuring(sessions)
     with sessions() as s:
         waiting, _ = _job(s, key="w" * 64)
     recorder = Recorder()
-    assert recover(sessions, recorder) == 1
+    assert recover(sessions, settings, recorder) == 1
     assert recorder.submitted == [(waiting.id, 2)]
     with sessions() as s:
         assert jobs.get_job(s, job_id=live_job).state == JobState.MEASURING.value
 
 
-def test_recover_requeues_what_a_re_registered_runner_was_measuring(sessions):
+def test_recover_requeues_what_a_re_registered_runner_was_measuring(sessions, settings):
     """The embedded runner keeps its id across restarts: registering again ends its old job."""
     job_id, runner_id = _measuring(sessions)
     with sessions() as s:
         runners.register_runner(s, device_class="cpu-x86_64", description={}, runner_id=runner_id)
     recorder = Recorder()
-    assert recover(sessions, recorder) == 1
+    assert recover(sessions, settings, recorder) == 1
     assert recorder.submitted == [(job_id, 2)]
+
+
+def test_a_job_interrupted_max_attempts_times_is_failed_with_the_reason_not_requeued(
+    sessions, settings
+):
+    """Poison-job quarantine across restarts: each start finds it unfinished and counts."""
+    settings.max_attempts = 2
+    with sessions() as s:
+        job, _ = _job(s)
+        jobs.transition(
+            s, job_id=job.id, attempt=1, from_states=[JobState.QUEUED], to=JobState.EXPORTING
+        )
+    recorder = Recorder()
+    assert recover(sessions, settings, recorder) == 1  # first restart: attempt 2
+    with sessions() as s:
+        jobs.transition(
+            s, job_id=job.id, attempt=2, from_states=[JobState.QUEUED], to=JobState.EXPORTING
+        )
+    assert recover(sessions, settings, recorder) == 0  # second: attempts used up
+    with sessions() as s:
+        failed = jobs.get_job(s, job_id=job.id)
+    assert recorder.submitted == [(job.id, 2)]
+    assert failed.state == "failed" and "gave up after 2 attempt(s)" in failed.error
+    assert "server stopped while the job was exporting" in failed.error
+
+
+def test_a_runner_going_silent_on_the_last_attempt_fails_the_job(sessions, settings):
+    settings.max_attempts = 1
+    job_id, runner_id = _measuring(sessions)
+    _age(sessions, RunnerRow, runner_id, "last_heartbeat", settings.heartbeat_timeout_s + 1)
+    recorder = Recorder()
+    reap(sessions, settings, recorder)
+    with sessions() as s:
+        job = jobs.get_job(s, job_id=job_id)
+    assert recorder.submitted == [] and job.state == "failed"
+    assert f"runner {runner_id} went silent" in job.error
+
+
+def test_a_runner_claims_only_exported_jobs_of_its_class(sessions):
+    with sessions() as s:
+        unexported, _ = _job(s, key="u" * 64)
+        ready = _exported(s)
+        arm, _ = runners.register_runner(s, device_class="cpu-arm64", description={})
+        x86, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
+        with pytest.raises(ConflictError, match="is for device class 'cpu-x86_64'"):
+            jobservice.claim(s, job_id=ready.id, attempt=1, runner_id=arm.id)
+        with pytest.raises(ConflictError, match="exported and queued"):
+            jobservice.claim(s, job_id=unexported.id, attempt=1, runner_id=x86.id)
+        assert jobs.get_job(s, job_id=unexported.id).state == "queued"
+        jobservice.claim(s, job_id=ready.id, attempt=1, runner_id=x86.id)
+        x86_id = x86.id
+    with sessions() as s:
+        assert jobs.get_job(s, job_id=ready.id).runner_id == x86_id
+
+
+def test_a_job_waiting_past_the_redispatch_interval_is_sent_again_once_per_interval(
+    sessions, settings
+):
+    """A broker that lost the message (Redis restarted without persistence) strands no job."""
+    settings.redispatch_s = 60
+    with sessions() as s:
+        waiting = _exported(s)
+    recorder, sent = Recorder(), {}
+    start = utcnow()
+    for seconds in (0, 61, 62, 100, 122):
+        reap(sessions, settings, recorder, now=start + timedelta(seconds=seconds), sent=sent)
+    assert recorder.submitted == [(waiting.id, 1), (waiting.id, 1)]  # at 61 s and at 122 s
