@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from exporters.formats import DeviceClass
 from service.api.deps import ReadSessionDep, UserDep
-from service.api.present import job_public
+from service.api.present import job_public, job_view
 from service.api.schemas import JobPublic, JobsPublic, Offset
 from service.db import jobs
 from service.db.jobs import JobState
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 @router.get("/{job_id}", response_model=JobPublic)
 def read_job(job_id: str, session: ReadSessionDep, _user: UserDep) -> JobPublic:
     """One job: its state, timestamps, error, and its result once done."""
-    return job_public(session, jobs.get_job(session, job_id=job_id))
+    return job_view(session, job_id=job_id)
 
 
 @router.get("", response_model=JobsPublic)
@@ -39,6 +39,4 @@ def list_jobs(
         limit=limit,
         offset=offset,
     )
-    return JobsPublic(
-        data=[job_public(session, row, with_result=False) for row in rows], count=count
-    )
+    return JobsPublic(data=[job_public(session, row) for row in rows], count=count)

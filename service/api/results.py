@@ -13,7 +13,7 @@ from exporters.formats import DeviceClass
 from service.api.deps import ReadSessionDep, UserDep
 from service.api.present import result_public
 from service.api.schemas import ResultPublic, ResultsPublic, UtcTimestamp
-from service.db.results import list_results
+from service.db.results import artifacts_of, list_results
 
 router = APIRouter(prefix="/results", tags=["results"])
 
@@ -59,7 +59,8 @@ def read_results(
         since=since,
         limit=limit,
     )
-    data = [result_public(session, result, spec) for result, spec in rows]
+    artifacts = artifacts_of(session, [result for result, _ in rows])
+    data = [result_public(r, spec, artifacts.get(r.job_id)) for r, spec in rows]
     if format == "csv":
         return Response(to_csv(data), media_type="text/csv")
     return ResultsPublic(data=data, count=len(data))
