@@ -8,34 +8,15 @@ from contextlib import contextmanager
 
 from sqlalchemy import event
 
-from exporters.spec import parse_spec
 from service.api.present import job_view, result_public
-from service.db import jobs
 from service.db.results import artifacts_of, list_results, record_result
 from service.db.tables import ArtifactRow
-
-SPEC_HASH = parse_spec("mobileone_s0").content_hash()
-MEASUREMENT = {"latency_ms": {"median": 1.5, "p90": 1.7, "n": 20}}
+from tests.service.test_db import MEASUREMENT, SPEC_HASH, _job
 
 
 def _done_job(session, index: int) -> str:
     """A finished job whose artifact report names it (``size_bytes``: its index)."""
-    jobs.upsert_spec(
-        session,
-        spec_hash=SPEC_HASH,
-        model="mobileone_s0",
-        family="mobileone",
-        body={"model": "mobileone_s0"},
-    )
-    job, _ = jobs.create_or_coalesce(
-        session,
-        spec_hash=SPEC_HASH,
-        device_class="cpu-x86_64",
-        fmt="onnx",
-        settings={"threads": index},
-        request_key=f"{index:064d}",
-        user="u",
-    )
+    job, _ = _job(session, key=f"{index:064d}")
     key = f"{SPEC_HASH}-onnx-{index}"
     session.add(
         ArtifactRow(
