@@ -10,8 +10,8 @@ non-2xx answers, and the server's CPU time per request (which, unlike req/s, doe
 what else a shared host runs). Afterwards one plain GET /healthz must answer normally.
 
 The clients are a minimal asyncio HTTP/1.1 loop in this process (no third-party load tool): on a
-2-core host this process takes one core, the server the other; host load is printed beside every
-figure. Targets (issue 11): reads at 32 clients >= 1000 req/s with p99 <= 50 ms, no timeout, no 5xx.
+2-core host this process takes one core, the server the other; the clients' own CPU time per
+request is printed beside the server's, and host load beside every figure. Targets (issue 11): reads at 32 clients >= 1000 req/s with p99 <= 50 ms, no timeout, no 5xx.
 """
 
 from __future__ import annotations
@@ -113,16 +113,19 @@ def load_text() -> str:
     return f"load {one:.2f}/{five:.2f} on {os.cpu_count()} cores"
 
 
-def report(name: str, clients: int, tally: Tally, elapsed: float, cpu_s: float) -> dict:
+def report(
+    name: str, clients: int, tally: Tally, elapsed: float, cpu_s: float, client_cpu_s: float
+) -> dict:
     lat = sorted(tally.latencies)
     p50 = statistics.median(lat) * 1000 if lat else float("nan")
     p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000 if lat else float("nan")
     rate = len(lat) / elapsed
     bad = {s: n for s, n in tally.statuses.items() if s >= 300}
     cpu_ms = 1000 * cpu_s / max(len(lat), 1)
+    client_ms = 1000 * client_cpu_s / max(len(lat), 1)
     print(
         f"  {name:<16} c={clients:<4} {rate:8.0f} req/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
-        f"server CPU {cpu_ms:5.2f} ms/req  timeouts {tally.timeouts}  errors {tally.errors}  "
+        f"server CPU {cpu_ms:5.2f} ms/req  client CPU {client_ms:5.2f} ms/req  timeouts {tally.timeouts}  errors {tally.errors}  "
         f"non-2xx {bad or 0}  [{load_text()}]",
         flush=True,
     )
@@ -173,12 +176,17 @@ def run(db: str, args: argparse.Namespace) -> bool:
         }
         for name, raw in cases.items():
             for clients in args.clients:
-                start, cpu = time.monotonic(), server_cpu_s(server)
+                start, cpu, own = time.monotonic(), server_cpu_s(server), time.process_time()
                 tally = asyncio.run(
                     drive(server.port, raw, clients, args.seconds, args.max_requests)
                 )
                 figures = report(
-                    name, clients, tally, time.monotonic() - start, server_cpu_s(server) - cpu
+                    name,
+                    clients,
+                    tally,
+                    time.monotonic() - start,
+                    server_cpu_s(server) - cpu,
+                    time.process_time() - own,
                 )
                 ok = ok and not figures["bad"]
         start = time.perf_counter()

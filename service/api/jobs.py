@@ -6,7 +6,8 @@ from fastapi import APIRouter, Query
 
 from exporters.formats import DeviceClass
 from service.api.deps import ReadSessionDep, UserDep
-from service.api.present import job_public
+from service.api.present import job_public, job_view
+from service.api.responses import ModelJSON
 from service.api.schemas import JobPublic, JobsPublic, Offset
 from service.db import jobs
 from service.db.jobs import JobState
@@ -15,9 +16,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def read_job(job_id: str, session: ReadSessionDep, _user: UserDep) -> JobPublic:
+def read_job(job_id: str, session: ReadSessionDep, _user: UserDep) -> ModelJSON:
     """One job: its state, timestamps, error, and its result once done."""
-    return job_public(session, jobs.get_job(session, job_id=job_id))
+    return ModelJSON(job_view(session, job_id=job_id))
 
 
 @router.get("", response_model=JobsPublic)
@@ -29,7 +30,7 @@ def list_jobs(
     model: str | None = Query(None, max_length=128),
     limit: int = Query(100, ge=1, le=1000),
     offset: Offset = 0,
-) -> JobsPublic:
+) -> ModelJSON:
     """Jobs, newest first, filtered by state, device class or model."""
     rows, count = jobs.list_jobs(
         session,
@@ -39,6 +40,4 @@ def list_jobs(
         limit=limit,
         offset=offset,
     )
-    return JobsPublic(
-        data=[job_public(session, row, with_result=False) for row in rows], count=count
-    )
+    return ModelJSON(JobsPublic(data=[job_public(session, row) for row in rows], count=count))

@@ -20,13 +20,13 @@ ARTIFACT_FIELDS = ("key", "format", "precision", "parity", "checks", "export_pat
 
 
 def result_public(
-    session: Session, result: ResultRow, spec: SpecRow | None = None, *, samples: bool = False
+    result: ResultRow, spec: SpecRow, artifact: ArtifactRow | None, *, samples: bool = False
 ) -> ResultPublic:
-    spec = spec or session.get(SpecRow, result.spec_hash)
-    job = session.get(JobRow, result.job_id)
+    """``artifact``: the one the result's job measured, loaded by the caller with the rest of its
+    rows (``jobs.get_job_rows``, ``results.artifacts_of``): a lookup per row costs a query each."""
     measurement = {  # the artifact's report stands in for the bare file name the runner states
         **result.measurement,
-        "artifact": _artifact(session, job.artifact_key if job else None),
+        "artifact": _report(artifact),
         "samples_ms": result.measurement.get("samples_ms") if samples else None,
     }
     return ResultPublic(
@@ -34,7 +34,7 @@ def result_public(
         id=result.id,
         job_id=result.job_id,
         model=result.model,
-        family=spec.family if spec else None,
+        family=spec.family,
         spec_hash=result.spec_hash,
         device_class=result.device_class,
         format=result.format,
@@ -43,9 +43,12 @@ def result_public(
     )
 
 
-def _artifact(session: Session, key: str | None) -> dict[str, object] | None:
-    artifact = session.get(ArtifactRow, key) if key else None
+def _report(artifact: ArtifactRow | None) -> dict[str, object] | None:
     return {k: artifact.report.get(k) for k in ARTIFACT_FIELDS} if artifact else None
+
+
+def _artifact(session: Session, key: str | None) -> dict[str, object] | None:
+    return _report(session.get(ArtifactRow, key) if key else None)
 
 
 def comparison_public(session: Session, row: ComparisonRow) -> ComparisonPublic:
@@ -72,25 +75,36 @@ def comparison_public(session: Session, row: ComparisonRow) -> ComparisonPublic:
     return ComparisonPublic.model_validate({**row.comparison, **where})
 
 
-def _job_result(session: Session, job: JobRow) -> ResultPublic | ComparisonPublic | None:
-    if job.kind == "compare":
-        comparison = comparison_for(session, job_id=job.id)
-        return comparison_public(session, comparison) if comparison else None
-    result = jobs.result_for(session, job_id=job.id)
-    return result_public(session, result, samples=True) if result else None
-
-
 def job_brief(job: JobRow, *, cached: bool) -> JobBrief:
     return JobBrief(
         id=job.id, device=job.device_class, format=job.format, state=job.state, cached=cached
     )
 
 
-def job_public(session: Session, job: JobRow, *, with_result: bool = True) -> JobPublic:
+def job_view(session: Session, *, job_id: str) -> JobPublic:
+    """One job with its result (GET /jobs/{id}); a profile job's rows come in one query."""
+    rows = jobs.get_job_rows(session, job_id=job_id)
+    result: ResultPublic | ComparisonPublic | None = None
+    if rows.job.kind == "compare":
+        comparison = comparison_for(session, job_id=rows.job.id)
+        result = comparison_public(session, comparison) if comparison else None
+    elif rows.result is not None:
+        result = result_public(rows.result, rows.spec, rows.artifact, samples=True)
+    return _job_public(rows.job, rows.spec.model, result)
+
+
+def job_public(session: Session, job: JobRow) -> JobPublic:
+    """A job as listed (GET /jobs, the dashboard): without its result."""
+    return _job_public(job, session.get(SpecRow, job.spec_hash).model, None)
+
+
+def _job_public(
+    job: JobRow, model: str, result: ResultPublic | ComparisonPublic | None
+) -> JobPublic:
     return JobPublic(
         id=job.id,
         kind=job.kind,
-        model=session.get(SpecRow, job.spec_hash).model,
+        model=model,
         spec_hash=job.spec_hash,
         device=job.device_class,
         format=job.format,
@@ -102,7 +116,7 @@ def job_public(session: Session, job: JobRow, *, with_result: bool = True) -> Jo
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
-        result=_job_result(session, job) if with_result else None,
+        result=result,
     )
 
 

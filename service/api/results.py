@@ -12,8 +12,9 @@ from fastapi.responses import Response
 from exporters.formats import DeviceClass
 from service.api.deps import ReadSessionDep, UserDep
 from service.api.present import result_public
+from service.api.responses import ModelJSON
 from service.api.schemas import ResultPublic, ResultsPublic, UtcTimestamp
-from service.db.results import list_results
+from service.db.results import artifacts_of, list_results
 
 router = APIRouter(prefix="/results", tags=["results"])
 
@@ -50,7 +51,7 @@ def read_results(
     since: UtcTimestamp | None = None,
     format: Literal["json", "csv"] = "json",
     limit: int = Query(1000, ge=1, le=10000),
-) -> ResultsPublic | Response:
+) -> Response:
     rows = list_results(
         session,
         model=model,
@@ -59,10 +60,11 @@ def read_results(
         since=since,
         limit=limit,
     )
-    data = [result_public(session, result, spec) for result, spec in rows]
+    artifacts = artifacts_of(session, [result for result, _ in rows])
+    data = [result_public(r, spec, artifacts.get(r.job_id)) for r, spec in rows]
     if format == "csv":
         return Response(to_csv(data), media_type="text/csv")
-    return ResultsPublic(data=data, count=len(data))
+    return ModelJSON(ResultsPublic(data=data, count=len(data)))
 
 
 def to_csv(results: list[ResultPublic]) -> str:

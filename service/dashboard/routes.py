@@ -112,7 +112,7 @@ def dashboard(
             "kinds": [k.value for k in view.Kind],
             "runners": [runner_public(r) for r in runners.list_runners(session)],
             "states": states,
-            "jobs": [job_public(session, j, with_result=False) for j in recent],
+            "jobs": [job_public(session, j) for j in recent],
             "report": None,
         },
     )

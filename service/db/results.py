@@ -12,7 +12,7 @@ from exporters.errors import ConflictError
 from service.db import jobs
 from service.db.engine import commit_new
 from service.db.jobs import JobState
-from service.db.tables import ComparisonRow, JobRow, ResultRow, SpecRow
+from service.db.tables import ArtifactRow, ComparisonRow, JobRow, ResultRow, SpecRow
 
 R = TypeVar("R", ResultRow, ComparisonRow)  # a kind's result table: unique job_id
 
@@ -89,3 +89,17 @@ def list_results(
         query = query.where(ResultRow.created_at >= since)
     rows = session.execute(query.order_by(ResultRow.created_at.desc()).limit(limit))
     return [(result, spec) for result, spec in rows]
+
+
+def artifacts_of(session: Session, results: list[ResultRow]) -> dict[str, ArtifactRow]:
+    """The artifact each result's job measured, by job id, in one query for the whole list (one
+    lookup per result would cost a round trip per row)."""
+    job_ids = [result.job_id for result in results]
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(JobRow.id, ArtifactRow)
+        .join(ArtifactRow, ArtifactRow.key == JobRow.artifact_key)
+        .where(JobRow.id.in_(job_ids))
+    )
+    return {job_id: artifact for job_id, artifact in rows}

@@ -1,0 +1,81 @@
+"""What presenting jobs and results costs in queries: GET /jobs/{id} loads its rows in one query,
+GET /results in a fixed number whatever the row count (a lookup per listed result made a long
+listing one round trip per row), and both still show each result's own artifact."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from sqlalchemy import event
+
+from service.api.present import job_view, result_public
+from service.db.results import artifacts_of, list_results, record_result
+from service.db.tables import ArtifactRow
+from tests.service.test_db import MEASUREMENT, SPEC_HASH, _job
+
+
+def _done_job(session, index: int) -> str:
+    """A finished job whose artifact report names it (``size_bytes``: its index)."""
+    job, _ = _job(session, key=f"{index:064d}")
+    key = f"{SPEC_HASH}-onnx-{index}"
+    session.add(
+        ArtifactRow(
+            key=key,
+            spec_hash=SPEC_HASH,
+            format="onnx",
+            precision="fp32",
+            path=None,
+            ok=True,
+            report={"key": key, "size_bytes": index},
+        )
+    )
+    job.artifact_key = key
+    session.commit()
+    record_result(session, job=job, model="mobileone_s0", runner_id=None, measurement=MEASUREMENT)
+    return job.id
+
+
+@contextmanager
+def counted(session):
+    """The statements ``session`` sends while the block runs."""
+    sent: list[str] = []
+    engine = session.get_bind()
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def _listing(session) -> list[int]:
+    rows = list_results(session, model="mobileone_s0")
+    artifacts = artifacts_of(session, [result for result, _ in rows])
+    shown = [result_public(r, spec, artifacts.get(r.job_id)) for r, spec in rows]
+    return [r.artifact["size_bytes"] for r in shown]
+
+
+def test_results_listing_costs_the_same_queries_for_one_row_or_many(sessions):
+    with sessions() as s:
+        _done_job(s, 1)
+    with sessions() as s, counted(s) as one:
+        assert _listing(s) == [1]
+    with sessions() as s:
+        for index in range(2, 6):
+            _done_job(s, index)
+    with sessions() as s, counted(s) as five:
+        assert sorted(_listing(s)) == [1, 2, 3, 4, 5]
+    assert len(five) == len(one)
+
+
+def test_job_view_loads_its_rows_in_one_query(sessions):
+    with sessions() as s:
+        job_id = _done_job(s, 7)
+    with sessions() as s, counted(s) as sent:
+        shown = job_view(s, job_id=job_id)
+    assert shown.state == "done" and shown.model == "mobileone_s0"
+    assert shown.result.latency_ms.median == 1.5 and shown.result.artifact["size_bytes"] == 7
+    assert len([q for q in sent if q.lstrip().upper().startswith("SELECT")]) == 1
