@@ -139,7 +139,7 @@ def export_model(
         spec_hash=spec_hash,
         input_shape=list(source.input_shape),
     )
-    unsupported = {fmt for fmt in wanted if source.precision_for(fmt) not in fmt.precisions}
+    unsupported = {fmt for fmt in wanted if fmt.precision_error(source.precision) is not None}
     missing = [f for f, artifact in cached.items() if artifact is None and f not in unsupported]
     total = (3 if missing else 0) + len(missing)
     step = _stepper(progress, total)
@@ -217,7 +217,7 @@ def _judge_parity(parity: dict[str, Any], reparam: dict[str, Any]) -> dict[str, 
 
 def _unsupported(fmt: ExportFormat, spec: Buildable, key: str) -> ArtifactReport:
     precision = spec.precision_for(fmt)
-    error = spec.precision_error(fmt)
+    error = fmt.precision_error(spec.precision)
     return ArtifactReport(fmt.value, precision.value, ok=False, key=key, error=str(error))
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import platform
 from enum import Enum
 
+from exporters.errors import SpecError
+
 
 class Precision(str, Enum):
     FP32 = "fp32"
@@ -36,6 +38,16 @@ class ExportFormat(str, Enum):
         if requested is not None:
             return requested
         return Precision.FP16 if self is ExportFormat.COREML else Precision.FP32
+
+    def precision_error(self, requested: Precision | None) -> SpecError | None:
+        """Why this format cannot be exported at ``requested``, or None when it can."""
+        precision = self.default_precision(requested)
+        if precision in self.precisions:
+            return None
+        allowed = ", ".join(sorted(p.value for p in self.precisions))
+        return SpecError(
+            f"{self.value} is exported in {allowed}, not {precision.value}", field="precision"
+        )
 
 
 class DeviceClass(str, Enum):

@@ -82,13 +82,7 @@ class ModelSpec(BaseModel):
 
     def precision_error(self, fmt: ExportFormat) -> SpecError | None:
         """Why ``fmt`` cannot be exported at this spec's precision, or None when it can."""
-        precision = self.precision_for(fmt)
-        if precision in fmt.precisions:
-            return None
-        allowed = ", ".join(sorted(p.value for p in fmt.precisions))
-        return SpecError(
-            f"{fmt.value} is exported in {allowed}, not {precision.value}", field="precision"
-        )
+        return fmt.precision_error(self.precision)
 
     def require_precision(self, fmt: ExportFormat) -> Precision:
         """The precision ``fmt`` is built at; SpecError (field ``precision``) if impossible."""
