@@ -109,7 +109,7 @@ def _scripted(rounds):
 
     calls = []
 
-    def compare_fn(baseline, candidate, device, settings, *, server=None):
+    def compare_fn(baseline, candidate, device, settings, *, server=None, force=False):
         wall = rounds[len(calls)]
         calls.append(settings.ab_reloads)
         assert len(wall) == settings.ab_reloads
