@@ -19,8 +19,8 @@ from exporters.spec import parse_spec
 from service import jobservice
 from service.app import create_app
 from service.db import jobs, runners
-from service.db.jobs import JobState
 from service.db.comparisons import comparison_for
+from service.db.jobs import JobState
 from service.dispatch.local import DatabasePort, local_runner_id
 from service.remote import remote_compare
 from tests.service.doubles import RecordingDispatcher
