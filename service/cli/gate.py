@@ -53,7 +53,8 @@ def _config(
             "give --candidate REF with --baseline REF or --baseline-ref, or --config FILE",
             field="candidate",
         )
-    name = candidate.removeprefix("python:")
+    # a file's stem names its model (a CI machine's paths mean nothing in a stored gate run)
+    name = Path(candidate).stem if Path(candidate).is_file() else candidate.removeprefix("python:")
     model = {"name": name, "ref": candidate, "baseline": baseline}
     data = {**{k: v for k, v in overrides.items() if v}, "models": [model]}
     return GateConfig.model_validate(data), Path.cwd()
