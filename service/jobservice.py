@@ -38,7 +38,7 @@ from service.db.artifacts import UPLOADED
 from service.db.comparisons import record_comparison
 from service.db.jobs import JobState
 from service.db.results import record_result
-from service.db.tables import ComparisonRow, JobRow, ResultRow, SpecRow, utcnow
+from service.db.tables import ArtifactRow, ComparisonRow, JobRow, ResultRow, SpecRow, utcnow
 from service.dispatch import Dispatcher, isolated
 from service.settings import Settings
 
@@ -181,10 +181,13 @@ def upload_side(
     return pipeline.Upload(key=key, spec_hash=row.spec_hash, model=model, targets=targets)
 
 
-def _ready_keys(plans: dict[str, Side], index: int, store: ArtifactStore) -> dict[str, str] | None:
-    """Role -> artifact key when every role's artifact for target ``index`` is in the store
-    already (an upload, or an earlier export of the same spec, format and precision), so the
-    job skips the export queue; None when any must be exported."""
+def _ready_keys(
+    session: Session, plans: dict[str, Side], index: int, store: ArtifactStore
+) -> dict[str, str] | None:
+    """Role -> artifact key when every role's artifact for target ``index`` is ready (an
+    upload, or an earlier export of the same spec, format and precision that this server
+    recorded as passing its checks and still has in its store), so the job skips the export
+    queue; None when any must go through the export step."""
     keys = {}
     for role, plan in plans.items():
         target = plan.targets[index]
@@ -192,7 +195,8 @@ def _ready_keys(plans: dict[str, Side], index: int, store: ArtifactStore) -> dic
             keys[role] = plan.key
             continue
         key = artifact_key(plan.spec_hash, target.format, Precision(target.precision))
-        if store.get(key) is None:
+        row = session.get(ArtifactRow, key)
+        if row is None or not row.ok or store.get(key) is None:
             return None
         keys[role] = key
     return keys
@@ -242,7 +246,7 @@ def _submit(
     for index, (target, key, job) in enumerate(keyed):
         created = False
         if job is None:
-            ready = _ready_keys(plans, index, store)
+            ready = _ready_keys(session, plans, index, store)
             job, created = jobs.create_or_coalesce(
                 session,
                 spec_hash=first.spec_hash,
@@ -332,12 +336,15 @@ def export_step(
         session.refresh(job)
         hashes = job.specs or {MODEL: job.spec_hash}
         rows = {role: session.get(SpecRow, h) for role, h in hashes.items()}
-        # an upload is measured as given: its artifact is looked up, never built
-        keys = {
-            role: artifacts.upload_key(session, spec_hash=row.hash, fmt=job.format)
-            for role, row in rows.items()
-            if row.family == UPLOADED
-        }
+        try:  # an upload is measured as given: its artifact is looked up, never built
+            keys = {
+                role: artifacts.upload_key(session, spec_hash=row.hash, fmt=job.format)
+                for role, row in rows.items()
+                if row.family == UPLOADED
+            }
+        except NotFoundError as exc:
+            fail_in(session, job_id=job_id, attempt=attempt, error=str(exc))
+            return None
         specs = {role: parse_spec(row.body) for role, row in rows.items() if role not in keys}
     fmt = ExportFormat(job.format)
     export = partial(pipeline.export, store_root=store_root, lock_path=lock_path)
