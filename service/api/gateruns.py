@@ -4,7 +4,7 @@ model and device: a repository's gate history beside the measurements it stands 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
@@ -127,6 +127,11 @@ def read_gate_runs(
 
 def public(row: GateRunRow) -> GateRunPublic:
     return GateRunPublic(
-        **{name: getattr(row, name) for name in GateRunPublic.model_fields if hasattr(row, name)},
+        **{
+            name: getattr(row, name)
+            for name in GateRunPublic.model_fields
+            if hasattr(row, name) and name != "created_at"
+        },
         ci95=(row.ci_low, row.ci_high),
+        created_at=row.created_at.replace(tzinfo=UTC),  # stored naive UTC; answered with its zone
     )
