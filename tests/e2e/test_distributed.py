@@ -90,14 +90,15 @@ def test_celery_runner_measures_and_a_killed_runner_loses_its_job(server, base_e
     assert sorted(r["job_id"] for r in results) == sorted({r["job_id"] for r in results})
 
 
-def test_a_remote_runner_executes_a_compare_job(server, base_env, tmp_path):
-    runner, runner_id = start_runner(server, base_env, tmp_path / "runner.log")
+def compare_on_a_runner(server, env, tmp_path, baseline, candidate):
+    """One comparison by a runner process started for it (and ended); with that runner's id."""
+    runner, runner_id = start_runner(server, env, tmp_path / "runner.log")
     try:
         record = remote_compare(
             server.url,
             None,
-            SMALL,
-            LARGE,
+            baseline,
+            candidate,
             DeviceClass.CPU_X86_64,
             MeasureSettings(**FAST_AB),
             poll_s=0.3,
@@ -105,6 +106,11 @@ def test_a_remote_runner_executes_a_compare_job(server, base_env, tmp_path):
         )
     finally:
         runner.kill()
+    return record, runner_id
+
+
+def test_a_remote_runner_executes_a_compare_job(server, base_env, tmp_path):
+    record, runner_id = compare_on_a_runner(server, base_env, tmp_path, SMALL, LARGE)
     assert record.model_extra["runner_id"] == runner_id
     assert record.ratio > 1 and record.cpu_ratio is not None and record.cpu_ratio.ratio > 1.5
     assert record.device["runtime"] == "onnxruntime" and record.reloads == 4
@@ -121,20 +127,8 @@ def test_a_remote_runner_compares_an_uploaded_onnx_pair_and_the_gate_decides(
         upload = server.http.post("/artifacts", content=(tmp_path / f"{role}.onnx").read_bytes())
         assert upload.status_code == 201, upload.text
         ids[role] = upload.json()["id"]
-    runner, runner_id = start_runner(server, base_env, tmp_path / "runner.log")
-    try:
-        record = remote_compare(
-            server.url,
-            None,
-            {"artifact": ids["baseline"]},
-            {"artifact": ids["candidate"]},
-            DeviceClass.CPU_X86_64,
-            MeasureSettings(**FAST_AB),
-            poll_s=0.3,
-            timeout_s=300,
-        )
-    finally:
-        runner.kill()
+    sides = [{"artifact": ids[role]} for role in ("baseline", "candidate")]
+    record, runner_id = compare_on_a_runner(server, base_env, tmp_path, *sides)
     assert record.model_extra["runner_id"] == runner_id and record.reloads == 4
     comparison = from_record(record, DeviceClass.CPU_X86_64)
     interval = ratio_interval(comparison.estimates("wall"), 0.95)
