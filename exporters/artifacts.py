@@ -29,6 +29,11 @@ def artifact_key(spec_hash: str, fmt: ExportFormat, precision: Precision) -> str
     return f"{spec_hash}-{fmt.value}-{precision.value}"
 
 
+def spec_hash_of(key: str) -> str:
+    """The spec hash in an artifact key (an upload's: its content hash, its spec row's key)."""
+    return key.rsplit("-", 2)[0]
+
+
 @dataclass(frozen=True)
 class Artifact:
     key: str

@@ -87,7 +87,11 @@ class RunnerUnavailableError(RunnerError):
 
 
 class NotFoundError(LatbenchError):
-    pass
+    """Something named by the request does not exist; ``field`` names where, when known."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
 
 
 class ConflictError(LatbenchError):

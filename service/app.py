@@ -20,6 +20,7 @@ from service.api import (
     compare,
     devices,
     docs,
+    gateruns,
     guard,
     health,
     jobs,
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         health,
         docs,
         accuracy,
+        gateruns,
     ):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     dashboard.mount(app)

@@ -30,18 +30,20 @@ from exporters.errors import (
     SpecError,
     spec_error_from,
 )
-from exporters.formats import DeviceClass, ExportFormat
+from exporters.formats import DeviceClass, ExportFormat, Precision
 from exporters.spec import parse_spec
 from service import pipeline
 from service.db import artifacts, jobs, runners
+from service.db.artifacts import UPLOADED
 from service.db.comparisons import record_comparison
 from service.db.jobs import JobState
 from service.db.results import record_result
-from service.db.tables import ComparisonRow, JobRow, ResultRow, SpecRow, utcnow
+from service.db.tables import ArtifactRow, ComparisonRow, JobRow, ResultRow, SpecRow, utcnow
 from service.dispatch import Dispatcher, isolated
 from service.settings import Settings
 
 Sessions = Callable[[], Session]
+Side = pipeline.Plan | pipeline.Upload  # a model to build, or an uploaded artifact
 
 # How each job kind's validated result is stored (one db function per kind), keyed by kind name.
 RECORDERS: dict[str, Callable[..., tuple[ResultRow | ComparisonRow, bool]]] = {
@@ -60,7 +62,7 @@ class Submitted:
 
 @dataclass(frozen=True)
 class Submission:
-    plan: pipeline.Plan
+    plan: Side
     jobs: list[Submitted]
 
 
@@ -70,15 +72,21 @@ def submit_profile(
     settings: Settings,
     dispatcher: Dispatcher,
     user: str,
-    model: str | dict[str, Any],
+    model: str | dict[str, Any] | None,
     devices: list[DeviceClass],
     formats: list[ExportFormat] | None,
     measure: MeasureSettings,
     force: bool,
+    artifact: str | None = None,
 ) -> Submission:
     """One job per device: a cached result or an identical unfinished job is reused (unless
-    ``force``), new jobs are checked against the user's quota as a whole, then dispatched."""
-    plan = pipeline.plan(model, devices, formats, budget=settings.work_budget)
+    ``force``), new jobs are checked against the user's quota as a whole, then dispatched.
+    ``artifact`` (an upload's id) instead of ``model``: measured as uploaded."""
+    plan = (
+        upload_side(session, artifact, devices, field="artifact")
+        if artifact is not None
+        else pipeline.plan(model, devices, formats, budget=settings.work_budget)
+    )
     submitted = _submit(
         session,
         settings=settings,
@@ -95,8 +103,8 @@ def submit_profile(
 
 @dataclass(frozen=True)
 class CompareSubmission:
-    baseline: pipeline.Plan
-    candidate: pipeline.Plan
+    baseline: Side
+    candidate: Side
     jobs: list[Submitted]
 
 
@@ -113,11 +121,21 @@ def submit_compare(
     force: bool,
 ) -> CompareSubmission:
     """One compare job per device (both sides in the class's first format), reused and
-    coalesced by a key over both sides, the device and the settings, as ``submit_profile``."""
+    coalesced by a key over both sides, the device and the settings, as ``submit_profile``.
+    A side ``{"artifact": id}`` is an upload, measured as given."""
     plans = {
-        "baseline": _plan_side(baseline, devices, "baseline", settings),
-        "candidate": _plan_side(candidate, devices, "candidate", settings),
+        role: upload_side(session, model["artifact"], devices, field=f"{role}.artifact")
+        if isinstance(model, dict) and set(model) == {"artifact"}
+        else _plan_side(model, devices, role, settings)
+        for role, model in (("baseline", baseline), ("candidate", candidate))
     }
+    formats = {role: tuple(t.format for t in plan.targets) for role, plan in plans.items()}
+    if formats["baseline"] != formats["candidate"]:
+        raise SpecError(
+            f"the sides would be measured in different formats ({formats}); compare an upload "
+            "with an upload or a model of the same format",
+            field="candidate",
+        )
     submitted = _submit(
         session,
         settings=settings,
@@ -143,6 +161,47 @@ def _plan_side(
         raise SpecError(detail, field=f"{role}.{exc.field}" if exc.field else role) from exc
 
 
+def upload_side(
+    session: Session, key: str, devices: list[DeviceClass], *, field: str
+) -> pipeline.Upload:
+    """The uploaded artifact ``key`` on ``devices``: it must exist (NotFoundError naming
+    ``field``) and every device class must run its format (it is measured as given, never
+    converted: SpecError naming ``devices`` otherwise)."""
+    row = artifacts.uploaded(session, key=key, field=field)
+    fmt = ExportFormat(row.format)
+    for device in devices:
+        if fmt not in device.formats:
+            runs = ", ".join(f.value for f in device.formats)
+            raise SpecError(
+                f"device {device.value!r} runs {runs}; {field} {key!r} is {fmt.value}",
+                field="devices",
+            )
+    model = session.get(SpecRow, row.spec_hash).model
+    targets = tuple(pipeline.Target(d, fmt, row.precision) for d in devices)
+    return pipeline.Upload(key=key, spec_hash=row.spec_hash, model=model, targets=targets)
+
+
+def _ready_keys(
+    session: Session, plans: dict[str, Side], index: int, store: ArtifactStore
+) -> dict[str, str] | None:
+    """Role -> artifact key when every role's artifact for target ``index`` is ready (an
+    upload, or an earlier export of the same spec, format and precision that this server
+    recorded as passing its checks and still has in its store), so the job skips the export
+    queue; None when any must go through the export step."""
+    keys = {}
+    for role, plan in plans.items():
+        target = plan.targets[index]
+        if isinstance(plan, pipeline.Upload):
+            keys[role] = plan.key
+            continue
+        key = artifact_key(plan.spec_hash, target.format, Precision(target.precision))
+        row = session.get(ArtifactRow, key)
+        if row is None or not row.ok or store.get(key) is None:
+            return None
+        keys[role] = key
+    return keys
+
+
 def _submit(
     session: Session,
     *,
@@ -150,7 +209,7 @@ def _submit(
     dispatcher: Dispatcher,
     user: str,
     kind: str,
-    plans: dict[str, pipeline.Plan],
+    plans: dict[str, Side],
     request_key: Callable[[dict[str, str]], str],
     measure: MeasureSettings,
     force: bool,
@@ -172,6 +231,8 @@ def _submit(
         keyed.append((target, key, None if force else jobs.measured_job(session, request_key=key)))
     _check_quota(session, settings, user, [key for _, key, done in keyed if done is None])
     for plan in plans.values():
+        if isinstance(plan, pipeline.Upload):
+            continue  # its spec row was made by the upload
         jobs.upsert_spec(
             session,
             spec_hash=plan.spec_hash,
@@ -180,10 +241,12 @@ def _submit(
             body=plan.spec.model_dump(mode="json"),
         )
     specs = {role: plan.spec_hash for role, plan in plans.items()}
+    store = ArtifactStore(settings.data_dir)
     submitted = []
-    for target, key, job in keyed:
+    for index, (target, key, job) in enumerate(keyed):
         created = False
         if job is None:
+            ready = _ready_keys(session, plans, index, store)
             job, created = jobs.create_or_coalesce(
                 session,
                 spec_hash=first.spec_hash,
@@ -195,8 +258,11 @@ def _submit(
                 reuse_result=not force,
                 kind=kind,
                 specs=specs if len(specs) > 1 else None,
+                artifact_keys=ready,
             )
-            if created:
+            if created and ready:
+                dispatcher.dispatch(_task_of(job))
+            elif created:
                 dispatcher.submit(job.id, job.attempt)
         submitted.append(Submitted(job, not created and job.state == JobState.DONE.value))
     return submitted
@@ -269,10 +335,19 @@ def export_step(
         job = jobs.get_job(session, job_id=job_id)
         session.refresh(job)
         hashes = job.specs or {MODEL: job.spec_hash}
-        specs = {role: parse_spec(session.get(SpecRow, h).body) for role, h in hashes.items()}
+        rows = {role: session.get(SpecRow, h) for role, h in hashes.items()}
+        try:  # an upload is measured as given: its artifact is looked up, never built
+            keys = {
+                role: artifacts.upload_key(session, spec_hash=row.hash, fmt=job.format)
+                for role, row in rows.items()
+                if row.family == UPLOADED
+            }
+        except NotFoundError as exc:
+            fail_in(session, job_id=job_id, attempt=attempt, error=str(exc))
+            return None
+        specs = {role: parse_spec(row.body) for role, row in rows.items() if role not in keys}
     fmt = ExportFormat(job.format)
     export = partial(pipeline.export, store_root=store_root, lock_path=lock_path)
-    keys: dict[str, str] = {}
     for role, spec in specs.items():
         try:
             stored = artifact_key(spec.content_hash(), fmt, spec.precision_for(fmt))
@@ -285,6 +360,7 @@ def export_step(
             error = f"{role}: {exc}" if job.specs else str(exc)
             fail(sessions, job_id=job_id, attempt=attempt, error=error)
             return None
+    keys = {role: keys[role] for role in hashes}  # the roles' order: the first is the job's key
     several = keys if job.specs else {}
     key = next(iter(keys.values()))
     with sessions() as session:

@@ -44,6 +44,21 @@ class Plan:
     family: str | None
     targets: tuple[Target, ...]
 
+    @property
+    def model(self) -> str:
+        return self.spec.model
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A side that is an uploaded artifact: measured as given (never built), so its jobs are
+    created exported; ``spec_hash`` is the upload's content hash, its spec row says so."""
+
+    key: str
+    spec_hash: str
+    model: str
+    targets: tuple[Target, ...]
+
 
 def plan(
     model: str | dict[str, Any],

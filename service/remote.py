@@ -81,6 +81,19 @@ def remote_compare(
     return ComparisonRecord.model_validate(job["result"])
 
 
+def post_gate_run(
+    server: str, token: str | None, run: dict[str, Any], *, http: httpx.Client | None = None
+) -> dict[str, Any]:
+    """Store a gate run (POST /gate-runs: labels, verdicts, each pair's compare jobs); its id."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    client = http or httpx.Client(base_url=server.rstrip("/"), timeout=60.0)
+    try:
+        return checked(client.post("/gate-runs", json=run, headers=headers))
+    finally:
+        if http is None:
+            client.close()
+
+
 def _follow(
     client: httpx.Client,
     job_id: str,

@@ -14,15 +14,13 @@ from pathlib import Path
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
 from exporters.artifacts import ArtifactStore
 from exporters.errors import PayloadTooLargeError, SpecError
-from exporters.formats import DeviceClass, ExportFormat
+from exporters.formats import ExportFormat
 from exporters.sources.ready import NOT_REPARAMETERIZED, ingest
 from service.api.deps import SessionDep, SettingsDep, UserDep
-from service.db.artifacts import record_upload, uploaded
-from service.pipeline import Target
+from service.db.artifacts import record_upload
 
 router = APIRouter(tags=["artifacts"])
 
@@ -88,17 +86,3 @@ async def upload_artifact(
         cached=done.cached,
         checks=artifact.meta.get("checks", {}),
     )
-
-
-def profile_targets(session: Session, *, key: str, devices: list[DeviceClass]) -> list[Target]:
-    """POST /profile by artifact id: the uploaded artifact must exist and every requested device
-    class must run its format (it is measured as given, never converted)."""
-    row = uploaded(session, key=key)
-    fmt = ExportFormat(row.format)
-    for device in devices:
-        if fmt not in device.formats:
-            runs = ", ".join(f.value for f in device.formats)
-            raise SpecError(
-                f"{device.value} runs {runs}; artifact {key!r} is {fmt.value}", field="devices"
-            )
-    return [Target(device, fmt, row.precision) for device in devices]

@@ -34,10 +34,10 @@ def create_compare(
     )
     return CompareAccepted(
         baseline=SidePublic(
-            model=submission.baseline.spec.model, spec_hash=submission.baseline.spec_hash
+            model=submission.baseline.model, spec_hash=submission.baseline.spec_hash
         ),
         candidate=SidePublic(
-            model=submission.candidate.spec.model, spec_hash=submission.candidate.spec_hash
+            model=submission.candidate.model, spec_hash=submission.candidate.spec_hash
         ),
         jobs=[job_brief(s.job, cached=s.cached) for s in submission.jobs],
     )

@@ -27,6 +27,7 @@ def create_profile(
         dispatcher=dispatcher,
         user=user,
         model=body.model,
+        artifact=body.artifact,
         devices=body.devices,
         formats=body.formats,
         measure=body.settings,
@@ -34,4 +35,4 @@ def create_profile(
     )
     briefs = [job_brief(s.job, cached=s.cached) for s in submission.jobs]
     plan = submission.plan
-    return ProfileAccepted(spec_hash=plan.spec_hash, model=plan.spec.model, jobs=briefs)
+    return ProfileAccepted(spec_hash=plan.spec_hash, model=plan.model, jobs=briefs)

@@ -21,7 +21,6 @@ from pydantic import (
 from devices.results import ComparisonRecord, MeasurementRecord
 from devices.settings import MeasureSettings
 from exporters.artifacts import KEY_PATTERN
-from exporters.errors import SpecError
 from exporters.formats import DeviceClass, ExportFormat
 
 MAX_OFFSET = 10**9  # far past any table here, far below the 64-bit integers databases overflow at
@@ -156,15 +155,9 @@ class CompareCreate(Strict):
     force: bool = Field(False, description="compare again even if this request has a result")
 
     def model_of(self, role: str) -> str | dict[str, Any]:
-        """The model of side ``role``; an artifact id is refused until uploads reach compare."""
+        """The model of side ``role``: a zoo name, a spec, or ``{"artifact": id}``."""
         side = getattr(self, role)
-        if isinstance(side, ArtifactRef):
-            raise SpecError(
-                "this server compares models (a zoo name or a spec) only; comparing uploaded "
-                "artifacts by id is not available yet",
-                field=f"{role}.artifact",
-            )
-        return side
+        return side.model_dump() if isinstance(side, ArtifactRef) else side
 
 
 class JobBrief(BaseModel):

@@ -21,7 +21,7 @@ from service.cli import EXIT_USAGE, data_dir, fail
 err_console = Console(stderr=True)
 
 
-def _decide_document(comparison: str, threshold: float, metric: str) -> None:
+def _decide_document(comparison: str, threshold: float, metric: str, allow_predicted: bool) -> None:
     from service.gate import decide_from_json
 
     if comparison == "-":
@@ -30,7 +30,7 @@ def _decide_document(comparison: str, threshold: float, metric: str) -> None:
         text = Path(comparison).read_text()
     else:
         raise SpecError(f"no such file {comparison!r}", field="comparison")
-    decision = decide_from_json(text, threshold, metric=metric)
+    decision = decide_from_json(text, threshold, metric=metric, allow_predicted=allow_predicted)
     typer.echo(decision.explain())
     raise typer.Exit(int(decision.verdict))
 
@@ -53,7 +53,8 @@ def _config(
             "give --candidate REF with --baseline REF or --baseline-ref, or --config FILE",
             field="candidate",
         )
-    name = candidate.removeprefix("python:")
+    # a file's stem names its model (a CI machine's paths mean nothing in a stored gate run)
+    name = Path(candidate).stem if Path(candidate).is_file() else candidate.removeprefix("python:")
     model = {"name": name, "ref": candidate, "baseline": baseline}
     data = {**{k: v for k, v in overrides.items() if v}, "models": [model]}
     return GateConfig.model_validate(data), Path.cwd()
@@ -85,7 +86,21 @@ def gate(
         int | None, typer.Option(help="session pairs an inconclusive pair may grow to")
     ] = None,
     server: Annotated[
-        str | None, typer.Option(help="latbench server whose runners compare")
+        str | None,
+        typer.Option(help="latbench server whose runners compare (both sides are uploaded)"),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="LATBENCH_API_TOKEN", help="the server's API token")
+    ] = None,
+    allow_predicted: Annotated[
+        bool, typer.Option(help="accept a predicted (not measured) result as a comparison")
+    ] = False,
+    repository: Annotated[str | None, typer.Option(help="label of the stored gate run")] = None,
+    branch: Annotated[str | None, typer.Option(help="label of the stored gate run")] = None,
+    commit: Annotated[str | None, typer.Option(help="label of the stored gate run")] = None,
+    pr: Annotated[str | None, typer.Option(help="pull request, label of the gate run")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option(help="free label KEY=VALUE of the gate run, repeatable")
     ] = None,
     dashboard: Annotated[str | None, typer.Option(help="dashboard base URL for links")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
@@ -98,19 +113,85 @@ def gate(
 
     try:
         if comparison is not None:
-            _decide_document(comparison, parse_threshold(threshold or 0.05), metric or "wall")
+            _decide_document(
+                comparison, parse_threshold(threshold or 0.05), metric or "wall", allow_predicted
+            )
         overrides = {"threshold": threshold, "metric": metric, "devices": device,
                      "baseline_ref": baseline_ref, "budget_reloads": budget_reloads}  # fmt: skip
         gate_config, root = _config(config, baseline, candidate, overrides)
-        outcome = _run(gate_config, root, server, quiet=as_json)
+        labels = _labels(repository, branch, commit, pr, label or [])
+        remote = _remote(server, token, allow_predicted, quiet=as_json)
+        outcome = _run(gate_config, root, remote, quiet=as_json)
     except LatbenchError as error:
         fail(error)  # prints it; any failure to run the gate is 2, never a verdict's code
         raise typer.Exit(EXIT_USAGE) from None
+    if remote is not None:
+        _store(outcome, remote, labels)
     _print(outcome, as_json=as_json, markdown=markdown, link=dashboard or server)
     raise typer.Exit(int(outcome.verdict))
 
 
-def _run(gate_config, root: Path, server: str | None, *, quiet: bool):
+def _labels(
+    repository: str | None,
+    branch: str | None,
+    commit: str | None,
+    pr: str | None,
+    free: list[str],
+) -> dict:
+    """The gate run's labels; a free label is KEY=VALUE."""
+    extra = {}
+    for item in free:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"{item!r} is not KEY=VALUE", field="label")
+        extra[key] = value
+    fixed = {"repository": repository, "branch": branch, "commit": commit, "pr": pr}
+    return {**{k: v for k, v in fixed.items() if v}, "extra": extra}
+
+
+def _remote(server: str | None, token: str | None, allow_predicted: bool, *, quiet: bool):
+    from service.gate.compare import Remote
+
+    if server is None:
+        return None
+    return Remote(server, token, allow_predicted, progress=None if quiet else _progress)
+
+
+def _progress(message: str) -> None:
+    err_console.print(f"[dim]{message}[/]")
+
+
+def _store(outcome, remote, labels: dict) -> None:
+    """Post the run to the server (its history per model and device); a failure to store it
+    is said on stderr and leaves the verdict's exit code alone."""
+    import httpx
+
+    from service.remote import post_gate_run
+
+    run = {
+        "labels": labels,
+        "verdict": outcome.verdict.name.lower(),
+        "metric": outcome.metric,
+        "rule": outcome.rule,
+        "pairs": [
+            {"model": p.pair.model, "device": p.pair.device.value,
+             "baseline": p.pair.baseline.artifact.key, "candidate": p.pair.candidate.artifact.key,
+             "verdict": p.decision.verdict.name.lower(), "threshold": p.pair.threshold,
+             "ratio": p.decision.ratio, "ci": list(p.decision.ci95),
+             "jobs": list(p.comparison.jobs)}
+            for p in outcome.pairs
+        ],
+    }  # fmt: skip
+    try:
+        stored = post_gate_run(remote.url, remote.token, run)
+    except (LatbenchError, httpx.HTTPError) as error:
+        err_console.print(f"[yellow]warning:[/] the gate run was not stored on the server: {error}")
+        return
+    if remote.progress is not None:
+        remote.progress(f"gate run {stored['id']} stored on {remote.url}")
+
+
+def _run(gate_config, root: Path, server, *, quiet: bool):
     from devices.settings import parse_settings
     from exporters.artifacts import ArtifactStore
     from service.gate.config import plan
@@ -118,11 +199,16 @@ def _run(gate_config, root: Path, server: str | None, *, quiet: bool):
 
     def progress(message: str) -> None:
         if not quiet:
-            err_console.print(f"[dim]{message}[/]")
+            _progress(message)
 
     store = ArtifactStore(data_dir())
     progress("building both sides of every pair")
     pairs = plan(gate_config, root, store, server)
+    if server is not None:
+        progress(f"uploading {len(pairs)} pair(s) to {server.url}")
+        for pair in pairs:  # under the gate's model name: the server's model page shows it
+            for side in (pair.baseline, pair.candidate):
+                server.upload(side.artifact, label=pair.model)
     settings = {"threads": 1} if gate_config.metric == "cpu" else {}
     return run_gate(
         pairs,

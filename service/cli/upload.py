@@ -54,7 +54,9 @@ def upload_command(
             model, ExportFormat.ONNX, store_root=data_dir(), lock_path=host_lock_path()
         )
         with httpx.Client(base_url=server, timeout=300) as client:
-            uploaded = upload_artifact(client, done.artifact, name=_name(done.model), token=token)
+            uploaded = upload_artifact(
+                client, done.artifact, name=upload_label(done.model), token=token
+            )
     except LatbenchError as error:
         raise fail(error) from None
     except httpx.HTTPError as error:
@@ -63,7 +65,7 @@ def upload_command(
     typer.echo(json.dumps(doc, indent=2) if as_json else f"{uploaded['id']}  ({done.reparam_note})")
 
 
-def _name(model: str) -> str:
+def upload_label(model: str) -> str:
     """The label the server keeps: its allowed characters only."""
     return "".join(c if c.isalnum() or c in "_.-" else "_" for c in model)[:128] or "uploaded"
 

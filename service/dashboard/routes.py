@@ -21,6 +21,7 @@ from service.api.present import job_public, runner_public
 from service.dashboard import view
 from service.db import jobs, runners
 from service.db.accuracy import accuracies
+from service.db.gateruns import list_gate_runs
 from service.db.results import list_results
 from service.db.tables import ArtifactRow, JobRow, ResultRow, SpecRow
 from service.settings import Settings
@@ -151,6 +152,7 @@ def model_page(
             "layers": with_layers.measurement["layers"] if with_layers else None,
             "layers_device": with_layers.device_class if with_layers else None,
             "history": [_history_entry(r) for r in reversed(history)],
+            "gate_runs": list_gate_runs(session, model=spec.model),
         },
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
@@ -13,6 +14,8 @@ from service.db.tables import ArtifactRow, SpecRow
 
 if TYPE_CHECKING:
     from exporters.export import ExportReport
+
+UPLOADED = "uploaded"  # the family of an uploaded artifact's spec row
 
 
 def record_export(session: Session, *, spec_hash: str, report: ExportReport) -> None:
@@ -39,7 +42,7 @@ def record_upload(
     content_hash, fmt, precision = key.split("-")
     if session.get(SpecRow, content_hash) is None:
         body = {"source": "upload", "format": fmt, "label": label}
-        session.add(SpecRow(hash=content_hash, model=label, family="uploaded", body=body))
+        session.add(SpecRow(hash=content_hash, model=label, family=UPLOADED, body=body))
     if session.get(ArtifactRow, key) is None:
         session.add(
             ArtifactRow(key=key, spec_hash=content_hash, format=fmt, precision=precision,
@@ -48,13 +51,27 @@ def record_upload(
     commit_new(session)
 
 
-def uploaded(session: Session, *, key: str) -> ArtifactRow:
+def uploaded(session: Session, *, key: str, field: str = "artifact") -> ArtifactRow:
     """The uploaded artifact ``key`` (the id POST /artifacts returned); NotFoundError otherwise,
     so a profile request by id never reaches an export step that would try to build it."""
     row = session.get(ArtifactRow, key)
     spec = session.get(SpecRow, row.spec_hash) if row is not None else None
-    if row is None or spec is None or spec.family != "uploaded":
+    if row is None or spec is None or spec.family != UPLOADED:
         raise NotFoundError(
-            f"artifact: no uploaded artifact {key!r}; upload it with POST /artifacts"
+            f"no uploaded artifact {key!r}; upload it with POST /artifacts", field=field
         )
     return row
+
+
+def upload_key(session: Session, *, spec_hash: str, fmt: str) -> str:
+    """The key of the upload whose content hash is ``spec_hash`` (a job measuring it, queued
+    again after an interruption, finds its artifact here instead of building it)."""
+    query = select(ArtifactRow.key).where(
+        ArtifactRow.spec_hash == spec_hash, ArtifactRow.format == fmt
+    )
+    key = session.scalars(query).first()
+    if key is None:
+        raise NotFoundError(
+            f"no uploaded {fmt} artifact with content hash {spec_hash}", field="artifact"
+        )
+    return key

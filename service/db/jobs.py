@@ -66,6 +66,7 @@ def create_or_coalesce(
     reuse_result: bool = True,
     kind: str = "profile",
     specs: dict[str, str] | None = None,
+    artifact_keys: dict[str, str] | None = None,
 ) -> tuple[JobRow, bool]:
     """A new queued job (``created`` True), else the unfinished job with the same request key,
     else (``reuse_result``) the done job that measured it. Commits.
@@ -73,7 +74,8 @@ def create_or_coalesce(
     The unique ``active_key`` decides races between identical requests; the result check runs
     after our insert, in its transaction, so a job completing meanwhile is seen, not duplicated
     (a result and its job's completion commit together). ``specs``: role -> spec hash for kinds
-    taking several models (``spec_hash`` is then the first role's)."""
+    taking several models (``spec_hash`` is then the first role's). ``artifact_keys``: role ->
+    artifact key when every artifact is in the store already: the job is created exported."""
     job = JobRow(
         id=uuid.uuid4().hex,
         kind=kind,
@@ -87,6 +89,8 @@ def create_or_coalesce(
         user=user,
         state=JobState.QUEUED.value,
         attempt=1,
+        artifact_key=next(iter(artifact_keys.values())) if artifact_keys else None,
+        artifact_keys=artifact_keys if artifact_keys and len(artifact_keys) > 1 else None,
     )
     session.add(job)
     try:
@@ -110,6 +114,7 @@ def create_or_coalesce(
             reuse_result=reuse_result,
             kind=kind,
             specs=specs,
+            artifact_keys=artifact_keys,
         )
     done = measured_job(session, request_key=request_key) if reuse_result else None
     if done is not None:

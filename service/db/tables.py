@@ -1,4 +1,4 @@
-"""The seven tables. Everything that matters lives here, never only in memory.
+"""The eight tables. Everything that matters lives here, never only in memory.
 
 Two constraints carry the service's guarantees: ``jobs.active_key`` is unique while a job is
 unfinished (NULL afterwards), so identical concurrent requests coalesce to one job; and
@@ -139,3 +139,33 @@ class AccuracyRow(Base):
     note: Mapped[str | None] = mapped_column(Text)
     user: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class GateRunRow(Base):
+    """One (model, device) verdict of a ``latbench gate`` run, with the caller's labels; the rows
+    of one run share ``run_id``. One row per pair, so listings filter by model and device."""
+
+    __tablename__ = "gate_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(32), index=True)
+    user: Mapped[str] = mapped_column(String(64))
+    repository: Mapped[str | None] = mapped_column(String(200), index=True)
+    branch: Mapped[str | None] = mapped_column(String(200))
+    commit: Mapped[str | None] = mapped_column(String(64))
+    pr: Mapped[str | None] = mapped_column(String(32))
+    labels: Mapped[dict[str, Any]]
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    device_class: Mapped[str] = mapped_column(String(32), index=True)
+    baseline_spec_hash: Mapped[str] = mapped_column(String(64))
+    candidate_spec_hash: Mapped[str] = mapped_column(String(64), index=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    run_verdict: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[str] = mapped_column(String(8))
+    threshold: Mapped[float] = mapped_column(Float)
+    ratio: Mapped[float] = mapped_column(Float)
+    ci_low: Mapped[float] = mapped_column(Float)
+    ci_high: Mapped[float] = mapped_column(Float)
+    rule: Mapped[str] = mapped_column(Text)
+    jobs: Mapped[list[Any]]  # the comparison job ids of the pair's rounds
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

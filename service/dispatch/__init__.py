@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # the job service imports the protocol; keep this module light
+    from devices.jobs.port import JobTask
     from service.jobservice import Sessions
     from service.settings import Settings
 
@@ -14,6 +15,9 @@ if TYPE_CHECKING:  # the job service imports the protocol; keep this module ligh
 class Dispatcher(Protocol):
     def submit(self, job_id: str, attempt: int) -> None:
         """Queue the job's export step; its measure step follows on a runner of its class."""
+
+    def dispatch(self, task: JobTask) -> None:
+        """Queue the device step of a job created exported (its artifacts already stored)."""
 
     def serves(self, device_class: str) -> bool:
         """Whether a job for this device class can ever be measured through this backend."""

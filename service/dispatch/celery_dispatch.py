@@ -8,7 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from devices.jobs.broker import EXPORT_TASK, export_queue, make_celery
+from devices.jobs.broker import DEVICE_TASK, EXPORT_TASK, device_queue, export_queue, make_celery
+from devices.jobs.port import JobTask
 from service.dispatch.export_worker import WITH_PARENT
 from service.settings import Settings
 
@@ -19,11 +20,16 @@ class CeleryDispatcher:
     def __init__(self, settings: Settings) -> None:
         self.app = make_celery(settings.broker_url)
         self.queue = export_queue(settings.queue_namespace)
+        self.namespace = settings.queue_namespace
         self.worker_count = settings.export_workers
         self.workers: list[subprocess.Popen[bytes]] = []
 
     def submit(self, job_id: str, attempt: int) -> None:
         self.app.send_task(EXPORT_TASK, args=[job_id, attempt], queue=self.queue)
+
+    def dispatch(self, task: JobTask) -> None:
+        queue = device_queue(task.device_class, self.namespace)
+        self.app.send_task(DEVICE_TASK, args=[task.to_dict()], queue=queue)
 
     def serves(self, device_class: str) -> bool:
         """Any class: its runners may attach later; the job waits in its queue until then."""

@@ -82,13 +82,17 @@ class LocalDispatcher:
         self.settings = settings
         self.sessions = sessions
         self.device_class = DeviceClass.of_this_cpu()
-        self._queue: queue.Queue[tuple[str, int] | None] = queue.Queue()
+        # a job to export then measure, or the device step of a job created exported
+        self._queue: queue.Queue[tuple[str, int] | JobTask | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._workers = jobservice.export_workers(settings)
 
     def submit(self, job_id: str, attempt: int) -> None:
         self._queue.put((job_id, attempt))
+
+    def dispatch(self, task: JobTask) -> None:
+        self._queue.put(task)
 
     def serves(self, device_class: str) -> bool:
         """This host's CPU class, and only while the embedded runner is on: with it off
@@ -135,15 +139,19 @@ class LocalDispatcher:
         port = DatabasePort(self.sessions, self.settings.data_dir, local_runner_id())
         host = Host(lock_path=self.settings.host_lock)
         while (item := self._queue.get()) is not None:
-            job_id, attempt = item
+            job_id, attempt = (item.job_id, item.attempt) if isinstance(item, JobTask) else item
             try:
-                task = jobservice.export_step(
-                    self.sessions,
-                    job_id=job_id,
-                    attempt=attempt,
-                    store_root=self.settings.data_dir,
-                    lock_path=self.settings.host_lock,
-                    workers=self._workers,
+                task = (
+                    item
+                    if isinstance(item, JobTask)
+                    else jobservice.export_step(
+                        self.sessions,
+                        job_id=job_id,
+                        attempt=attempt,
+                        store_root=self.settings.data_dir,
+                        lock_path=self.settings.host_lock,
+                        workers=self._workers,
+                    )
                 )
                 if task is not None and task.device_class == self.device_class.value:
                     run_task(port, task, host)  # another class stays queued for its runners

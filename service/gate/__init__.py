@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -141,7 +141,9 @@ def ratio_interval(estimates: Sequence[float], confidence: float) -> RatioInterv
     )
 
 
-def decide_from_json(text: str, threshold: float, *, metric: str = "wall") -> Decision:
+def decide_from_json(
+    text: str, threshold: float, *, metric: str = "wall", allow_predicted: bool = False
+) -> Decision:
     """A ``latbench compare --json`` document (needs ``ratio`` and ``ci95``).
 
     ``metric="cpu"`` gates on the ratio of the computing thread's CPU time (``cpu_ratio``, single
@@ -151,6 +153,7 @@ def decide_from_json(text: str, threshold: float, *, metric: str = "wall") -> De
         raise SpecError("metric must be 'wall' or 'cpu'", field="metric")
     try:
         doc: Any = json.loads(text)
+        refuse_predicted(doc, allow=allow_predicted)
         if metric == "cpu":
             if not doc.get("cpu_ratio"):
                 raise SpecError(
@@ -159,7 +162,7 @@ def decide_from_json(text: str, threshold: float, *, metric: str = "wall") -> De
                 )
             doc = doc["cpu_ratio"]
         ratio, ci95 = float(doc["ratio"]), tuple(float(v) for v in doc["ci95"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
         raise SpecError(
             f"not a comparison document ({type(exc).__name__}: {exc}); "
             "write one with `latbench compare A B --json`",
@@ -168,3 +171,15 @@ def decide_from_json(text: str, threshold: float, *, metric: str = "wall") -> De
     if len(ci95) != 2:
         raise SpecError("ci95 must have two bounds", field="ci95")
     return decide(ratio, ci95, threshold)
+
+
+def refuse_predicted(result: Mapping[str, Any], *, allow: bool) -> None:
+    """A gate decides on measurements: a predicted result (the predictor's estimate, ``kind:
+    "predicted"``) would pass or fail a build on the predictor's error, so it is refused unless
+    the caller says otherwise."""
+    if not allow and result.get("kind") == "predicted":
+        raise SpecError(
+            "this result is predicted by the latency model, not measured; gate on a measured "
+            "comparison, or pass --allow-predicted to accept the predictor's error",
+            field="kind",
+        )

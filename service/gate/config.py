@@ -21,7 +21,7 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -33,6 +33,9 @@ from exporters.sources.ready import SUFFIXES as ARTIFACT_SUFFIXES
 from service import pipeline
 from service.cli import host_lock_path
 from service.gate.run import Pair
+
+if TYPE_CHECKING:
+    from service.gate.compare import Remote
 
 
 def parse_threshold(value: float | str) -> float:
@@ -182,7 +185,7 @@ def side(
     return pipeline.materialize(document, fmt, store_root=store.root, lock_path=host_lock_path())
 
 
-def plan(config: GateConfig, root: Path, store: ArtifactStore, server: str | None) -> list[Pair]:
+def plan(config: GateConfig, root: Path, store: ArtifactStore, server: Remote | None) -> list[Pair]:
     """Every (model, device) pair with both sides built (or validated) into ``store``."""
     from service.gate.compare import artifact_format
 

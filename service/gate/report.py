@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from rich.table import Table
 
+from exporters.artifacts import spec_hash_of
 from service.gate import Verdict
 from service.gate.run import GateOutcome, PairOutcome
 
@@ -62,10 +61,11 @@ def table(outcome: GateOutcome) -> Table:
 
 
 def dashboard_link(base_url: str | None, p: PairOutcome) -> str:
+    """The candidate's model page, which lists the model's gate runs per device."""
     if not base_url:
         return "—"
-    query = urlencode({"model": p.pair.model, "device": p.pair.device.value})
-    return f"[dashboard]({base_url.rstrip('/')}/dashboard?{query})"
+    spec_hash = spec_hash_of(p.pair.candidate.artifact.key)
+    return f"[dashboard]({base_url.rstrip('/')}/dashboard/models/{spec_hash})"
 
 
 def markdown(outcome: GateOutcome, *, dashboard: str | None = None) -> str:

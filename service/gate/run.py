@@ -11,7 +11,7 @@ from devices.settings import MeasureSettings
 from exporters.formats import DeviceClass
 from exporters.sources import Sourced
 from service.gate import Decision, Verdict, decide, pair_confidence, percent, ratio_interval
-from service.gate.compare import PairComparison, compare
+from service.gate.compare import PairComparison, Remote, compare
 
 Compare = Callable[..., PairComparison]
 Progress = Callable[[str], None]
@@ -74,6 +74,7 @@ class PairOutcome:
                           "ci95_ms": list(cand.ci95)},
             "host_load": self.comparison.host_load,
             "notes": list(self.comparison.notes),
+            "jobs": list(self.comparison.jobs),
         }  # fmt: skip
 
 
@@ -118,7 +119,7 @@ def run_gate(
     settings: MeasureSettings,
     metric: str = "wall",
     budget: Budget = Budget(),
-    server: str | None = None,
+    server: Remote | None = None,
     compare_fn: Compare = compare,
     progress: Progress | None = None,
 ) -> GateOutcome:
@@ -140,6 +141,7 @@ def run_gate(
             more = compare_fn(
                 pair.baseline.artifact, pair.candidate.artifact, pair.device,
                 settings.model_copy(update={"ab_reloads": max(2, step)}), server=server,
+                force=True,  # a server would answer the same request with its stored round
             )  # fmt: skip
             comparison = comparison.merged(more)
             decision = _decide(comparison, metric, pair.threshold, confidence)

@@ -11,8 +11,11 @@ import pytest
 
 from devices.settings import MeasureSettings
 from exporters.formats import DeviceClass
+from service.gate import Verdict, decide, ratio_interval
+from service.gate.compare import from_record
 from service.remote import remote_compare
 from tests.e2e.conftest import FAST, FAST_AB, LARGE, LATBENCH, SMALL, Proc, Server, celery_server
+from tests.service.test_compare import matmul_chain
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
 
@@ -87,14 +90,15 @@ def test_celery_runner_measures_and_a_killed_runner_loses_its_job(server, base_e
     assert sorted(r["job_id"] for r in results) == sorted({r["job_id"] for r in results})
 
 
-def test_a_remote_runner_executes_a_compare_job(server, base_env, tmp_path):
-    runner, runner_id = start_runner(server, base_env, tmp_path / "runner.log")
+def compare_on_a_runner(server, env, tmp_path, baseline, candidate):
+    """One comparison by a runner process started for it (and ended); with that runner's id."""
+    runner, runner_id = start_runner(server, env, tmp_path / "runner.log")
     try:
         record = remote_compare(
             server.url,
             None,
-            SMALL,
-            LARGE,
+            baseline,
+            candidate,
             DeviceClass.CPU_X86_64,
             MeasureSettings(**FAST_AB),
             poll_s=0.3,
@@ -102,8 +106,37 @@ def test_a_remote_runner_executes_a_compare_job(server, base_env, tmp_path):
         )
     finally:
         runner.kill()
+    return record, runner_id
+
+
+def test_a_remote_runner_executes_a_compare_job(server, base_env, tmp_path):
+    record, runner_id = compare_on_a_runner(server, base_env, tmp_path, SMALL, LARGE)
     assert record.model_extra["runner_id"] == runner_id
     assert record.ratio > 1 and record.cpu_ratio is not None and record.cpu_ratio.ratio > 1.5
     assert record.device["runtime"] == "onnxruntime" and record.reloads == 4
     cache = sorted(p.name for p in (tmp_path / "runner.cache").iterdir())
     assert len(cache) == 2 and all(name.endswith("-onnx-fp32.onnx") for name in cache)
+
+
+def test_a_remote_runner_compares_an_uploaded_onnx_pair_and_the_gate_decides(
+    server, base_env, tmp_path
+):
+    ids = {}
+    for role, depth in (("baseline", 1), ("candidate", 6)):
+        matmul_chain(tmp_path / f"{role}.onnx", depth)
+        upload = server.http.post("/artifacts", content=(tmp_path / f"{role}.onnx").read_bytes())
+        assert upload.status_code == 201, upload.text
+        ids[role] = upload.json()["id"]
+    sides = [{"artifact": ids[role]} for role in ("baseline", "candidate")]
+    record, runner_id = compare_on_a_runner(server, base_env, tmp_path, *sides)
+    assert record.model_extra["runner_id"] == runner_id and record.reloads == 4
+    comparison = from_record(record, DeviceClass.CPU_X86_64)
+    interval = ratio_interval(comparison.estimates("wall"), 0.95)
+    decision = decide(interval.ratio, interval.ci, 0.05, 0.95)
+    assert decision.verdict is Verdict.REGRESSION, decision.explain()  # six MatMuls against one
+    job = server.http.get(f"/jobs/{comparison.jobs[0]}").json()
+    assert [job["result"][side]["spec_hash"] for side in ("baseline", "candidate")] == [
+        key.split("-")[0] for key in ids.values()
+    ]
+    cache = sorted(p.name for p in (tmp_path / "runner.cache").iterdir())
+    assert cache == sorted(f"{key}.onnx" for key in ids.values())  # fetched as uploaded

@@ -4,6 +4,7 @@ worker, real ONNX export of a seed model, real onnxruntime measurement)."""
 from __future__ import annotations
 
 import signal
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -12,7 +13,8 @@ import pytest
 from devices.settings import MeasureSettings
 from exporters.formats import DeviceClass
 from service.remote import remote_compare
-from tests.e2e.conftest import FAST, FAST_AB, LARGE, SMALL, Server, service_env
+from tests.e2e.conftest import FAST, FAST_AB, LARGE, LATBENCH, SMALL, Server, service_env
+from tests.service.test_compare import matmul_chain
 
 pytestmark = pytest.mark.slow
 
@@ -110,3 +112,54 @@ def test_restart_with_jobs_unfinished_loses_none(base_env, tmp_path):
         server.stop()
     assert [j["state"] for j in jobs] == ["done", "done"]
     assert all(j["attempt"] == 2 and j["result"]["latency_ms"]["n"] >= 10 for j in jobs)
+
+
+def upload(server: Server, path) -> str:
+    response = server.http.post("/artifacts", content=path.read_bytes(), params={"name": "chain"})
+    assert response.status_code in (200, 201), response.text
+    return response.json()["id"]
+
+
+def test_profile_by_artifact_id_is_measured_as_uploaded(server, tmp_path):
+    matmul_chain(tmp_path / "chain.onnx", 2)
+    key = upload(server, tmp_path / "chain.onnx")
+    accepted = server.http.post("/profile", json={"artifact": key, "settings": FAST})
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["model"] == "chain"
+    job = server.wait_job(accepted.json()["jobs"][0]["id"])
+    assert job["state"] == "done", job["error"]
+    assert job["spec_hash"] == key.split("-")[0] and job["result"]["latency_ms"]["median"] > 0
+    assert job["result"]["device"]["runtime"] == "onnxruntime"
+    unknown = server.http.post("/profile", json={"artifact": "f" * 32 + "-onnx-fp32"})
+    assert (unknown.status_code, unknown.json()["field"]) == (404, "artifact")
+    coreml = server.http.post("/profile", json={"artifact": key, "devices": ["iphone12-class"]})
+    assert (coreml.status_code, coreml.json()["field"]) == (422, "devices")
+
+
+def test_gate_against_the_server_uploads_compares_and_stores_the_run(server, tmp_path):
+    for name, depth in (("base", 1), ("slow", 6)):
+        matmul_chain(tmp_path / f"{name}.onnx", depth)
+    env = service_env(tmp_path / "ci")  # the CI machine's own store: it builds and uploads
+    markdown = tmp_path / "comment.md"
+    done = subprocess.run(
+        [LATBENCH, "gate", "--server", server.url, "--baseline", str(tmp_path / "base.onnx"),
+         "--candidate", str(tmp_path / "slow.onnx"), "--repository", "org/chain",
+         "--commit", "abc1234", "--pr", "7", "--label", "ci=e2e", "--markdown", str(markdown)],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr  # six MatMuls against one
+    assert "uploading 1 pair(s)" in done.stderr and "compare job done" in done.stderr
+    runs = server.http.get("/gate-runs", params={"repository": "org/chain"}).json()["data"]
+    (run,) = runs
+    assert (run["model"], run["verdict"], run["pr"], run["labels"]) == (
+        "slow",
+        "regression",
+        "7",
+        {"ci": "e2e"},
+    )
+    assert len(run["jobs"]) >= 2  # a regression is confirmed by a further, forced round
+    jobs = [server.http.get(f"/jobs/{job}").json() for job in run["jobs"]]
+    assert {j["kind"] for j in jobs} == {"compare"} and len({j["id"] for j in jobs}) == len(jobs)
+    assert f"/dashboard/models/{run['candidate_spec_hash']}" in markdown.read_text()
+    page = server.http.get(f"/dashboard/models/{run['candidate_spec_hash']}").text
+    assert "org/chain" in page and "regression" in page

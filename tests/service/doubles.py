@@ -20,6 +20,7 @@ class RecordingDispatcher:
     def __init__(self, serves: Iterable[DeviceClass] | None = None) -> None:
         self.classes = None if serves is None else {d.value for d in serves}
         self.submitted: list[tuple[str, int]] = []
+        self.dispatched: list[JobTask] = []  # jobs created exported, sent to a device queue
 
     @classmethod
     def this_host(cls) -> RecordingDispatcher:
@@ -28,6 +29,9 @@ class RecordingDispatcher:
 
     def submit(self, job_id: str, attempt: int) -> None:
         self.submitted.append((job_id, attempt))
+
+    def dispatch(self, task: JobTask) -> None:
+        self.dispatched.append(task)
 
     def serves(self, device_class: str) -> bool:
         return self.classes is None or device_class in self.classes

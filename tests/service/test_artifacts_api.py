@@ -109,20 +109,39 @@ def test_cli_upload_sends_a_built_artifact_and_relays_refusals(client, tmp_path)
     assert info.value.field == "artifact"
 
 
-def test_profile_targets_of_an_uploaded_artifact(client, tmp_path):
-    from exporters.errors import NotFoundError
+def test_profile_by_artifact_id_is_created_exported_and_sent_to_the_device_queue(
+    settings, tmp_path
+):
     from exporters.formats import DeviceClass
-    from service.api.artifacts import profile_targets
+    from service import jobservice
+    from service.db import jobs
+    from tests.service.doubles import RecordingDispatcher
 
-    key = client.post("/artifacts", content=_onnx_model(tmp_path).read_bytes()).json()["id"]
-    with client.app.state.sessions() as session:
-        (target,) = profile_targets(session, key=key, devices=[DeviceClass.CPU_X86_64])
-        assert (target.format.value, target.precision) == ("onnx", "fp32")
-        with pytest.raises(SpecError) as info:
-            profile_targets(session, key=key, devices=[DeviceClass.IPHONE12_CLASS])
-        assert info.value.field == "devices"
-        with pytest.raises(NotFoundError, match="artifact"):
-            profile_targets(session, key="f" * 32 + "-onnx-fp32", devices=[DeviceClass.CPU_X86_64])
+    app = create_app(settings, dispatcher=RecordingDispatcher())
+    with TestClient(app) as http:
+        key = http.post("/artifacts", content=_onnx_model(tmp_path).read_bytes()).json()["id"]
+        body = {"artifact": key, "devices": [DeviceClass.CPU_X86_64.value]}
+        first = http.post("/profile", json=body)
+        assert first.status_code == 202, first.text
+        job_id = first.json()["jobs"][0]["id"]
+        assert http.post("/profile", json=body).json()["jobs"][0]["id"] == job_id  # coalesced
+        dispatcher = app.state.dispatcher
+        assert dispatcher.submitted == []  # never through the export queue
+        assert [(t.job_id, t.artifact_key) for t in dispatcher.dispatched] == [(job_id, key)]
+        with app.state.sessions() as session:  # interrupted: queued again without its artifact
+            assert jobs.requeue(session, job_id=job_id, attempt=1)
+        task = jobservice.export_step(
+            app.state.sessions, job_id=job_id, attempt=2, store_root=settings.data_dir,
+            lock_path=settings.host_lock, workers=jobservice.export_workers(settings),
+        )  # fmt: skip
+        assert task is not None and task.artifact_key == key  # found, not built
+
+        unknown = http.post("/profile", json={**body, "artifact": "f" * 32 + "-onnx-fp32"})
+        assert (unknown.status_code, unknown.json()["field"]) == (404, "artifact")
+        iphone = http.post("/profile", json={**body, "devices": ["iphone12-class"]})
+        assert (iphone.status_code, iphone.json()["field"]) == (422, "devices")
+        assert "is onnx" in iphone.json()["detail"]
+        assert len(dispatcher.dispatched) == 1
 
 
 def test_record_upload_is_idempotent_on_both_databases(sessions):

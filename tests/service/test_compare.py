@@ -19,8 +19,8 @@ from exporters.spec import parse_spec
 from service import jobservice
 from service.app import create_app
 from service.db import jobs, runners
-from service.db.jobs import JobState
 from service.db.comparisons import comparison_for
+from service.db.jobs import JobState
 from service.dispatch.local import DatabasePort, local_runner_id
 from service.remote import remote_compare
 from tests.service.doubles import RecordingDispatcher
@@ -174,16 +174,31 @@ def test_compare_requests_coalesce_by_both_sides_device_and_settings(client):
     assert (job["kind"], job["state"], job["result"]) == ("compare", "queued", None)
 
 
-def test_compare_refuses_an_artifact_id_and_a_bad_side_naming_the_field(client):
+def test_compare_by_artifact_ids_is_created_exported_and_refusals_name_the_field(client, tmp_path):
     http, app = client
-    upload = compare(http, candidate={"artifact": KEYS["candidate"]})
-    assert upload.status_code == 422
-    assert upload.json()["field"] == "candidate.artifact"
+    ids = {}
+    for role, depth in (("baseline", 1), ("candidate", 2)):
+        matmul_chain(tmp_path / f"{role}.onnx", depth)
+        upload = http.post("/artifacts", content=(tmp_path / f"{role}.onnx").read_bytes())
+        ids[role] = upload.json()["id"]
+    sides = {role: {"artifact": key} for role, key in ids.items()}
+    accepted = compare(http, **sides)
+    assert accepted.status_code == 202, accepted.text
+    assert compare(http, **sides).json()["jobs"] == accepted.json()["jobs"]  # coalesced
+    dispatcher = app.state.dispatcher
+    assert dispatcher.submitted == []  # both artifacts stored: straight to the device queue
+    (task,) = dispatcher.dispatched
+    assert (task.kind, task.artifact_keys) == ("compare", ids)
+
+    unknown = compare(http, baseline=sides["baseline"], candidate={"artifact": KEYS["candidate"]})
+    assert (unknown.status_code, unknown.json()["field"]) == (404, "candidate.artifact")
     malformed = compare(http, baseline={"artifact": "../etc/passwd"})
     assert malformed.status_code == 422 and malformed.json()["field"].startswith("baseline")
+    iphone = compare(http, **sides, devices=["iphone12-class"])
+    assert (iphone.status_code, iphone.json()["field"]) == (422, "devices")
     unknown = compare(http, candidate="mobileone_s9")
     assert unknown.status_code == 422 and unknown.json()["field"] == "candidate.model"
-    assert app.state.dispatcher.submitted == []
+    assert dispatcher.submitted == [] and len(dispatcher.dispatched) == 1
 
 
 def test_remote_compare_raises_the_servers_refusal_and_the_jobs_error(client):

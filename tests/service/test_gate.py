@@ -109,7 +109,7 @@ def _scripted(rounds):
 
     calls = []
 
-    def compare_fn(baseline, candidate, device, settings, *, server=None):
+    def compare_fn(baseline, candidate, device, settings, *, server=None, force=False):
         wall = rounds[len(calls)]
         calls.append(settings.ab_reloads)
         assert len(wall) == settings.ab_reloads
@@ -269,3 +269,43 @@ def test_a_gate_that_cannot_run_exits_2_naming_the_field(tmp_path, args, field):
     done = _gate(args, tmp_path, tmp_path)
     assert done.returncode == 2
     assert f"error: {field}:" in done.stderr
+
+
+PREDICTED = {"kind": "predicted", "ratio": 1.2, "ci95": [1.1, 1.3], "reloads": 1,
+             "a": {"median": 1.0}, "b": {"median": 1.2}, "per_reload_ratios": [1.2]}  # fmt: skip
+
+
+def test_a_predicted_result_is_refused_unless_allowed_wherever_the_gate_reads_one():
+    from devices.results import ComparisonRecord
+    from exporters.formats import DeviceClass
+    from service.gate import decide_from_json
+    from service.gate.compare import from_record
+
+    record = ComparisonRecord.model_validate(PREDICTED)
+    with pytest.raises(SpecError, match="--allow-predicted") as info:
+        from_record(record, DeviceClass.CPU_X86_64)
+    assert info.value.field == "kind"
+    allowed = from_record(record, DeviceClass.CPU_X86_64, allow_predicted=True)
+    assert allowed.wall == (1.2,)
+    with pytest.raises(SpecError, match="predicted"):
+        decide_from_json(json.dumps(PREDICTED), 0.05)
+    assert decide_from_json(json.dumps(PREDICTED), 0.05, allow_predicted=True).ratio == 1.2
+    measured = from_record(ComparisonRecord.model_validate({**PREDICTED, "kind": "measured"}),
+                           DeviceClass.CPU_X86_64)  # fmt: skip
+    assert measured.reloads == 1
+
+
+def test_the_gate_cli_refuses_a_predicted_document(tmp_path):
+    document = tmp_path / "predicted.json"
+    document.write_text(json.dumps(PREDICTED))
+    refused = subprocess.run(
+        [LATBENCH, "gate", str(document)], check=False, capture_output=True, text=True
+    )
+    allowed = subprocess.run(
+        [LATBENCH, "gate", str(document), "--allow-predicted"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "kind" in refused.stderr, refused.stderr
+    assert allowed.returncode == 1, allowed.stderr  # 1.2 [1.1, 1.3]: a regression

@@ -12,6 +12,7 @@ from devices.jobs.execute import run_task
 from devices.jobs.kinds import get_kind
 from devices.jobs.port import Host, JobTask
 from devices.results import MeasurementRecord
+from devices.settings import MeasureSettings
 from exporters.artifacts import ArtifactStore
 from exporters.errors import SpecError
 from service import jobservice
@@ -129,3 +130,42 @@ def test_an_export_message_sent_again_passes_the_exported_job_on_without_exporti
     assert (task.job_id, task.attempt, task.artifact_key) == (queued.id, 1, KEY)
     with sessions() as s:
         assert jobs.get_job(s, job_id=queued.id).state == "queued"
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_a_job_whose_artifact_is_stored_and_passed_skips_the_export_queue(sessions, settings, ok):
+    from exporters.formats import DeviceClass
+    from exporters.spec import parse_spec
+    from service.db.tables import ArtifactRow
+
+    spec = {"model": "mobileone_s0", "input": {"height": 32, "width": 32}}
+    key = f"{parse_spec(spec).content_hash()}-onnx-fp32"
+    dispatcher = RecordingDispatcher()
+
+    def submit(seed: int) -> str:
+        with sessions() as s:
+            done = jobservice.submit_profile(
+                s, settings=settings, dispatcher=dispatcher, user="u", model=spec,
+                devices=[DeviceClass.CPU_X86_64], formats=None,
+                measure=MeasureSettings(**FAST, seed=seed), force=False,
+            )  # fmt: skip
+            return done.jobs[0].job.id
+
+    first = submit(1)  # nothing stored yet: through the export step
+    assert dispatcher.submitted == [(first, 1)] and dispatcher.dispatched == []
+
+    def produce(path):
+        _tiny_onnx(path)
+        return {}
+
+    ArtifactStore(settings.data_dir).put(key, produce)  # as the export step leaves it
+    with sessions() as s:
+        s.add(ArtifactRow(key=key, spec_hash=key.split("-")[0], format="onnx", precision="fp32",
+                          path="p", ok=ok, report={}))  # fmt: skip
+        s.commit()
+    second = submit(2)
+    if ok:
+        assert [(t.job_id, t.artifact_key) for t in dispatcher.dispatched] == [(second, key)]
+        assert dispatcher.submitted == [(first, 1)]
+    else:  # an export that failed its checks is never measured: the export step says why
+        assert dispatcher.dispatched == [] and dispatcher.submitted[-1] == (second, 1)
