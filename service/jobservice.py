@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from devices.jobs.kinds import get_kind
-from devices.jobs.port import MODEL, JobTask
+from devices.jobs.port import MODEL, Host, JobTask
 from devices.settings import MeasureSettings
 from exporters.errors import ConflictError, LatbenchError, QuotaError, SpecError, spec_error_from
 from exporters.formats import DeviceClass, ExportFormat
@@ -27,17 +28,18 @@ from service import pipeline
 from service.db import artifacts, jobs, runners
 from service.db.comparisons import record_comparison
 from service.db.jobs import JobState
-from service.db.results import record_result
-from service.db.tables import ComparisonRow, JobRow, ResultRow, SpecRow, utcnow
+from service.db.results import record_prediction, record_result
+from service.db.tables import ComparisonRow, JobRow, PredictionRow, ResultRow, SpecRow, utcnow
 from service.dispatch import Dispatcher
 from service.settings import Settings
 
 Sessions = Callable[[], Session]
 
 # How each job kind's validated result is stored (one db function per kind), keyed by kind name.
-RECORDERS: dict[str, Callable[..., tuple[ResultRow | ComparisonRow, bool]]] = {
+RECORDERS: dict[str, Callable[..., tuple[ResultRow | ComparisonRow | PredictionRow, bool]]] = {
     "profile": record_result,
     "compare": record_comparison,
+    "predict": record_prediction,
 }
 
 
@@ -121,6 +123,64 @@ def submit_compare(
         force=force,
     )
     return CompareSubmission(plans["baseline"], plans["candidate"], submitted)
+
+
+def measurable(
+    session: Session, *, settings: Settings, dispatcher: Dispatcher, device: DeviceClass
+) -> bool:
+    """Whether a measurement of ``device`` would run: the embedded runner serves the class, or
+    a runner of the class has beaten its heartbeat within the timeout (a queued job for a class
+    with no such runner waits for one that may never come)."""
+    if settings.dispatcher == "local" and dispatcher.serves(device.value):
+        return True
+    cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout_s)
+    return device.value in runners.online_classes(session, cutoff=cutoff)
+
+
+def submit_predict(
+    session: Session,
+    *,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    user: str,
+    model: str | dict[str, Any],
+    devices: list[DeviceClass],
+    force: bool,
+) -> Submission:
+    """One ``predict`` job per device: the spec is exported to ONNX and predicted on the server
+    (``devices.jobs.predict``). Its request key is its own (``pipeline.predict_key``), so a
+    prediction never answers a measurement request, nor the reverse; a done one is reused unless
+    ``force``, an unfinished one joined."""
+    plan = pipeline.plan(model, [], None, budget=settings.work_budget)
+    keys = [pipeline.predict_key(spec_hash=plan.spec_hash, device_class=d) for d in devices]
+    done = [None if force else jobs.measured_job(session, request_key=key) for key in keys]
+    _check_quota(session, settings, user, [k for k, d in zip(keys, done, strict=True) if not d])
+    jobs.upsert_spec(
+        session,
+        spec_hash=plan.spec_hash,
+        model=plan.spec.model,
+        family=plan.family,
+        body=plan.spec.model_dump(mode="json"),
+    )
+    submitted = []
+    for device, key, job in zip(devices, keys, done, strict=True):
+        created = False
+        if job is None:
+            job, created = jobs.create_or_coalesce(
+                session,
+                spec_hash=plan.spec_hash,
+                device_class=device.value,
+                fmt=ExportFormat.ONNX.value,  # the graph the predictor reads
+                settings={"spec": plan.spec.model_dump(mode="json"), "family": plan.family},
+                request_key=key,
+                user=user,
+                reuse_result=not force,
+                kind="predict",
+            )
+            if created:
+                dispatcher.submit(job.id, job.attempt)
+        submitted.append(Submitted(job, not created and job.state == JobState.DONE.value))
+    return Submission(plan, submitted)
 
 
 def _plan_side(
@@ -240,18 +300,21 @@ def export_step(
         specs = {role: parse_spec(session.get(SpecRow, h).body) for role, h in hashes.items()}
     fmt = ExportFormat(job.format)
     keys: dict[str, str] = {}
+    paths: dict[str, Path] = {}
     for role, spec in specs.items():
         try:
             report = pipeline.export(spec, (fmt,), store_root=store_root, lock_path=lock_path)
             with sessions() as session:
                 artifacts.record_export(session, spec_hash=hashes[role], report=report)
-            keys[role] = report.require(fmt).key
+            artifact = report.require(fmt)
+            keys[role], paths[role] = artifact.key, Path(artifact.path)
         except LatbenchError as exc:
             error = f"{role}: {exc}" if job.specs else str(exc)
             fail(sessions, job_id=job_id, attempt=attempt, error=error)
             return None
     several = keys if job.specs else {}
     key = next(iter(keys.values()))
+    kind = get_kind(job.kind)
     with sessions() as session:
         if not jobs.transition(
             session,
@@ -263,7 +326,7 @@ def export_step(
             artifact_keys=several or None,
         ):
             return None
-    return JobTask(
+    task = JobTask(
         job_id=job_id,
         attempt=attempt,
         device_class=job.device_class,
@@ -273,6 +336,29 @@ def export_step(
         kind=job.kind,
         artifact_keys=several,
     )
+    if kind.on_server:
+        _run_on_server(sessions, task, paths, Host(lock_path=lock_path, data_dir=store_root))
+        return None
+    return task
+
+
+def _run_on_server(sessions: Sessions, task: JobTask, paths: dict[str, Path], host: Host) -> None:
+    """Run a server-side kind (predict) on the artifacts just exported and store its result;
+    the job is done or failed when this returns, and nothing is sent to a runner."""
+    try:
+        record = get_kind(task.kind).run(task, paths, host)
+    except LatbenchError as exc:
+        fail(sessions, job_id=task.job_id, attempt=task.attempt, error=str(exc))
+        return
+    with sessions() as session:
+        job = jobs.get_job(session, job_id=task.job_id)
+        RECORDERS[task.kind](
+            session,
+            job=job,
+            model=session.get(SpecRow, job.spec_hash).model,
+            runner_id=None,
+            measurement=record.model_dump(mode="json", exclude_unset=True),
+        )
 
 
 def claim(session: Session, *, job_id: str, attempt: int, runner_id: str) -> None:

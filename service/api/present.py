@@ -6,21 +6,37 @@ from sqlalchemy.orm import Session
 
 from service.api.schemas import (
     ComparisonPublic,
+    CvErrorPublic,
     JobBrief,
     JobPublic,
+    PredictorPublic,
     ResultPublic,
     RunnerPublic,
     SidePublic,
 )
 from service.db import jobs
 from service.db.comparisons import comparison_for
-from service.db.tables import ArtifactRow, ComparisonRow, JobRow, ResultRow, RunnerRow, SpecRow
+from service.db.results import prediction_for
+from service.db.tables import (
+    ArtifactRow,
+    ComparisonRow,
+    JobRow,
+    PredictionRow,
+    ResultRow,
+    RunnerRow,
+    SpecRow,
+)
+from service.predict.predictor import Predictor
 
 ARTIFACT_FIELDS = ("key", "format", "precision", "parity", "checks", "export_path", "size_bytes")
 
 
 def result_public(
-    session: Session, result: ResultRow, spec: SpecRow | None = None, *, samples: bool = False
+    session: Session,
+    result: ResultRow | PredictionRow,
+    spec: SpecRow | None = None,
+    *,
+    samples: bool = False,
 ) -> ResultPublic:
     spec = spec or session.get(SpecRow, result.spec_hash)
     job = session.get(JobRow, result.job_id)
@@ -76,13 +92,21 @@ def _job_result(session: Session, job: JobRow) -> ResultPublic | ComparisonPubli
     if job.kind == "compare":
         comparison = comparison_for(session, job_id=job.id)
         return comparison_public(session, comparison) if comparison else None
+    if job.kind == "predict":
+        prediction = prediction_for(session, job_id=job.id)
+        return result_public(session, prediction) if prediction else None
     result = jobs.result_for(session, job_id=job.id)
     return result_public(session, result, samples=True) if result else None
 
 
 def job_brief(job: JobRow, *, cached: bool) -> JobBrief:
     return JobBrief(
-        id=job.id, device=job.device_class, format=job.format, state=job.state, cached=cached
+        id=job.id,
+        kind=job.kind,
+        device=job.device_class,
+        format=job.format,
+        state=job.state,
+        cached=cached,
     )
 
 
@@ -114,4 +138,17 @@ def runner_public(runner: RunnerRow) -> RunnerPublic:
         online=runner.online,
         current_job_id=runner.current_job_id,
         last_heartbeat=runner.last_heartbeat,
+    )
+
+
+def predictor_public(predictor: Predictor, *, online_runner: bool) -> PredictorPublic:
+    info = predictor.info()
+    return PredictorPublic(
+        device_class=info.device_class,
+        version=info.version,
+        method=info.method,
+        training_rows=info.training_rows,
+        families=info.families,
+        cv=CvErrorPublic.model_validate(info.cv.model_dump()),
+        online_runner=online_runner,
     )

@@ -12,9 +12,15 @@ from exporters.errors import ConflictError
 from service.db import jobs
 from service.db.engine import commit_new
 from service.db.jobs import JobState
-from service.db.tables import ComparisonRow, JobRow, ResultRow, SpecRow
+from service.db.tables import ComparisonRow, JobRow, PredictionRow, ResultRow, SpecRow
 
-R = TypeVar("R", ResultRow, ComparisonRow)  # a kind's result table: unique job_id
+R = TypeVar("R", ResultRow, ComparisonRow, PredictionRow)  # a kind's result table: unique job_id
+
+# The tables of latencies by what they hold: one spec's latency on one class per row.
+LATENCY_TABLES: dict[str, type[ResultRow | PredictionRow]] = {
+    "measured": ResultRow,
+    "predicted": PredictionRow,
+}
 
 
 def record_result(
@@ -32,6 +38,24 @@ def record_result(
         runner_id=runner_id,
         median_ms=float(latency["median"]),
         p90_ms=latency.get("p90"),
+        measurement=measurement,
+    )
+    return finish_with(session, job=job, runner_id=runner_id, row=row)
+
+
+def record_prediction(
+    session: Session, *, job: JobRow, model: str, runner_id: str | None, measurement: dict[str, Any]
+) -> tuple[PredictionRow, bool]:
+    """Store a predict job's ``PredictionRecord`` apart from measurements. Commits."""
+    row = PredictionRow(
+        job_id=job.id,
+        request_key=job.request_key,
+        spec_hash=job.spec_hash,
+        model=model,
+        device_class=job.device_class,
+        format=job.format,
+        runner_id=None,
+        median_ms=float(measurement["latency_ms"]["median"]),
         measurement=measurement,
     )
     return finish_with(session, job=job, runner_id=runner_id, row=row)
@@ -77,15 +101,23 @@ def list_results(
     device_class: str | None = None,
     since: datetime | None = None,
     limit: int = 1000,
-) -> list[tuple[ResultRow, SpecRow]]:
-    query = select(ResultRow, SpecRow).join(SpecRow, SpecRow.hash == ResultRow.spec_hash)
+    kind: str = "measured",
+) -> list[tuple[ResultRow | PredictionRow, SpecRow]]:
+    """Newest first, from the table of ``kind`` (``LATENCY_TABLES``): measurements unless
+    predictions are asked for by name."""
+    table = LATENCY_TABLES[kind]
+    query = select(table, SpecRow).join(SpecRow, SpecRow.hash == table.spec_hash)
     if model:
-        query = query.where(ResultRow.model == model)
+        query = query.where(table.model == model)
     if family:
         query = query.where(SpecRow.family == family)
     if device_class:
-        query = query.where(ResultRow.device_class == device_class)
+        query = query.where(table.device_class == device_class)
     if since:
-        query = query.where(ResultRow.created_at >= since)
-    rows = session.execute(query.order_by(ResultRow.created_at.desc()).limit(limit))
+        query = query.where(table.created_at >= since)
+    rows = session.execute(query.order_by(table.created_at.desc()).limit(limit))
     return [(result, spec) for result, spec in rows]
+
+
+def prediction_for(session: Session, *, job_id: str) -> PredictionRow | None:
+    return session.scalars(select(PredictionRow).where(PredictionRow.job_id == job_id)).first()

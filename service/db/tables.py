@@ -1,4 +1,4 @@
-"""The seven tables. Everything that matters lives here, never only in memory.
+"""The eight tables. Everything that matters lives here, never only in memory.
 
 Two constraints carry the service's guarantees: ``jobs.active_key`` is unique while a job is
 unfinished (NULL afterwards), so identical concurrent requests coalesce to one job; and
@@ -109,6 +109,27 @@ class ComparisonRow(Base):
     runner_id: Mapped[str | None] = mapped_column(String(32))
     ratio: Mapped[float] = mapped_column(Float)
     comparison: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class PredictionRow(Base):
+    """A predict job's result: a predicted latency of one spec on a class with no runner. Apart
+    from ``results`` so that no listing, cache hit or gate takes it for a measurement; its
+    columns are those of ``results`` (``median_ms`` is the prediction), read by the same code."""
+
+    __tablename__ = "predictions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    request_key: Mapped[str] = mapped_column(String(64), index=True)
+    spec_hash: Mapped[str] = mapped_column(String(64), index=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    device_class: Mapped[str] = mapped_column(String(32), index=True)
+    format: Mapped[str] = mapped_column(String(16))
+    runner_id: Mapped[str | None] = mapped_column(String(32))  # always None: no runner
+    median_ms: Mapped[float] = mapped_column(Float)
+    p90_ms: Mapped[float | None] = mapped_column(Float)  # always None (the interval is in JSON)
+    measurement: Mapped[dict[str, Any]]  # the PredictionRecord
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 

@@ -67,7 +67,10 @@ class FeatureCache:
             return found
         if self.store is None:
             raise ExportError("features", f"no cached features for {spec.model!r} and no store")
-        features = extract(spec, self.store)
+        return self.put(spec, extract(spec, self.store))
+
+    def put(self, spec: ModelSpec, features: GraphFeatures) -> CachedFeatures:
+        """Keep ``features`` of ``spec`` (read from an artifact exported elsewhere, or here)."""
         self._entries[spec.content_hash()] = _entry(spec, features)
         self._by_identity[identity_key(spec)] = spec.content_hash()
         if self.local is not None:
