@@ -137,6 +137,13 @@ def measurable(
     return device.value in runners.online_classes(session, cutoff=cutoff)
 
 
+def runs_server_kinds(settings: Settings) -> bool:
+    """Whether a job's export step runs at all here, and with it a server-side kind (predict):
+    in the Celery export worker, or in the embedded worker, which runs only while its runner
+    is on."""
+    return settings.dispatcher == "celery" or settings.local_runner
+
+
 def submit_predict(
     session: Session,
     *,
@@ -145,13 +152,15 @@ def submit_predict(
     user: str,
     model: str | dict[str, Any],
     devices: list[DeviceClass],
+    formats: list[ExportFormat] | None,
     force: bool,
 ) -> Submission:
     """One ``predict`` job per device: the spec is exported to ONNX and predicted on the server
     (``devices.jobs.predict``). Its request key is its own (``pipeline.predict_key``), so a
     prediction never answers a measurement request, nor the reverse; a done one is reused unless
-    ``force``, an unfinished one joined."""
-    plan = pipeline.plan(model, [], None, budget=settings.work_budget)
+    ``force``, an unfinished one joined. The request is checked as a measurement would be (a
+    format the class cannot run is refused), whatever format the predictor reads."""
+    plan = pipeline.plan(model, devices, formats, budget=settings.work_budget)
     keys = [pipeline.predict_key(spec_hash=plan.spec_hash, device_class=d) for d in devices]
     done = [None if force else jobs.measured_job(session, request_key=key) for key in keys]
     _check_quota(session, settings, user, [k for k, d in zip(keys, done, strict=True) if not d])

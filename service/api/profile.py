@@ -28,6 +28,7 @@ def create_profile(
         d
         for d in body.devices
         if body.predict
+        and jobservice.runs_server_kinds(settings)
         and not jobservice.measurable(session, settings=settings, dispatcher=dispatcher, device=d)
         and has_predictor(d.value, settings.data_dir)
     ]
@@ -47,7 +48,9 @@ def create_profile(
         )
     if predicted:
         submissions.append(
-            jobservice.submit_predict(session, **common, devices=predicted, force=body.force)
+            jobservice.submit_predict(
+                session, **common, devices=predicted, formats=body.formats, force=body.force
+            )
         )
     by_device = {s.job.device_class: s for sub in submissions for s in sub.jobs}
     briefs = [
