@@ -15,6 +15,7 @@ from service.db.jobs import JobState
 from service.db.tables import ComparisonRow, JobRow, PredictionRow, ResultRow, SpecRow
 
 R = TypeVar("R", ResultRow, ComparisonRow, PredictionRow)  # a kind's result table: unique job_id
+L = TypeVar("L", ResultRow, PredictionRow)  # a table of one spec's latency per job
 
 # The tables of latencies by what they hold: one spec's latency on one class per row.
 LATENCY_TABLES: dict[str, type[ResultRow | PredictionRow]] = {
@@ -27,19 +28,8 @@ def record_result(
     session: Session, *, job: JobRow, model: str, runner_id: str | None, measurement: dict[str, Any]
 ) -> tuple[ResultRow, bool]:
     """Store a profile job's measurement through ``finish_with``. Commits."""
-    latency = measurement["latency_ms"]
-    row = ResultRow(
-        job_id=job.id,
-        request_key=job.request_key,
-        spec_hash=job.spec_hash,
-        model=model,
-        device_class=job.device_class,
-        format=job.format,
-        runner_id=runner_id,
-        median_ms=float(latency["median"]),
-        p90_ms=latency.get("p90"),
-        measurement=measurement,
-    )
+    row = _latency_row(ResultRow, job, model, runner_id, measurement)
+    row.p90_ms = measurement["latency_ms"].get("p90")
     return finish_with(session, job=job, runner_id=runner_id, row=row)
 
 
@@ -47,18 +37,24 @@ def record_prediction(
     session: Session, *, job: JobRow, model: str, runner_id: str | None, measurement: dict[str, Any]
 ) -> tuple[PredictionRow, bool]:
     """Store a predict job's ``PredictionRecord`` apart from measurements. Commits."""
-    row = PredictionRow(
+    row = _latency_row(PredictionRow, job, model, None, measurement)
+    return finish_with(session, job=job, runner_id=runner_id, row=row)
+
+
+def _latency_row(
+    table: type[L], job: JobRow, model: str, runner_id: str | None, measurement: dict[str, Any]
+) -> L:
+    return table(
         job_id=job.id,
         request_key=job.request_key,
         spec_hash=job.spec_hash,
         model=model,
         device_class=job.device_class,
         format=job.format,
-        runner_id=None,
+        runner_id=runner_id,
         median_ms=float(measurement["latency_ms"]["median"]),
         measurement=measurement,
     )
-    return finish_with(session, job=job, runner_id=runner_id, row=row)
 
 
 def finish_with(session: Session, *, job: JobRow, runner_id: str | None, row: R) -> tuple[R, bool]:

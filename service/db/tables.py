@@ -76,8 +76,9 @@ class JobRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
-class ResultRow(Base):
-    __tablename__ = "results"
+class OneSpecLatency:
+    """Columns of a table holding one spec's latency on one device class per job: measured
+    (``results``) or predicted (``predictions``), read by the same listing and dashboard code."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), unique=True)
@@ -91,6 +92,10 @@ class ResultRow(Base):
     p90_ms: Mapped[float | None] = mapped_column(Float)
     measurement: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class ResultRow(OneSpecLatency, Base):
+    __tablename__ = "results"
 
 
 class ComparisonRow(Base):
@@ -112,25 +117,12 @@ class ComparisonRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
-class PredictionRow(Base):
+class PredictionRow(OneSpecLatency, Base):
     """A predict job's result: a predicted latency of one spec on a class with no runner. Apart
-    from ``results`` so that no listing, cache hit or gate takes it for a measurement; its
-    columns are those of ``results`` (``median_ms`` is the prediction), read by the same code."""
+    from ``results`` so that no listing, cache hit or gate takes it for a measurement.
+    ``median_ms`` is the prediction, ``measurement`` the ``PredictionRecord``; no runner, no p90."""
 
     __tablename__ = "predictions"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), unique=True)
-    request_key: Mapped[str] = mapped_column(String(64), index=True)
-    spec_hash: Mapped[str] = mapped_column(String(64), index=True)
-    model: Mapped[str] = mapped_column(String(128), index=True)
-    device_class: Mapped[str] = mapped_column(String(32), index=True)
-    format: Mapped[str] = mapped_column(String(16))
-    runner_id: Mapped[str | None] = mapped_column(String(32))  # always None: no runner
-    median_ms: Mapped[float] = mapped_column(Float)
-    p90_ms: Mapped[float | None] = mapped_column(Float)  # always None (the interval is in JSON)
-    measurement: Mapped[dict[str, Any]]  # the PredictionRecord
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
 class RunnerRow(Base):
