@@ -164,13 +164,7 @@ def submit_predict(
     keys = [pipeline.predict_key(spec_hash=plan.spec_hash, device_class=d) for d in devices]
     done = [None if force else jobs.measured_job(session, request_key=key) for key in keys]
     _check_quota(session, settings, user, [k for k, d in zip(keys, done, strict=True) if not d])
-    jobs.upsert_spec(
-        session,
-        spec_hash=plan.spec_hash,
-        model=plan.spec.model,
-        family=plan.family,
-        body=plan.spec.model_dump(mode="json"),
-    )
+    _store_spec(session, plan)
     submitted = []
     for device, key, job in zip(devices, keys, done, strict=True):
         created = False
@@ -232,13 +226,7 @@ def _submit(
         keyed.append((target, key, None if force else jobs.measured_job(session, request_key=key)))
     _check_quota(session, settings, user, [key for _, key, done in keyed if done is None])
     for plan in plans.values():
-        jobs.upsert_spec(
-            session,
-            spec_hash=plan.spec_hash,
-            model=plan.spec.model,
-            family=plan.family,
-            body=plan.spec.model_dump(mode="json"),
-        )
+        _store_spec(session, plan)
     specs = {role: plan.spec_hash for role, plan in plans.items()}
     submitted = []
     for target, key, job in keyed:
@@ -260,6 +248,16 @@ def _submit(
                 dispatcher.submit(job.id, job.attempt)
         submitted.append(Submitted(job, not created and job.state == JobState.DONE.value))
     return submitted
+
+
+def _store_spec(session: Session, plan: pipeline.Plan) -> None:
+    jobs.upsert_spec(
+        session,
+        spec_hash=plan.spec_hash,
+        model=plan.spec.model,
+        family=plan.family,
+        body=plan.spec.model_dump(mode="json"),
+    )
 
 
 def _check_served(settings: Settings, dispatcher: Dispatcher, device: DeviceClass) -> None:
