@@ -357,6 +357,10 @@ def _run_on_server(sessions: Sessions, task: JobTask, paths: dict[str, Path], ho
     except LatbenchError as exc:
         fail(sessions, job_id=task.job_id, attempt=task.attempt, error=str(exc))
         return
+    except Exception as exc:  # failed now rather than left queued for no runner; the worker logs it
+        error = f"internal error: {type(exc).__name__}: {exc}"
+        fail(sessions, job_id=task.job_id, attempt=task.attempt, error=error)
+        raise
     with sessions() as session:
         job = jobs.get_job(session, job_id=task.job_id)
         RECORDERS[task.kind](

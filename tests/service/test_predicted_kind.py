@@ -60,22 +60,30 @@ def run_export_step(client, job_id: str) -> None:
     assert task is None  # run on the server: nothing goes to a runner's queue
 
 
-def put_einsum_artifact(settings, model) -> None:
-    """The spec's ONNX artifact, already in the store, holding an op no training graph has."""
+def put_artifact(settings, model, write) -> None:
+    """The spec's ONNX artifact, already in the store (the export step finds it cached)."""
     spec = parse_spec(model)
-    key = artifact_key(
-        spec.content_hash(), ExportFormat.ONNX, spec.precision_for(ExportFormat.ONNX)
-    )
+    onnx_precision = spec.precision_for(ExportFormat.ONNX)
+    key = artifact_key(spec.content_hash(), ExportFormat.ONNX, onnx_precision)
 
-    def write(path):
-        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 32])
-        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 16])
-        node = helper.make_node("Einsum", ["x"], ["y"], equation="bij->bji")
-        graph = helper.make_graph([node], "einsum", [x], [y])
-        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    def produce(path) -> dict:
+        write(path)
         return {}
 
-    ArtifactStore(settings.data_dir).put(key, write)
+    ArtifactStore(settings.data_dir).put(key, produce)
+
+
+def einsum_graph(path) -> None:
+    """A graph holding an op no training graph has."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 16])
+    node = helper.make_node("Einsum", ["x"], ["y"], equation="bij->bji")
+    graph = helper.make_graph([node], "einsum", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+
+
+def put_einsum_artifact(settings, model) -> None:
+    put_artifact(settings, model, einsum_graph)
 
 
 def test_a_class_without_runner_is_predicted_end_to_end(client):
@@ -150,6 +158,17 @@ def test_a_measurement_request_with_a_runner_online_is_measured_not_answered_by_
     require_measured(result)  # a measurement passes the gate's check
     [prediction] = client.get("/results", params={"kind": "predicted"}).json()["data"]
     assert prediction["job_id"] == predicted["id"]
+
+
+def test_a_prediction_that_cannot_be_made_fails_its_job_and_stores_nothing(client):
+    put_artifact(client.app.state.settings, SMALL, lambda path: path.write_bytes(b"not onnx"))
+    brief = profile(client, SMALL)
+    with pytest.raises(Exception):  # noqa: B017 (the worker logs what it raises)
+        run_export_step(client, brief["id"])
+    job = client.get(f"/jobs/{brief['id']}").json()
+    assert job["state"] == "failed" and job["error"].startswith("internal error: ")
+    assert job["result"] is None
+    assert client.get("/results", params={"kind": "predicted"}).json()["count"] == 0
 
 
 def test_devices_lists_predictors_as_virtual_devices(client):
