@@ -83,10 +83,11 @@ class FeatureCache:
         return CachedFeatures(features, stale=False)
 
     def merge(self, path: Path) -> None:
-        """Take in the entries of another cache file (one a long export run wrote)."""
+        """Take in the entries of another cache file (one a long export run wrote) for graphs
+        this cache does not have yet: one entry per graph identity."""
         for key, entry in _read_file(path).items():
-            self._entries[key] = entry
-            if "identity" in entry:
+            if entry.get("identity") not in self._by_identity:
+                self._entries[key] = entry
                 self._by_identity[entry["identity"]] = key
 
     def save(self, path: Path, *, only_local: bool = False) -> None:
