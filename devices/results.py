@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -97,6 +97,26 @@ class MeasurementRecord(Open):
     def stored(self) -> dict[str, Any]:
         """The JSON column's value: what was set, without defaults it did not send."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+
+class PredictedLatency(LatencyRecord):
+    """A predicted latency: ``median`` is the prediction, ``interval`` its prediction interval."""
+
+    interval: tuple[float, float]
+    level: float = Field(..., gt=0, lt=1)  # the interval's coverage (0.8: 10% to 90%)
+
+
+class PredictionRecord(MeasurementRecord):
+    """A prediction as stored and served, in the measurement's shape so that listings and the
+    dashboard read it alike, and never mistaken for one: ``kind`` is always ``predicted``.
+    ``predictor`` holds its version, training rows and cross-validated error (``cv``);
+    ``domain`` whether the spec is inside the training data, with the reasons when not."""
+
+    kind: Literal["predicted"]  # required: every stored prediction says it is one
+    latency_ms: PredictedLatency
+    predictor: dict[str, Any]
+    domain: dict[str, Any]
+    breakdown_ms: dict[str, float] = Field(default_factory=dict)
 
 
 class RatioRecord(Open):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from devices.jobs.kinds import get_kind
-from devices.jobs.port import MODEL, JobTask
+from devices.jobs.port import MODEL, Host, JobTask
 from devices.settings import MeasureSettings
 from exporters.artifacts import ArtifactStore, artifact_key
 from exporters.errors import (
@@ -37,8 +38,16 @@ from service.db import artifacts, jobs, runners
 from service.db.artifacts import UPLOADED
 from service.db.comparisons import record_comparison
 from service.db.jobs import JobState
-from service.db.results import record_result
-from service.db.tables import ArtifactRow, ComparisonRow, JobRow, ResultRow, SpecRow, utcnow
+from service.db.results import record_prediction, record_result
+from service.db.tables import (
+    ArtifactRow,
+    ComparisonRow,
+    JobRow,
+    PredictionRow,
+    ResultRow,
+    SpecRow,
+    utcnow,
+)
 from service.dispatch import Dispatcher, isolated
 from service.settings import Settings
 
@@ -46,9 +55,10 @@ Sessions = Callable[[], Session]
 Side = pipeline.Plan | pipeline.Upload  # a model to build, or an uploaded artifact
 
 # How each job kind's validated result is stored (one db function per kind), keyed by kind name.
-RECORDERS: dict[str, Callable[..., tuple[ResultRow | ComparisonRow, bool]]] = {
+RECORDERS: dict[str, Callable[..., tuple[ResultRow | ComparisonRow | PredictionRow, bool]]] = {
     "profile": record_result,
     "compare": record_comparison,
+    "predict": record_prediction,
 }
 
 
@@ -150,6 +160,67 @@ def submit_compare(
     return CompareSubmission(plans["baseline"], plans["candidate"], submitted)
 
 
+def measurable(
+    session: Session, *, settings: Settings, dispatcher: Dispatcher, device: DeviceClass
+) -> bool:
+    """Whether a measurement of ``device`` would run: the embedded runner serves the class, or
+    a runner of the class has beaten its heartbeat within the timeout (a queued job for a class
+    with no such runner waits for one that may never come)."""
+    if settings.dispatcher == "local" and dispatcher.serves(device.value):
+        return True
+    cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout_s)
+    return device.value in runners.online_classes(session, cutoff=cutoff)
+
+
+def runs_server_kinds(settings: Settings) -> bool:
+    """Whether a job's export step runs at all here, and with it a server-side kind (predict):
+    in the Celery export worker, or in the embedded worker, which runs only while its runner
+    is on."""
+    return settings.dispatcher == "celery" or settings.local_runner
+
+
+def submit_predict(
+    session: Session,
+    *,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    user: str,
+    model: str | dict[str, Any],
+    devices: list[DeviceClass],
+    formats: list[ExportFormat] | None,
+    force: bool,
+) -> Submission:
+    """One ``predict`` job per device: the spec is exported to ONNX and predicted on the server
+    (``devices.jobs.predict``). Its request key is its own (``pipeline.predict_key``), so a
+    prediction never answers a measurement request, nor the reverse; a done one is reused unless
+    ``force``, an unfinished one joined. The request is checked as a measurement would be (a
+    format the class cannot run is refused), whatever format the predictor reads."""
+    plan = pipeline.plan(model, devices, formats, budget=settings.work_budget)
+    keys = [pipeline.predict_key(spec_hash=plan.spec_hash, device_class=d) for d in devices]
+    done = [None if force else jobs.measured_job(session, request_key=key) for key in keys]
+    _check_quota(session, settings, user, [k for k, d in zip(keys, done, strict=True) if not d])
+    _store_spec(session, plan)
+    submitted = []
+    for device, key, job in zip(devices, keys, done, strict=True):
+        created = False
+        if job is None:
+            job, created = jobs.create_or_coalesce(
+                session,
+                spec_hash=plan.spec_hash,
+                device_class=device.value,
+                fmt=ExportFormat.ONNX.value,  # the graph the predictor reads
+                settings={"spec": plan.spec.model_dump(mode="json"), "family": plan.family},
+                request_key=key,
+                user=user,
+                reuse_result=not force,
+                kind="predict",
+            )
+            if created:
+                dispatcher.submit(job.id, job.attempt)
+        submitted.append(Submitted(job, not created and job.state == JobState.DONE.value))
+    return Submission(plan, submitted)
+
+
 def _plan_side(
     model: str | dict[str, Any], devices: list[DeviceClass], role: str, settings: Settings
 ) -> pipeline.Plan:
@@ -233,13 +304,7 @@ def _submit(
     for plan in plans.values():
         if isinstance(plan, pipeline.Upload):
             continue  # its spec row was made by the upload
-        jobs.upsert_spec(
-            session,
-            spec_hash=plan.spec_hash,
-            model=plan.spec.model,
-            family=plan.family,
-            body=plan.spec.model_dump(mode="json"),
-        )
+        _store_spec(session, plan)
     specs = {role: plan.spec_hash for role, plan in plans.items()}
     store = ArtifactStore(settings.data_dir)
     submitted = []
@@ -266,6 +331,16 @@ def _submit(
                 dispatcher.submit(job.id, job.attempt)
         submitted.append(Submitted(job, not created and job.state == JobState.DONE.value))
     return submitted
+
+
+def _store_spec(session: Session, plan: pipeline.Plan) -> None:
+    jobs.upsert_spec(
+        session,
+        spec_hash=plan.spec_hash,
+        model=plan.spec.model,
+        family=plan.family,
+        body=plan.spec.model_dump(mode="json"),
+    )
 
 
 def _check_served(settings: Settings, dispatcher: Dispatcher, device: DeviceClass) -> None:
@@ -321,7 +396,7 @@ def export_step(
     with sessions() as session:
         job = session.get(JobRow, job_id)
         if job is not None and _exported(job, attempt):  # a message sent again: pass it on
-            return _task_of(job)
+            return None if get_kind(job.kind).on_server else _task_of(job)
         if not jobs.transition(
             session,
             job_id=job_id,
@@ -348,6 +423,7 @@ def export_step(
         specs = {role: parse_spec(row.body) for role, row in rows.items() if role not in keys}
     fmt = ExportFormat(job.format)
     export = partial(pipeline.export, store_root=store_root, lock_path=lock_path)
+    paths: dict[str, Path] = {}
     for role, spec in specs.items():
         try:
             stored = artifact_key(spec.content_hash(), fmt, spec.precision_for(fmt))
@@ -355,7 +431,8 @@ def export_step(
             report = export(spec, (fmt,)) if cached else workers.run(export, spec, (fmt,))
             with sessions() as session:
                 artifacts.record_export(session, spec_hash=hashes[role], report=report)
-            keys[role] = report.require(fmt).key
+            artifact = report.require(fmt)
+            keys[role], paths[role] = artifact.key, Path(artifact.path)
         except LatbenchError as exc:
             error = f"{role}: {exc}" if job.specs else str(exc)
             fail(sessions, job_id=job_id, attempt=attempt, error=error)
@@ -363,6 +440,7 @@ def export_step(
     keys = {role: keys[role] for role in hashes}  # the roles' order: the first is the job's key
     several = keys if job.specs else {}
     key = next(iter(keys.values()))
+    kind = get_kind(job.kind)
     with sessions() as session:
         if not jobs.transition(
             session,
@@ -374,7 +452,11 @@ def export_step(
             artifact_keys=several or None,
         ):
             return None
-        return _task_of(jobs.get_job(session, job_id=job_id))
+        task = _task_of(jobs.get_job(session, job_id=job_id))
+    if kind.on_server:
+        _run_on_server(sessions, task, paths, Host(lock_path=lock_path, data_dir=store_root))
+        return None
+    return task
 
 
 def _exported(job: JobRow, attempt: int) -> bool:
@@ -394,6 +476,29 @@ def _task_of(job: JobRow) -> JobTask:
         kind=job.kind,
         artifact_keys=job.artifact_keys or {},
     )
+
+
+def _run_on_server(sessions: Sessions, task: JobTask, paths: dict[str, Path], host: Host) -> None:
+    """Run a server-side kind (predict) on the artifacts just exported and store its result;
+    the job is done or failed when this returns, and nothing is sent to a runner."""
+    try:
+        record = get_kind(task.kind).run(task, paths, host)
+    except LatbenchError as exc:
+        fail(sessions, job_id=task.job_id, attempt=task.attempt, error=str(exc))
+        return
+    except Exception as exc:  # failed now rather than left queued for no runner; the worker logs it
+        error = f"internal error: {type(exc).__name__}: {exc}"
+        fail(sessions, job_id=task.job_id, attempt=task.attempt, error=error)
+        raise
+    with sessions() as session:
+        job = jobs.get_job(session, job_id=task.job_id)
+        RECORDERS[task.kind](
+            session,
+            job=job,
+            model=session.get(SpecRow, job.spec_hash).model,
+            runner_id=None,
+            measurement=record.model_dump(mode="json", exclude_unset=True),
+        )
 
 
 def claim(session: Session, *, job_id: str, attempt: int, runner_id: str) -> None:

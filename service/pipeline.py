@@ -115,6 +115,12 @@ def compare_key(*, baseline: str, candidate: str) -> str:
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 
+def predict_key(*, spec_hash: str, device_class: DeviceClass) -> str:
+    """Identity of a prediction request: never equal to a measurement's ``request_key``."""
+    payload = ["predict", spec_hash, device_class.value]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+
 def export(
     spec: ModelSpec | Buildable,
     formats: tuple[ExportFormat, ...] | None,

@@ -16,7 +16,7 @@ from exporters.errors import SpecError
 
 TaskFunction = Callable[[JobTask, dict[str, Path], Host], BaseModel]
 
-KIND_MODULES = ("devices.jobs.profile", "devices.jobs.compare")
+KIND_MODULES = ("devices.jobs.profile", "devices.jobs.compare", "devices.jobs.predict")
 
 
 @dataclass(frozen=True)
@@ -24,14 +24,17 @@ class Kind:
     name: str
     run: TaskFunction
     result: type[BaseModel]
+    on_server: bool = False  # run by the server in the job's export step, never sent to a runner
 
 
 _KINDS: dict[str, Kind] = {}
 
 
-def register_kind(name: str, *, result: type[BaseModel]) -> Callable[[TaskFunction], TaskFunction]:
+def register_kind(
+    name: str, *, result: type[BaseModel], on_server: bool = False
+) -> Callable[[TaskFunction], TaskFunction]:
     def add(function: TaskFunction) -> TaskFunction:
-        _KINDS[name] = Kind(name=name, run=function, result=result)
+        _KINDS[name] = Kind(name=name, run=function, result=result, on_server=on_server)
         return function
 
     return add

@@ -40,6 +40,7 @@ class Host:
     """What a task may use of the machine it runs on."""
 
     lock_path: Path
+    data_dir: Path | None = None  # the server's data directory, for kinds run on the server
 
 
 class JobPort(Protocol):

@@ -1,20 +1,41 @@
-"""GET /devices: registered runners: class, description, online by heartbeat, current job."""
+"""GET /devices: registered runners (class, description, online by heartbeat, current job) and
+the predictors of device classes as virtual devices, with their cross-validated error."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import ReadSessionDep, UserDep
-from service.api.present import runner_public
+from exporters.formats import DeviceClass
+from service import jobservice
+from service.api.deps import DispatcherDep, ReadSessionDep, SettingsDep, UserDep
+from service.api.present import predictor_public, runner_public
 from service.api.responses import ModelJSON
-from service.api.schemas import RunnersPublic
+from service.api.schemas import DevicesPublic
 from service.db import runners
+from service.predict.job import predictors
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
 
-@router.get("", response_model=RunnersPublic)
-def read_devices(session: ReadSessionDep, _user: UserDep) -> ModelJSON:
-    """The registered runners: device class, host facts, online, current job."""
+@router.get("", response_model=DevicesPublic)
+def read_devices(
+    session: ReadSessionDep, settings: SettingsDep, dispatcher: DispatcherDep, _user: UserDep
+) -> ModelJSON:
+    """The registered runners, and each class's predictor (answers POST /profile for a class
+    while no runner of it is online)."""
     rows = runners.list_runners(session)
-    return ModelJSON(RunnersPublic(data=[runner_public(r) for r in rows], count=len(rows)))
+    virtual = [
+        predictor_public(
+            p,
+            online_runner=jobservice.measurable(
+                session,
+                settings=settings,
+                dispatcher=dispatcher,
+                device=DeviceClass(p.device_class),
+            ),
+        )
+        for p in predictors(settings.data_dir)
+    ]
+    return ModelJSON(
+        DevicesPublic(data=[runner_public(r) for r in rows], count=len(rows), predictors=virtual)
+    )

@@ -6,21 +6,37 @@ from sqlalchemy.orm import Session
 
 from service.api.schemas import (
     ComparisonPublic,
+    CvErrorPublic,
     JobBrief,
     JobPublic,
+    PredictorPublic,
     ResultPublic,
     RunnerPublic,
     SidePublic,
 )
 from service.db import jobs
 from service.db.comparisons import comparison_for
-from service.db.tables import ArtifactRow, ComparisonRow, JobRow, ResultRow, RunnerRow, SpecRow
+from service.db.results import prediction_for
+from service.db.tables import (
+    ArtifactRow,
+    ComparisonRow,
+    JobRow,
+    PredictionRow,
+    ResultRow,
+    RunnerRow,
+    SpecRow,
+)
+from service.predict.predictor import Predictor
 
 ARTIFACT_FIELDS = ("key", "format", "precision", "parity", "checks", "export_path", "size_bytes")
 
 
 def result_public(
-    result: ResultRow, spec: SpecRow, artifact: ArtifactRow | None, *, samples: bool = False
+    result: ResultRow | PredictionRow,
+    spec: SpecRow,
+    artifact: ArtifactRow | None,
+    *,
+    samples: bool = False,
 ) -> ResultPublic:
     """``artifact``: the one the result's job measured, loaded by the caller with the rest of its
     rows (``jobs.get_job_rows``, ``results.artifacts_of``): a lookup per row costs a query each."""
@@ -77,7 +93,12 @@ def comparison_public(session: Session, row: ComparisonRow) -> ComparisonPublic:
 
 def job_brief(job: JobRow, *, cached: bool) -> JobBrief:
     return JobBrief(
-        id=job.id, device=job.device_class, format=job.format, state=job.state, cached=cached
+        id=job.id,
+        kind=job.kind,
+        device=job.device_class,
+        format=job.format,
+        state=job.state,
+        cached=cached,
     )
 
 
@@ -88,6 +109,9 @@ def job_view(session: Session, *, job_id: str) -> JobPublic:
     if rows.job.kind == "compare":
         comparison = comparison_for(session, job_id=rows.job.id)
         result = comparison_public(session, comparison) if comparison else None
+    elif rows.job.kind == "predict":
+        prediction = prediction_for(session, job_id=rows.job.id)
+        result = result_public(prediction, rows.spec, rows.artifact) if prediction else None
     elif rows.result is not None:
         result = result_public(rows.result, rows.spec, rows.artifact, samples=True)
     return _job_public(rows.job, rows.spec.model, result)
@@ -128,4 +152,17 @@ def runner_public(runner: RunnerRow) -> RunnerPublic:
         online=runner.online,
         current_job_id=runner.current_job_id,
         last_heartbeat=runner.last_heartbeat,
+    )
+
+
+def predictor_public(predictor: Predictor, *, online_runner: bool) -> PredictorPublic:
+    info = predictor.info()
+    return PredictorPublic(
+        device_class=info.device_class,
+        version=info.version,
+        method=info.method,
+        training_rows=info.training_rows,
+        families=info.families,
+        cv=CvErrorPublic.model_validate(info.cv.model_dump()),
+        online_runner=online_runner,
     )

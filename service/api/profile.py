@@ -1,4 +1,5 @@
-"""POST /profile: one job per requested device; cached results and identical requests coalesce."""
+"""POST /profile: one job per requested device; cached results and identical requests coalesce.
+A device class with a predictor and no runner online gets a ``predict`` job instead."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from service import jobservice
 from service.api.deps import DispatcherDep, SessionDep, SettingsDep, UserDep
 from service.api.present import job_brief
 from service.api.schemas import ProfileAccepted, ProfileCreate
+from service.predict.job import has_predictor
 
 router = APIRouter(tags=["profile"])
 
@@ -20,19 +22,41 @@ def create_profile(
     dispatcher: DispatcherDep,
     user: UserDep,
 ) -> ProfileAccepted:
-    """Measure a model on one or more device classes (202: jobs to poll at GET /jobs/{id})."""
-    submission = jobservice.submit_profile(
-        session,
-        settings=settings,
-        dispatcher=dispatcher,
-        user=user,
-        model=body.model,
-        artifact=body.artifact,
-        devices=body.devices,
-        formats=body.formats,
-        measure=body.settings,
-        force=body.force,
-    )
-    briefs = [job_brief(s.job, cached=s.cached) for s in submission.jobs]
-    plan = submission.plan
+    """Measure a model on one or more device classes (202: jobs to poll at GET /jobs/{id});
+    a class nobody can measure now but a predictor covers is predicted (job kind ``predict``)."""
+    predicted = [
+        d
+        for d in body.devices
+        if body.predict
+        and body.artifact is None  # an upload is measured as given, never predicted
+        and jobservice.runs_server_kinds(settings)
+        and not jobservice.measurable(session, settings=settings, dispatcher=dispatcher, device=d)
+        and has_predictor(d.value, settings.data_dir)
+    ]
+    measured = [d for d in body.devices if d not in predicted]
+    common = {"settings": settings, "dispatcher": dispatcher, "user": user, "model": body.model}
+    submissions = []
+    if measured:
+        submissions.append(
+            jobservice.submit_profile(
+                session,
+                **common,
+                artifact=body.artifact,
+                devices=measured,
+                formats=body.formats,
+                measure=body.settings,
+                force=body.force,
+            )
+        )
+    if predicted:
+        submissions.append(
+            jobservice.submit_predict(
+                session, **common, devices=predicted, formats=body.formats, force=body.force
+            )
+        )
+    by_device = {s.job.device_class: s for sub in submissions for s in sub.jobs}
+    briefs = [
+        job_brief(by_device[d.value].job, cached=by_device[d.value].cached) for d in body.devices
+    ]
+    plan = submissions[0].plan
     return ProfileAccepted(spec_hash=plan.spec_hash, model=plan.model, jobs=briefs)

@@ -1,4 +1,5 @@
-"""GET /results: stored measurements, filtered, as JSON or CSV (``?format=csv``)."""
+"""GET /results: stored measurements, filtered, as JSON or CSV (``?format=csv``); predictions
+only when asked for by ``kind=predicted`` (they live apart, never mixed with measurements)."""
 
 from __future__ import annotations
 
@@ -51,9 +52,11 @@ def read_results(
     since: UtcTimestamp | None = None,
     format: Literal["json", "csv"] = "json",
     limit: int = Query(1000, ge=1, le=10000),
+    kind: Literal["measured", "predicted"] = "measured",
 ) -> Response:
     rows = list_results(
         session,
+        kind=kind,
         model=model,
         family=family,
         device_class=device.value if device else None,

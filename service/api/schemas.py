@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Query
 from pydantic import (
@@ -116,6 +116,11 @@ class ProfileCreate(Strict):
     formats: list[ExportFormat] | None = Field(None, min_length=1, max_length=len(ExportFormat))
     settings: MeasureSettings = Field(default_factory=MeasureSettings)
     force: bool = Field(False, description="measure again even if this request has a result")
+    predict: bool = Field(
+        True,
+        description="a device class with a predictor and no runner online is answered with a "
+        "prediction (job kind predict); false: queue the measurement for a runner to come",
+    )
 
     @model_validator(mode="after")
     def _model_or_artifact(self) -> ProfileCreate:
@@ -162,6 +167,7 @@ class CompareCreate(Strict):
 
 class JobBrief(BaseModel):
     id: str
+    kind: str = "profile"  # "predict": no runner of the class is online, a prediction instead
     device: str
     format: str
     state: str
@@ -180,6 +186,7 @@ class ResultPublic(MeasurementRecord):
     ``samples_ms`` only where asked for (one job's result), not in listings."""
 
     id: int
+    kind: Literal["measured", "predicted"] = "measured"  # predicted: see devices' PredictionRecord
     job_id: str
     model: str
     family: str | None = None
@@ -218,6 +225,27 @@ class ComparisonPublic(ComparisonRecord):
     runner_id: str | None
     weights: str = "random"
     created_at: datetime
+
+
+class CvErrorPublic(BaseModel):
+    median_ape_pct: float
+    spearman: float
+    rows: int
+    folds: int
+    scheme: str
+
+
+class PredictorPublic(BaseModel):
+    """A device class served by a predictor: a virtual device, with how wrong it tends to be."""
+
+    device_class: str
+    virtual: bool = True
+    version: str
+    method: str
+    training_rows: int
+    families: list[str]
+    cv: CvErrorPublic
+    online_runner: bool  # a runner of the class is online: requests are measured, not predicted
 
 
 class ResultsPublic(BaseModel):
@@ -291,6 +319,12 @@ class RunnerPublic(BaseModel):
 class RunnersPublic(BaseModel):
     data: list[RunnerPublic]
     count: int
+
+
+class DevicesPublic(RunnersPublic):
+    """The runners, and the predictors of classes that have one (virtual devices)."""
+
+    predictors: list[PredictorPublic]
 
 
 class Claim(Strict):

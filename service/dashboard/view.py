@@ -9,7 +9,8 @@ side), else it has none and is listed apart. Four kinds, each its own marker:
 - ``published``: latency and top-1 both from the packaged reference data (another machine of
   the same class: compare rankings, not absolute values);
 - ``measured``: latency measured here, published top-1;
-- ``predicted``: a result carrying ``"kind": "predicted"`` in its measurement, with its interval
+- ``predicted``: a predict job's result (table ``predictions``), whose measurement carries
+  ``"kind": "predicted"`` and its interval
   in ``latency_ms.interval`` (or ``ci95``), and the published top-1;
 - ``user``: measured or predicted latency with the top-1 the user attached.
 """
@@ -250,7 +251,9 @@ def build(
     shown. The ranking across devices ignores the device filter (it is about all of them)."""
     refs = reference.load(reference_csv)
     published = reference.load_latency(reference_csv)
-    rows = _latest(list_results(session, limit=10000))
+    rows = _latest(
+        list_results(session, limit=10000) + list_results(session, kind="predicted", limit=10000)
+    )
     attached = accuracies(session, subjects=[spec.hash for _, spec in rows])
     points = _published_points(refs, published)
     unplotted = []

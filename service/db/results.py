@@ -12,17 +12,46 @@ from exporters.errors import ConflictError
 from service.db import jobs
 from service.db.engine import commit_new
 from service.db.jobs import JobState
-from service.db.tables import ArtifactRow, ComparisonRow, JobRow, ResultRow, SpecRow
+from service.db.tables import (
+    ArtifactRow,
+    ComparisonRow,
+    JobRow,
+    PredictionRow,
+    ResultRow,
+    SpecRow,
+)
 
-R = TypeVar("R", ResultRow, ComparisonRow)  # a kind's result table: unique job_id
+R = TypeVar("R", ResultRow, ComparisonRow, PredictionRow)  # a kind's result table: unique job_id
+L = TypeVar("L", ResultRow, PredictionRow)  # a table of one spec's latency per job
+
+# The tables of latencies by what they hold: one spec's latency on one class per row.
+LATENCY_TABLES: dict[str, type[ResultRow | PredictionRow]] = {
+    "measured": ResultRow,
+    "predicted": PredictionRow,
+}
 
 
 def record_result(
     session: Session, *, job: JobRow, model: str, runner_id: str | None, measurement: dict[str, Any]
 ) -> tuple[ResultRow, bool]:
     """Store a profile job's measurement through ``finish_with``. Commits."""
-    latency = measurement["latency_ms"]
-    row = ResultRow(
+    row = _latency_row(ResultRow, job, model, runner_id, measurement)
+    row.p90_ms = measurement["latency_ms"].get("p90")
+    return finish_with(session, job=job, runner_id=runner_id, row=row)
+
+
+def record_prediction(
+    session: Session, *, job: JobRow, model: str, runner_id: str | None, measurement: dict[str, Any]
+) -> tuple[PredictionRow, bool]:
+    """Store a predict job's ``PredictionRecord`` apart from measurements. Commits."""
+    row = _latency_row(PredictionRow, job, model, None, measurement)
+    return finish_with(session, job=job, runner_id=runner_id, row=row)
+
+
+def _latency_row(
+    table: type[L], job: JobRow, model: str, runner_id: str | None, measurement: dict[str, Any]
+) -> L:
+    return table(
         job_id=job.id,
         request_key=job.request_key,
         spec_hash=job.spec_hash,
@@ -30,11 +59,9 @@ def record_result(
         device_class=job.device_class,
         format=job.format,
         runner_id=runner_id,
-        median_ms=float(latency["median"]),
-        p90_ms=latency.get("p90"),
+        median_ms=float(measurement["latency_ms"]["median"]),
         measurement=measurement,
     )
-    return finish_with(session, job=job, runner_id=runner_id, row=row)
 
 
 def finish_with(session: Session, *, job: JobRow, runner_id: str | None, row: R) -> tuple[R, bool]:
@@ -77,17 +104,21 @@ def list_results(
     device_class: str | None = None,
     since: datetime | None = None,
     limit: int = 1000,
-) -> list[tuple[ResultRow, SpecRow]]:
-    query = select(ResultRow, SpecRow).join(SpecRow, SpecRow.hash == ResultRow.spec_hash)
+    kind: str = "measured",
+) -> list[tuple[ResultRow | PredictionRow, SpecRow]]:
+    """Newest first, from the table of ``kind`` (``LATENCY_TABLES``): measurements unless
+    predictions are asked for by name."""
+    table = LATENCY_TABLES[kind]
+    query = select(table, SpecRow).join(SpecRow, SpecRow.hash == table.spec_hash)
     if model:
-        query = query.where(ResultRow.model == model)
+        query = query.where(table.model == model)
     if family:
         query = query.where(SpecRow.family == family)
     if device_class:
-        query = query.where(ResultRow.device_class == device_class)
+        query = query.where(table.device_class == device_class)
     if since:
-        query = query.where(ResultRow.created_at >= since)
-    rows = session.execute(query.order_by(ResultRow.created_at.desc()).limit(limit))
+        query = query.where(table.created_at >= since)
+    rows = session.execute(query.order_by(table.created_at.desc()).limit(limit))
     return [(result, spec) for result, spec in rows]
 
 
@@ -103,3 +134,7 @@ def artifacts_of(session: Session, results: list[ResultRow]) -> dict[str, Artifa
         .where(JobRow.id.in_(job_ids))
     )
     return {job_id: artifact for job_id, artifact in rows}
+
+
+def prediction_for(session: Session, *, job_id: str) -> PredictionRow | None:
+    return session.scalars(select(PredictionRow).where(PredictionRow.job_id == job_id)).first()

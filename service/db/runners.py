@@ -102,3 +102,11 @@ def mark_stale_offline(session: Session, *, cutoff: datetime) -> list[RunnerRow]
 
 def list_runners(session: Session) -> list[RunnerRow]:
     return list(session.scalars(select(RunnerRow).order_by(RunnerRow.registered_at)))
+
+
+def online_classes(session: Session, *, cutoff: datetime) -> set[str]:
+    """Device classes with a runner marked online whose last heartbeat is after ``cutoff``."""
+    query = select(RunnerRow.device_class).where(
+        RunnerRow.online.is_(True), RunnerRow.last_heartbeat >= cutoff
+    )
+    return set(session.scalars(query.distinct()))

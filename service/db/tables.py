@@ -76,8 +76,9 @@ class JobRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
-class ResultRow(Base):
-    __tablename__ = "results"
+class OneSpecLatency:
+    """Columns of a table holding one spec's latency on one device class per job: measured
+    (``results``) or predicted (``predictions``), read by the same listing and dashboard code."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), unique=True)
@@ -91,6 +92,10 @@ class ResultRow(Base):
     p90_ms: Mapped[float | None] = mapped_column(Float)
     measurement: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class ResultRow(OneSpecLatency, Base):
+    __tablename__ = "results"
 
 
 class ComparisonRow(Base):
@@ -110,6 +115,14 @@ class ComparisonRow(Base):
     ratio: Mapped[float] = mapped_column(Float)
     comparison: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class PredictionRow(OneSpecLatency, Base):
+    """A predict job's result: a predicted latency of one spec on a class with no runner. Apart
+    from ``results`` so that no listing, cache hit or gate takes it for a measurement.
+    ``median_ms`` is the prediction, ``measurement`` the ``PredictionRecord``; no runner, no p90."""
+
+    __tablename__ = "predictions"
 
 
 class RunnerRow(Base):

@@ -8,7 +8,8 @@ upgrade a shipped entry is still found by the spec's graph identity (model, over
 the lookup says so (``stale``): the graph of a released model rarely changes between versions.
 
 Rebuild the shipped file after changing the training rows or ``exporters.features``:
-``python -m service.predict.featurecache --out service/predict/data/features.json``.
+``python -m service.predict.featurecache --out service/predict/data/features.json``; after a
+library upgrade, ``--no-export`` re-keys the entries under the current hashes.
 """
 
 from __future__ import annotations
@@ -67,12 +68,27 @@ class FeatureCache:
             return found
         if self.store is None:
             raise ExportError("features", f"no cached features for {spec.model!r} and no store")
-        features = extract(spec, self.store)
+        return self.put(spec, extract(spec, self.store))
+
+    def put(self, spec: ModelSpec, features: GraphFeatures) -> CachedFeatures:
+        """Keep ``features`` of ``spec`` (read from an artifact exported elsewhere, or here) under
+        its current hash: one entry per graph identity (a stale entry is replaced)."""
+        previous = self._by_identity.get(identity_key(spec))
+        if previous is not None and previous != spec.content_hash():
+            self._entries.pop(previous, None)
         self._entries[spec.content_hash()] = _entry(spec, features)
         self._by_identity[identity_key(spec)] = spec.content_hash()
         if self.local is not None:
             self.save(self.local, only_local=True)
         return CachedFeatures(features, stale=False)
+
+    def merge(self, path: Path) -> None:
+        """Take in the entries of another cache file (one a long export run wrote) for graphs
+        this cache does not have yet: one entry per graph identity."""
+        for key, entry in _read_file(path).items():
+            if entry.get("identity") not in self._by_identity:
+                self._entries[key] = entry
+                self._by_identity[entry["identity"]] = key
 
     def save(self, path: Path, *, only_local: bool = False) -> None:
         shipped = _read(_shipped_text()) if only_local else {}
@@ -120,13 +136,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--store", type=Path, default=Path(".latbench"))
     parser.add_argument("--device", action="append", help="only these classes (repeatable)")
+    parser.add_argument(
+        "--merge", type=Path, action="append", default=[], help="another cache file to take in"
+    )
+    parser.add_argument("--no-export", action="store_true", help="re-key and merge only")
     args = parser.parse_args()
-    cache = FeatureCache(local=args.out, store=ArtifactStore(args.store))
+    store = None if args.no_export else ArtifactStore(args.store)
+    cache = FeatureCache(local=args.out, store=store)
+    for path in args.merge:
+        cache.merge(path)
     classes = args.device or [c.value for c in device_classes()]
     specs = {row.spec_hash: row.spec for c in classes for row in published_rows(c)}
     for number, spec in enumerate(specs.values(), start=1):
         try:
             found = cache.get(spec)
+            if found.stale:  # found by graph identity: keep it under the current hash
+                cache.put(spec, found.features)
             print(f"[{number}/{len(specs)}] {spec.model} ok (stale: {found.stale})", flush=True)
         except LatbenchError as exc:  # one model failing must not stop the rest: report it
             print(f"[{number}/{len(specs)}] {spec.model} FAILED: {exc}", flush=True)

@@ -44,10 +44,13 @@ def test_profile_makes_one_job_per_device_and_coalesces_repeats(settings):
     with redis_namespace() as (redis_url, namespace):
         settings.broker_url, settings.queue_namespace = redis_url, namespace
         with TestClient(create_app(settings)) as client:
-            first = client.post("/profile", json=body(devices=["cpu-x86_64", "cpu-arm64"]))
-            again = client.post("/profile", json=body(devices=["cpu-x86_64"]))
+            # no runner is online: predict=False queues the jobs for runners to come
+            wait = {"predict": False}
+            first = client.post("/profile", json=body(devices=["cpu-x86_64", "cpu-arm64"], **wait))
+            again = client.post("/profile", json=body(devices=["cpu-x86_64"], **wait))
             other = client.post(
-                "/profile", json=body(devices=["cpu-x86_64"], settings={**FAST, "threads": 2})
+                "/profile",
+                json=body(devices=["cpu-x86_64"], settings={**FAST, "threads": 2}, **wait),
             )
             listed = client.get("/jobs", params={"device": "cpu-arm64"}).json()
     assert first.status_code == 202

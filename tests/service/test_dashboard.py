@@ -24,7 +24,7 @@ from service.app import create_app
 from service.dashboard import report
 from service.db import jobs
 from service.db.jobs import DurationHistogram
-from service.db.results import record_result
+from service.db.results import record_prediction, record_result
 from tests.service.backends import unavailable
 
 REF = (
@@ -61,11 +61,13 @@ def store_result(
             settings={"threads": 1},
             request_key=f"{spec_hash}-{device}",
             user="test",
+            kind="predict" if kind == "predicted" else "profile",
         )
         measurement = {"latency_ms": latency, "settings": {"threads": 1}, "layers": layers}
         if kind:
             measurement["kind"] = kind
-        record_result(session, job=job, model=parsed.model, runner_id=None, measurement=measurement)
+        record = record_prediction if kind == "predicted" else record_result  # tables apart
+        record(session, job=job, model=parsed.model, runner_id=None, measurement=measurement)
     return spec_hash
 
 

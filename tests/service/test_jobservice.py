@@ -91,7 +91,9 @@ def test_a_task_no_longer_ours_is_dropped_without_running(tmp_path):
 
 
 def test_an_unknown_kind_names_the_field():
-    with pytest.raises(SpecError, match="kind: unknown job kind 'nope'; known: compare, profile"):
+    with pytest.raises(
+        SpecError, match="kind: unknown job kind 'nope'; known: compare, predict, profile"
+    ):
         get_kind("nope")
 
 

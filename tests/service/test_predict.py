@@ -14,7 +14,7 @@ from exporters.features import onnx_features
 from exporters.spec import parse_spec
 from service.db.tables import ResultRow, SpecRow
 from service.predict.cv import fit_candidate, leave_one_family_out
-from service.predict.featurecache import CachedFeatures, FeatureCache
+from service.predict.featurecache import CachedFeatures, FeatureCache, identity_key
 from service.predict.predictor import load_predictor, samples_for
 from service.predict.training import published_rows, rows_from_results
 from tests.exporters.test_cli_export import latbench
@@ -135,3 +135,20 @@ def test_predictor_fit_saves_a_refit_that_predict_uses(tmp_path):
     assert not any(i.startswith("measured:") for i in doc["training_ids"])  # empty database
     predicted = latbench("predict", "repvit_m1_1", "--device", IPHONE, "--json", data_dir=tmp_path)
     assert json.loads(predicted.stdout)["predictor"]["version"] == doc["version"]
+
+
+def test_a_stale_entry_is_rekeyed_under_the_current_hash(tmp_path):
+    """After a library upgrade an entry is found by graph identity (stale); putting it back
+    keeps one entry, under the spec's current hash, found fresh from then on."""
+    _graph_with_einsum(tmp_path / "einsum.onnx")
+    features = onnx_features(tmp_path / "einsum.onnx")
+    spec = parse_spec({"model": "resnet18", "input": {"height": 64, "width": 64}})
+    old = {"identity": identity_key(spec), "model": spec.model, "features": features.to_dict()}
+    local = tmp_path / "features.json"
+    local.write_text(json.dumps({"entries": {"0" * 32: old}}))
+    cache = FeatureCache(local=local)
+    assert cache.lookup(spec).stale
+    cache.put(spec, cache.lookup(spec).features)
+    assert not cache.lookup(spec).stale
+    saved = json.loads(local.read_text())["entries"]
+    assert list(saved) == [spec.content_hash()]

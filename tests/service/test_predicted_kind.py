@@ -1,0 +1,188 @@
+"""The ``predicted`` result kind through the service: POST /profile for a class with a predictor
+and no runner online makes a ``predict`` job, which the server runs in its export step (real
+export, real predictor); the prediction is stored apart from measurements (GET /results lists
+it only by ``kind=predicted``), served by GET /jobs/{id} with its predictor, interval, CV error
+and domain, drawn by the dashboard, listed by GET /devices, refused by the gate's check unless
+allowed, and never answers a later measurement request."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+from fastapi.testclient import TestClient
+from onnx import TensorProto, helper
+
+from exporters.artifacts import ArtifactStore, artifact_key
+from exporters.errors import SpecError
+from exporters.formats import ExportFormat
+from exporters.spec import parse_spec
+from service import jobservice
+from service.app import create_app
+from service.db import runners
+from service.predict.policy import is_prediction, require_measured
+from tests.service.doubles import RecordingDispatcher
+
+IPHONE = "iphone12-class"
+REF = (
+    "model,family,timm_name,resolution,top1,device,latency_ms,source_repo,source_file_or_table\n"
+    "MobileOne-S0,MobileOne,mobileone_s0,224,71.4,iPhone 12,0.79,apple/ml-mobileone,README\n"
+)
+SMALL = {"model": "mobileone_s0", "input": {"height": 64, "width": 64}}
+
+
+@pytest.fixture
+def client(settings, tmp_path):
+    """Runners attach through the queue (celery setting) and none is online yet."""
+    settings.dispatcher = "celery"
+    settings.reference_csv = tmp_path / "ref.csv"
+    settings.reference_csv.write_text(REF)
+    app = create_app(settings, dispatcher=RecordingDispatcher())
+    with TestClient(app) as c:
+        yield c
+
+
+def profile(client, model, **extra):
+    response = client.post("/profile", json={"model": model, "devices": [IPHONE], **extra})
+    assert response.status_code == 202, response.text
+    return response.json()["jobs"][0]
+
+
+def run_export_step(client, job_id: str, *, to_runner: bool = False) -> None:
+    """What the export worker does with the job the dispatcher was handed: a predict job is
+    answered on the server, a profile job (``to_runner``) is passed on to a runner's queue."""
+    settings = client.app.state.settings
+    workers = jobservice.export_workers(settings)
+    try:
+        task = jobservice.export_step(
+            client.app.state.sessions,
+            job_id=job_id,
+            attempt=1,
+            store_root=settings.data_dir,
+            lock_path=settings.host_lock,
+            workers=workers,
+        )
+    finally:
+        workers.stop()
+    assert (task is not None) == to_runner  # a prediction runs on the server: no runner's queue
+
+
+def put_artifact(settings, model, write) -> None:
+    """The spec's ONNX artifact, already in the store (the export step finds it cached)."""
+    spec = parse_spec(model)
+    onnx_precision = spec.precision_for(ExportFormat.ONNX)
+    key = artifact_key(spec.content_hash(), ExportFormat.ONNX, onnx_precision)
+
+    def produce(path) -> dict:
+        write(path)
+        return {}
+
+    ArtifactStore(settings.data_dir).put(key, produce)
+
+
+def einsum_graph(path) -> None:
+    """A graph holding an op no training graph has."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 16])
+    node = helper.make_node("Einsum", ["x"], ["y"], equation="bij->bji")
+    graph = helper.make_graph([node], "einsum", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+
+
+def put_einsum_artifact(settings, model) -> None:
+    put_artifact(settings, model, einsum_graph)
+
+
+def test_a_class_without_runner_is_predicted_end_to_end(client):
+    brief = profile(client, "mobileone_s0")
+    assert (brief["kind"], brief["device"], brief["state"]) == ("predict", IPHONE, "queued")
+    assert client.app.state.dispatcher.submitted == [(brief["id"], 1)]
+    run_export_step(client, brief["id"])  # a real export of the model to ONNX, then predicted
+
+    job = client.get(f"/jobs/{brief['id']}").json()
+    assert (job["kind"], job["state"], job["error"]) == ("predict", "done", None)
+    result = job["result"]
+    assert result["kind"] == "predicted" and is_prediction(result)
+    low, high = result["latency_ms"]["interval"]
+    assert 0 < low < result["latency_ms"]["median"] < high
+    predictor = result["predictor"]
+    assert predictor["version"] and predictor["training_rows"] >= 10
+    assert predictor["cv"]["median_ape_pct"] > 0 and -1 <= predictor["cv"]["spearman"] <= 1
+    assert result["domain"]["family_seen"] and result["domain"]["family"] == "mobileone"
+    assert result["runner_id"] is None and result["artifact"]["format"] == "onnx"
+
+    assert client.get("/results").json()["count"] == 0  # measurements only, by default
+    predicted = client.get("/results", params={"kind": "predicted"}).json()
+    assert [r["job_id"] for r in predicted["data"]] == [brief["id"]]
+    assert predicted["data"][0]["kind"] == "predicted"
+
+    data = client.get("/dashboard/data.json").json()
+    [point] = [p for p in data["points"] if p["device"] == IPHONE and p["kind"] != "published"]
+    assert point["kind"] == "predicted" and point["model"] == "mobileone_s0"
+    assert (point["latency_low"], point["latency_high"]) == pytest.approx((low, high))
+
+    with pytest.raises(SpecError, match="is a prediction, not a measurement"):
+        require_measured(result)  # what the gate calls on each result it would gate on
+    require_measured(result, allow_predicted=True)
+
+
+def test_an_op_type_never_seen_is_stored_out_of_domain(client):
+    put_einsum_artifact(client.app.state.settings, SMALL)
+    brief = profile(client, SMALL)
+    run_export_step(client, brief["id"])
+    [stored] = client.get("/results", params={"kind": "predicted"}).json()["data"]
+    assert stored["job_id"] == brief["id"]
+    domain = stored["domain"]
+    assert not domain["inside"] and domain["unseen_op_types"] == ["Einsum"]
+    assert "Einsum" in domain["note"]
+    assert any("outside the training domain" in note for note in stored["notes"])
+
+
+def test_a_measurement_request_with_a_runner_online_is_measured_not_answered_by_the_prediction(
+    client,
+):
+    put_einsum_artifact(client.app.state.settings, SMALL)
+    predicted = profile(client, SMALL)
+    run_export_step(client, predicted["id"])
+    assert profile(client, SMALL)["id"] == predicted["id"]  # a repeat reuses the prediction
+    with client.app.state.sessions() as s:
+        runners.register_runner(s, device_class=IPHONE, description={}, runner_id="phone")
+
+    measured = profile(client, SMALL)
+    assert (measured["kind"], measured["state"], measured["cached"]) == ("profile", "queued", False)
+    assert measured["id"] != predicted["id"]
+    run_export_step(client, measured["id"], to_runner=True)
+    with client.app.state.sessions() as s:
+        jobservice.claim(s, job_id=measured["id"], attempt=1, runner_id="phone")
+        jobservice.complete(
+            s,
+            job_id=measured["id"],
+            attempt=1,
+            runner_id="phone",
+            result={"latency_ms": {"median": 2.0}},
+        )
+    [result] = client.get("/results").json()["data"]
+    assert result["kind"] == "measured" and result["job_id"] == measured["id"]
+    require_measured(result)  # a measurement passes the gate's check
+    [prediction] = client.get("/results", params={"kind": "predicted"}).json()["data"]
+    assert prediction["job_id"] == predicted["id"]
+
+
+def test_a_prediction_that_cannot_be_made_fails_its_job_and_stores_nothing(client):
+    put_artifact(client.app.state.settings, SMALL, lambda path: path.write_bytes(b"not onnx"))
+    brief = profile(client, SMALL)
+    with pytest.raises(Exception):  # noqa: B017 (the worker logs what it raises)
+        run_export_step(client, brief["id"])
+    job = client.get(f"/jobs/{brief['id']}").json()
+    assert job["state"] == "failed" and job["error"].startswith("internal error: ")
+    assert job["result"] is None
+    assert client.get("/results", params={"kind": "predicted"}).json()["count"] == 0
+
+
+def test_devices_lists_predictors_as_virtual_devices(client):
+    devices = client.get("/devices").json()
+    by_class = {p["device_class"]: p for p in devices["predictors"]}
+    phone = by_class[IPHONE]
+    assert phone["virtual"] and not phone["online_runner"]
+    assert phone["training_rows"] >= 10 and len(phone["families"]) >= 2
+    assert phone["cv"]["median_ape_pct"] > 0 and "leave-one-family-out" in phone["cv"]["scheme"]
+    assert devices["count"] == 0  # no runner registered
