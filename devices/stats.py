@@ -32,16 +32,6 @@ def t975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
-def _binom_cdf(k: int, n: int) -> float:
-    """P(X <= k) for X ~ Binomial(n, 1/2), exact (log-space so n in the thousands is fine)."""
-    if k < 0:
-        return 0.0
-    log_half_n = n * math.log(0.5)
-    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(k + 1)]
-    top = max(terms)
-    return min(1.0, math.exp(top + log_half_n) * sum(math.exp(t - top) for t in terms))
-
-
 def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
     """0-based ranks (lo, hi) of the sorted sample bracketing the median with >= ``confidence``.
 
@@ -52,9 +42,18 @@ def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
     if n < 1:
         raise ValueError("no samples")
     alpha = 1.0 - confidence
+    # One pass over the Binomial(n, 1/2) pmf, P(X=k+1) = P(X=k) (n-k)/(k+1), in log space: linear
+    # in the rank (a sustained run has tens of thousands of samples). Terms below float range
+    # underflow to 0, far below any alpha.
+    log_pmf = n * math.log(0.5)
+    cdf = math.exp(log_pmf)  # P(X <= k)
     k = 0
-    while k + 1 <= (n - 1) // 2 and 2 * _binom_cdf(k + 1, n) <= alpha:
-        k += 1
+    while k + 1 <= (n - 1) // 2:
+        log_pmf += math.log((n - k) / (k + 1))
+        wider = cdf + math.exp(log_pmf)  # P(X <= k + 1)
+        if 2 * wider > alpha:
+            break
+        cdf, k = wider, k + 1
     return k, n - 1 - k
 
 

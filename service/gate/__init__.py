@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from exporters.errors import SpecError
+from service.predict.policy import is_prediction
 
 FAMILY_ALPHA = 0.05  # two-sided; the false-failure side is half of it
 
@@ -177,7 +178,7 @@ def refuse_predicted(result: Mapping[str, Any], *, allow: bool) -> None:
     """A gate decides on measurements: a predicted result (the predictor's estimate, ``kind:
     "predicted"``) would pass or fail a build on the predictor's error, so it is refused unless
     the caller says otherwise."""
-    if not allow and result.get("kind") == "predicted":
+    if not allow and is_prediction(result):
         raise SpecError(
             "this result is predicted by the latency model, not measured; gate on a measured "
             "comparison, or pass --allow-predicted to accept the predictor's error",
