@@ -1,4 +1,4 @@
-"""A clone with nothing beside it (no ../shared, no other checkout) serves published top-1 with
+"""A clone with nothing beside it (no sibling data folder, no other checkout) serves published top-1 with
 its sources: the reference data ships inside the package."""
 
 from __future__ import annotations

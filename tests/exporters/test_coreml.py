@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("coremltools")
+torch = pytest.importorskip("torch", reason="CoreML conversion needs the [export] extra (torch)")
+pytest.importorskip(
+    "coremltools", reason="CoreML conversion needs the [export] extra (coremltools)"
+)
 
 from exporters import coreml
 from exporters.errors import ExportError
