@@ -36,28 +36,50 @@ from service.db.engine import engine_for, make_sessionmaker, upgrade
 from service.dispatch import Dispatcher, make_dispatcher
 from service.dispatch.reaper import Reaper, recover
 from service.settings import Settings, get_settings
+from service.warmup import settle_in_background
+from service.workers import Replicas
 
 
-def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> FastAPI:
-    """``dispatcher`` replaces the one the settings choose (tests pass a double from tests/)."""
+def create_app(
+    settings: Settings | None = None,
+    dispatcher: Dispatcher | None = None,
+    *,
+    long_running: bool = False,
+    replicas: Replicas | None = None,
+    replica: bool = False,
+) -> FastAPI:
+    """``dispatcher`` replaces the one the settings choose (tests pass a double from tests/);
+    ``long_running`` (``latbench serve``) settles the process once started (``service.warmup``).
+    The first process of ``latbench serve`` starts and stops its ``replicas``; a ``replica``
+    only answers requests: the migrations, recovery, reaper and dispatcher work are the first
+    process's (``service.workers``)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = engine_for(settings)
-        upgrade(engine)
+        if not replica:
+            upgrade(engine)
         app.state.sessions = make_sessionmaker(engine)
         app.state.read_sessions = make_sessionmaker(engine, read_only=True)
         app.state.db_slots = asyncio.Semaphore(settings.db_pool_size)
         app.state.dispatcher = dispatcher or make_dispatcher(settings, app.state.sessions)
-        reaper = Reaper(app.state.sessions, settings, app.state.dispatcher)
+        reaper = None if replica else Reaper(app.state.sessions, settings, app.state.dispatcher)
         app.state.dispatcher.start()
-        recover(app.state.sessions, settings, app.state.dispatcher)
-        reaper.start()
+        if reaper is not None:
+            recover(app.state.sessions, settings, app.state.dispatcher)
+            reaper.start()
+        if replicas is not None:
+            replicas.start(app.state.dispatcher)
+        if long_running:
+            settle_in_background(settings, measures_here=not replica)
         try:
             yield
         finally:
-            reaper.stop()
+            if replicas is not None:
+                replicas.stop()
+            if reaper is not None:
+                reaper.stop()
             app.state.dispatcher.stop()
             engine.dispose()
 
@@ -78,16 +100,16 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         limit=settings.max_body_bytes,
         paths={"/artifacts": settings.max_artifact_bytes},
     )
-    for module in (
+    for module in (  # matched in this order, per request: the most requested first
+        health,
+        jobs,
+        runners,
+        results,
+        devices,
         profile,
         compare,
         artifacts,
-        jobs,
-        results,
         models,
-        devices,
-        runners,
-        health,
         docs,
         accuracy,
         gateruns,

@@ -91,8 +91,18 @@ class Settings(BaseSettings):
     max_activation_bytes: int = Field(
         16 * 2**30, ge=1, description="work budget: bytes of every tensor of one forward pass"
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="API processes answering on the port; 0: one per physical core (at most 4)",
+    )
     db_pool_size: int = Field(
-        40, ge=1, le=1000, description="request threads, each with its own database connection"
+        4,
+        ge=1,
+        le=1000,
+        description="request threads per process, each with its own database connection (more "
+        "threads than cores contend for the interpreter lock: fewer requests per second)",
     )
     db_pool_timeout_s: float = Field(
         5.0, gt=0, le=300, description="wait for a free connection; past it a 503 + Retry-After"

@@ -24,6 +24,10 @@ def serve(
     export_workers: Annotated[
         int, typer.Option(help="celery dispatcher: export worker processes to start beside the API")
     ] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="API processes on the port; 0: one per physical core (LATBENCH_WORKERS)"),
+    ] = None,
 ) -> None:
     """Run the profiling service (API, dashboard, dispatcher)."""
     import uvicorn
@@ -32,6 +36,7 @@ def serve(
     from exporters.errors import SpecError
     from service.app import create_app
     from service.settings import Settings
+    from service.workers import Replicas, listening_socket, worker_count
 
     overrides = {
         "host": host,
@@ -39,6 +44,7 @@ def serve(
         "dispatcher": dispatcher,
         "local_runner": local_runner,
         "export_workers": export_workers,
+        "workers": workers,
     }
     env = {f"LATBENCH_{k.upper()}": str(v) for k, v in overrides.items() if v is not None}
     os.environ.update(env)  # the export workers read the same settings
@@ -46,9 +52,17 @@ def serve(
         settings = Settings()
     except ValidationError as exc:
         raise fail(SpecError(exc.errors()[0]["msg"], field="settings")) from None
-    # Export workers start and stop with the app (its lifespan): uvicorn re-raises SIGTERM once
-    # the app has shut down, so nothing after uvicorn.run would run.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    try:
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        raise fail(
+            SpecError(f"cannot listen on {settings.host}:{settings.port}: {exc}", field="port")
+        ) from None
+    replicas = Replicas(settings, sock, worker_count(settings) - 1)
+    # Replicas and export workers start and stop with the app (its lifespan): uvicorn re-raises
+    # SIGTERM once the app has shut down, so nothing after the server's run would run.
+    app = create_app(settings, long_running=True, replicas=replicas)
+    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
 
 
 def register(app: typer.Typer) -> None:

@@ -77,6 +77,12 @@ class DatabasePort:
         )
 
 
+def serves_locally(settings: Settings, device_class: str) -> bool:
+    """This host's CPU class, and only while the embedded runner is on: with it off
+    (--no-local-runner) nothing here would ever measure the job."""
+    return settings.local_runner and device_class == DeviceClass.of_this_cpu().value
+
+
 class LocalDispatcher:
     def __init__(self, settings: Settings, sessions: Sessions) -> None:
         self.settings = settings
@@ -95,9 +101,7 @@ class LocalDispatcher:
         self._queue.put(task)
 
     def serves(self, device_class: str) -> bool:
-        """This host's CPU class, and only while the embedded runner is on: with it off
-        (--no-local-runner) nothing here would ever measure the job."""
-        return self.settings.local_runner and device_class == self.device_class.value
+        return serves_locally(self.settings, device_class)
 
     def start(self) -> None:
         if not self.settings.local_runner:

@@ -4,6 +4,7 @@ new one), and the ``predict`` kind's work: an exported ONNX graph to a ``Predict
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,11 @@ def predictor_for(device_class: str, data_dir: Path | None) -> Predictor | None:
     except ValueError:
         return None
     stamp = saved.stat().st_mtime_ns if saved and saved.is_file() else None
-    return _fitted(device_class, data_dir, stamp)
+    with _fitting:  # one fit at a time: concurrent first requests wait for it, never repeat it
+        return _fitted(device_class, data_dir, stamp)
+
+
+_fitting = threading.Lock()
 
 
 @lru_cache(maxsize=32)

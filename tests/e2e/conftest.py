@@ -115,6 +115,7 @@ def service_env(directory: Path) -> dict[str, str]:
             "LATBENCH_HEARTBEAT_INTERVAL_S": "0.5",
             "LATBENCH_HEARTBEAT_TIMEOUT_S": "3",
             "LATBENCH_REAPER_INTERVAL_S": "0.5",
+            "LATBENCH_WORKERS": "1",  # one API process; test_workers.py runs more
             "OMP_NUM_THREADS": "1",
         }
     )

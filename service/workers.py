@@ -1,0 +1,175 @@
+"""More API processes on the one listening socket (``latbench serve --workers N``).
+
+A Python process answers about one core's worth of requests (one interpreter lock), so on a
+multi-core host reads scale with processes, not threads (bench/load.py prints both). The process
+``latbench serve`` runs stays the only one that holds what must exist once: the migrations, the
+reaper, the recovery of unfinished jobs and the dispatcher (the embedded runner and the export
+workers). The others, replicas, only answer requests on the same socket; what they submit to the
+embedded dispatcher comes back to the first process over a pipe each (``Relay``), and with Celery
+they send to the broker themselves. Replicas are spawned (never forked from a process that runs
+threads), end with the first process even when it is killed, and are stopped by its shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import threading
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from devices.jobs.port import JobTask
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from service.dispatch import Dispatcher
+
+log = logging.getLogger(__name__)
+
+SPAWN = multiprocessing.get_context("spawn")
+STOP_GRACE_S = 10.0
+MAX_AUTO_WORKERS = 4  # each process holds torch and the zoo (for the work budget): ~0.5 GB
+
+
+def worker_count(settings: Settings) -> int:
+    """``LATBENCH_WORKERS``, or for 0 one process per physical core (at most MAX_AUTO_WORKERS)."""
+    if settings.workers:
+        return settings.workers
+    return max(1, min(MAX_AUTO_WORKERS, psutil.cpu_count(logical=False) or 1))
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The socket every process accepts on, bound before any of them starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=2048)
+
+
+class Relay:
+    """A replica's dispatcher for the embedded default: hands each job to the first process's
+    dispatcher, which runs the embedded worker. Were the first process gone, the job stays
+    queued in the database and its recovery queues it when the service starts again."""
+
+    def __init__(self, settings: Settings, conn: Connection) -> None:
+        from service.dispatch.local import serves_locally
+
+        self.settings = settings
+        self.conn = conn
+        self._serves = serves_locally
+        self._lock = threading.Lock()  # routes run in threads; a Connection is not thread-safe
+
+    def submit(self, job_id: str, attempt: int) -> None:
+        self._send(("submit", job_id, attempt))
+
+    def dispatch(self, task: JobTask) -> None:
+        self._send(("dispatch", task.to_dict()))
+
+    def serves(self, device_class: str) -> bool:
+        return self._serves(self.settings, device_class)
+
+    def start(self) -> None:
+        """Nothing to start: the first process runs the work."""
+
+    def stop(self) -> None:
+        self.conn.close()
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        try:
+            with self._lock:
+                self.conn.send(message)
+        except OSError:
+            log.exception("the first process is gone; %s waits for the next start", message[1])
+
+
+def replica_dispatcher(settings: Settings, conn: Connection) -> Dispatcher:
+    if settings.dispatcher == "celery":
+        from service.dispatch.celery_dispatch import CeleryDispatcher
+
+        return CeleryDispatcher(settings.model_copy(update={"export_workers": 0}))
+    return Relay(settings, conn)
+
+
+def _replica_main(settings: Settings, sock: socket.socket, conn: Connection) -> None:
+    import os
+
+    import uvicorn
+
+    from service.app import create_app
+    from service.dispatch.lifeline import die_with_parent
+
+    die_with_parent(signal.SIGTERM)
+    if os.getppid() == 1:  # the first process ended before the lifeline was set
+        return
+    app = create_app(settings, replica_dispatcher(settings, conn), long_running=True, replica=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+
+
+class Replicas:
+    """``count`` replica processes on ``sock``, started and stopped by the first process's
+    lifespan, their submissions relayed to its dispatcher by one thread."""
+
+    def __init__(self, settings: Settings, sock: socket.socket, count: int) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.count = count
+        self.processes: list[BaseProcess] = []
+        self._conns: list[Connection] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, dispatcher: Dispatcher) -> None:
+        for index in range(self.count):
+            ours, theirs = SPAWN.Pipe()
+            process = SPAWN.Process(
+                target=_replica_main,
+                args=(self.settings, self.sock, theirs),
+                name=f"latbench-api-{index + 1}",
+                daemon=True,
+            )
+            process.start()
+            theirs.close()
+            self.processes.append(process)
+            self._conns.append(ours)
+        if self.count:
+            self._thread = threading.Thread(
+                target=self._relay, args=(dispatcher,), name="latbench-relay", daemon=True
+            )
+            self._thread.start()
+
+    def _relay(self, dispatcher: Dispatcher) -> None:
+        conns = list(self._conns)
+        while conns and not self._stop.is_set():
+            for conn in wait(conns, timeout=0.5):
+                try:
+                    kind, *args = conn.recv()
+                except (EOFError, OSError):
+                    conns.remove(conn)  # that replica ended
+                    continue
+                try:
+                    if kind == "submit":
+                        dispatcher.submit(*args)
+                    else:
+                        dispatcher.dispatch(JobTask(**args[0]))
+                except Exception:  # one failed hand-over must not end the relay for everyone
+                    log.exception("could not hand over %s from a replica", args[0])
+
+    def stop(self) -> None:
+        """SIGTERM each replica (uvicorn's graceful shutdown), SIGKILL what outlives the grace."""
+        self._stop.set()
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.processes:
+            process.join(STOP_GRACE_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for conn in self._conns:
+            conn.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
