@@ -88,12 +88,15 @@ def submit_profile(
     measure: MeasureSettings,
     force: bool,
     artifact: str | None = None,
+    reader: Session | None = None,
 ) -> Submission:
     """One job per device: a cached result or an identical unfinished job is reused (unless
     ``force``), new jobs are checked against the user's quota as a whole, then dispatched.
-    ``artifact`` (an upload's id) instead of ``model``: measured as uploaded."""
+    ``artifact`` (an upload's id) instead of ``model``: measured as uploaded. With a ``reader``
+    (a read-only session) what is only looked up is looked up there, so a request answered
+    wholly from the cache never takes the write lock that ``session`` takes at its first query."""
     plan = (
-        upload_side(session, artifact, devices, field="artifact")
+        upload_side(reader or session, artifact, devices, field="artifact")
         if artifact is not None
         else pipeline.plan(model, devices, formats, budget=settings.work_budget)
     )
@@ -107,6 +110,7 @@ def submit_profile(
         request_key=lambda keys: keys[MODEL],
         measure=measure,
         force=force,
+        reader=reader,
     )
     return Submission(plan, submitted)
 
@@ -161,15 +165,17 @@ def submit_compare(
 
 
 def measurable(
-    session: Session, *, settings: Settings, dispatcher: Dispatcher, device: DeviceClass
-) -> bool:
-    """Whether a measurement of ``device`` would run: the embedded runner serves the class, or
-    a runner of the class has beaten its heartbeat within the timeout (a queued job for a class
-    with no such runner waits for one that may never come)."""
-    if settings.dispatcher == "local" and dispatcher.serves(device.value):
-        return True
+    session: Session, *, settings: Settings, dispatcher: Dispatcher, devices: list[DeviceClass]
+) -> set[DeviceClass]:
+    """Those of ``devices`` a measurement would run for now: the embedded runner serves the
+    class, or a runner of the class has beaten its heartbeat within the timeout (a queued job for
+    a class with no such runner waits for one that may never come). One query for all."""
+    served = {d for d in devices if settings.dispatcher == "local" and dispatcher.serves(d.value)}
+    if len(served) == len(set(devices)):
+        return served
     cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout_s)
-    return device.value in runners.online_classes(session, cutoff=cutoff)
+    online = runners.online_classes(session, cutoff=cutoff)
+    return served | {d for d in devices if d.value in online}
 
 
 def runs_server_kinds(settings: Settings) -> bool:
@@ -284,9 +290,11 @@ def _submit(
     request_key: Callable[[dict[str, str]], str],
     measure: MeasureSettings,
     force: bool,
+    reader: Session | None = None,
 ) -> list[Submitted]:
     """One job of ``kind`` per device over the models of ``plans`` (role -> plan, targets in the
-    same device order); ``request_key`` makes the job's key from each role's request key."""
+    same device order); ``request_key`` makes the job's key from each role's request key. The
+    cached results are looked up through ``reader`` when given (see ``submit_profile``)."""
     first = next(iter(plans.values()))
     for target in first.targets:
         _check_served(settings, dispatcher, target.device_class)
@@ -299,7 +307,10 @@ def _submit(
             for role, plan in plans.items()
         }
         key = request_key(keys)
-        keyed.append((target, key, None if force else jobs.measured_job(session, request_key=key)))
+        done = None if force else jobs.measured_job(reader or session, request_key=key)
+        keyed.append((target, key, done))
+    if all(done is not None for _, _, done in keyed):
+        return [Submitted(done, True) for _, _, done in keyed]  # nothing to write
     _check_quota(session, settings, user, [key for _, key, done in keyed if done is None])
     for plan in plans.values():
         if isinstance(plan, pipeline.Upload):

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -36,8 +37,12 @@ async def _slot(request: Request) -> AsyncIterator[None]:
     its thread pool, so requests waiting in threads for a connection could take every thread
     while those holding the connections wait for one to finish (the wedge of issue 11)."""
     settings: Settings = request.app.state.settings
+    slots: asyncio.Semaphore = request.app.state.db_slots
     try:
-        await asyncio.wait_for(request.app.state.db_slots.acquire(), settings.db_pool_timeout_s)
+        if slots.locked():  # wait_for costs a task: only when there is something to wait for
+            await asyncio.wait_for(slots.acquire(), settings.db_pool_timeout_s)
+        else:
+            await slots.acquire()
     except TimeoutError:
         raise BusyError(
             "the service is busy (all database sessions in use); retry shortly"
@@ -45,7 +50,7 @@ async def _slot(request: Request) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        request.app.state.db_slots.release()
+        slots.release()
 
 
 async def _session(request: Request) -> AsyncIterator[Session]:
@@ -60,6 +65,22 @@ async def _read_session(request: Request) -> AsyncIterator[Session]:
             yield session
 
 
+@dataclass(frozen=True)
+class Sessions:
+    """A read-only session and a write session for one request, under one slot: what a request
+    only looks up it looks up in ``read``, and ``write`` (lazy, like every session) takes the
+    write lock only if the request writes (a POST answered from the cache does not)."""
+
+    read: Session
+    write: Session
+
+
+async def _sessions(request: Request) -> AsyncIterator[Sessions]:
+    async with _slot(request):
+        with request.app.state.read_sessions() as read, request.app.state.sessions() as write:
+            yield Sessions(read, write)
+
+
 async def _dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher
 
@@ -68,6 +89,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 # scope="function": the session closes as the route returns, never held while a response is sent
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
 ReadSessionDep = Annotated[Session, Depends(_read_session, scope="function")]
+SessionsDep = Annotated[Sessions, Depends(_sessions, scope="function")]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 
 

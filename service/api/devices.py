@@ -24,17 +24,15 @@ def read_devices(
     """The registered runners, and each class's predictor (answers POST /profile for a class
     while no runner of it is online)."""
     rows = runners.list_runners(session)
+    fitted = predictors(settings.data_dir)
+    measurable = jobservice.measurable(
+        session,
+        settings=settings,
+        dispatcher=dispatcher,
+        devices=[DeviceClass(p.device_class) for p in fitted],
+    )
     virtual = [
-        predictor_public(
-            p,
-            online_runner=jobservice.measurable(
-                session,
-                settings=settings,
-                dispatcher=dispatcher,
-                device=DeviceClass(p.device_class),
-            ),
-        )
-        for p in predictors(settings.data_dir)
+        predictor_public(p, online_runner=DeviceClass(p.device_class) in measurable) for p in fitted
     ]
     return ModelJSON(
         DevicesPublic(data=[runner_public(r) for r in rows], count=len(rows), predictors=virtual)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service import jobservice
-from service.api.deps import DispatcherDep, SessionDep, SettingsDep, UserDep
+from service.api.deps import DispatcherDep, SessionsDep, SettingsDep, UserDep
 from service.api.present import job_brief
 from service.api.schemas import ProfileAccepted, ProfileCreate
 from service.predict.job import has_predictor
@@ -17,21 +17,27 @@ router = APIRouter(tags=["profile"])
 @router.post("/profile", status_code=status.HTTP_202_ACCEPTED, response_model=ProfileAccepted)
 def create_profile(
     body: ProfileCreate,
-    session: SessionDep,
+    sessions: SessionsDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
     user: UserDep,
 ) -> ProfileAccepted:
     """Measure a model on one or more device classes (202: jobs to poll at GET /jobs/{id});
     a class nobody can measure now but a predictor covers is predicted (job kind ``predict``)."""
-    predicted = [
-        d
-        for d in body.devices
-        if body.predict
+    may_predict = (
+        body.predict
         and body.artifact is None  # an upload is measured as given, never predicted
         and jobservice.runs_server_kinds(settings)
-        and not jobservice.measurable(session, settings=settings, dispatcher=dispatcher, device=d)
-        and has_predictor(d.value, settings.data_dir)
+    )
+    measurable = (
+        jobservice.measurable(
+            sessions.read, settings=settings, dispatcher=dispatcher, devices=body.devices
+        )
+        if may_predict
+        else set(body.devices)
+    )
+    predicted = [
+        d for d in body.devices if d not in measurable and has_predictor(d.value, settings.data_dir)
     ]
     measured = [d for d in body.devices if d not in predicted]
     common = {"settings": settings, "dispatcher": dispatcher, "user": user, "model": body.model}
@@ -39,19 +45,20 @@ def create_profile(
     if measured:
         submissions.append(
             jobservice.submit_profile(
-                session,
+                sessions.write,
                 **common,
                 artifact=body.artifact,
                 devices=measured,
                 formats=body.formats,
                 measure=body.settings,
                 force=body.force,
+                reader=sessions.read,
             )
         )
     if predicted:
         submissions.append(
             jobservice.submit_predict(
-                session, **common, devices=predicted, formats=body.formats, force=body.force
+                sessions.write, **common, devices=predicted, formats=body.formats, force=body.force
             )
         )
     by_device = {s.job.device_class: s for sub in submissions for s in sub.jobs}

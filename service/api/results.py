@@ -15,7 +15,7 @@ from service.api.deps import ReadSessionDep, UserDep
 from service.api.present import result_public
 from service.api.responses import ModelJSON
 from service.api.schemas import ResultPublic, ResultsPublic, UtcTimestamp
-from service.db.results import artifacts_of, list_results
+from service.db.results import list_results_with_artifacts
 
 router = APIRouter(prefix="/results", tags=["results"])
 
@@ -54,7 +54,7 @@ def read_results(
     limit: int = Query(1000, ge=1, le=10000),
     kind: Literal["measured", "predicted"] = "measured",
 ) -> Response:
-    rows = list_results(
+    rows = list_results_with_artifacts(
         session,
         kind=kind,
         model=model,
@@ -63,8 +63,7 @@ def read_results(
         since=since,
         limit=limit,
     )
-    artifacts = artifacts_of(session, [result for result, _ in rows])
-    data = [result_public(r, spec, artifacts.get(r.job_id)) for r, spec in rows]
+    data = [result_public(r, spec, artifact) for r, spec, artifact in rows]
     if format == "csv":
         return Response(to_csv(data), media_type="text/csv")
     return ModelJSON(ResultsPublic(data=data, count=len(data)))

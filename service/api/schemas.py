@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainSerializer,
     Tag,
     model_validator,
 )
@@ -41,6 +42,17 @@ def _naive_utc(value: datetime) -> datetime:
 
 
 UtcTimestamp = Annotated[datetime, AfterValidator(_naive_utc)]
+
+
+def _marked_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# A stored (naive UTC) timestamp in an answer: written with its offset, as RFC 3339 (the schema's
+# ``date-time``) requires; the value in Python stays naive, comparable with the stored ones.
+StoredTime = Annotated[
+    datetime, PlainSerializer(_marked_utc, return_type=datetime, when_used="json")
+]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
@@ -196,7 +208,7 @@ class ResultPublic(MeasurementRecord):
     runner_id: str | None
     weights: str = "random"
     artifact: dict[str, Any] | None = None
-    created_at: datetime
+    created_at: StoredTime
 
 
 class SidePublic(BaseModel):
@@ -224,7 +236,7 @@ class ComparisonPublic(ComparisonRecord):
     format: str
     runner_id: str | None
     weights: str = "random"
-    created_at: datetime
+    created_at: StoredTime
 
 
 class CvErrorPublic(BaseModel):
@@ -265,9 +277,9 @@ class JobPublic(BaseModel):
     error: str | None
     runner_id: str | None
     settings: dict[str, Any]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: StoredTime
+    started_at: StoredTime | None
+    finished_at: StoredTime | None
     result: ResultPublic | ComparisonPublic | None = Field(None, description="per the kind")
 
 
@@ -313,7 +325,7 @@ class RunnerPublic(BaseModel):
     description: dict[str, Any]
     online: bool
     current_job_id: str | None
-    last_heartbeat: datetime
+    last_heartbeat: StoredTime
 
 
 class RunnersPublic(BaseModel):

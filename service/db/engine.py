@@ -26,15 +26,16 @@ if TYPE_CHECKING:
 
 
 BACKGROUND_CONNECTIONS = 4  # beyond the request threads: reaper, dispatcher worker, heartbeat
+SESSIONS_PER_REQUEST = 2  # at most: a read and a write session (``deps.Sessions``)
 
 
 def engine_for(settings: Settings) -> Engine:
-    """The engine of ``settings.db_url`` with the configured bounds on waiting: a connection for
+    """The engine of ``settings.db_url`` with the configured bounds on waiting: connections for
     each of the ``db_pool_size`` requests let in at once (``deps``) and for the background
     threads, so a request's thread never waits for a connection."""
     return make_engine(
         settings.db_url,
-        pool_size=settings.db_pool_size + BACKGROUND_CONNECTIONS,
+        pool_size=settings.db_pool_size * SESSIONS_PER_REQUEST + BACKGROUND_CONNECTIONS,
         pool_timeout_s=settings.db_pool_timeout_s,
         busy_timeout_s=settings.db_busy_timeout_s,
     )
