@@ -1,10 +1,10 @@
-"""More API processes on the one listening socket (``latbench serve --workers N``).
+"""More API processes on the one port (``latbench serve --workers N``).
 
 A Python process answers about one core's worth of requests (one interpreter lock), so on a
 multi-core host reads scale with processes, not threads (bench/load.py prints both). The process
 ``latbench serve`` runs stays the only one that holds what must exist once: the migrations, the
 reaper, the recovery of unfinished jobs and the dispatcher (the embedded runner and the export
-workers). The others, replicas, only answer requests on the same socket; what they submit to the
+workers). The others, replicas, only answer requests on the same port; what they submit to the
 embedded dispatcher comes back to the first process over a pipe each (``Relay``), and with Celery
 they send to the broker themselves. Replicas are spawned (never forked from a process that runs
 threads), end with the first process even when it is killed, and are stopped by its shutdown.
@@ -45,9 +45,11 @@ def worker_count(settings: Settings) -> int:
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
-    """The socket every process accepts on, bound before any of them starts."""
+    """A socket of its own for each process, all on one port (SO_REUSEPORT): the kernel spreads
+    new connections evenly over them. On one shared socket the process that wakes first
+    accepts a whole burst of connections, and its clients wait while the others idle."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=2048)
+    return socket.create_server((host, port), family=family, backlog=2048, reuse_port=True)
 
 
 class Relay:
@@ -94,7 +96,7 @@ def replica_dispatcher(settings: Settings, conn: Connection) -> Dispatcher:
     return Relay(settings, conn)
 
 
-def _replica_main(settings: Settings, sock: socket.socket, conn: Connection) -> None:
+def _replica_main(settings: Settings, port: int, conn: Connection) -> None:
     import os
 
     import uvicorn
@@ -105,17 +107,18 @@ def _replica_main(settings: Settings, sock: socket.socket, conn: Connection) -> 
     die_with_parent(signal.SIGTERM)
     if os.getppid() == 1:  # the first process ended before the lifeline was set
         return
+    sock = listening_socket(settings.host, port)
     app = create_app(settings, replica_dispatcher(settings, conn), long_running=True, replica=True)
     uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
 
 
 class Replicas:
-    """``count`` replica processes on ``sock``, started and stopped by the first process's
+    """``count`` replica processes on ``port``, started and stopped by the first process's
     lifespan, their submissions relayed to its dispatcher by one thread."""
 
-    def __init__(self, settings: Settings, sock: socket.socket, count: int) -> None:
+    def __init__(self, settings: Settings, port: int, count: int) -> None:
         self.settings = settings
-        self.sock = sock
+        self.port = port
         self.count = count
         self.processes: list[BaseProcess] = []
         self._conns: list[Connection] = []
@@ -127,7 +130,7 @@ class Replicas:
             ours, theirs = SPAWN.Pipe()
             process = SPAWN.Process(
                 target=_replica_main,
-                args=(self.settings, self.sock, theirs),
+                args=(self.settings, self.port, theirs),
                 name=f"latbench-api-{index + 1}",
                 daemon=True,
             )

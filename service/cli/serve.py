@@ -58,7 +58,7 @@ def serve(
         raise fail(
             SpecError(f"cannot listen on {settings.host}:{settings.port}: {exc}", field="port")
         ) from None
-    replicas = Replicas(settings, sock, worker_count(settings) - 1)
+    replicas = Replicas(settings, sock.getsockname()[1], worker_count(settings) - 1)
     # Replicas and export workers start and stop with the app (its lifespan): uvicorn re-raises
     # SIGTERM once the app has shut down, so nothing after the server's run would run.
     app = create_app(settings, long_running=True, replicas=replicas)
