@@ -156,3 +156,25 @@ def test_a_heartbeat_survives_a_locked_database(tmp_path):
     engine.dispose()
     assert (refused, recorded) == (False, True)
     assert later > first
+
+
+def test_a_request_answered_from_the_cache_takes_no_write_lock(sqlite_settings):
+    """A repeated POST /profile whose result is stored only reads: it answers while another
+    writer holds the lock (it was a 503 once the busy timeout passed, and under load the writes
+    of cached requests queued behind each other)."""
+    request = {"model": "mobileone_s0", "formats": ["onnx"]}
+    with TestClient(create_app(sqlite_settings)) as client:
+        job_id = client.post("/profile", json=request).json()["jobs"][0]["id"]
+        with sqlite3.connect(db_path(sqlite_settings)) as conn:  # as if its result had come in
+            conn.execute(
+                "UPDATE jobs SET state = 'done', active_key = NULL, finished_at = created_at "
+                "WHERE id = ?",
+                (job_id,),
+            )
+        with write_lock(db_path(sqlite_settings)):
+            cached = client.post("/profile", json=request)
+        shown = client.get(f"/jobs/{job_id}").json()
+    assert cached.status_code == 202, cached.text
+    assert [(j["id"], j["cached"]) for j in cached.json()["jobs"]] == [(job_id, True)]
+    # stored naive UTC, answered as RFC 3339 date-times with their offset
+    assert shown["created_at"].endswith("Z") and shown["finished_at"].endswith("Z"), shown

@@ -152,3 +152,25 @@ def test_a_stale_entry_is_rekeyed_under_the_current_hash(tmp_path):
     assert not cache.lookup(spec).stale
     saved = json.loads(local.read_text())["entries"]
     assert list(saved) == [spec.content_hash()]
+
+
+def test_concurrent_first_requests_fit_a_class_once(monkeypatch):
+    """32 clients asking GET /devices of a fresh server each fitted every class at once (the
+    cache of fits only answers once a fit is done): seconds of CPU each, past their timeouts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from service.predict import job
+
+    job._fitted.cache_clear()
+    fits: list[str] = []
+
+    def counted(device_class, data_dir):
+        fits.append(device_class)
+        return load_predictor(device_class, data_dir)
+
+    monkeypatch.setattr(job, "load_predictor", counted)
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: job.predictor_for("iphone12-class", None), range(8)))
+    job._fitted.cache_clear()  # the counted fit must not answer later tests
+    assert fits == ["iphone12-class"]
+    assert got[0] is not None and all(p is got[0] for p in got)
