@@ -56,7 +56,7 @@ def make_engine(
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, **pool)
+    return create_engine(url, **pool)
 
 
 def _sqlite_pragmas(busy_timeout_s: float):
@@ -84,7 +84,10 @@ def _sqlite_begin(connection) -> None:
 
 def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
     """Sessions for writing work, or (``read_only``) for queries that never write."""
-    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    options = {READ_ONLY: True}
+    if read_only and engine.dialect.name != "sqlite":
+        options["isolation_level"] = "AUTOCOMMIT"
+    bind = engine.execution_options(**options) if read_only else engine
     return sessionmaker(bind, expire_on_commit=False)
 
 
