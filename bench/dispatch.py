@@ -11,7 +11,10 @@ figures are dispatch, not queueing behind busy runners. Printed, from the server
 submission to claim (HTTP, the export queue, the export step finding the artifact, the device
 queue, the runner's claim) and claim to done minus the measurement's own time (artifact fetch,
 session load is counted as measurement, result post and the completing transaction); jobs lost
-(accepted, never finished) and duplicated (measured twice, or two results). Each runner gets its
+(accepted, never finished) and duplicated (measured twice, or two results). With waves of 20 on a
+2-core host each job's latency includes waiting for a core behind the other 19 (a wave's CPU work
+is done in turn): the overhead of one job's path alone is what ``--wave 1`` prints, the cost per
+job under load is the wall time per job of the whole run. Each runner gets its
 own host lock and cache, as runners on separate machines would. Loopback only; every process it
 starts is ended before it returns; bounded by --time-limit.
 """
