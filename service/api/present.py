@@ -39,7 +39,8 @@ def result_public(
     samples: bool = False,
 ) -> ResultPublic:
     """``artifact``: the one the result's job measured, loaded by the caller with the rest of its
-    rows (``jobs.get_job_rows``, ``results.list_results_with_artifacts``): a lookup per row costs a query each."""
+    rows (``jobs.get_job_rows``, ``results.list_results``): a lookup per row costs a query
+    each."""
     measurement = {  # the artifact's report stands in for the bare file name the runner states
         **result.measurement,
         "artifact": _report(artifact),

@@ -15,7 +15,7 @@ from service.api.deps import ReadSessionDep, UserDep
 from service.api.present import result_public
 from service.api.responses import ModelJSON
 from service.api.schemas import ResultPublic, ResultsPublic, UtcTimestamp
-from service.db.results import list_results_with_artifacts
+from service.db.results import list_results
 
 router = APIRouter(prefix="/results", tags=["results"])
 
@@ -54,7 +54,7 @@ def read_results(
     limit: int = Query(1000, ge=1, le=10000),
     kind: Literal["measured", "predicted"] = "measured",
 ) -> Response:
-    rows = list_results_with_artifacts(
+    rows = list_results(
         session,
         kind=kind,
         model=model,

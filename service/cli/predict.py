@@ -113,7 +113,8 @@ def _stored_rows(device_class: str) -> list:
     engine = make_engine(get_settings().db_url)
     upgrade(engine)
     with make_sessionmaker(engine)() as session:
-        return rows_from_results(list_results(session, device_class=device_class, limit=100_000))
+        rows = list_results(session, device_class=device_class, limit=100_000)
+        return rows_from_results((result, spec) for result, spec, _ in rows)
 
 
 predictor_app.command("fit")(fit)

@@ -134,7 +134,7 @@ def model_page(
     artifacts = list(session.scalars(select(ArtifactRow).where(ArtifactRow.spec_hash == spec_hash)))
     history = [  # newest first
         result
-        for result, _ in list_results(session, model=spec.model, limit=10000)
+        for result, _, _ in list_results(session, model=spec.model, limit=10000)
         if result.spec_hash == spec_hash
     ]
     with_layers = next((r for r in history if r.measurement.get("layers")), None)

@@ -117,10 +117,10 @@ def is_published_spec(spec: SpecRow, ref: reference.Reference | None) -> bool:
     return ref.resolution is None or size == (1, 3, ref.resolution, ref.resolution)
 
 
-def _latest(rows: Iterable[tuple[ResultRow, SpecRow]]) -> list[tuple[ResultRow, SpecRow]]:
+def _latest(rows: Iterable[tuple[ResultRow, SpecRow, Any]]) -> list[tuple[ResultRow, SpecRow]]:
     """The newest result of each request key (rows come newest first)."""
     seen: dict[str, tuple[ResultRow, SpecRow]] = {}
-    for result, spec in rows:
+    for result, spec, *_ in rows:
         seen.setdefault(result.request_key, (result, spec))
     return list(seen.values())
 

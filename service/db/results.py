@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from exporters.errors import ConflictError
@@ -105,27 +105,11 @@ def list_results(
     since: datetime | None = None,
     limit: int = 1000,
     kind: str = "measured",
-) -> list[tuple[ResultRow | PredictionRow, SpecRow]]:
-    """Newest first, from the table of ``kind`` (``LATENCY_TABLES``): measurements unless
-    predictions are asked for by name."""
-    table = LATENCY_TABLES[kind]
-    query = select(table, SpecRow).join(SpecRow, SpecRow.hash == table.spec_hash)
-    rows = session.execute(_filtered(query, table, model, family, device_class, since, limit))
-    return [(result, spec) for result, spec in rows]
-
-
-def list_results_with_artifacts(
-    session: Session,
-    *,
-    model: str | None = None,
-    family: str | None = None,
-    device_class: str | None = None,
-    since: datetime | None = None,
-    limit: int = 1000,
-    kind: str = "measured",
 ) -> list[tuple[ResultRow | PredictionRow, SpecRow, ArtifactRow | None]]:
-    """``list_results`` with the artifact each result's job measured, in the same one query (a
-    lookup per row, or a second query, costs a round trip each on the busiest listing)."""
+    """Newest first, from the table of ``kind`` (``LATENCY_TABLES``): measurements unless
+    predictions are asked for by name; each with its spec and the artifact its job measured, in
+    one query (a lookup per row, or a second query, costs a round trip each on the busiest
+    listing)."""
     table = LATENCY_TABLES[kind]
     query = (
         select(table, SpecRow, ArtifactRow)
@@ -133,19 +117,6 @@ def list_results_with_artifacts(
         .outerjoin(JobRow, JobRow.id == table.job_id)
         .outerjoin(ArtifactRow, ArtifactRow.key == JobRow.artifact_key)
     )
-    rows = session.execute(_filtered(query, table, model, family, device_class, since, limit))
-    return [(result, spec, artifact) for result, spec, artifact in rows]
-
-
-def _filtered(
-    query: Select,
-    table: type[ResultRow | PredictionRow],
-    model: str | None,
-    family: str | None,
-    device_class: str | None,
-    since: datetime | None,
-    limit: int,
-) -> Select:
     if model:
         query = query.where(table.model == model)
     if family:
@@ -154,7 +125,8 @@ def _filtered(
         query = query.where(table.device_class == device_class)
     if since:
         query = query.where(table.created_at >= since)
-    return query.order_by(table.created_at.desc()).limit(limit)
+    rows = session.execute(query.order_by(table.created_at.desc()).limit(limit))
+    return [(result, spec, artifact) for result, spec, artifact in rows]
 
 
 def prediction_for(session: Session, *, job_id: str) -> PredictionRow | None:

@@ -77,8 +77,8 @@ def published_rows(device_class: DeviceClass | str) -> list[TrainingRow]:
 
 
 def rows_from_results(results: Iterable[tuple[Any, Any]]) -> list[TrainingRow]:
-    """Training rows from stored results: ``(ResultRow, SpecRow)`` pairs as
-    ``service.db.results.list_results`` returns them (median latency; the spec as stored)."""
+    """Training rows from stored results: ``(ResultRow, SpecRow)`` pairs, as
+    ``service.db.results.list_results`` lists them (median latency; the spec as stored)."""
     rows = []
     for result, spec_row in results:
         spec = parse_spec(spec_row.body)

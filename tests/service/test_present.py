@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from sqlalchemy import event
 
 from service.api.present import job_view, result_public
-from service.db.results import list_results_with_artifacts, record_result
+from service.db.results import list_results, record_result
 from service.db.tables import ArtifactRow
 from tests.service.test_db import MEASUREMENT, SPEC_HASH, _job
 
@@ -52,7 +52,7 @@ def counted(session):
 
 
 def _listing(session) -> list[int]:
-    rows = list_results_with_artifacts(session, model="mobileone_s0")
+    rows = list_results(session, model="mobileone_s0")
     shown = [result_public(r, spec, artifact) for r, spec, artifact in rows]
     return [r.artifact["size_bytes"] for r in shown]
 
