@@ -165,16 +165,24 @@ def submit_compare(
 
 
 def measurable(
-    session: Session, *, settings: Settings, dispatcher: Dispatcher, devices: list[DeviceClass]
+    session: Session,
+    *,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    devices: list[DeviceClass],
+    registered: list[runners.RunnerRow] | None = None,
 ) -> set[DeviceClass]:
     """Those of ``devices`` a measurement would run for now: the embedded runner serves the
     class, or a runner of the class has beaten its heartbeat within the timeout (a queued job for
-    a class with no such runner waits for one that may never come). One query for all."""
+    a class with no such runner waits for one that may never come). One query for all, none when
+    the caller passes the ``registered`` runners it loaded."""
     served = {d for d in devices if settings.dispatcher == "local" and dispatcher.serves(d.value)}
     if len(served) == len(set(devices)):
         return served
     cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout_s)
-    online = runners.online_classes(session, cutoff=cutoff)
+    if registered is None:
+        registered = runners.list_runners(session)
+    online = runners.online_classes(registered, cutoff=cutoff)
     return served | {d for d in devices if d.value in online}
 
 

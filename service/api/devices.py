@@ -30,6 +30,7 @@ def read_devices(
         settings=settings,
         dispatcher=dispatcher,
         devices=[DeviceClass(p.device_class) for p in fitted],
+        registered=rows,
     )
     virtual = [
         predictor_public(p, online_runner=DeviceClass(p.device_class) in measurable) for p in fitted

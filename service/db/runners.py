@@ -7,7 +7,7 @@ import hmac
 import logging
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -104,9 +104,7 @@ def list_runners(session: Session) -> list[RunnerRow]:
     return list(session.scalars(select(RunnerRow).order_by(RunnerRow.registered_at)))
 
 
-def online_classes(session: Session, *, cutoff: datetime) -> set[str]:
-    """Device classes with a runner marked online whose last heartbeat is after ``cutoff``."""
-    query = select(RunnerRow.device_class).where(
-        RunnerRow.online.is_(True), RunnerRow.last_heartbeat >= cutoff
-    )
-    return set(session.scalars(query.distinct()))
+def online_classes(registered: Iterable[RunnerRow], *, cutoff: datetime) -> set[str]:
+    """Device classes of the ``registered`` runners (``list_runners``) marked online whose last
+    heartbeat is after ``cutoff``: computed from rows a caller may already hold (GET /devices)."""
+    return {r.device_class for r in registered if r.online and r.last_heartbeat >= cutoff}
