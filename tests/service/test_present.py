@@ -78,3 +78,29 @@ def test_job_view_loads_its_rows_in_one_query(sessions):
     assert shown.state == "done" and shown.model == "mobileone_s0"
     assert shown.result.latency_ms.median == 1.5 and shown.result.artifact["size_bytes"] == 7
     assert len([q for q in sent if q.lstrip().upper().startswith("SELECT")]) == 1
+
+
+def test_each_listing_filter_selects_its_rows(sessions):
+    """The listing's statement is built once per set of filters (bound values): each filter and
+    the limit still select what they name."""
+    from datetime import timedelta
+
+    from service.db.tables import utcnow
+
+    with sessions() as s:
+        for index, model in enumerate(("mobileone_s0", "resnet18")):
+            job, _ = _job(s, key=f"{index:064d}", body={"model": model})
+            record_result(s, job=job, model=model, runner_id=None, measurement=MEASUREMENT)
+    with sessions() as s:
+
+        def models(**filters) -> list[str]:
+            return [result.model for result, _, _ in list_results(s, **filters)]
+
+        assert models() == ["resnet18", "mobileone_s0"]  # newest first
+        assert models(model="resnet18") == ["resnet18"]
+        assert models(family="mobileone") == ["mobileone_s0"]
+        assert models(device_class="cpu-arm64") == []
+        assert models(device_class="cpu-x86_64", model="mobileone_s0") == ["mobileone_s0"]
+        assert models(since=utcnow() + timedelta(hours=1)) == []
+        assert models(since=utcnow() - timedelta(hours=1), limit=1) == ["resnet18"]
+        assert models(kind="predicted") == []
