@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         description="API processes answering on the port; 0: one per physical core (at most 4)",
     )
     db_pool_size: int = Field(
-        4,
+        2,
         ge=1,
         le=1000,
         description="request threads per process, each with its own database connection (more "

@@ -19,7 +19,7 @@ from exporters.artifacts import ArtifactStore
 from exporters.errors import PayloadTooLargeError, SpecError
 from exporters.formats import ExportFormat
 from exporters.sources.ready import NOT_REPARAMETERIZED, ingest
-from service.api.deps import SessionDep, SettingsDep, UserDep
+from service.api.deps import SettingsDep, UserDep, write_session
 from service.db.artifacts import record_upload
 
 router = APIRouter(tags=["artifacts"])
@@ -56,7 +56,6 @@ async def upload_artifact(
     request: Request,
     response: Response,
     settings: SettingsDep,
-    session: SessionDep,
     _user: UserDep,
     name: str = Query("uploaded", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$"),
 ) -> ArtifactPublic:
@@ -72,10 +71,11 @@ async def upload_artifact(
     finally:
         scratch.unlink(missing_ok=True)
     artifact = done.artifact
-    await run_in_threadpool(
-        record_upload, session, key=artifact.key, label=name, path=str(artifact.path),
-        meta=artifact.meta,
-    )  # fmt: skip
+    async with write_session(request) as session:  # only now: never held while bytes stream in
+        await run_in_threadpool(
+            record_upload, session, key=artifact.key, label=name, path=str(artifact.path),
+            meta=artifact.meta,
+        )  # fmt: skip
     if done.cached:
         response.status_code = status.HTTP_200_OK
     return ArtifactPublic(

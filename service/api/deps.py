@@ -53,10 +53,18 @@ async def _slot(request: Request) -> AsyncIterator[None]:
         slots.release()
 
 
-async def _session(request: Request) -> AsyncIterator[Session]:
+@asynccontextmanager
+async def write_session(request: Request) -> AsyncIterator[Session]:
+    """A write session under a slot, for a route that must not hold one for all its work (an
+    upload streams and validates its file first)."""
     async with _slot(request):
         with request.app.state.sessions() as session:
             yield session
+
+
+async def _session(request: Request) -> AsyncIterator[Session]:
+    async with write_session(request) as session:
+        yield session
 
 
 async def _read_session(request: Request) -> AsyncIterator[Session]:
