@@ -109,7 +109,10 @@ def _replica_main(settings: Settings, port: int, conn: Connection) -> None:
         return
     sock = listening_socket(settings.host, port)
     app = create_app(settings, replica_dispatcher(settings, conn), long_running=True, replica=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal: shut down already
+        pass
 
 
 class Replicas:
