@@ -25,6 +25,16 @@ from exporters.formats import ExportFormat
 MIN_OPSET, MAX_OPSET = 7, 21  # onnxruntime's CPU provider covers this range
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 NOT_REPARAMETERIZED = "reparam: not applicable, uploaded artifact"
+
+
+def weights_said(*as_given: bool) -> str:
+    """What weights the measured models carry, one word for every output: latbench builds each
+    model with random weights, a ready (uploaded) artifact carries its own: ``as_given`` per
+    model; ``mixed`` when one of each."""
+    said = {"as uploaded" if given else "random" for given in as_given}
+    return said.pop() if len(said) == 1 else "mixed"
+
+
 SUFFIXES = {fmt.suffix: fmt for fmt in ExportFormat}
 
 
@@ -155,7 +165,7 @@ def ingest(
             "source": "upload",
             "model": label or path.name,
             "sha256_prefix": sha,
-            "weights": "as uploaded",
+            "weights": weights_said(True),
             "reparam": None,
             "reparam_note": NOT_REPARAMETERIZED,
             "checks": checks,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from service import jobservice
+from exporters.sources.ready import weights_said
+from service import jobservice, pipeline
 from service.api.deps import DispatcherDep, SessionDep, SettingsDep, UserDep
 from service.api.present import job_brief
 from service.api.schemas import CompareAccepted, CompareCreate, SidePublic
@@ -32,12 +33,21 @@ def create_compare(
         measure=body.settings,
         force=body.force,
     )
+    uploaded = {
+        role: isinstance(side, pipeline.Upload)
+        for role, side in (("baseline", submission.baseline), ("candidate", submission.candidate))
+    }
     return CompareAccepted(
         baseline=SidePublic(
-            model=submission.baseline.model, spec_hash=submission.baseline.spec_hash
+            model=submission.baseline.model,
+            spec_hash=submission.baseline.spec_hash,
+            weights=weights_said(uploaded["baseline"]),
         ),
         candidate=SidePublic(
-            model=submission.candidate.model, spec_hash=submission.candidate.spec_hash
+            model=submission.candidate.model,
+            spec_hash=submission.candidate.spec_hash,
+            weights=weights_said(uploaded["candidate"]),
         ),
+        weights=weights_said(*uploaded.values()),
         jobs=[job_brief(s.job, cached=s.cached) for s in submission.jobs],
     )

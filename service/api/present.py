@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from exporters.sources.ready import weights_said
 from service.api.schemas import (
     ComparisonPublic,
     CvErrorPublic,
@@ -15,6 +16,7 @@ from service.api.schemas import (
     SidePublic,
 )
 from service.db import jobs
+from service.db.artifacts import UPLOADED
 from service.db.comparisons import comparison_for
 from service.db.results import prediction_for
 from service.db.tables import (
@@ -29,6 +31,10 @@ from service.db.tables import (
 from service.predict.predictor import Predictor
 
 ARTIFACT_FIELDS = ("key", "format", "precision", "parity", "checks", "export_path", "size_bytes")
+
+
+def is_upload(spec: SpecRow) -> bool:
+    return spec.family == UPLOADED
 
 
 def result_public(
@@ -56,6 +62,7 @@ def result_public(
         device_class=result.device_class,
         format=result.format,
         runner_id=result.runner_id,
+        weights=weights_said(is_upload(spec)),
         created_at=result.created_at,
     )
 
@@ -72,21 +79,29 @@ def comparison_public(session: Session, row: ComparisonRow) -> ComparisonPublic:
     job = session.get(JobRow, row.job_id)
     keys = job.artifact_keys or {}
 
-    def side(role: str, spec_hash: str) -> SidePublic:
-        model = session.get(SpecRow, spec_hash).model
+    specs = {
+        "baseline": session.get(SpecRow, row.baseline_spec_hash),
+        "candidate": session.get(SpecRow, row.candidate_spec_hash),
+    }
+
+    def side(role: str) -> SidePublic:
+        spec = specs[role]
         return SidePublic(
-            model=model, spec_hash=spec_hash, artifact=_artifact(session, keys.get(role))
+            model=spec.model,
+            spec_hash=spec.hash,
+            weights=weights_said(is_upload(spec)),
+            artifact=_artifact(session, keys.get(role)),
         )
 
     where = {  # after the stored record: a key a runner added never overrides these
         "id": row.id,
         "job_id": row.job_id,
-        "baseline": side("baseline", row.baseline_spec_hash),
-        "candidate": side("candidate", row.candidate_spec_hash),
+        "baseline": side("baseline"),
+        "candidate": side("candidate"),
         "device_class": row.device_class,
         "format": row.format,
         "runner_id": row.runner_id,
-        "weights": "random",
+        "weights": weights_said(*(is_upload(spec) for spec in specs.values())),
         "created_at": row.created_at,
     }
     return ComparisonPublic.model_validate({**row.comparison, **where})

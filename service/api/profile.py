@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from service import jobservice
+from exporters.sources.ready import weights_said
+from service import jobservice, pipeline
 from service.api.deps import DispatcherDep, SessionsDep, SettingsDep, UserDep
 from service.api.present import job_brief
 from service.api.schemas import ProfileAccepted, ProfileCreate
@@ -66,4 +67,9 @@ def create_profile(
         job_brief(by_device[d.value].job, cached=by_device[d.value].cached) for d in body.devices
     ]
     plan = submissions[0].plan
-    return ProfileAccepted(spec_hash=plan.spec_hash, model=plan.model, jobs=briefs)
+    return ProfileAccepted(
+        spec_hash=plan.spec_hash,
+        model=plan.model,
+        weights=weights_said(isinstance(plan, pipeline.Upload)),
+        jobs=briefs,
+    )

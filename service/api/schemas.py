@@ -214,6 +214,7 @@ class ResultPublic(MeasurementRecord):
 class SidePublic(BaseModel):
     model: str
     spec_hash: str
+    weights: str = "random"
     artifact: dict[str, Any] | None = None
 
 

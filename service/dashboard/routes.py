@@ -15,9 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
+from exporters.sources.ready import weights_said
 from service import reference
 from service.api.deps import ReadSessionDep, SettingsDep, UserDep
-from service.api.present import job_public, runner_public
+from service.api.present import is_upload, job_public, runner_public
 from service.dashboard import view
 from service.db import jobs, runners
 from service.db.accuracy import accuracies
@@ -143,6 +144,7 @@ def model_page(
         "model.html",
         {
             "spec": spec,
+            "weights": weights_said(is_upload(spec)),
             "published": ref if view.is_published_spec(spec, ref) else None,
             "accuracy": accuracies(session, subjects=[spec_hash]).get(spec_hash),
             "reparam": next(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from exporters.artifacts import spec_hash_of
+from exporters.sources.ready import weights_said
 from service.gate import Verdict
 from service.gate.run import GateOutcome, PairOutcome
 
@@ -68,6 +69,11 @@ def dashboard_link(base_url: str | None, p: PairOutcome) -> str:
     return f"[dashboard]({base_url.rstrip('/')}/dashboard/models/{spec_hash})"
 
 
+def _weights(outcome: GateOutcome) -> str:
+    sides = [s for p in outcome.pairs for s in (p.pair.baseline, p.pair.candidate)]
+    return weights_said(*(not s.built for s in sides)) if sides else "random"
+
+
 def markdown(outcome: GateOutcome, *, dashboard: str | None = None) -> str:
     head = f"### latbench gate: {ICONS[outcome.verdict]}"
     rows = ["| " + " | ".join((*HEADERS, "")) + " |", "|" + " --- |" * (len(HEADERS) + 1)]
@@ -77,6 +83,6 @@ def markdown(outcome: GateOutcome, *, dashboard: str | None = None) -> str:
     notes = [f"- {line}" for line in remarks(outcome)]
     footer = (
         f"<sub>{outcome.rule}; medians are wall-clock latency, the ratio is on {outcome.metric} "
-        "time; weights random.</sub>"
+        f"time; weights {_weights(outcome)}.</sub>"
     )
     return "\n".join([head, "", *rows, "", *notes, "", footer]) + "\n"

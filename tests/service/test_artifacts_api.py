@@ -123,6 +123,7 @@ def test_profile_by_artifact_id_is_created_exported_and_sent_to_the_device_queue
         body = {"artifact": key, "devices": [DeviceClass.CPU_X86_64.value]}
         first = http.post("/profile", json=body)
         assert first.status_code == 202, first.text
+        assert first.json()["weights"] == "as uploaded"  # the upload's own, never "random"
         job_id = first.json()["jobs"][0]["id"]
         assert http.post("/profile", json=body).json()["jobs"][0]["id"] == job_id  # coalesced
         dispatcher = app.state.dispatcher

@@ -104,3 +104,25 @@ def test_each_listing_filter_selects_its_rows(sessions):
         assert models(since=utcnow() + timedelta(hours=1)) == []
         assert models(since=utcnow() - timedelta(hours=1), limit=1) == ["resnet18"]
         assert models(kind="predicted") == []
+
+
+def test_a_result_of_an_uploaded_artifact_says_its_weights_are_the_uploads(sessions):
+    """latbench builds with random weights and says so; an upload carries its own weights, and
+    its results, comparisons and model page must not claim "random" (they did)."""
+    from service.db import jobs
+    from service.db.artifacts import UPLOADED
+    from service.db.tables import SpecRow
+
+    with sessions() as s:
+        s.add(SpecRow(hash="u" * 32, model="addnet", family=UPLOADED, body={"model": "addnet"}))
+        s.commit()
+        job, _ = jobs.create_or_coalesce(
+            s, spec_hash="u" * 32, device_class="cpu-x86_64", fmt="onnx", settings={},
+            request_key="u" * 64, user="u",
+        )  # fmt: skip
+        record_result(s, job=job, model="addnet", runner_id=None, measurement=MEASUREMENT)
+        built, _ = _job(s, key="b" * 64)
+        record_result(s, job=built, model="mobileone_s0", runner_id=None, measurement=MEASUREMENT)
+    with sessions() as s:
+        shown = {r.model: result_public(r, spec, a).weights for r, spec, a in list_results(s)}
+    assert shown == {"addnet": "as uploaded", "mobileone_s0": "random"}
