@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from devices.jobs.port import JobTask
+from service.dispatch.local import serves_locally
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,11 +59,8 @@ class Relay:
     queued in the database and its recovery queues it when the service starts again."""
 
     def __init__(self, settings: Settings, conn: Connection) -> None:
-        from service.dispatch.local import serves_locally
-
         self.settings = settings
         self.conn = conn
-        self._serves = serves_locally
         self._lock = threading.Lock()  # routes run in threads; a Connection is not thread-safe
 
     def submit(self, job_id: str, attempt: int) -> None:
@@ -72,7 +70,7 @@ class Relay:
         self._send(("dispatch", task.to_dict()))
 
     def serves(self, device_class: str) -> bool:
-        return self._serves(self.settings, device_class)
+        return serves_locally(self.settings, device_class)
 
     def start(self) -> None:
         """Nothing to start: the first process runs the work."""
