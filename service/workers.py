@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SPAWN = multiprocessing.get_context("spawn")
 STOP_GRACE_S = 10.0
+RESTART_DELAY_S = 1.0
 MAX_AUTO_WORKERS = 4  # each process holds torch and the zoo (for the work budget): ~0.5 GB
 
 
@@ -115,7 +116,8 @@ def _replica_main(settings: Settings, port: int, conn: Connection) -> None:
 
 class Replicas:
     """``count`` replica processes on ``port``, started and stopped by the first process's
-    lifespan, their submissions relayed to its dispatcher by one thread."""
+    lifespan; one thread relays their submissions to its dispatcher and starts another replica
+    in place of one that ended on its own (crashed, killed), after RESTART_DELAY_S."""
 
     def __init__(self, settings: Settings, port: int, count: int) -> None:
         self.settings = settings
@@ -124,35 +126,39 @@ class Replicas:
         self.processes: list[BaseProcess] = []
         self._conns: list[Connection] = []
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # the relay's restarts against stop()
         self._thread: threading.Thread | None = None
 
     def start(self, dispatcher: Dispatcher) -> None:
         for index in range(self.count):
-            ours, theirs = SPAWN.Pipe()
-            process = SPAWN.Process(
-                target=_replica_main,
-                args=(self.settings, self.port, theirs),
-                name=f"latbench-api-{index + 1}",
-                daemon=True,
-            )
-            process.start()
-            theirs.close()
+            process, conn = self._spawn(index)
             self.processes.append(process)
-            self._conns.append(ours)
+            self._conns.append(conn)
         if self.count:
             self._thread = threading.Thread(
                 target=self._relay, args=(dispatcher,), name="latbench-relay", daemon=True
             )
             self._thread.start()
 
+    def _spawn(self, index: int) -> tuple[BaseProcess, Connection]:
+        ours, theirs = SPAWN.Pipe()
+        process = SPAWN.Process(
+            target=_replica_main,
+            args=(self.settings, self.port, theirs),
+            name=f"latbench-api-{index + 1}",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        return process, ours
+
     def _relay(self, dispatcher: Dispatcher) -> None:
-        conns = list(self._conns)
-        while conns and not self._stop.is_set():
-            for conn in wait(conns, timeout=0.5):
+        while not self._stop.is_set():
+            for conn in wait(self._conns, timeout=0.5):
                 try:
                     kind, *args = conn.recv()
-                except (EOFError, OSError):
-                    conns.remove(conn)  # that replica ended
+                except (EOFError, OSError):  # that replica ended
+                    self._restart(self._conns.index(conn))
                     continue
                 try:
                     if kind == "submit":
@@ -162,18 +168,34 @@ class Replicas:
                 except Exception:  # one failed hand-over must not end the relay for everyone
                     log.exception("could not hand over %s from a replica", args[0])
 
+    def _restart(self, index: int) -> None:
+        """Another replica in place of one that ended, unless the service is stopping (the
+        delay keeps a replica that cannot start from being restarted in a tight loop)."""
+        if self._stop.wait(RESTART_DELAY_S):
+            return
+        with self._lock:
+            if self._stop.is_set():
+                return
+            ended = self.processes[index]
+            ended.join(timeout=5)
+            log.warning("API process %s ended (exit %s); starting another", ended.name,
+                        ended.exitcode)  # fmt: skip
+            self._conns[index].close()
+            self.processes[index], self._conns[index] = self._spawn(index)
+
     def stop(self) -> None:
         """SIGTERM each replica (uvicorn's graceful shutdown), SIGKILL what outlives the grace."""
         self._stop.set()
-        for process in self.processes:
-            if process.is_alive():
-                process.terminate()
-        for process in self.processes:
-            process.join(STOP_GRACE_S)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        for conn in self._conns:
-            conn.close()
+        with self._lock:
+            for process in self.processes:
+                if process.is_alive():
+                    process.terminate()
+            for process in self.processes:
+                process.join(STOP_GRACE_S)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        for conn in self._conns:
+            conn.close()

@@ -104,3 +104,24 @@ def test_a_replica_ends_when_the_first_process_is_killed(base_env, tmp_path):
         assert gone(replica, timeout=30), "the replica outlived a killed server"
     finally:
         server.kill(signal.SIGKILL)
+
+
+def test_a_replica_that_dies_is_replaced(base_env, tmp_path):
+    server = Server(base_env | {"LATBENCH_WORKERS": "2"}, tmp_path / "server.log")
+    try:
+        (replica,) = replicas_of(server)
+        replica.kill()  # as the OOM killer would
+        assert gone(replica, timeout=30)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            (again,) = replicas_of(server)
+            if again.pid != replica.pid:
+                break
+            time.sleep(0.5)
+        assert again.pid != replica.pid, server.tail()
+        assert server.http.get("/healthz").status_code == 200
+        os.kill(server.popen.pid, signal.SIGTERM)
+        server.popen.wait(timeout=60)
+        assert gone(again, timeout=30), "the new replica outlived a stopped server"
+    finally:
+        server.kill(signal.SIGKILL)
