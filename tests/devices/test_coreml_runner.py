@@ -16,9 +16,7 @@ from devices.runner import get_runner
 from devices.settings import parse_settings
 from exporters.errors import RunnerError, RunnerUnavailableError, SpecError
 
-linux_only = pytest.mark.skipif(
-    platform.system() == "Darwin", reason="checks the non-macOS behaviour"
-)
+linux_only = pytest.mark.skipif(platform.system() == "Darwin", reason="non-macOS behaviour")
 
 
 @linux_only

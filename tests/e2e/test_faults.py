@@ -314,7 +314,7 @@ def tiny_filesystem(path, size: str):
         check=False,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+        pytest.skip(reason=f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         yield path
     finally:

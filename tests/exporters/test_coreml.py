@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch", reason="CoreML conversion needs the [export] extra (torch)")
-pytest.importorskip(
-    "coremltools", reason="CoreML conversion needs the [export] extra (coremltools)"
-)
+pytest.importorskip("coremltools", reason="CoreML conversion needs the [export] extra")
 
 from exporters import coreml
 from exporters.errors import ExportError

@@ -20,7 +20,7 @@ REDIS_URL = os.environ.get("LATBENCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 def unavailable(reason: str) -> None:
     if os.environ.get("LATBENCH_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason} (LATBENCH_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
+    pytest.skip(reason=reason)
 
 
 @contextmanager
