@@ -66,62 +66,54 @@ def gone(process: psutil.Process, timeout: float) -> bool:
     return True
 
 
-def test_a_job_submitted_to_a_replica_is_measured_and_sigterm_ends_every_process(
-    base_env, tmp_path
-):
-    server = Server(base_env | {"LATBENCH_WORKERS": "2"}, tmp_path / "server.log")
-    try:
-        (replica,) = replicas_of(server)
-        conn = connection_to(server, replica)
-        status, accepted = post(conn, "/profile", {"model": "mobileone_s0", "settings": FAST})
-        assert status == 202, accepted
-        job = server.wait_job(accepted["jobs"][0]["id"])
-        assert job["state"] == "done", job["error"]
-        assert job["result"]["latency_ms"]["median"] > 0
-        conn.close()  # idle past uvicorn's keep-alive while the job ran
-        # the same request through the replica again: answered from the cache, no new job
-        conn = connection_to(server, replica)
-        status, again = post(conn, "/profile", {"model": "mobileone_s0", "settings": FAST})
-        assert (status, again["jobs"][0]["id"], again["jobs"][0]["cached"]) == (
-            202,
-            job["id"],
-            True,
-        )
-        conn.close()
-        os.kill(server.popen.pid, signal.SIGTERM)  # the first process only, not its group
-        server.popen.wait(timeout=60)
-        assert gone(replica, timeout=30), "the replica outlived a stopped server"
-    finally:
-        server.kill(signal.SIGKILL)
+@pytest.fixture
+def server(base_env, tmp_path):
+    served = Server(base_env | {"LATBENCH_WORKERS": "2"}, tmp_path / "server.log")
+    yield served
+    served.kill(signal.SIGKILL)
 
 
-def test_a_replica_ends_when_the_first_process_is_killed(base_env, tmp_path):
-    server = Server(base_env | {"LATBENCH_WORKERS": "2"}, tmp_path / "server.log")
-    try:
-        (replica,) = replicas_of(server)
-        os.kill(server.popen.pid, signal.SIGKILL)
-        server.popen.wait(timeout=30)
-        assert gone(replica, timeout=30), "the replica outlived a killed server"
-    finally:
-        server.kill(signal.SIGKILL)
+def end_first_process(server: Server, sig: int) -> None:
+    """Signal the first process only, not its process group, and wait for it to end."""
+    os.kill(server.popen.pid, sig)
+    server.popen.wait(timeout=60)
 
 
-def test_a_replica_that_dies_is_replaced(base_env, tmp_path):
-    server = Server(base_env | {"LATBENCH_WORKERS": "2"}, tmp_path / "server.log")
-    try:
-        (replica,) = replicas_of(server)
-        replica.kill()  # as the OOM killer would
-        assert gone(replica, timeout=30)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            (again,) = replicas_of(server)
-            if again.pid != replica.pid:
-                break
-            time.sleep(0.5)
-        assert again.pid != replica.pid, server.tail()
-        assert server.http.get("/healthz").status_code == 200
-        os.kill(server.popen.pid, signal.SIGTERM)
-        server.popen.wait(timeout=60)
-        assert gone(again, timeout=30), "the new replica outlived a stopped server"
-    finally:
-        server.kill(signal.SIGKILL)
+def test_a_job_submitted_to_a_replica_is_measured_and_sigterm_ends_every_process(server):
+    (replica,) = replicas_of(server)
+    conn = connection_to(server, replica)
+    status, accepted = post(conn, "/profile", {"model": "mobileone_s0", "settings": FAST})
+    assert status == 202, accepted
+    job = server.wait_job(accepted["jobs"][0]["id"])
+    assert job["state"] == "done", job["error"]
+    assert job["result"]["latency_ms"]["median"] > 0
+    conn.close()  # idle past uvicorn's keep-alive while the job ran
+    # the same request through the replica again: answered from the cache, no new job
+    conn = connection_to(server, replica)
+    status, again = post(conn, "/profile", {"model": "mobileone_s0", "settings": FAST})
+    assert (status, again["jobs"][0]["id"], again["jobs"][0]["cached"]) == (202, job["id"], True)
+    conn.close()
+    end_first_process(server, signal.SIGTERM)
+    assert gone(replica, timeout=30), "the replica outlived a stopped server"
+
+
+def test_a_replica_ends_when_the_first_process_is_killed(server):
+    (replica,) = replicas_of(server)
+    end_first_process(server, signal.SIGKILL)
+    assert gone(replica, timeout=30), "the replica outlived a killed server"
+
+
+def test_a_replica_that_dies_is_replaced(server):
+    (replica,) = replicas_of(server)
+    replica.kill()  # as the OOM killer would
+    assert gone(replica, timeout=30)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        (again,) = replicas_of(server)
+        if again.pid != replica.pid:
+            break
+        time.sleep(0.5)
+    assert again.pid != replica.pid, server.tail()
+    assert server.http.get("/healthz").status_code == 200
+    end_first_process(server, signal.SIGTERM)
+    assert gone(again, timeout=30), "the new replica outlived a stopped server"
