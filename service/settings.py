@@ -101,8 +101,8 @@ class Settings(BaseSettings):
         2,
         ge=1,
         le=1000,
-        description="request threads per process, each with its own database connection (more "
-        "threads than cores contend for the interpreter lock: fewer requests per second)",
+        description="requests holding database sessions at once, per API process (more threads "
+        "than cores contend for the interpreter lock: fewer requests per second)",
     )
     db_pool_timeout_s: float = Field(
         5.0, gt=0, le=300, description="wait for a free connection; past it a 503 + Retry-After"

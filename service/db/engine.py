@@ -83,12 +83,14 @@ def _sqlite_begin(connection) -> None:
 
 
 def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
-    """Sessions for writing work, or (``read_only``) for queries that never write."""
-    options = {READ_ONLY: True}
-    if read_only and engine.dialect.name != "sqlite":
+    """Sessions for writing work, or (``read_only``) for queries that never write: on SQLite a
+    deferred transaction (``_sqlite_begin``), elsewhere autocommit (no BEGIN/ROLLBACK trips)."""
+    if not read_only:
+        return sessionmaker(engine, expire_on_commit=False)
+    options: dict[str, object] = {READ_ONLY: True}
+    if engine.dialect.name != "sqlite":
         options["isolation_level"] = "AUTOCOMMIT"
-    bind = engine.execution_options(**options) if read_only else engine
-    return sessionmaker(bind, expire_on_commit=False)
+    return sessionmaker(engine.execution_options(**options), expire_on_commit=False)
 
 
 def commit_new(session: Session) -> bool:
