@@ -4,7 +4,6 @@ model and device: a repository's gate history beside the measurements it stands 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
@@ -13,7 +12,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from exporters.artifacts import KEY_PATTERN, spec_hash_of
 from exporters.formats import DeviceClass
 from service.api.deps import ReadSessionDep, SessionDep, UserDep
-from service.api.schemas import Strict
+from service.api.schemas import StoredTime, Strict
 from service.db.gateruns import GatePair, list_gate_runs, record_gate_run
 from service.db.tables import GateRunRow
 
@@ -62,7 +61,7 @@ class GateRunCreated(BaseModel):
 
 class GateRunPublic(BaseModel):
     run_id: str
-    created_at: datetime
+    created_at: StoredTime
     repository: str | None
     branch: str | None
     commit: str | None
@@ -127,11 +126,6 @@ def read_gate_runs(
 
 def public(row: GateRunRow) -> GateRunPublic:
     return GateRunPublic(
-        **{
-            name: getattr(row, name)
-            for name in GateRunPublic.model_fields
-            if hasattr(row, name) and name != "created_at"
-        },
+        **{name: getattr(row, name) for name in GateRunPublic.model_fields if hasattr(row, name)},
         ci95=(row.ci_low, row.ci_high),
-        created_at=row.created_at.replace(tzinfo=UTC),  # stored naive UTC; answered with its zone
     )
