@@ -16,7 +16,9 @@ from exporters.errors import SpecError
 
 TaskFunction = Callable[[JobTask, dict[str, Path], Host], BaseModel]
 
-KIND_MODULES = ("devices.jobs.profile", "devices.jobs.compare", "devices.jobs.predict")
+# The kinds a device host runs; a server-side kind (``on_server``) registers from the server's
+# own package (``service.predict.kind``), which a device host does not install.
+KIND_MODULES = ("devices.jobs.profile", "devices.jobs.compare")
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from exporters.sources.ready import weights_said
-from service import jobservice, pipeline
+from service import pipeline
 from service.api.deps import DispatcherDep, SessionDep, SettingsDep, UserDep
 from service.api.present import job_brief
 from service.api.schemas import CompareAccepted, CompareCreate, SidePublic
+from service.jobs import submission
 
 router = APIRouter(tags=["compare"])
 
@@ -22,7 +23,7 @@ def create_compare(
     user: UserDep,
 ) -> CompareAccepted:
     """Latency ratio candidate/baseline with its CI per device class (202: poll GET /jobs/{id})."""
-    submission = jobservice.submit_compare(
+    accepted = submission.submit_compare(
         session,
         settings=settings,
         dispatcher=dispatcher,
@@ -35,19 +36,19 @@ def create_compare(
     )
     uploaded = {
         role: isinstance(side, pipeline.Upload)
-        for role, side in (("baseline", submission.baseline), ("candidate", submission.candidate))
+        for role, side in (("baseline", accepted.baseline), ("candidate", accepted.candidate))
     }
     return CompareAccepted(
         baseline=SidePublic(
-            model=submission.baseline.model,
-            spec_hash=submission.baseline.spec_hash,
+            model=accepted.baseline.model,
+            spec_hash=accepted.baseline.spec_hash,
             weights=weights_said(uploaded["baseline"]),
         ),
         candidate=SidePublic(
-            model=submission.candidate.model,
-            spec_hash=submission.candidate.spec_hash,
+            model=accepted.candidate.model,
+            spec_hash=accepted.candidate.spec_hash,
             weights=weights_said(uploaded["candidate"]),
         ),
         weights=weights_said(*uploaded.values()),
-        jobs=[job_brief(s.job, cached=s.cached) for s in submission.jobs],
+        jobs=[job_brief(s.job, cached=s.cached) for s in accepted.jobs],
     )

@@ -6,12 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from exporters.formats import DeviceClass
-from service import jobservice
 from service.api.deps import DispatcherDep, ReadSessionDep, SettingsDep, UserDep
 from service.api.present import predictor_public, runner_public
 from service.api.responses import ModelJSON
 from service.api.schemas import DevicesPublic
 from service.db import runners
+from service.jobs import submission
 from service.predict.job import predictors
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -25,7 +25,7 @@ def read_devices(
     while no runner of it is online)."""
     rows = runners.list_runners(session)
     fitted = predictors(settings.data_dir)
-    measurable = jobservice.measurable(
+    measurable = submission.measurable(
         session,
         settings=settings,
         dispatcher=dispatcher,

@@ -6,10 +6,11 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from exporters.sources.ready import weights_said
-from service import jobservice, pipeline
+from service import pipeline
 from service.api.deps import DispatcherDep, SessionsDep, SettingsDep, UserDep
 from service.api.present import job_brief
 from service.api.schemas import ProfileAccepted, ProfileCreate
+from service.jobs import submission
 from service.predict.job import has_predictor
 
 router = APIRouter(tags=["profile"])
@@ -28,10 +29,10 @@ def create_profile(
     may_predict = (
         body.predict
         and body.artifact is None  # an upload is measured as given, never predicted
-        and jobservice.runs_server_kinds(settings)
+        and submission.runs_server_kinds(settings)
     )
     measurable = (
-        jobservice.measurable(
+        submission.measurable(
             sessions.read, settings=settings, dispatcher=dispatcher, devices=body.devices
         )
         if may_predict
@@ -45,7 +46,7 @@ def create_profile(
     submissions = []
     if measured:
         submissions.append(
-            jobservice.submit_profile(
+            submission.submit_profile(
                 sessions.write,
                 **common,
                 artifact=body.artifact,
@@ -58,7 +59,7 @@ def create_profile(
         )
     if predicted:
         submissions.append(
-            jobservice.submit_predict(
+            submission.submit_predict(
                 sessions.write, **common, devices=predicted, formats=body.formats, force=body.force
             )
         )

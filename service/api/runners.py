@@ -14,10 +14,10 @@ from fastapi.responses import FileResponse, Response
 
 from exporters.artifacts import ArtifactStore
 from exporters.errors import AuthError, ConflictError
-from service import jobservice
 from service.api.deps import RunnerDep, SessionDep, SettingsDep, bearer, same_secret
 from service.api.schemas import Claim, FailurePost, ResultPost, RunnerCreate, RunnerRegistered
 from service.db import runners
+from service.jobs import steps
 
 router = APIRouter(prefix="/runners", tags=["runners"])
 
@@ -53,7 +53,7 @@ def heartbeat(runner: RunnerDep, session: SessionDep) -> None:
 @router.post("/{runner_id}/claim", status_code=status.HTTP_204_NO_CONTENT)
 def claim(body: Claim, runner: RunnerDep, session: SessionDep) -> None:
     """Take a queued job at its attempt (409 when it is no longer waiting for a runner)."""
-    jobservice.claim(session, job_id=body.job_id, attempt=body.attempt, runner_id=runner.id)
+    steps.claim(session, job_id=body.job_id, attempt=body.attempt, runner_id=runner.id)
 
 
 @router.get("/{runner_id}/artifacts/{key}")
@@ -62,7 +62,7 @@ def fetch_artifact(
 ) -> Response:
     """The artifact of the job this runner holds (404 for any other key): the file itself, or a
     tar of a directory artifact (.mlpackage); SHA-256 in a header."""
-    jobservice.check_artifact_access(session, runner_id=runner.id, artifact_key=key)
+    steps.check_artifact_access(session, runner_id=runner.id, artifact_key=key)
     path = ArtifactStore(settings.data_dir).require(key).path
     if path.is_dir():
         data = _tar(path)
@@ -82,7 +82,7 @@ def fetch_artifact(
 @router.post("/{runner_id}/results", status_code=status.HTTP_201_CREATED)
 def post_result(body: ResultPost, runner: RunnerDep, session: SessionDep) -> dict[str, object]:
     """Store the held job's result, validated against its kind's schema; the job is done."""
-    result = jobservice.complete(
+    result = steps.complete(
         session,
         job_id=body.job_id,
         attempt=body.attempt,
@@ -95,7 +95,7 @@ def post_result(body: ResultPost, runner: RunnerDep, session: SessionDep) -> dic
 @router.post("/{runner_id}/failures", status_code=status.HTTP_204_NO_CONTENT)
 def post_failure(body: FailurePost, runner: RunnerDep, session: SessionDep) -> None:
     """Fail the held job with the runner's message (409 unless this runner holds it)."""
-    moved = jobservice.fail_in(
+    moved = steps.fail_in(
         session,
         job_id=body.job_id,
         attempt=body.attempt,

@@ -1,25 +1,22 @@
-"""Job rows and their state machine. Transitions are conditional UPDATEs keyed by ``attempt`` (and,
-for a runner's result, by the runner holding the job), so a stale worker (a re-delivered message,
-a runner declared dead) cannot move a job it lost through a step that checks them; a caller that
-skips the check (``steps.fail`` from any active state) is trusted by its route instead."""
+"""Job rows: creating (or coalescing) a job and the queries over jobs. A job's state changes
+only through ``service.jobs.transitions``, the one table of its moves."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
 from exporters.spec import parse_spec
 from service.db.engine import commit_new
-from service.db.tables import ArtifactRow, JobRow, ResultRow, SpecRow, utcnow
+from service.db.tables import ArtifactRow, JobRow, ResultRow, SpecRow
 
 
 class JobState(str, Enum):
@@ -200,56 +197,6 @@ def list_jobs(
 def count_active(session: Session, *, user: str) -> int:
     query = select(func.count()).where(JobRow.user == user, JobRow.state.in_(ACTIVE))
     return session.scalar(query) or 0
-
-
-def transition(
-    session: Session,
-    *,
-    job_id: str,
-    attempt: int,
-    from_states: Iterable[JobState],
-    to: JobState,
-    next_attempt: int | None = None,
-    commit: bool = True,
-    held_by: str | None = None,
-    where: Iterable[ColumnElement[bool]] = (),
-    **fields: Any,
-) -> bool:
-    """Move the job only if still in ``from_states`` at ``attempt`` (and held by runner
-    ``held_by`` where given, and meeting ``where``); True if moved. Commits unless ``commit`` is
-    False (the caller's transaction then carries the move)."""
-    values: dict[str, Any] = {"state": to.value, "attempt": next_attempt or attempt, **fields}
-    if not to.active:
-        values.update(active_key=None, finished_at=utcnow())
-    conditions = [
-        JobRow.id == job_id,
-        JobRow.attempt == attempt,
-        JobRow.state.in_([s.value for s in from_states]),
-    ]
-    if held_by is not None:
-        conditions.append(JobRow.runner_id == held_by)
-    statement = update(JobRow).where(*conditions, *where).values(**values)
-    moved = session.execute(statement).rowcount == 1
-    if commit:
-        session.commit()
-    return moved
-
-
-def requeue(session: Session, *, job_id: str, attempt: int) -> bool:
-    """Back to the queue under a new attempt number: whatever held the old one is now ignored,
-    and the artifact is exported again for it (a cache hit) before a runner may claim it."""
-    return transition(
-        session,
-        job_id=job_id,
-        attempt=attempt,
-        from_states=[JobState.EXPORTING, JobState.MEASURING, JobState.QUEUED],
-        to=JobState.QUEUED,
-        next_attempt=attempt + 1,
-        runner_id=None,
-        measure_started_at=None,
-        artifact_key=None,
-        artifact_keys=None,
-    )
 
 
 def active_jobs(session: Session) -> list[JobRow]:

@@ -10,9 +10,7 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from exporters.errors import ConflictError
-from service.db import jobs
 from service.db.engine import commit_new
-from service.db.jobs import JobState
 from service.db.tables import (
     ArtifactRow,
     ComparisonRow,
@@ -21,6 +19,7 @@ from service.db.tables import (
     ResultRow,
     SpecRow,
 )
+from service.jobs.transitions import Event, move
 
 R = TypeVar("R", ResultRow, ComparisonRow, PredictionRow)  # a kind's result table: unique job_id
 L = TypeVar("L", ResultRow, PredictionRow)  # a table of one spec's latency per job
@@ -74,14 +73,13 @@ def finish_with(session: Session, *, job: JobRow, runner_id: str | None, row: R)
     requeued or taken meanwhile) and holds no result. Commits."""
     table = type(row)
     attempt = job.attempt  # the conditional UPDATE refreshes the loaded row
-    moved = jobs.transition(
+    moved = move(
         session,
+        Event.FINISH if runner_id else Event.FINISH_ON_SERVER,
         job_id=job.id,
         attempt=attempt,
-        from_states=[JobState.MEASURING] if runner_id else [s for s in JobState if s.active],
-        to=JobState.DONE,
-        commit=False,
         held_by=runner_id,
+        commit=False,
     )
     if not moved:
         session.rollback()

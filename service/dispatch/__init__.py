@@ -1,30 +1,18 @@
-"""Dispatch: how a job's export and measure steps reach a worker. Two backends behind one protocol:
-``local`` (a worker thread inside ``latbench serve``, measuring on this host's CPU) and ``celery``
-(Redis broker, an export queue and one queue per device class, runners anywhere)."""
+"""Dispatch: how a job's export and measure steps reach a worker. Two backends behind one protocol
+(``service.jobs.ports.Dispatcher``): ``local`` (a worker thread inside ``latbench serve``,
+measuring on this host's CPU) and ``celery`` (Redis broker, an export queue and one queue per
+device class, runners anywhere)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the job service imports the protocol; keep this module light
-    from devices.jobs.port import JobTask
-    from service.jobservice import Sessions
+from service.jobs.ports import Dispatcher, Sessions
+
+if TYPE_CHECKING:
     from service.settings import Settings
 
-
-class Dispatcher(Protocol):
-    def submit(self, job_id: str, attempt: int) -> None:
-        """Queue the job's export step; its measure step follows on a runner of its class."""
-
-    def dispatch(self, task: JobTask) -> None:
-        """Queue the device step of a job created exported (its artifacts already stored)."""
-
-    def serves(self, device_class: str) -> bool:
-        """Whether a job for this device class can ever be measured through this backend."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
+__all__ = ["Dispatcher", "make_dispatcher"]
 
 
 def make_dispatcher(settings: Settings, sessions: Sessions) -> Dispatcher:

@@ -17,9 +17,9 @@ from devices.jobs.broker import (
     make_celery,
     run_worker,
 )
-from service import jobservice
 from service.db.engine import engine_for, make_sessionmaker
 from service.dispatch.lifeline import die_with_parent
+from service.jobs import steps
 from service.settings import Settings, get_settings
 
 WITH_PARENT = "--with-parent"
@@ -34,7 +34,7 @@ def build_app(settings: Settings) -> Any:
     app = make_celery(settings.broker_url)
     engine = engine_for(settings)
     sessions = make_sessionmaker(engine)
-    workers = jobservice.export_workers(settings)
+    workers = steps.export_workers(settings)
 
     @signals.worker_shutting_down.connect(weak=False)
     def _end_exports(**_: Any) -> None:
@@ -46,7 +46,7 @@ def build_app(settings: Settings) -> Any:
 
     @app.task(name=EXPORT_TASK)
     def export_job(job_id: str, attempt: int) -> None:
-        task = jobservice.export_step(
+        task = steps.export_step(
             sessions,
             job_id=job_id,
             attempt=attempt,

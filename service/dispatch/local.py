@@ -21,10 +21,10 @@ from devices.jobs.port import Host, JobTask
 from exporters.artifacts import ArtifactStore
 from exporters.errors import ConflictError
 from exporters.formats import DeviceClass
-from service import jobservice
 from service.db import runners
 from service.dispatch import isolated
-from service.jobservice import Sessions
+from service.jobs import steps
+from service.jobs.ports import Sessions
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class DatabasePort:
     def claim(self, task: JobTask) -> bool:
         with self.sessions() as session:
             try:
-                jobservice.claim(
+                steps.claim(
                     session, job_id=task.job_id, attempt=task.attempt, runner_id=self.runner_id
                 )
             except ConflictError:
@@ -59,7 +59,7 @@ class DatabasePort:
 
     def post_result(self, task: JobTask, result: BaseModel) -> None:
         with self.sessions() as session:
-            jobservice.complete(
+            steps.complete(
                 session,
                 job_id=task.job_id,
                 attempt=task.attempt,
@@ -68,7 +68,7 @@ class DatabasePort:
             )
 
     def post_failure(self, task: JobTask, error: str) -> None:
-        jobservice.fail(
+        steps.fail(
             self.sessions,
             job_id=task.job_id,
             attempt=task.attempt,
@@ -92,7 +92,7 @@ class LocalDispatcher:
         self._queue: queue.Queue[tuple[str, int] | JobTask | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._workers = jobservice.export_workers(settings)
+        self._workers = steps.export_workers(settings)
 
     def submit(self, job_id: str, attempt: int) -> None:
         self._queue.put((job_id, attempt))
@@ -148,7 +148,7 @@ class LocalDispatcher:
                 task = (
                     item
                     if isinstance(item, JobTask)
-                    else jobservice.export_step(
+                    else steps.export_step(
                         self.sessions,
                         job_id=job_id,
                         attempt=attempt,
@@ -169,7 +169,7 @@ class LocalDispatcher:
         """Record the failure; when the database is what failed, the job is left to the reaper's
         timeout and the worker goes on with the next job (it must outlive a database outage)."""
         try:
-            jobservice.fail(
+            steps.fail(
                 self.sessions,
                 job_id=job_id,
                 attempt=attempt,

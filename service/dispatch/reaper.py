@@ -11,12 +11,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from service import jobservice
 from service.db import jobs, runners
 from service.db.jobs import JobState
 from service.db.tables import RunnerRow, utcnow
-from service.dispatch import Dispatcher
-from service.jobservice import Sessions
+from service.jobs import steps
+from service.jobs.ports import Dispatcher, Sessions
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ def reap(
             session, started_before=now - timedelta(seconds=settings.job_timeout_s)
         ):
             step = "measurement" if job.state == JobState.MEASURING.value else "export"
-            jobservice.fail_in(
+            steps.fail_in(
                 session,
                 job_id=job.id,
                 attempt=job.attempt,
@@ -53,7 +52,7 @@ def reap(
         for job in jobs.stale_queued_jobs(
             session, submitted_before=now - timedelta(seconds=settings.max_queue_age_s)
         ):
-            jobservice.fail_in(
+            steps.fail_in(
                 session,
                 job_id=job.id,
                 attempt=job.attempt,
@@ -94,7 +93,7 @@ def _requeue_runner_job(
     job = jobs.get_job(session, job_id=job_id)
     held = job.state == JobState.MEASURING.value and job.runner_id == runner.id
     reason = f"runner {runner.id} went silent while measuring it"
-    if held and jobservice.requeue(
+    if held and steps.requeue(
         session, job, dispatcher, max_attempts=settings.max_attempts, reason=reason
     ):
         log.warning("runner %s went silent; job %s requeued", runner.id, job.id)
@@ -112,7 +111,7 @@ def recover(sessions: Sessions, settings: Settings, dispatcher: Dispatcher) -> i
         for job in jobs.active_jobs(session):
             if job.state == JobState.MEASURING.value and job.id in held:
                 continue
-            count += jobservice.requeue(
+            count += steps.requeue(
                 session,
                 job,
                 dispatcher,

@@ -113,8 +113,8 @@ def test_profile_by_artifact_id_is_created_exported_and_sent_to_the_device_queue
     settings, tmp_path
 ):
     from exporters.formats import DeviceClass
-    from service import jobservice
-    from service.db import jobs
+    from service.jobs import steps
+    from service.jobs.transitions import Event, move
     from tests.service.doubles import RecordingDispatcher
 
     app = create_app(settings, dispatcher=RecordingDispatcher())
@@ -130,10 +130,10 @@ def test_profile_by_artifact_id_is_created_exported_and_sent_to_the_device_queue
         assert dispatcher.submitted == []  # never through the export queue
         assert [(t.job_id, t.artifact_key) for t in dispatcher.dispatched] == [(job_id, key)]
         with app.state.sessions() as session:  # interrupted: queued again without its artifact
-            assert jobs.requeue(session, job_id=job_id, attempt=1)
-        task = jobservice.export_step(
+            assert move(session, Event.REQUEUE, job_id=job_id, attempt=1)
+        task = steps.export_step(
             app.state.sessions, job_id=job_id, attempt=2, store_root=settings.data_dir,
-            lock_path=settings.host_lock, workers=jobservice.export_workers(settings),
+            lock_path=settings.host_lock, workers=steps.export_workers(settings),
         )  # fmt: skip
         assert task is not None and task.artifact_key == key  # found, not built
 

@@ -16,14 +16,14 @@ from exporters.artifacts import ArtifactStore
 from exporters.errors import RunnerError, SpecError
 from exporters.formats import DeviceClass
 from exporters.spec import parse_spec
-from service import jobservice
 from service.app import create_app
 from service.db import jobs, runners
 from service.db.comparisons import comparison_for
-from service.db.jobs import JobState
 from service.dispatch.local import DatabasePort, local_runner_id
+from service.jobs import steps
 from service.remote import remote_compare
 from tests.service.doubles import RecordingDispatcher
+from tests.service.test_db import _mark_exported
 
 # stored specs must hash to their keys: two real specs stand for the two hand-built graphs
 SPECS = {
@@ -85,15 +85,8 @@ def compare_job(sessions, settings):
             kind="compare",
             specs=HASHES,
         )
-        jobs.transition(  # exported: a runner may claim only a job whose artifacts exist
-            s,
-            job_id=job.id,
-            attempt=1,
-            from_states=[JobState.QUEUED],
-            to=JobState.QUEUED,
-            artifact_key=KEYS["baseline"],
-            artifact_keys=KEYS,
-        )
+        # exported: a runner may claim only a job whose artifacts exist
+        _mark_exported(s, job.id, artifact_key=KEYS["baseline"], artifact_keys=KEYS)
         runners.register_runner(
             s, device_class="cpu-x86_64", description={}, runner_id=local_runner_id()
         )
@@ -123,9 +116,9 @@ def test_the_compare_kind_runs_on_the_database_port_and_stores_one_comparison(
 def test_a_comparison_outside_the_schema_is_refused_and_nothing_is_stored(sessions, compare_job):
     bad = {"ratio": 2.0, "ci95": [0.5, 1.5], "reloads": 4, "a": {"median": 1}, "b": {"median": 2}}
     with sessions() as s:
-        jobservice.claim(s, job_id=compare_job.job_id, attempt=1, runner_id=local_runner_id())
+        steps.claim(s, job_id=compare_job.job_id, attempt=1, runner_id=local_runner_id())
         with pytest.raises(SpecError, match="result: .*must be positive and contain ratio 2.0"):
-            jobservice.complete(
+            steps.complete(
                 s, job_id=compare_job.job_id, attempt=1, runner_id=local_runner_id(), result=bad
             )
         assert jobs.get_job(s, job_id=compare_job.job_id).state == "measuring"
@@ -212,7 +205,7 @@ def test_remote_compare_raises_the_servers_refusal_and_the_jobs_error(client):
     def runner_reports_a_failure(state: str) -> None:
         states.append(state)
         job_id = http.get("/jobs").json()["data"][0]["id"]
-        jobservice.fail(app.state.sessions, job_id=job_id, attempt=1, error="device lost")
+        steps.fail(app.state.sessions, job_id=job_id, attempt=1, error="device lost")
 
     with pytest.raises(RunnerError, match=r"compare job \w+ failed: device lost"):
         remote_compare(
@@ -242,17 +235,10 @@ def test_a_stored_comparison_is_served_by_get_job_with_its_sides(client):
     }
     with app.state.sessions() as s:
         runners.register_runner(s, device_class="cpu-x86_64", description={}, runner_id="r")
-        jobs.transition(  # as the export step leaves it: both artifacts exist
-            s,
-            job_id=job_id,
-            attempt=1,
-            from_states=[JobState.QUEUED],
-            to=JobState.QUEUED,
-            artifact_key=KEYS["baseline"],
-            artifact_keys=KEYS,
-        )
-        jobservice.claim(s, job_id=job_id, attempt=1, runner_id="r")
-        jobservice.complete(s, job_id=job_id, attempt=1, runner_id="r", result=record)
+        # as the export step leaves it: both artifacts exist
+        _mark_exported(s, job_id, artifact_key=KEYS["baseline"], artifact_keys=KEYS)
+        steps.claim(s, job_id=job_id, attempt=1, runner_id="r")
+        steps.complete(s, job_id=job_id, attempt=1, runner_id="r", result=record)
     job = http.get(f"/jobs/{job_id}")
     assert job.status_code == 200, job.text
     result = job.json()["result"]

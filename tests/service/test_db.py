@@ -11,9 +11,9 @@ from exporters.errors import NotFoundError
 from exporters.spec import parse_spec
 from service.db import accuracy, jobs, runners
 from service.db.engine import MIGRATIONS, make_engine, upgrade
-from service.db.jobs import JobState
 from service.db.results import record_result
 from service.db.tables import JobRow, ResultRow, SpecRow
+from service.jobs.transitions import Event, move
 
 MEASUREMENT = {"latency_ms": {"median": 1.5, "p90": 1.7, "n": 20}}
 SPEC_HASH = parse_spec("mobileone_s0").content_hash()
@@ -38,15 +38,19 @@ def _job(session, key="k" * 64, user="u", body=None):
     )
 
 
-def _mark_exported(session, job_id, attempt=1, artifact_key="a" * 32 + "-onnx-fp32"):
-    """What the export step leaves for a runner: the queued job at ``attempt`` with its artifact."""
-    assert jobs.transition(
+def _mark_exported(
+    session, job_id, attempt=1, artifact_key="a" * 32 + "-onnx-fp32", artifact_keys=None
+):
+    """What the export step leaves for a runner: the queued job at ``attempt`` with its artifact
+    (``artifact_keys``: role -> key, for a job of several models)."""
+    assert move(session, Event.START_EXPORT, job_id=job_id, attempt=attempt)
+    assert move(
         session,
+        Event.EXPORTED,
         job_id=job_id,
         attempt=attempt,
-        from_states=[JobState.QUEUED],
-        to=JobState.QUEUED,
         artifact_key=artifact_key,
+        artifact_keys=artifact_keys,
     )
 
 
@@ -80,14 +84,7 @@ def test_concurrent_identical_requests_make_one_job(sessions):
 def test_finished_job_frees_its_key_for_a_new_one(sessions):
     with sessions() as s:
         job, _ = _job(s)
-        assert jobs.transition(
-            s,
-            job_id=job.id,
-            attempt=1,
-            from_states=[JobState.QUEUED],
-            to=JobState.FAILED,
-            error="boom",
-        )
+        assert move(s, Event.FAIL, job_id=job.id, attempt=1, error="boom")
         again, created = _job(s)
     assert created and again.id != job.id
 
@@ -95,10 +92,8 @@ def test_finished_job_frees_its_key_for_a_new_one(sessions):
 def test_transition_refuses_a_stale_attempt(sessions):
     with sessions() as s:
         job, _ = _job(s)
-        assert jobs.requeue(s, job_id=job.id, attempt=1)
-        moved = jobs.transition(
-            s, job_id=job.id, attempt=1, from_states=[JobState.QUEUED], to=JobState.EXPORTING
-        )
+        assert move(s, Event.REQUEUE, job_id=job.id, attempt=1)
+        moved = move(s, Event.START_EXPORT, job_id=job.id, attempt=1)
         current = jobs.get_job(s, job_id=job.id)
     assert not moved
     assert (current.state, current.attempt) == ("queued", 2)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from service import jobservice
 from service.db import jobs
 from service.dispatch.isolated import (
     WorkerCrashedError,
@@ -20,6 +19,7 @@ from service.dispatch.isolated import (
     WorkerProcesses,
     WorkerStopped,
 )
+from service.jobs import steps
 from tests.service.test_db import _job
 
 
@@ -91,13 +91,13 @@ def test_a_model_past_the_memory_limit_fails_its_job_not_this_process(sessions, 
     with sessions() as s:
         job, _ = _job(s, body=spec)
     settings.export_memory_mb = 5000
-    task = jobservice.export_step(
+    task = steps.export_step(
         sessions,
         job_id=job.id,
         attempt=1,
         store_root=settings.data_dir,
         lock_path=settings.host_lock,
-        workers=jobservice.export_workers(settings),
+        workers=steps.export_workers(settings),
     )
     with sessions() as s:
         failed = jobs.get_job(s, job_id=job.id)

@@ -15,11 +15,11 @@ from devices.results import MeasurementRecord
 from devices.settings import MeasureSettings
 from exporters.artifacts import ArtifactStore
 from exporters.errors import SpecError
-from service import jobservice
 from service.db import jobs, runners
 from service.db.tables import utcnow
 from service.dispatch.local import DatabasePort, local_runner_id
 from service.dispatch.reaper import reap
+from service.jobs import steps, submission
 from tests.service.doubles import FilePort, RecordingDispatcher
 from tests.service.test_db import _exported
 from tests.service.test_runner_host import _tiny_onnx
@@ -64,9 +64,9 @@ def test_embedded_port_runs_the_profile_kind_and_stores_its_record(sessions, set
 
 def test_a_result_outside_the_kind_schema_is_refused_on_the_embedded_path(sessions, queued):
     with sessions() as s:
-        jobservice.claim(s, job_id=queued.id, attempt=1, runner_id=local_runner_id())
+        steps.claim(s, job_id=queued.id, attempt=1, runner_id=local_runner_id())
         with pytest.raises(SpecError, match="result.latency_ms.median"):
-            jobservice.complete(
+            steps.complete(
                 s,
                 job_id=queued.id,
                 attempt=1,
@@ -100,7 +100,7 @@ def test_an_unknown_kind_names_the_field():
 def test_a_job_past_its_timeout_fails_on_the_reapers_clock(sessions, settings, queued):
     settings.heartbeat_timeout_s = 2 * settings.job_timeout_s  # only the job timeout applies
     with sessions() as s:
-        jobservice.claim(s, job_id=queued.id, attempt=1, runner_id=local_runner_id())
+        steps.claim(s, job_id=queued.id, attempt=1, runner_id=local_runner_id())
         s.get(type(queued), queued.id).started_at = utcnow()
         s.commit()
     dispatcher = RecordingDispatcher()
@@ -119,9 +119,9 @@ def test_a_job_past_its_timeout_fails_on_the_reapers_clock(sessions, settings, q
 def test_an_export_message_sent_again_passes_the_exported_job_on_without_exporting(
     sessions, settings, queued
 ):
-    workers = jobservice.export_workers(settings)
+    workers = steps.export_workers(settings)
     workers.stop()  # any export would now raise WorkerStopped: none may be needed
-    task = jobservice.export_step(
+    task = steps.export_step(
         sessions,
         job_id=queued.id,
         attempt=1,
@@ -146,7 +146,7 @@ def test_a_job_whose_artifact_is_stored_and_passed_skips_the_export_queue(sessio
 
     def submit(seed: int) -> str:
         with sessions() as s:
-            done = jobservice.submit_profile(
+            done = submission.submit_profile(
                 s, settings=settings, dispatcher=dispatcher, user="u", model=spec,
                 devices=[DeviceClass.CPU_X86_64], formats=None,
                 measure=MeasureSettings(**FAST, seed=seed), force=False,

@@ -16,9 +16,9 @@ from exporters.artifacts import ArtifactStore, artifact_key
 from exporters.errors import SpecError
 from exporters.formats import ExportFormat
 from exporters.spec import parse_spec
-from service import jobservice
 from service.app import create_app
 from service.db import runners
+from service.jobs import steps
 from service.predict.policy import is_prediction, require_measured
 from tests.service.doubles import RecordingDispatcher
 
@@ -51,9 +51,9 @@ def run_export_step(client, job_id: str, *, to_runner: bool = False) -> None:
     """What the export worker does with the job the dispatcher was handed: a predict job is
     answered on the server, a profile job (``to_runner``) is passed on to a runner's queue."""
     settings = client.app.state.settings
-    workers = jobservice.export_workers(settings)
+    workers = steps.export_workers(settings)
     try:
-        task = jobservice.export_step(
+        task = steps.export_step(
             client.app.state.sessions,
             job_id=job_id,
             attempt=1,
@@ -152,8 +152,8 @@ def test_a_measurement_request_with_a_runner_online_is_measured_not_answered_by_
     assert measured["id"] != predicted["id"]
     run_export_step(client, measured["id"], to_runner=True)
     with client.app.state.sessions() as s:
-        jobservice.claim(s, job_id=measured["id"], attempt=1, runner_id="phone")
-        jobservice.complete(
+        steps.claim(s, job_id=measured["id"], attempt=1, runner_id="phone")
+        steps.complete(
             s,
             job_id=measured["id"],
             attempt=1,

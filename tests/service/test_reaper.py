@@ -8,12 +8,13 @@ from datetime import timedelta
 import pytest
 
 from exporters.errors import ConflictError
-from service import jobservice
 from service.db import jobs, runners
 from service.db.jobs import JobState
 from service.db.results import record_result
 from service.db.tables import JobRow, RunnerRow, utcnow
 from service.dispatch.reaper import reap, recover
+from service.jobs import steps
+from service.jobs.transitions import Event, move
 from tests.service.test_db import _exported, _job, _mark_exported
 
 
@@ -30,7 +31,7 @@ def _measuring(sessions):
     with sessions() as s:
         job = _exported(s)
         runner, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
-        jobservice.claim(s, job_id=job.id, attempt=1, runner_id=runner.id)
+        steps.claim(s, job_id=job.id, attempt=1, runner_id=runner.id)
     return job.id, runner.id
 
 
@@ -53,7 +54,7 @@ def test_silent_runner_goes_offline_and_its_job_is_requeued(sessions, settings):
         assert (job.state, job.attempt, job.runner_id) == ("queued", 2, None)
         assert not runner.online and runner.current_job_id is None
         with pytest.raises(ConflictError):  # the lost runner's claim of attempt 1 is void
-            jobservice.claim(s, job_id=job_id, attempt=1, runner_id=runner_id)
+            steps.claim(s, job_id=job_id, attempt=1, runner_id=runner_id)
     assert recorder.submitted == [(job_id, 2)]
 
 
@@ -65,7 +66,7 @@ def test_late_result_of_a_requeued_job_is_refused_and_the_new_holder_counts_once
     reap(sessions, settings, Recorder())
     with sessions() as s:
         with pytest.raises(ConflictError, match="does not hold"):  # lost with attempt 1
-            jobservice.complete(
+            steps.complete(
                 s,
                 job_id=job_id,
                 attempt=1,
@@ -75,12 +76,12 @@ def test_late_result_of_a_requeued_job_is_refused_and_the_new_holder_counts_once
         assert jobs.result_for(s, job_id=job_id) is None
         heir, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
         heir_id = heir.id
-        with pytest.raises(ConflictError, match="exported and queued"):  # not re-exported yet
-            jobservice.claim(s, job_id=job_id, attempt=2, runner_id=heir_id)
+        with pytest.raises(ConflictError, match="artifact exported"):  # not re-exported yet
+            steps.claim(s, job_id=job_id, attempt=2, runner_id=heir_id)
         _mark_exported(s, job_id, attempt=2)
-        jobservice.claim(s, job_id=job_id, attempt=2, runner_id=heir_id)
+        steps.claim(s, job_id=job_id, attempt=2, runner_id=heir_id)
         for median in (3.0, 4.0):  # a repeat by the holder returns the stored result
-            jobservice.complete(
+            steps.complete(
                 s,
                 job_id=job_id,
                 attempt=2,
@@ -134,14 +135,7 @@ def test_the_timeout_counts_from_the_claim_not_from_submission_or_export(session
 def test_an_export_past_the_timeout_fails_naming_the_step(sessions, settings):
     with sessions() as s:
         job, _ = _job(s)
-        jobs.transition(
-            s,
-            job_id=job.id,
-            attempt=1,
-            from_states=[JobState.QUEUED],
-            to=JobState.EXPORTING,
-            started_at=utcnow(),
-        )
+        move(s, Event.START_EXPORT, job_id=job.id, attempt=1, started_at=utcnow())
     _age(sessions, JobRow, job.id, "started_at", settings.job_timeout_s + 1)
     reap(sessions, settings, Recorder())
     with sessions() as s:
@@ -193,15 +187,11 @@ def test_a_job_interrupted_max_attempts_times_is_failed_with_the_reason_not_requ
     settings.max_attempts = 2
     with sessions() as s:
         job, _ = _job(s)
-        jobs.transition(
-            s, job_id=job.id, attempt=1, from_states=[JobState.QUEUED], to=JobState.EXPORTING
-        )
+        move(s, Event.START_EXPORT, job_id=job.id, attempt=1)
     recorder = Recorder()
     assert recover(sessions, settings, recorder) == 1  # first restart: attempt 2
     with sessions() as s:
-        jobs.transition(
-            s, job_id=job.id, attempt=2, from_states=[JobState.QUEUED], to=JobState.EXPORTING
-        )
+        move(s, Event.START_EXPORT, job_id=job.id, attempt=2)
     assert recover(sessions, settings, recorder) == 0  # second: attempts used up
     with sessions() as s:
         failed = jobs.get_job(s, job_id=job.id)
@@ -229,11 +219,11 @@ def test_a_runner_claims_only_exported_jobs_of_its_class(sessions):
         arm, _ = runners.register_runner(s, device_class="cpu-arm64", description={})
         x86, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
         with pytest.raises(ConflictError, match="is for device class 'cpu-x86_64'"):
-            jobservice.claim(s, job_id=ready.id, attempt=1, runner_id=arm.id)
-        with pytest.raises(ConflictError, match="exported and queued"):
-            jobservice.claim(s, job_id=unexported.id, attempt=1, runner_id=x86.id)
+            steps.claim(s, job_id=ready.id, attempt=1, runner_id=arm.id)
+        with pytest.raises(ConflictError, match="artifact exported"):
+            steps.claim(s, job_id=unexported.id, attempt=1, runner_id=x86.id)
         assert jobs.get_job(s, job_id=unexported.id).state == "queued"
-        jobservice.claim(s, job_id=ready.id, attempt=1, runner_id=x86.id)
+        steps.claim(s, job_id=ready.id, attempt=1, runner_id=x86.id)
         x86_id = x86.id
     with sessions() as s:
         assert jobs.get_job(s, job_id=ready.id).runner_id == x86_id

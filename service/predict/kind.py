@@ -2,7 +2,8 @@
 ONNX graph. It runs on the server, in the job's export step (``on_server``): the prediction needs
 the predictor's training data and the artifact the step has just written, and no runner of the
 class is there to take it (that is why the service predicts). The job's ``settings`` carry the
-spec and its family (the domain check needs both)."""
+spec and its family (the domain check needs both). Registered by the job core
+(``service.jobs.steps`` imports this module): a device host never runs it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from exporters.errors import SpecError
 def predict(task: JobTask, artifacts: dict[str, Path], host: Host) -> PredictionRecord:
     if host.data_dir is None:
         raise SpecError("a predict job runs on the server only", field="kind")
-    from service.predict.job import predict_artifact  # server side: the predictor and its data
+    from service.predict.job import predict_artifact  # the predictor loads only when one runs
 
     return predict_artifact(
         artifacts[MODEL],
