@@ -20,6 +20,8 @@ one tree; the API maps it to HTTP status codes once and the CLI to exit codes on
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LatbenchError(Exception):
     """Base class: ``str(error)`` is a message a user can act on."""
@@ -116,3 +118,79 @@ class BusyError(LatbenchError):
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         self.retry_after_s = retry_after_s
         super().__init__(message)
+
+
+# The HTTP status of each error, most specific first (the first isinstance match wins): the API
+# answers with it (``service.errors``) and a client decodes by it where the body names no class
+# of this tree.
+HTTP_STATUS: tuple[tuple[type[LatbenchError], int], ...] = (
+    (SpecError, 422),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (PayloadTooLargeError, 413),
+    (QuotaError, 429),
+    (AuthError, 401),
+    (BusyError, 503),
+    (RunnerUnavailableError, 503),
+    (ExportError, 422),
+    (EquivalenceError, 422),
+    (RunnerError, 502),
+    (LatbenchError, 500),
+)
+
+
+def http_status(error: LatbenchError) -> int:
+    return next(code for cls, code in HTTP_STATUS if isinstance(error, cls))
+
+
+def _tree() -> dict[str, type[LatbenchError]]:
+    """Every class of this tree by name (only this module's: what a client can decode into)."""
+    found, todo = {}, [LatbenchError]
+    while todo:
+        cls = todo.pop()
+        if cls.__module__ == __name__:
+            found[cls.__name__] = cls
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def error_from_answer(
+    status: int, body: object, text: str = "", *, retry_after: str | None = None
+) -> LatbenchError:
+    """The error an HTTP error answer stands for, the one client-side decoder (the CLI, the gate,
+    the remote client and the runner's HTTP port all use it): the class the API's body names
+    (``{"error": class, "detail": message, "field": dotted field}``) with the server's own
+    message and field, so ``str(error)`` reads as on the server; a class this tree lacks (a
+    server-only subclass) or a body that is not the API's (a proxy's page) gives the first class
+    of ``status`` in HTTP_STATUS, LatbenchError for a status it lacks. ``retry_after`` (the
+    header) sets a BusyError's ``retry_after_s``."""
+    named = body if isinstance(body, dict) and isinstance(body.get("detail"), str) else None
+    cls = _tree().get(str(named.get("error"))) if named else None
+    if cls is None:
+        cls = next((c for c, code in HTTP_STATUS if code == status), LatbenchError)
+    message = named["detail"] if named else f"server answered {status}: {text[:300]}"
+    error = cls.__new__(cls)  # the server built the message: no constructor rebuilds it
+    Exception.__init__(error, message)
+    defaults: dict[str, object] = {"field": named.get("field") if named else None}
+    if isinstance(error, BusyError):
+        defaults["retry_after_s"] = int(retry_after) if (retry_after or "").isdigit() else 1
+    if isinstance(error, ExportError):
+        defaults.update(exporter=None, op=None)
+    if isinstance(error, UnknownModelError):
+        defaults.update(name=None, suggestions=[])
+    for name, value in defaults.items():
+        setattr(error, name, value)
+    return error
+
+
+def error_from_response(response: Any) -> LatbenchError:
+    """``error_from_answer`` of an httpx response (read: a streamed one must be read first)."""
+    body = None
+    if "json" in response.headers.get("content-type", ""):
+        try:
+            body = response.json()
+        except ValueError:  # a broken body: decoded by its status alone
+            body = None
+    return error_from_answer(
+        response.status_code, body, response.text, retry_after=response.headers.get("retry-after")
+    )

@@ -1,7 +1,9 @@
 """The error tree of ``exporters.errors`` mapped to HTTP once, through exception handlers.
 
 Routes raise tree errors and never build HTTP errors themselves; every error body has the same
-shape, ``{"error": <class>, "detail": <message>, "field": <dotted field or null>}``.
+shape, ``{"error": <class>, "detail": <message>, "field": <dotted field or null>}``, with the
+status of ``exporters.errors.HTTP_STATUS``; a client turns it back into the class it names with
+``exporters.errors.error_from_response``.
 (The CLI maps the same tree to exit codes in ``service.cli.fail``.)
 """
 
@@ -19,26 +21,6 @@ from exporters import errors as e
 
 log = logging.getLogger(__name__)
 
-# Most specific first: the first isinstance match wins.
-STATUS: tuple[tuple[type[e.LatbenchError], int], ...] = (
-    (e.SpecError, 422),
-    (e.NotFoundError, 404),
-    (e.ConflictError, 409),
-    (e.PayloadTooLargeError, 413),
-    (e.QuotaError, 429),
-    (e.AuthError, 401),
-    (e.BusyError, 503),
-    (e.RunnerUnavailableError, 503),
-    (e.ExportError, 422),
-    (e.EquivalenceError, 422),
-    (e.RunnerError, 502),
-    (e.LatbenchError, 500),
-)
-
-
-def status_for(error: e.LatbenchError) -> int:
-    return next(code for cls, code in STATUS if isinstance(error, cls))
-
 
 def error_response(error: e.LatbenchError) -> JSONResponse:
     body = {
@@ -51,7 +33,7 @@ def error_response(error: e.LatbenchError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"}
     elif isinstance(error, e.BusyError):
         headers = {"Retry-After": str(error.retry_after_s)}
-    return JSONResponse(body, status_code=status_for(error), headers=headers)
+    return JSONResponse(body, status_code=e.http_status(error), headers=headers)
 
 
 async def _latbench_handler(_request: Request, error: Exception) -> JSONResponse:

@@ -1,5 +1,7 @@
-"""The client side of a latbench server, for the CLI (``latbench gate --server``): submit a
-comparison, follow its job, return the kind's own typed result. httpx only: no server module."""
+"""The client side of a latbench server, for the CLI and the gate (``latbench upload``,
+``latbench gate --server``): upload an artifact, submit a comparison, follow its job, return the
+kind's own typed result. httpx only: no server module. Every refusal is raised as the error class
+the server named (``exporters.errors.error_from_response``)."""
 
 from __future__ import annotations
 
@@ -12,34 +14,36 @@ import httpx
 from devices.results import ComparisonRecord
 from devices.settings import MeasureSettings
 from exporters import errors
+from exporters.artifacts import Artifact
 from exporters.formats import DeviceClass
-
-# The server's status codes back to the error tree (service.errors maps the tree to them).
-REFUSALS: dict[int, type[errors.LatbenchError]] = {
-    401: errors.AuthError,
-    404: errors.NotFoundError,
-    409: errors.ConflictError,
-    413: errors.PayloadTooLargeError,
-    429: errors.QuotaError,
-    503: errors.RunnerUnavailableError,
-}
 
 Side = str | dict[str, Any]  # a zoo name, a ModelSpec object, or {"artifact": id} of an upload
 
 
 def checked(response: httpx.Response) -> dict[str, Any]:
     """The JSON body of a successful answer; a refusal raised as the server's own error class,
-    message and field (a 422 is a SpecError naming the field the server named)."""
-    if not response.is_error:
-        return response.json()
-    is_json = "json" in response.headers.get("content-type", "")
-    body = response.json() if is_json else {}
-    detail = str(body.get("detail", response.text[:300]))
-    field = body.get("field")
-    if response.status_code == 422:
-        raise errors.SpecError(detail.removeprefix(f"{field}: "), field=field)
-    error = REFUSALS.get(response.status_code, errors.RunnerError)
-    raise error(f"server answered {response.status_code}: {detail}")
+    message and field."""
+    if response.is_error:
+        raise errors.error_from_response(response)
+    return response.json()
+
+
+def upload_artifact(
+    client: httpx.Client, artifact: Artifact, *, name: str, token: str | None
+) -> dict:
+    """POST the artifact's bytes with ``client`` (on the server); its id."""
+    headers = {"content-type": "application/octet-stream"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    response = client.post(
+        "/artifacts", content=artifact.path.read_bytes(), params={"name": name}, headers=headers
+    )
+    return checked(response)
+
+
+def upload_label(model: str) -> str:
+    """The label the server keeps: its allowed characters only."""
+    return "".join(c if c.isalnum() or c in "_.-" else "_" for c in model)[:128] or "uploaded"
 
 
 def remote_compare(

@@ -15,7 +15,7 @@ import httpx
 from pydantic import BaseModel
 
 from devices.jobs.port import JobTask
-from exporters.errors import AuthError, ConflictError, RunnerError
+from exporters.errors import ConflictError, RunnerError, error_from_response
 from exporters.formats import DeviceClass, ExportFormat
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,9 @@ class HttpPort:
         self.runner_id = ""
 
     def _check(self, response: httpx.Response) -> httpx.Response:
-        if response.status_code == 401:
-            raise AuthError(response.json().get("detail", "runner token refused"))
-        if response.status_code == 409:
-            raise ConflictError(response.json().get("detail", "conflict"))
+        """The answer, unless it is a refusal: then the error class the server named."""
         if response.is_error:
-            raise RunnerError(f"server answered {response.status_code}: {response.text[:300]}")
+            raise error_from_response(response)
         return response
 
     def register(self, device_class: DeviceClass, registration_token: str | None) -> dict[str, Any]:

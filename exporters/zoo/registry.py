@@ -11,48 +11,24 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-from pydantic import TypeAdapter, ValidationError
 
 from exporters.errors import SpecError, UnknownModelError
 from exporters.spec import InputSpec, ModelSpec
+from exporters.zoo.entry import WEIGHTS, Builder, ModelEntry
 
-Builder = Callable[..., Any]  # (**overrides) -> torch.nn.Module, weights random
-WEIGHTS = "random"
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    family: str
-    builder: Builder
-    input_size: tuple[int, int, int]  # (C, H, W) the model is designed for
-    knobs: Mapping[str, Any] = field(default_factory=dict)  # override name -> type annotation
-    source: str = ""  # where the architecture comes from, shown to users
-    img_size_arg: bool = False  # constructor takes img_size: resolution is part of the graph
-
-    def default_input(self) -> InputSpec:
-        channels, height, width = self.input_size
-        return InputSpec(batch=1, channels=channels, height=height, width=width)
-
-    def validate_overrides(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
-        """Check each override against the allow-list; errors name ``overrides.<knob>``."""
-        clean: dict[str, Any] = {}
-        for key, value in overrides.items():
-            if key not in self.knobs:
-                allowed = ", ".join(sorted(self.knobs)) or "none"
-                raise SpecError(
-                    f"unknown override for family {self.family!r}; allowed: {allowed}",
-                    field=f"overrides.{key}",
-                )
-            try:
-                clean[key] = TypeAdapter(self.knobs[key]).validate_python(value)
-            except ValidationError as exc:
-                raise SpecError(exc.errors()[0]["msg"], field=f"overrides.{key}") from exc
-        return clean
-
+__all__ = [  # the entry's names too: the registry is where the zoo is used from
+    "WEIGHTS",
+    "Builder",
+    "ModelEntry",
+    "ResolvedSpec",
+    "build",
+    "get_model",
+    "list_models",
+    "register_model",
+    "resolve",
+]
 
 _NATIVE: dict[str, ModelEntry] = {}
 

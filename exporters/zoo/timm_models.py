@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from annotated_types import Interval, Len
 
-from exporters.zoo.registry import ModelEntry
+from exporters.zoo.entry import ModelEntry
 
 Depth = Annotated[int, Interval(ge=1, le=32)]
 Width = Annotated[int, Interval(ge=8, le=2048)]

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from exporters.errors import LatbenchError, SpecError
+from exporters.errors import LatbenchError, error_from_response
 from exporters.spec import resolve_spec_argument
 from service.cli import fail
 
@@ -58,10 +58,8 @@ def set_accuracy(
             response = httpx.post(f"{server}/accuracy", json=body, headers=headers, timeout=30)
         except httpx.TransportError as exc:
             raise LatbenchError(f"server {server} unreachable ({exc}); check --server") from exc
-        if response.status_code in (404, 422):  # the server's message names the field
-            raise SpecError(response.json().get("detail", response.text))
-        if response.status_code >= 400:
-            raise LatbenchError(f"server answered {response.status_code}: {response.text[:300]}")
+        if response.is_error:
+            raise error_from_response(response)
     except LatbenchError as error:
         raise fail(error) from None
     typer.echo(json.dumps(response.json(), indent=2))

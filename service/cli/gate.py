@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from exporters.errors import LatbenchError, SpecError
-from service.cli import EXIT_USAGE, data_dir, fail
+from service.cli import EXIT_USAGE, data_dir, fail, host_lock_path
 
 err_console = Console(stderr=True)
 
@@ -203,7 +203,7 @@ def _run(gate_config, root: Path, server, *, quiet: bool):
 
     store = ArtifactStore(data_dir())
     progress("building both sides of every pair")
-    pairs = plan(gate_config, root, store, server)
+    pairs = plan(gate_config, root, store, server, host_lock_path())
     if server is not None:
         progress(f"uploading {len(pairs)} pair(s) to {server.url}")
         for pair in pairs:  # under the gate's model name: the server's model page shows it

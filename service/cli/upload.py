@@ -4,33 +4,12 @@ to POST /artifacts. The server never imports user code: ``python:`` sources are 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from exporters.artifacts import Artifact
-from exporters.errors import AuthError, LatbenchError, PayloadTooLargeError, SpecError
+from exporters.errors import LatbenchError, SpecError
 from service.cli import data_dir, fail, host_lock_path
-
-
-def upload_artifact(client: Any, artifact: Artifact, *, name: str, token: str | None) -> dict:
-    """POST the artifact's bytes with ``client`` (an ``httpx.Client`` on the server); its id.
-    The server's refusal comes back as the same error class, with its message and field."""
-    headers = {"content-type": "application/octet-stream"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    response = client.post(
-        "/artifacts", content=artifact.path.read_bytes(), params={"name": name}, headers=headers
-    )
-    if response.status_code < 400:
-        return response.json()
-    body = response.json() if "json" in response.headers.get("content-type", "") else {}
-    detail = body.get("detail", response.text[:300])
-    if response.status_code == 401:
-        raise AuthError(f"the server refused the upload: {detail} (set LATBENCH_API_TOKEN)")
-    if response.status_code == 413:
-        raise PayloadTooLargeError(detail)
-    raise SpecError(f"the server refused the upload: {detail}", field=body.get("field"))
 
 
 def upload_command(
@@ -48,6 +27,7 @@ def upload_command(
 
     from exporters.formats import ExportFormat
     from service import pipeline
+    from service.remote import upload_artifact, upload_label
 
     try:
         done = pipeline.materialize(
@@ -63,11 +43,6 @@ def upload_command(
         raise fail(SpecError(f"cannot reach {server}: {error}", field="server")) from None
     doc = {**done.to_dict(), "id": uploaded["id"], "server": server}
     typer.echo(json.dumps(doc, indent=2) if as_json else f"{uploaded['id']}  ({done.reparam_note})")
-
-
-def upload_label(model: str) -> str:
-    """The label the server keeps: its allowed characters only."""
-    return "".join(c if c.isalnum() or c in "_.-" else "_" for c in model)[:128] or "uploaded"
 
 
 def register(app: typer.Typer) -> None:

@@ -109,7 +109,7 @@ class Remote:
         first use)."""
         import httpx
 
-        from service.cli.upload import upload_artifact, upload_label
+        from service.remote import upload_artifact, upload_label
 
         if artifact.key not in self.uploaded:
             label = upload_label(label or str(artifact.meta.get("model", "uploaded")))

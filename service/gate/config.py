@@ -31,7 +31,6 @@ from exporters.formats import DeviceClass, ExportFormat
 from exporters.sources import SPEC_SUFFIXES, Sourced
 from exporters.sources.ready import SUFFIXES as ARTIFACT_SUFFIXES
 from service import pipeline
-from service.cli import host_lock_path
 from service.gate.run import Pair
 
 if TYPE_CHECKING:
@@ -173,20 +172,24 @@ def build_elsewhere(
 
 def side(
     document: str | dict[str, Any], root: Path, fmt: ExportFormat, store: ArtifactStore,
-    *, elsewhere: bool,
+    *, elsewhere: bool, lock_path: Path,
 ) -> Sourced:  # fmt: skip
     """One side of a pair: ready artifacts are read where they are; built sources in this
-    process (``root`` first on the import path) or, for another tree, in a fresh one."""
+    process (``root`` first on the import path, under the host lock at ``lock_path``) or, for
+    another tree, in a fresh one."""
     is_artifact = isinstance(document, str) and Path(document).suffix in ARTIFACT_SUFFIXES
     if elsewhere and not is_artifact:
         return build_elsewhere(document, root, fmt, store)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    return pipeline.materialize(document, fmt, store_root=store.root, lock_path=host_lock_path())
+    return pipeline.materialize(document, fmt, store_root=store.root, lock_path=lock_path)
 
 
-def plan(config: GateConfig, root: Path, store: ArtifactStore, server: Remote | None) -> list[Pair]:
-    """Every (model, device) pair with both sides built (or validated) into ``store``."""
+def plan(
+    config: GateConfig, root: Path, store: ArtifactStore, server: Remote | None, lock_path: Path
+) -> list[Pair]:
+    """Every (model, device) pair with both sides built (or validated) into ``store``; a build
+    here takes the host lock at ``lock_path`` (the caller's: the CLI's LATBENCH_HOST_LOCK)."""
     from service.gate.compare import artifact_format
 
     built: dict[tuple[str, str, ExportFormat], Sourced] = {}
@@ -207,7 +210,9 @@ def plan(config: GateConfig, root: Path, store: ArtifactStore, server: Remote | 
                     document = entry.document(ref or entry.ref, here)
                     key = (which, json.dumps(document, sort_keys=True), fmt)
                     if key not in built:
-                        made = side(document, here, fmt, store, elsewhere=here != root)
+                        made = side(
+                            document, here, fmt, store, elsewhere=here != root, lock_path=lock_path
+                        )
                         at = f" @ merge base {tree[1][:10]}" if here != root else ""
                         built[key] = dataclasses.replace(made, ref=made.ref + at)
                     sides.append(built[key])

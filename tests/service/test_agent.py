@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from devices.jobs.http_port import HttpPort
 from devices.jobs.port import JobTask
 from exporters.artifacts import ArtifactStore
-from exporters.errors import AuthError, RunnerError
+from exporters.errors import AuthError, NotFoundError
 from exporters.formats import DeviceClass
 from service.app import create_app
 from tests.service.test_db import _exported
@@ -91,10 +91,10 @@ def test_claim_of_an_unknown_or_stale_job_is_declined(agent):
 
 def test_failed_artifact_fetch_keeps_the_server_message(agent, tmp_path):
     client, _ = agent
-    with pytest.raises(RunnerError, match="404.*holds no job with artifact"):
+    with pytest.raises(NotFoundError, match="holds no job with artifact"):  # the server's class
         client.fetch_artifact(*_key(_task("onnx", "fp32")))
     task = _held(client, "onnx", "fp32")
-    with pytest.raises(RunnerError, match="404.*no artifact"):  # held, but not in the store
+    with pytest.raises(NotFoundError, match="no artifact"):  # held, but not in the store
         client.fetch_artifact(*_key(task))
     client.http.headers["Authorization"] = "Bearer wrong"
     with pytest.raises(AuthError, match="wrong token"):

@@ -97,7 +97,7 @@ def test_cli_upload_sends_a_built_artifact_and_relays_refusals(client, tmp_path)
     from exporters.artifacts import ArtifactStore
     from exporters.formats import ExportFormat
     from exporters.sources import materialize
-    from service.cli.upload import upload_artifact
+    from service.remote import upload_artifact
 
     store = ArtifactStore(tmp_path / "local")
     done = materialize(str(_onnx_model(tmp_path)), store=store, fmt=ExportFormat.ONNX)
