@@ -14,7 +14,6 @@ from exporters.errors import SpecError
 from exporters.spec import InputSpec
 
 Builder = Callable[..., Any]  # (**overrides) -> torch.nn.Module, weights random
-WEIGHTS = "random"
 
 
 @dataclass(frozen=True)

@@ -16,19 +16,9 @@ from typing import Any
 
 from exporters.errors import SpecError, UnknownModelError
 from exporters.spec import InputSpec, ModelSpec
-from exporters.zoo.entry import WEIGHTS, Builder, ModelEntry
+from exporters.zoo.entry import Builder, ModelEntry
 
-__all__ = [  # the entry's names too: the registry is where the zoo is used from
-    "WEIGHTS",
-    "Builder",
-    "ModelEntry",
-    "ResolvedSpec",
-    "build",
-    "get_model",
-    "list_models",
-    "register_model",
-    "resolve",
-]
+WEIGHTS = "random"
 
 _NATIVE: dict[str, ModelEntry] = {}
 

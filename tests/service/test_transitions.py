@@ -12,7 +12,15 @@ from sqlalchemy import update
 
 from service.db.jobs import JobState
 from service.db.tables import JobRow
-from service.jobs.transitions import TRANSITIONS, Event, Holder, TransitionError, move, require
+from service.jobs.transitions import (
+    TRANSITIONS,
+    Event,
+    Holder,
+    TransitionError,
+    move,
+    require,
+    table_markdown,
+)
 from tests.service.test_db import _job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,3 +120,8 @@ def test_no_module_but_the_table_writes_a_job_state():
                 ):
                     writers.append(str(path.relative_to(ROOT)))
     assert writers == ["service/jobs/transitions.py"]
+
+
+def test_the_architecture_doc_shows_the_table_as_it_is():
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    assert table_markdown() in doc
