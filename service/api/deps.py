@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from exporters.errors import AuthError, BusyError
 from service.db import runners
 from service.db.tables import RunnerRow
-from service.dispatch import Dispatcher
+from service.jobs.ports import Dispatcher
 from service.settings import Settings
 
 

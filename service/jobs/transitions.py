@@ -119,7 +119,8 @@ def move(
     (held by runner ``held_by`` where given, and meeting the event's guard); True if it moved.
     ``fields``: other columns the move sets (timestamps, the artifact keys, the error). Commits
     unless ``commit`` is False (the caller's transaction then carries the move)."""
-    entry = TRANSITIONS[Event(event)]
+    event = Event(event)
+    entry = TRANSITIONS[event]
     if entry.holder is Holder.REQUIRED and held_by is None:
         raise TransitionError(f"{event.value} is made by the runner holding the job: name it")
     if entry.holder is Holder.NONE and held_by is not None:
@@ -155,17 +156,11 @@ def require(session: Session, event: Event, *, job_id: str, attempt: int, **kwar
     where = f"is {job.state} at attempt {job.attempt}" if job else "does not exist"
     entry = TRANSITIONS[event]
     sources = " or ".join(sorted(s.value for s in entry.sources))
-    needs = "".join(
-        f", {text}"
-        for text in (
-            entry.guard_text,
-            "held by " + kwargs["held_by"] if kwargs.get("held_by") else "",
-        )
-        if text
-    )
+    holder = kwargs.get("held_by")
+    needs = [entry.guard_text, f"held by {holder}" if holder else ""]
     raise TransitionError(
-        f"job {job_id!r} {where}; {event.value} moves a job {sources} at attempt {attempt}{needs} "
-        f"to {entry.target.value}"
+        f"job {job_id!r} {where}; {Event(event).value} moves a job {sources} at attempt "
+        f"{attempt}{''.join(f', {n}' for n in needs if n)} to {entry.target.value}"
     )
 
 
