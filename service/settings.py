@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     export_memory_mb: int = Field(
         8192, ge=256, le=1 << 24, description="address-space limit of each export worker process"
     )
+    measure_memory_mb: int = Field(
+        8192, ge=256, le=1 << 24, description="address-space limit of each measuring process"
+    )
     heartbeat_interval_s: float = Field(5.0, gt=0)
     heartbeat_timeout_s: float = Field(30.0, gt=0)
     reaper_interval_s: float = Field(2.0, gt=0)

@@ -101,7 +101,7 @@ def _replica_main(settings: Settings, port: int, conn: Connection) -> None:
     import uvicorn
 
     from service.app import create_app
-    from service.dispatch.lifeline import die_with_parent
+    from devices.lifeline import die_with_parent
 
     die_with_parent(signal.SIGTERM)
     if os.getppid() == 1:  # the first process ended before the lifeline was set

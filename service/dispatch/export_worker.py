@@ -19,7 +19,7 @@ from devices.jobs.broker import (
 )
 from service import jobservice
 from service.db.engine import engine_for, make_sessionmaker
-from service.dispatch.lifeline import die_with_parent
+from devices.lifeline import die_with_parent
 from service.settings import Settings, get_settings
 
 WITH_PARENT = "--with-parent"

@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from exporters.errors import LatbenchError
-from service.dispatch.lifeline import die_with_parent
+from devices.lifeline import die_with_parent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
