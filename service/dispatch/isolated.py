@@ -17,8 +17,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from exporters.errors import LatbenchError
 from devices.lifeline import die_with_parent
+from exporters.errors import LatbenchError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
