@@ -32,6 +32,7 @@ from service.api import (
     results,
     runners,
 )
+from service.api.deps import checkers
 from service.api.schemas import ERROR_RESPONSES
 from service.dashboard import routes as dashboard
 from service.db.engine import engine_for, make_sessionmaker, upgrade
@@ -62,12 +63,14 @@ def create_app(
         app.state.read_sessions = make_sessionmaker(engine, read_only=True)
         app.state.db_slots = asyncio.Semaphore(settings.db_pool_size)
         app.state.dispatcher = dispatcher or api_dispatcher(settings)
+        app.state.checkers = checkers(settings)
         app.state.dispatcher.start()
         if long_running:
             settle_in_background(settings)
         try:
             yield
         finally:
+            app.state.checkers.stop()
             app.state.dispatcher.stop()
             engine.dispose()
 

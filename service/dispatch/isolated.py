@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import pickle
 import resource
 import signal
 import threading
@@ -25,9 +26,15 @@ T = TypeVar("T")
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 # The fork server dies with its starter (lifeline first), then imports what every export needs
-# (torch, timm, the ONNX exporter) once.
+# (torch, timm, the ONNX exporter, the work budget) once.
 _CONTEXT.set_forkserver_preload(
-    ["service.dispatch.forkserver_lifeline", "exporters.export", "exporters.onnx", "timm"]
+    [
+        "service.dispatch.forkserver_lifeline",
+        "exporters.export",
+        "exporters.onnx",
+        "exporters.budget",
+        "timm",
+    ]
 )
 
 
@@ -129,7 +136,7 @@ class WorkerProcesses:
             )
         ok, value = outcome
         if not ok:
-            raise WorkerError(value)
+            raise value if isinstance(value, LatbenchError) else WorkerError(value)
         return value
 
 
@@ -146,11 +153,21 @@ def _child(send: Connection, fn: Callable[..., Any], args: tuple[Any, ...], memo
     note = f" (an export worker may use {memory_mb} MiB: LATBENCH_EXPORT_MEMORY_MB)"
     try:
         outcome: tuple[bool, Any] = (True, fn(*args))
-    except LatbenchError as exc:
-        outcome = (False, str(exc) + (note if "allocate memory" in str(exc) else ""))
+    except LatbenchError as exc:  # its own class where it crosses the pipe (a SpecError: a 422)
+        short = "allocate memory" in str(exc)
+        outcome = (False, str(exc) + note if short else _portable(exc))
     except MemoryError:
         outcome = (False, "out of memory" + note)
     except Exception as exc:  # noqa: BLE001 - reported as the job's reason, not lost
         outcome = (False, f"internal error in the worker: {type(exc).__name__}: {exc}")
     send.send(outcome)
     send.close()
+
+
+def _portable(exc: LatbenchError) -> LatbenchError | str:
+    """The error itself where it survives pickling, else its message."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - any class that cannot cross the pipe
+        return str(exc)
+    return exc
