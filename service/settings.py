@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     )
     local_runner: bool = Field(True, description="embedded default: measure on this host's CPU")
     export_workers: int = Field(
-        0, ge=0, le=64, description="celery: export worker processes the server starts and stops"
+        1, ge=0, le=64, description="celery: export worker processes the worker process starts"
     )
     reference_csv: Path | None = Field(
         None, description="published top-1/latency CSV; default: the one shipped in the package"
