@@ -104,7 +104,7 @@ def _follow(
             except subprocess.TimeoutExpired:
                 pass
             raise RunnerError(
-                f"the {what} process died ({_how(child.returncode)}) under its "
+                f"the {what} process died ({how_it_ended(child.returncode)}) under its "
                 f"{limits.memory_mb} MiB memory limit (LATBENCH_MEASURE_MEMORY_MB)"
             ) from None
         if message is None:
@@ -124,7 +124,8 @@ def _follow(
             raise value
 
 
-def _how(exitcode: int | None) -> str:
+def how_it_ended(exitcode: int | None) -> str:
+    """A child's end in words: the signal that killed it, or its exit code."""
     if exitcode is not None and exitcode < 0:
         return f"signal {signal.Signals(-exitcode).name}"
     return f"exit code {exitcode}"
@@ -148,7 +149,7 @@ def main(fd: int) -> None:
             send.send(("locked", None))
             outcome: tuple[str, Any] = ("ok", fn(*args, progress=report))
     except LatbenchError as exc:
-        outcome = ("error", _portable(exc))
+        outcome = ("error", portable(exc))
     except Exception as exc:  # noqa: BLE001 - reported as the job's reason, not lost
         reason = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, MemoryError) or "alloc" in reason.lower():
@@ -160,7 +161,7 @@ def main(fd: int) -> None:
     send.close()
 
 
-def _portable(exc: LatbenchError) -> LatbenchError:
+def portable(exc: LatbenchError) -> LatbenchError:
     """The error itself where it survives pickling, else a RunnerError with its message."""
     try:
         pickle.loads(pickle.dumps(exc))

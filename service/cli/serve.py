@@ -13,6 +13,20 @@ import typer
 
 from service.cli import fail
 
+# The worker's options, shared by `latbench serve` and `latbench worker` (None: not given).
+DispatcherOption = Annotated[
+    str | None,
+    typer.Option(help="local (embedded runner) or celery (Redis broker, LATBENCH_BROKER_URL)"),
+]
+LocalRunnerOption = Annotated[
+    bool | None,
+    typer.Option(help="local dispatcher: export and measure on this host (LATBENCH_LOCAL_RUNNER)"),
+]
+ExportWorkersOption = Annotated[
+    int | None,
+    typer.Option(help="celery dispatcher: export worker processes (LATBENCH_EXPORT_WORKERS)"),
+]
+
 
 def service_settings(**overrides: Any) -> Any:
     """The settings from the environment, with the ``overrides`` that are not None over them;
@@ -31,20 +45,9 @@ def service_settings(**overrides: Any) -> Any:
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (LATBENCH_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (LATBENCH_PORT)")] = None,
-    dispatcher: Annotated[
-        str | None,
-        typer.Option(help="local (embedded worker) or celery (Redis broker, LATBENCH_BROKER_URL)"),
-    ] = None,
-    local_runner: Annotated[
-        bool | None,
-        typer.Option(
-            help="local dispatcher: export and measure on this host (LATBENCH_LOCAL_RUNNER)"
-        ),
-    ] = None,
-    export_workers: Annotated[
-        int | None,
-        typer.Option(help="celery dispatcher: export worker processes (LATBENCH_EXPORT_WORKERS)"),
-    ] = None,
+    dispatcher: DispatcherOption = None,
+    local_runner: LocalRunnerOption = None,
+    export_workers: ExportWorkersOption = None,
     workers: Annotated[
         int | None,
         typer.Option(help="API processes on the port; 0: one per physical core (LATBENCH_WORKERS)"),

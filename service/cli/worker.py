@@ -8,24 +8,18 @@ from typing import Annotated
 
 import typer
 
-from service.cli.serve import service_settings
+from service.cli.serve import (
+    DispatcherOption,
+    ExportWorkersOption,
+    LocalRunnerOption,
+    service_settings,
+)
 
 
 def worker(
-    dispatcher: Annotated[
-        str | None,
-        typer.Option(help="local (embedded runner) or celery (Redis broker, LATBENCH_BROKER_URL)"),
-    ] = None,
-    local_runner: Annotated[
-        bool | None,
-        typer.Option(
-            help="local dispatcher: export and measure on this host (LATBENCH_LOCAL_RUNNER)"
-        ),
-    ] = None,
-    export_workers: Annotated[
-        int | None,
-        typer.Option(help="celery dispatcher: export worker processes (LATBENCH_EXPORT_WORKERS)"),
-    ] = None,
+    dispatcher: DispatcherOption = None,
+    local_runner: LocalRunnerOption = None,
+    export_workers: ExportWorkersOption = None,
     migrate: Annotated[
         bool, typer.Option(help="migrate the schema first (--no-migrate: the API process does)")
     ] = True,

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import pickle
 import resource
-import signal
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
+from devices.jobs.bounded import how_it_ended, portable
 from devices.lifeline import die_with_parent
 from exporters.errors import LatbenchError
 
@@ -131,19 +130,13 @@ class WorkerProcesses:
             raise WorkerError(f"the worker ran past {self.timeout_s:g} s and was stopped")
         if outcome is None:
             raise WorkerCrashedError(
-                f"the worker died ({_how(child.exitcode)}) under its {self.memory_mb} MiB memory "
+                f"the worker died ({how_it_ended(child.exitcode)}) under its {self.memory_mb} MiB memory "
                 "limit (LATBENCH_EXPORT_MEMORY_MB)"
             )
         ok, value = outcome
         if not ok:
             raise value if isinstance(value, LatbenchError) else WorkerError(value)
         return value
-
-
-def _how(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        return f"signal {signal.Signals(-exitcode).name}"
-    return f"exit code {exitcode}"
 
 
 def _child(send: Connection, fn: Callable[..., Any], args: tuple[Any, ...], memory_mb: int) -> None:
@@ -155,19 +148,10 @@ def _child(send: Connection, fn: Callable[..., Any], args: tuple[Any, ...], memo
         outcome: tuple[bool, Any] = (True, fn(*args))
     except LatbenchError as exc:  # its own class where it crosses the pipe (a SpecError: a 422)
         short = "allocate memory" in str(exc)
-        outcome = (False, str(exc) + note if short else _portable(exc))
+        outcome = (False, str(exc) + note if short else portable(exc))
     except MemoryError:
         outcome = (False, "out of memory" + note)
     except Exception as exc:  # noqa: BLE001 - reported as the job's reason, not lost
         outcome = (False, f"internal error in the worker: {type(exc).__name__}: {exc}")
     send.send(outcome)
     send.close()
-
-
-def _portable(exc: LatbenchError) -> LatbenchError | str:
-    """The error itself where it survives pickling, else its message."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:  # noqa: BLE001 - any class that cannot cross the pipe
-        return str(exc)
-    return exc
