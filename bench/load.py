@@ -135,11 +135,15 @@ def report(
 
 
 def server_cpu_s(server: Server) -> float:
-    """CPU seconds the server's API processes have used: their cost per request does not depend
-    on what else the host runs, unlike req/s on a shared host."""
-    first = psutil.Process(server.popen.pid)
-    replicas = [p for p in first.children() if "multiprocessing.spawn" in " ".join(p.cmdline())]
-    return sum(sum(p.cpu_times()[:2]) for p in [first, *replicas])
+    """CPU seconds the server's API processes (those listening on its port; not the supervisor
+    or the worker process) have used: their cost per request does not depend on what else the
+    host runs, unlike req/s on a shared host."""
+    apis = [
+        p
+        for p in psutil.Process(server.popen.pid).children()
+        if any(c.status == "LISTEN" and c.laddr.port == server.port for c in p.net_connections())
+    ]
+    return sum(sum(p.cpu_times()[:2]) for p in apis)
 
 
 @contextmanager

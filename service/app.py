@@ -1,8 +1,10 @@
-"""``create_app(settings)``: the FastAPI application, its database and its dispatcher.
+"""``create_app(settings)``: the FastAPI application of an API process, its database and the
+dispatcher it hands jobs to.
 
-Startup migrates the schema, starts the dispatcher and the reaper, and queues again every job a
-previous process left unfinished; shutdown stops them. Nothing is created at import time, so tests
-build as many apps as they like, each on its own database.
+An API process takes no job work: the reaper, the recovery of unfinished jobs, the export workers
+and the embedded runner are the worker process's (``service.workers``). Startup migrates the
+schema (unless the process that started this one already did); nothing is created at import
+time, so tests build as many apps as they like, each on its own database.
 """
 
 from __future__ import annotations
@@ -30,14 +32,13 @@ from service.api import (
     results,
     runners,
 )
+from service.api.deps import checkers
 from service.api.schemas import ERROR_RESPONSES
 from service.dashboard import routes as dashboard
 from service.db.engine import engine_for, make_sessionmaker, upgrade
-from service.dispatch import Dispatcher, make_dispatcher
-from service.dispatch.reaper import Reaper, recover
+from service.dispatch import Dispatcher, api_dispatcher
 from service.settings import Settings, get_settings
 from service.warmup import settle_in_background
-from service.workers import Replicas
 
 
 def create_app(
@@ -45,41 +46,31 @@ def create_app(
     dispatcher: Dispatcher | None = None,
     *,
     long_running: bool = False,
-    replicas: Replicas | None = None,
-    replica: bool = False,
+    migrate: bool = True,
 ) -> FastAPI:
     """``dispatcher`` replaces the one the settings choose (tests pass a double from tests/);
-    ``long_running`` (``latbench serve``) settles the process once started (``service.warmup``).
-    The first process of ``latbench serve`` starts and stops its ``replicas``; a ``replica``
-    only answers requests: the migrations, recovery, reaper and dispatcher work are the first
-    process's (``service.workers``)."""
+    ``long_running`` (``latbench serve``) settles the process once started (``service.warmup``);
+    ``migrate=False``: the schema is already current (``latbench serve`` migrates once, before
+    it starts its processes)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = engine_for(settings)
-        if not replica:
+        if migrate:
             upgrade(engine)
         app.state.sessions = make_sessionmaker(engine)
         app.state.read_sessions = make_sessionmaker(engine, read_only=True)
         app.state.db_slots = asyncio.Semaphore(settings.db_pool_size)
-        app.state.dispatcher = dispatcher or make_dispatcher(settings, app.state.sessions)
-        reaper = None if replica else Reaper(app.state.sessions, settings, app.state.dispatcher)
+        app.state.dispatcher = dispatcher or api_dispatcher(settings)
+        app.state.checkers = checkers(settings)
         app.state.dispatcher.start()
-        if reaper is not None:
-            recover(app.state.sessions, settings, app.state.dispatcher)
-            reaper.start()
-        if replicas is not None:
-            replicas.start(app.state.dispatcher)
         if long_running:
-            settle_in_background(settings, measures_here=not replica)
+            settle_in_background(settings)
         try:
             yield
         finally:
-            if replicas is not None:
-                replicas.stop()
-            if reaper is not None:
-                reaper.stop()
+            app.state.checkers.stop()
             app.state.dispatcher.stop()
             engine.dispose()
 

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     )
     local_runner: bool = Field(True, description="embedded default: measure on this host's CPU")
     export_workers: int = Field(
-        0, ge=0, le=64, description="celery: export worker processes the server starts and stops"
+        1, ge=0, le=64, description="celery: export worker processes the worker process starts"
     )
     reference_csv: Path | None = Field(
         None, description="published top-1/latency CSV; default: the one shipped in the package"
@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     )
     export_memory_mb: int = Field(
         8192, ge=256, le=1 << 24, description="address-space limit of each export worker process"
+    )
+    measure_memory_mb: int = Field(
+        8192, ge=256, le=1 << 24, description="address-space limit of each measuring process"
     )
     heartbeat_interval_s: float = Field(5.0, gt=0)
     heartbeat_timeout_s: float = Field(30.0, gt=0)

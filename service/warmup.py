@@ -1,8 +1,7 @@
-"""Settling a long-running server: load once, before traffic needs it, what requests would load
+"""Settling a long-running API process: load once, before traffic needs it, what requests would load
 lazily, then take everything alive out of the cyclic garbage collector's reach.
 
-Loaded lazily, torch and the timm zoo (the work budget of POST /profile), onnxruntime (the
-embedded runner) and the fitted predictors (GET /devices, seconds of cross-validation per class)
+Loaded lazily, torch and the timm zoo (the work budget of POST /profile) and the fitted predictors (GET /devices, seconds of cross-validation per class)
 cost the request that first needs them, and afterwards every full collection walks their objects:
 ~100-250 ms on a 2-core host during which no request is answered, which was the p99 of every read
 under load (issue 11). ``gc.freeze`` moves the objects alive into the permanent generation, which
@@ -21,28 +20,22 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def settle(settings: Settings, *, measures_here: bool) -> None:
-    """``measures_here``: this process runs the embedded runner (not a replica)."""
+def settle(settings: Settings) -> None:
     import exporters.budget  # noqa: F401 - torch and the zoo, for the work budget
     from service.predict.job import predictors
 
-    if measures_here and settings.dispatcher == "local" and settings.local_runner:
-        import onnxruntime  # noqa: F401 - the embedded runner measures in this process
-
-        import devices.ort  # noqa: F401
     predictors(settings.data_dir)
     gc.collect()
     gc.freeze()
     log.info("settled: %d objects frozen", gc.get_freeze_count())
 
 
-def settle_in_background(settings: Settings, *, measures_here: bool) -> threading.Thread:
+def settle_in_background(settings: Settings) -> threading.Thread:
     """The server answers meanwhile; a request that needs a predictor being fitted waits for
     that one fit (``service.predict.job`` fits each class once)."""
     thread = threading.Thread(
         target=settle,
         args=(settings,),
-        kwargs={"measures_here": measures_here},
         name="settle",
         daemon=True,
     )

@@ -1,42 +1,50 @@
-"""More API processes on the one port (``latbench serve --workers N``).
+"""The processes of ``latbench serve``, one job each: N API processes on the one port and one worker
+process, supervised together.
+
+An API process (``api_main``) answers requests and takes no job work. The worker process
+(``run_worker``, also ``latbench worker`` on its own) runs what must exist once: the reaper, the
+recovery of unfinished jobs and the dispatcher's work (the embedded runner taking queued jobs from
+the database, or the Celery export workers). ``latbench serve`` migrates the schema once, then
+starts every part (spawned, never forked from a process that runs threads; each dies with it,
+``PR_SET_PDEATHSIG``) and watches them: a part that ends on its own is started again after
+RESTART_DELAY_S, unless it keeps dying right after its start, which stops the whole service;
+SIGTERM or Ctrl-C stops every part (SIGTERM, then SIGKILL after STOP_GRACE_S).
 
 A Python process answers about one core's worth of requests (one interpreter lock), so on a
-multi-core host reads scale with processes, not threads (bench/load.py prints both). The process
-``latbench serve`` runs stays the only one that holds what must exist once: the migrations, the
-reaper, the recovery of unfinished jobs and the dispatcher (the embedded runner and the export
-workers). The others, replicas, only answer requests on the same port; what they submit to the
-embedded dispatcher comes back to the first process over a pipe each (``Relay``), and with Celery
-they send to the broker themselves. Replicas are spawned (never forked from a process that runs
-threads), end with the first process even when it is killed, and are stopped by its shutdown.
+multi-core host reads scale with processes, not threads (bench/load.py prints both).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import threading
-from multiprocessing.connection import Connection, wait
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from devices.jobs.port import JobTask
-from service.dispatch.local import serves_locally
+from devices.lifeline import die_with_parent
 from service.settings import Settings
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
-
-    from service.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
 SPAWN = multiprocessing.get_context("spawn")
 STOP_GRACE_S = 10.0
 RESTART_DELAY_S = 1.0
+QUICK_DEATH_S = 10.0  # a part that ends this soon after its start ...
+MAX_QUICK_DEATHS = 5  # ... this many times in a row cannot start: the service stops
 MAX_AUTO_WORKERS = 4  # each process holds torch and the zoo (for the work budget): ~0.5 GB
+LOG_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
 
 
 def worker_count(settings: Settings) -> int:
@@ -54,148 +62,143 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=2048, reuse_port=True)
 
 
-class Relay:
-    """A replica's dispatcher for the embedded default: hands each job to the first process's
-    dispatcher, which runs the embedded worker. Were the first process gone, the job stays
-    queued in the database and its recovery queues it when the service starts again."""
-
-    def __init__(self, settings: Settings, conn: Connection) -> None:
-        self.settings = settings
-        self.conn = conn
-        self._lock = threading.Lock()  # routes run in threads; a Connection is not thread-safe
-
-    def submit(self, job_id: str, attempt: int) -> None:
-        self._send(("submit", job_id, attempt))
-
-    def dispatch(self, task: JobTask) -> None:
-        self._send(("dispatch", task.to_dict()))
-
-    def serves(self, device_class: str) -> bool:
-        return serves_locally(self.settings, device_class)
-
-    def start(self) -> None:
-        """Nothing to start: the first process runs the work."""
-
-    def stop(self) -> None:
-        self.conn.close()
-
-    def _send(self, message: tuple[Any, ...]) -> None:
-        try:
-            with self._lock:
-                self.conn.send(message)
-        except OSError:
-            log.exception("the first process is gone; %s waits for the next start", message[1])
+def reserve_port(host: str, port: int) -> socket.socket:
+    """The port bound, not listening (no connection is ever routed to it), for the supervisor to
+    hold: refuses a port taken by another program and resolves port 0 before any part starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
-def replica_dispatcher(settings: Settings, conn: Connection) -> Dispatcher:
-    if settings.dispatcher == "celery":
-        from service.dispatch.celery_dispatch import CeleryDispatcher
+def _lifeline() -> bool:
+    """Die with the supervisor; False when it already ended."""
+    parent = os.getppid()
+    die_with_parent(signal.SIGTERM)
+    return os.getppid() == parent
 
-        return CeleryDispatcher(settings.model_copy(update={"export_workers": 0}))
-    return Relay(settings, conn)
 
-
-def _replica_main(settings: Settings, port: int, conn: Connection) -> None:
-    import os
-
+def api_main(settings: Settings, port: int) -> None:
+    """One API process: answers on ``port`` until SIGTERM (uvicorn's graceful shutdown)."""
     import uvicorn
 
     from service.app import create_app
-    from service.dispatch.lifeline import die_with_parent
 
-    die_with_parent(signal.SIGTERM)
-    if os.getppid() == 1:  # the first process ended before the lifeline was set
+    if not _lifeline():
         return
     sock = listening_socket(settings.host, port)
-    app = create_app(settings, replica_dispatcher(settings, conn), long_running=True, replica=True)
+    app = create_app(settings, long_running=True, migrate=False)
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
     except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal: shut down already
         pass
 
 
-class Replicas:
-    """``count`` replica processes on ``port``, started and stopped by the first process's
-    lifespan; one thread relays their submissions to its dispatcher and starts another replica
-    in place of one that ended on its own (crashed, killed), after RESTART_DELAY_S."""
+def worker_main(settings: Settings) -> None:
+    if _lifeline():
+        run_worker(settings, migrate=False)
 
-    def __init__(self, settings: Settings, port: int, count: int) -> None:
-        self.settings = settings
-        self.port = port
-        self.count = count
-        self.processes: list[BaseProcess] = []
-        self._conns: list[Connection] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()  # the relay's restarts against stop()
-        self._thread: threading.Thread | None = None
 
-    def start(self, dispatcher: Dispatcher) -> None:
-        for index in range(self.count):
-            process, conn = self._spawn(index)
-            self.processes.append(process)
-            self._conns.append(conn)
-        if self.count:
-            self._thread = threading.Thread(
-                target=self._relay, args=(dispatcher,), name="latbench-relay", daemon=True
-            )
-            self._thread.start()
+def run_worker(settings: Settings, *, migrate: bool = True) -> None:
+    """The worker process: dispatcher work, recovery and the reaper, until SIGTERM or SIGINT."""
+    from service.db.engine import engine_for, make_sessionmaker, upgrade
+    from service.dispatch import worker_dispatcher
+    from service.dispatch.reaper import Reaper, recover
 
-    def _spawn(self, index: int) -> tuple[BaseProcess, Connection]:
-        ours, theirs = SPAWN.Pipe()
-        process = SPAWN.Process(
-            target=_replica_main,
-            args=(self.settings, self.port, theirs),
-            name=f"latbench-api-{index + 1}",
-            daemon=True,
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    engine = engine_for(settings)
+    if migrate:
+        upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    dispatcher = worker_dispatcher(settings, sessions)
+    reaper = Reaper(sessions, settings, dispatcher)
+    dispatcher.start()  # the embedded runner registers first: recovery then sees it online
+    try:
+        requeued = recover(sessions, settings, dispatcher)
+        reaper.start()
+        log.info(
+            "worker started (%s dispatcher, %d job(s) requeued)", settings.dispatcher, requeued
         )
-        process.start()
-        theirs.close()
-        return process, ours
+        while not stop.wait(1.0):
+            pass
+    finally:
+        reaper.stop()
+        dispatcher.stop()
+        engine.dispose()
+        log.info("worker stopped")
 
-    def _relay(self, dispatcher: Dispatcher) -> None:
-        while not self._stop.is_set():
-            for conn in wait(self._conns, timeout=0.5):
-                try:
-                    kind, *args = conn.recv()
-                except (EOFError, OSError):  # that replica ended
-                    self._restart(self._conns.index(conn))
-                    continue
-                try:
-                    if kind == "submit":
-                        dispatcher.submit(*args)
-                    else:
-                        dispatcher.dispatch(JobTask(**args[0]))
-                except Exception:  # one failed hand-over must not end the relay for everyone
-                    log.exception("could not hand over %s from a replica", args[0])
 
-    def _restart(self, index: int) -> None:
-        """Another replica in place of one that ended, unless the service is stopping (the
-        delay keeps a replica that cannot start from being restarted in a tight loop)."""
+@dataclass
+class Part:
+    """One supervised process: what it runs, and how it has fared."""
+
+    name: str
+    target: Callable[..., None]
+    args: tuple[Any, ...]
+    process: BaseProcess | None = None
+    started: float = 0.0
+    quick_deaths: int = 0
+
+    def start(self) -> None:
+        self.process = SPAWN.Process(target=self.target, args=self.args, name=self.name)
+        self.process.start()
+        self.started = time.monotonic()
+
+
+class Supervisor:
+    """Starts ``parts``, starts again one that ends on its own, and stops them all on SIGTERM or
+    SIGINT, or when one keeps dying at its start; ``run`` returns the exit status."""
+
+    def __init__(self, parts: list[Part]) -> None:
+        self.parts = parts
+        self._stop = threading.Event()
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stop.set())
+        for part in self.parts:
+            part.start()
+        status = 0
+        while not self._stop.is_set() and status == 0:
+            sentinels = {p.process.sentinel: p for p in self.parts if p.process is not None}
+            for ended in wait(list(sentinels), timeout=0.5):
+                status = self._ended(sentinels[ended])
+        self._stop_all()
+        return status
+
+    def _ended(self, part: Part) -> int:
+        """Start ``part`` again (after RESTART_DELAY_S), or 1 when it cannot start."""
+        assert part.process is not None
+        part.process.join()
+        quick = time.monotonic() - part.started < QUICK_DEATH_S
+        part.quick_deaths = part.quick_deaths + 1 if quick else 0
+        log.warning("%s ended (exit %s)", part.name, part.process.exitcode)
+        if part.quick_deaths >= MAX_QUICK_DEATHS:
+            log.error("%s ended %d times right after its start; stopping", part.name,
+                      part.quick_deaths)  # fmt: skip
+            return 1
         if self._stop.wait(RESTART_DELAY_S):
-            return
-        with self._lock:
-            if self._stop.is_set():
-                return
-            ended = self.processes[index]
-            ended.join(timeout=5)
-            log.warning("API process %s ended (exit %s); starting another", ended.name,
-                        ended.exitcode)  # fmt: skip
-            self._conns[index].close()
-            self.processes[index], self._conns[index] = self._spawn(index)
+            return 0
+        log.warning("starting %s again", part.name)
+        part.start()
+        return 0
 
-    def stop(self) -> None:
-        """SIGTERM each replica (uvicorn's graceful shutdown), SIGKILL what outlives the grace."""
-        self._stop.set()
-        with self._lock:
-            for process in self.processes:
-                if process.is_alive():
-                    process.terminate()
-            for process in self.processes:
-                process.join(STOP_GRACE_S)
-                if process.is_alive():
-                    process.kill()
-                    process.join()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        for conn in self._conns:
-            conn.close()
+    def _stop_all(self) -> None:
+        """SIGTERM to each part (a graceful stop), SIGKILL to what outlives STOP_GRACE_S."""
+        live = [p.process for p in self.parts if p.process is not None and p.process.is_alive()]
+        for process in live:
+            process.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for process in live:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(5)

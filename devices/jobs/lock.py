@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_LOCK = Path(tempfile.gettempdir()) / "latbench-host.lock"  # LATBENCH_HOST_LOCK overrides
+
+
+def lock_path_from_env() -> Path:
+    """The host lock the server and runners on this machine take (LATBENCH_HOST_LOCK), for a
+    process without the service's settings (the gate, a bench script)."""
+    return Path(os.environ.get("LATBENCH_HOST_LOCK", DEFAULT_LOCK))
 
 
 @contextmanager

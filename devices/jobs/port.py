@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from devices.jobs.bounded import Limits
 
 MODEL = "model"  # the role of a single-artifact kind's one artifact (profile)
 
@@ -41,6 +44,7 @@ class Host:
 
     lock_path: Path
     data_dir: Path | None = None  # the server's data directory, for kinds run on the server
+    limits: Limits | None = None  # of each measurement; None: from the environment
 
 
 class JobPort(Protocol):

@@ -1,14 +1,15 @@
 """The ``profile`` job kind: measure one artifact on this host with the runner for its device
 class. ``measure`` is also what the CLI and the bench scripts call, so a measurement is taken the
-same way everywhere (runner chosen by device class, host lock held exclusively)."""
+same way everywhere (runner chosen by device class, in a bounded child process holding the host
+lock exclusively: ``devices.jobs.bounded``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
+from devices.jobs.bounded import Limits, run_bounded
 from devices.jobs.kinds import register_kind
-from devices.jobs.lock import host_lock
 from devices.jobs.port import MODEL, Host, JobTask
 from devices.results import Measurement, MeasurementRecord
 from devices.settings import MeasureSettings, parse_settings
@@ -65,14 +66,35 @@ def measure(
     lock_path: Path,
     progress: Callable[[str, int, float], None] | None = None,
     layers: bool = False,
+    limits: Limits | None = None,
 ) -> Measurement:
-    """Measure one artifact on this host with runner ``runner`` under the exclusive host lock
-    (its ``host_load`` records what else the host did meanwhile); ``layers`` adds the per-layer
-    breakdown, taken after the plain measurement."""
+    """Measure one artifact on this host with runner ``runner`` in a child process bounded by
+    ``limits`` (default: from the environment) under the exclusive host lock (its ``host_load``
+    records what else the host did meanwhile); ``layers`` adds the per-layer breakdown, taken
+    after the plain measurement."""
+    return run_bounded(
+        _measure_here,
+        artifact,
+        runner,
+        settings,
+        layers,
+        limits=limits or Limits.from_env(),
+        lock_path=lock_path,
+        progress=progress,
+    )
+
+
+def _measure_here(
+    artifact: Path,
+    runner: str,
+    settings: MeasureSettings,
+    layers: bool,
+    progress: Callable[[str, int, float], None],
+) -> Measurement:
+    """The measuring child's one job."""
     from devices.runner import get_runner
 
-    with host_lock(lock_path, exclusive=True):
-        return get_runner(runner).measure(artifact, settings, progress=progress, layers=layers)
+    return get_runner(runner).measure(artifact, settings, progress=progress, layers=layers)
 
 
 @register_kind("profile", result=MeasurementRecord)
@@ -83,5 +105,6 @@ def profile(task: JobTask, artifacts: dict[str, Path], host: Host) -> Measuremen
         runner=runner_name(DeviceClass(task.device_class), fmt),
         settings=parse_settings(task.settings),
         lock_path=host.lock_path,
+        limits=host.limits,
     )
     return measurement.record()

@@ -2,13 +2,17 @@
 never imports user code). The body is the file's bytes; it is streamed to scratch space under a
 byte bound, hashed, validated (``onnx.checker``, opset range, no external data) and published
 atomically in the content-addressed store: a refused upload leaves nothing stored, and the same
-bytes uploaded twice are one artifact. Only ONNX is taken here: loading ``.pt2`` means unpickling
+bytes uploaded twice are one artifact. Validation and the work budget (the same as a spec's:
+declared inputs, shape-inferred activation bytes, parameters) run in a bounded child
+(``exporters.budget.admit_upload``) before any database slot is taken: a refusal is a 422 naming
+the budget. Only ONNX is taken here: loading ``.pt2`` means unpickling
 its constants, and an ``.mlpackage`` is a directory tree.
 """
 
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from pathlib import Path
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -16,10 +20,10 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from exporters.artifacts import ArtifactStore
+from exporters.budget import admit_upload
 from exporters.errors import PayloadTooLargeError, SpecError
-from exporters.formats import ExportFormat
-from exporters.sources.ready import NOT_REPARAMETERIZED, ingest
-from service.api.deps import SettingsDep, UserDep, write_session
+from exporters.sources.ready import NOT_REPARAMETERIZED
+from service.api.deps import CheckersDep, SettingsDep, UserDep, run_check, write_session
 from service.db.artifacts import record_upload
 
 router = APIRouter(tags=["artifacts"])
@@ -56,6 +60,7 @@ async def upload_artifact(
     request: Request,
     response: Response,
     settings: SettingsDep,
+    checkers: CheckersDep,
     _user: UserDep,
     name: str = Query("uploaded", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$"),
 ) -> ArtifactPublic:
@@ -64,10 +69,11 @@ async def upload_artifact(
     scratch.parent.mkdir(parents=True, exist_ok=True)
     try:
         await _receive(request, scratch, settings.max_artifact_bytes)
-        done = await run_in_threadpool(
-            ingest, store, scratch, fmt=ExportFormat.ONNX, label=name,
-            max_bytes=settings.max_artifact_bytes,
+        admit = partial(
+            admit_upload, store.root, scratch, label=name,
+            max_bytes=settings.max_artifact_bytes, budget=settings.work_budget,
         )  # fmt: skip
+        done = await run_in_threadpool(run_check, checkers, admit, field="artifact")
     finally:
         scratch.unlink(missing_ok=True)
     artifact = done.artifact

@@ -11,19 +11,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from exporters.errors import AuthError, BusyError
+from exporters.errors import AuthError, BusyError, SpecError
 from service.db import runners
 from service.db.tables import RunnerRow
+from service.dispatch.isolated import WorkerError, WorkerProcesses
 from service.jobs.ports import Dispatcher
 from service.settings import Settings
+
+T = TypeVar("T")
+CHECK_TIMEOUT_S = 120.0  # an upload's validation, a spec's work estimate: seconds, not minutes
 
 
 async def _settings(request: Request) -> Settings:
@@ -93,12 +98,60 @@ async def _dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher
 
 
+def checkers(settings: Settings) -> WorkerProcesses:
+    """The bounded children an API process runs untrusted checks in (an upload's validation, a
+    spec's work estimate): LATBENCH_EXPORT_MEMORY_MB each, CHECK_TIMEOUT_S at most."""
+    return WorkerProcesses(
+        memory_mb=settings.export_memory_mb,
+        timeout_s=min(settings.job_timeout_s, CHECK_TIMEOUT_S),
+        tries=1,
+    )
+
+
+async def _checkers(request: Request) -> WorkerProcesses:
+    return request.app.state.checkers
+
+
+def run_check(workers: WorkerProcesses, fn: Callable[..., T], *args: Any, field: str) -> T:
+    """``fn(*args)`` in one of ``workers``: a check that ran past its time or died on what the
+    user sent is a 422 naming ``field``, not a server error."""
+    try:
+        return workers.run(fn, *args)
+    except WorkerError as exc:
+        raise SpecError(f"{exc}", field=field) from None
+
+
+async def _within_budget(request: Request, settings: SettingsDep) -> None:
+    """A request naming a ``model`` spec: its work estimated against the budget in a bounded
+    child, before the request takes a database slot (422 naming the budget it exceeds); the
+    estimate is kept, so the route's own check is a cache hit. Declare it before the session."""
+    try:
+        body = await request.json()
+    except ValueError:  # not JSON: the body's own validation answers
+        return
+    model = body.get("model") if isinstance(body, dict) else None
+    if model is not None:
+        await run_in_threadpool(_estimate, model, request.app.state.checkers)
+
+
+def _estimate(model: str | dict, workers: WorkerProcesses) -> None:
+    from exporters.budget import cached, estimate_spec, remember
+    from exporters.spec import parse_spec
+
+    spec = parse_spec(model)
+    key = spec.content_hash()
+    if cached(key) is None:
+        remember(key, run_check(workers, estimate_spec, spec, field="model"))
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 # scope="function": the session closes as the route returns, never held while a response is sent
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
 ReadSessionDep = Annotated[Session, Depends(_read_session, scope="function")]
 SessionsDep = Annotated[Sessions, Depends(_sessions, scope="function")]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
+CheckersDep = Annotated[WorkerProcesses, Depends(_checkers)]
+WithinBudgetDep = Annotated[None, Depends(_within_budget)]
 
 
 def bearer(request: Request) -> str | None:

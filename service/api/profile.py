@@ -7,7 +7,13 @@ from fastapi import APIRouter, status
 
 from exporters.sources.ready import weights_said
 from service import pipeline
-from service.api.deps import DispatcherDep, SessionsDep, SettingsDep, UserDep
+from service.api.deps import (
+    DispatcherDep,
+    SessionsDep,
+    SettingsDep,
+    UserDep,
+    WithinBudgetDep,
+)
 from service.api.present import job_brief
 from service.api.schemas import ProfileAccepted, ProfileCreate
 from service.jobs import submission
@@ -19,6 +25,7 @@ router = APIRouter(tags=["profile"])
 @router.post("/profile", status_code=status.HTTP_202_ACCEPTED, response_model=ProfileAccepted)
 def create_profile(
     body: ProfileCreate,
+    _budget: WithinBudgetDep,  # before the session: no slot is held while it is estimated
     sessions: SessionsDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,

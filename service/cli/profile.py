@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from devices.jobs.lock import host_lock
 from exporters.errors import LatbenchError, SpecError
 from exporters.formats import DeviceClass, ExportFormat, Precision
 from service.cli import data_dir, fail, host_lock_path
@@ -222,19 +221,21 @@ def compare_command(
     as_json: AsJson = False,
 ) -> None:
     """A/B mode: latency ratio B/A, interleaved ABBA on one runner, 95% CI across reloads."""
-    from devices.runner import get_runner
+    from devices.jobs.compare import ab
 
     try:
         name, fmt = choose(device, runner)
         settings = _settings(threads, 0.01, 30.0, ab_reloads=reloads, ab_blocks=blocks)
         side_a = _export(a, fmt, precision, quiet=as_json)
         side_b = _export(b, fmt, precision, quiet=as_json)
-        with (
-            measuring(not as_json, "A/B", reloads) as update,
-            host_lock(host_lock_path(), exclusive=True),
-        ):
-            comparison = get_runner(name).compare(
-                side_a.pop("path"), side_b.pop("path"), settings, progress=update
+        with measuring(not as_json, "A/B", reloads) as update:
+            comparison = ab(
+                side_a.pop("path"),
+                side_b.pop("path"),
+                runner=name,
+                settings=settings,
+                lock_path=host_lock_path(),
+                progress=update,
             )
     except LatbenchError as error:
         raise fail(error) from None

@@ -10,7 +10,7 @@ import sys
 
 from devices.jobs.broker import DEVICE_TASK, EXPORT_TASK, device_queue, export_queue, make_celery
 from devices.jobs.port import JobTask
-from service.dispatch.export_worker import WITH_PARENT
+from service.dispatch.export_worker import WITH_PARENT, settings_env
 from service.settings import Settings
 
 STOP_GRACE_S = 15.0
@@ -18,6 +18,7 @@ STOP_GRACE_S = 15.0
 
 class CeleryDispatcher:
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.app = make_celery(settings.broker_url)
         self.queue = export_queue(settings.queue_namespace)
         self.namespace = settings.queue_namespace
@@ -36,10 +37,11 @@ class CeleryDispatcher:
         return True
 
     def start(self) -> None:
-        """Start LATBENCH_EXPORT_WORKERS export workers (they read this process's environment);
-        each gets SIGTERM should this process die without stopping them."""
+        """Start LATBENCH_EXPORT_WORKERS export workers (with this process's settings); each gets
+        SIGTERM should this process die without stopping them."""
         command = [sys.executable, "-m", "service.dispatch.export_worker", WITH_PARENT]
-        self.workers = [subprocess.Popen(command) for _ in range(self.worker_count)]
+        env = settings_env(self.settings)
+        self.workers = [subprocess.Popen(command, env=env) for _ in range(self.worker_count)]
 
     def stop(self) -> None:
         """SIGTERM to each worker (it ends its running export and exits), SIGKILL to any still

@@ -4,6 +4,7 @@ Run it as ``python -m service.dispatch.export_worker`` with the server's LATBENC
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -17,12 +18,23 @@ from devices.jobs.broker import (
     make_celery,
     run_worker,
 )
+from devices.lifeline import die_with_parent
 from service.db.engine import engine_for, make_sessionmaker
-from service.dispatch.lifeline import die_with_parent
 from service.jobs import steps
 from service.settings import Settings, get_settings
 
 WITH_PARENT = "--with-parent"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """This environment with ``settings`` written over its LATBENCH_* values: an export worker a
+    server starts runs with the server's settings, its command-line options included."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            text = value if isinstance(value, str) else json.dumps(value)
+            env[f"LATBENCH_{name.upper()}"] = text
+    return env
 
 
 def build_app(settings: Settings) -> Any:

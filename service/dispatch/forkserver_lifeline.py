@@ -2,6 +2,6 @@
 server then dies with the process that started it, even while it is still importing torch (it
 checks for its parent's exit only between requests)."""
 
-from service.dispatch.lifeline import die_with_parent
+from devices.lifeline import die_with_parent
 
 die_with_parent()

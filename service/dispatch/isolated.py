@@ -11,23 +11,29 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import resource
-import signal
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
+from devices.jobs.bounded import how_it_ended, portable
+from devices.lifeline import die_with_parent
 from exporters.errors import LatbenchError
-from service.dispatch.lifeline import die_with_parent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 # The fork server dies with its starter (lifeline first), then imports what every export needs
-# (torch, timm, the ONNX exporter) once.
+# (torch, timm, the ONNX exporter, the work budget) once.
 _CONTEXT.set_forkserver_preload(
-    ["service.dispatch.forkserver_lifeline", "exporters.export", "exporters.onnx", "timm"]
+    [
+        "service.dispatch.forkserver_lifeline",
+        "exporters.export",
+        "exporters.onnx",
+        "exporters.budget",
+        "timm",
+    ]
 )
 
 
@@ -124,19 +130,13 @@ class WorkerProcesses:
             raise WorkerError(f"the worker ran past {self.timeout_s:g} s and was stopped")
         if outcome is None:
             raise WorkerCrashedError(
-                f"the worker died ({_how(child.exitcode)}) under its {self.memory_mb} MiB memory "
+                f"the worker died ({how_it_ended(child.exitcode)}) under its {self.memory_mb} MiB memory "
                 "limit (LATBENCH_EXPORT_MEMORY_MB)"
             )
         ok, value = outcome
         if not ok:
-            raise WorkerError(value)
+            raise value if isinstance(value, LatbenchError) else WorkerError(value)
         return value
-
-
-def _how(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        return f"signal {signal.Signals(-exitcode).name}"
-    return f"exit code {exitcode}"
 
 
 def _child(send: Connection, fn: Callable[..., Any], args: tuple[Any, ...], memory_mb: int) -> None:
@@ -146,8 +146,9 @@ def _child(send: Connection, fn: Callable[..., Any], args: tuple[Any, ...], memo
     note = f" (an export worker may use {memory_mb} MiB: LATBENCH_EXPORT_MEMORY_MB)"
     try:
         outcome: tuple[bool, Any] = (True, fn(*args))
-    except LatbenchError as exc:
-        outcome = (False, str(exc) + (note if "allocate memory" in str(exc) else ""))
+    except LatbenchError as exc:  # its own class where it crosses the pipe (a SpecError: a 422)
+        short = "allocate memory" in str(exc)
+        outcome = (False, str(exc) + note if short else portable(exc))
     except MemoryError:
         outcome = (False, "out of memory" + note)
     except Exception as exc:  # noqa: BLE001 - reported as the job's reason, not lost

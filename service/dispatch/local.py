@@ -1,33 +1,42 @@
-"""The embedded default: one worker thread in the server process runs each job's export and then
-its device step on this host's CPU, so there is nothing to install or start. The device step is
-``devices.jobs.execute.run_task`` through ``DatabasePort``, as a remote runner runs it through
-the HTTP port. One thread means an export never overlaps a measurement here; the host lock
-extends that to other processes."""
+"""The embedded default: the worker process (``latbench worker``, started by ``latbench serve``)
+takes the queued jobs from the database, in submission order, and runs each one's export and then
+its device step on this host's CPU, so there is nothing to install or start. An API process only
+creates the job's row (``InDatabase``): no pipe between processes, and a job submitted while the
+worker is down waits for it. The device step is ``devices.jobs.execute.run_task`` through
+``DatabasePort``, as a remote runner runs it through the HTTP port; the measurement itself runs in
+a bounded child (``devices.jobs.bounded``). One thread means an export never overlaps a
+measurement here; the host lock extends that to other processes."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import queue
 import socket
 import threading
 from pathlib import Path
 
 from pydantic import BaseModel
+from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from devices.jobs.bounded import Limits
 from devices.jobs.execute import run_task
 from devices.jobs.port import Host, JobTask
 from exporters.artifacts import ArtifactStore
 from exporters.errors import ConflictError
 from exporters.formats import DeviceClass
 from service.db import runners
+from service.db.jobs import JobState
+from service.db.tables import JobRow
 from service.dispatch import isolated
 from service.jobs import steps
 from service.jobs.ports import Sessions
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+POLL_S = 0.5  # how often the worker looks for queued jobs when nothing woke it
+BATCH = 16  # queued jobs read per look
 
 
 def local_runner_id() -> str:
@@ -83,22 +92,45 @@ def serves_locally(settings: Settings, device_class: str) -> bool:
     return settings.local_runner and device_class == DeviceClass.of_this_cpu().value
 
 
+class InDatabase:
+    """An API process's dispatcher for the embedded default: the job's row, written by the
+    submission, is all the worker process needs; nothing more is sent."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def submit(self, job_id: str, attempt: int) -> None:
+        """Nothing to send: the worker reads queued jobs from the database."""
+
+    def dispatch(self, task: JobTask) -> None:
+        """Nothing to send: the worker reads queued jobs from the database."""
+
+    def serves(self, device_class: str) -> bool:
+        return serves_locally(self.settings, device_class)
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class LocalDispatcher:
+    """The worker process's: one thread polls the database for queued jobs and runs them;
+    ``submit`` and ``dispatch`` (the reaper sending a job again, recovery) only wake it."""
+
     def __init__(self, settings: Settings, sessions: Sessions) -> None:
         self.settings = settings
         self.sessions = sessions
         self.device_class = DeviceClass.of_this_cpu()
-        # a job to export then measure, or the device step of a job created exported
-        self._queue: queue.Queue[tuple[str, int] | JobTask | None] = queue.Queue()
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._workers = steps.export_workers(settings)
 
     def submit(self, job_id: str, attempt: int) -> None:
-        self._queue.put((job_id, attempt))
+        self._wake.set()
 
     def dispatch(self, task: JobTask) -> None:
-        self._queue.put(task)
+        self._wake.set()
 
     def serves(self, device_class: str) -> bool:
         return serves_locally(self.settings, device_class)
@@ -117,10 +149,10 @@ class LocalDispatcher:
 
     def stop(self) -> None:
         """End the export worker process of a running job (its job is queued again on the next
-        start) and the threads."""
+        start) and the threads; a running measurement's child dies with this process."""
         self._stop.set()
         self._workers.stop()
-        self._queue.put(None)
+        self._wake.set()
         for thread in self._threads:
             thread.join(timeout=5)
 
@@ -139,31 +171,62 @@ class LocalDispatcher:
         while not self._stop.wait(self.settings.heartbeat_interval_s):
             runners.beat(self.sessions, runner_id=local_runner_id())
 
+    def _queued(self) -> list[tuple[str, int]]:
+        """The oldest queued jobs this worker can take: to export (any class: a server-side kind
+        runs here too), or exported for this host's class."""
+        query = (
+            select(JobRow.id, JobRow.attempt)
+            .where(
+                JobRow.state == JobState.QUEUED.value,
+                or_(
+                    JobRow.artifact_key.is_(None),
+                    JobRow.device_class == self.device_class.value,
+                ),
+            )
+            .order_by(JobRow.created_at)
+            .limit(BATCH)
+        )
+        with self.sessions() as session:
+            return [(row.id, row.attempt) for row in session.execute(query)]
+
     def _work(self) -> None:
         port = DatabasePort(self.sessions, self.settings.data_dir, local_runner_id())
-        host = Host(lock_path=self.settings.host_lock)
-        while (item := self._queue.get()) is not None:
-            job_id, attempt = (item.job_id, item.attempt) if isinstance(item, JobTask) else item
+        host = Host(
+            lock_path=self.settings.host_lock,
+            limits=Limits(self.settings.measure_memory_mb, self.settings.job_timeout_s),
+        )
+        while not self._stop.is_set():
+            self._wake.clear()
             try:
-                task = (
-                    item
-                    if isinstance(item, JobTask)
-                    else steps.export_step(
-                        self.sessions,
-                        job_id=job_id,
-                        attempt=attempt,
-                        store_root=self.settings.data_dir,
-                        lock_path=self.settings.host_lock,
-                        workers=self._workers,
-                    )
-                )
-                if task is not None and task.device_class == self.device_class.value:
-                    run_task(port, task, host)  # another class stays queued for its runners
-            except isolated.WorkerStopped:
-                return  # shutting down: the job stays unfinished and is queued on next start
-            except Exception as exc:  # one broken job must neither stop the worker nor hang
-                log.exception("job %s failed in the local worker", job_id)
-                self._fail(job_id, attempt, f"internal error: {type(exc).__name__}: {exc}")
+                waiting = self._queued()
+            except SQLAlchemyError:  # the database is away: look again later
+                log.exception("could not read the queue")
+                waiting = []
+            for job_id, attempt in waiting:
+                if self._stop.is_set() or not self._run(port, host, job_id, attempt):
+                    return
+            if not waiting:
+                self._wake.wait(POLL_S)
+
+    def _run(self, port: DatabasePort, host: Host, job_id: str, attempt: int) -> bool:
+        """One job's export and device step; False when the worker is stopping."""
+        try:
+            task = steps.export_step(
+                self.sessions,
+                job_id=job_id,
+                attempt=attempt,
+                store_root=self.settings.data_dir,
+                lock_path=self.settings.host_lock,
+                workers=self._workers,
+            )  # an exported job: its task, without exporting again
+            if task is not None and task.device_class == self.device_class.value:
+                run_task(port, task, host)
+        except isolated.WorkerStopped:
+            return False  # shutting down: the job stays unfinished and is queued on next start
+        except Exception as exc:  # one broken job must neither stop the worker nor hang
+            log.exception("job %s failed in the local worker", job_id)
+            self._fail(job_id, attempt, f"internal error: {type(exc).__name__}: {exc}")
+        return True
 
     def _fail(self, job_id: str, attempt: int, error: str) -> None:
         """Record the failure; when the database is what failed, the job is left to the reaper's

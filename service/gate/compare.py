@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from devices.runner import Runner, get_runner, runners_for
+from devices.jobs.compare import ab
+from devices.jobs.lock import lock_path_from_env
+from devices.jobs.profile import choose_runner
 from devices.settings import MeasureSettings
 from devices.stats import Summary, summarize
 from exporters.artifacts import Artifact
@@ -78,19 +80,16 @@ class PairComparison:
         )
 
 
-def local_runner(device_class: DeviceClass) -> Runner:
-    """The first runner of ``device_class`` that can run on this host, preferred format first."""
-    reasons = []
-    for name in runners_for(device_class):
-        try:
-            return get_runner(name)
-        except RunnerUnavailableError as exc:
-            reasons.append(str(exc))
-    detail = "; ".join(reasons) or "no runner of that class is registered"
-    raise RunnerUnavailableError(
-        f"{device_class.value} cannot be measured on this host ({detail}); "
-        "attach a runner of that class to a server and pass --server"
-    )
+def local_runner(device_class: DeviceClass) -> tuple[str, ExportFormat]:
+    """The runner of ``device_class`` on this host and its format, chosen as every other path
+    chooses (``choose_runner``)."""
+    try:
+        return choose_runner(device_class)
+    except RunnerUnavailableError as exc:
+        raise RunnerUnavailableError(
+            f"{device_class.value} cannot be measured on this host ({exc}); "
+            "attach a runner of that class to a server and pass --server"
+        ) from None
 
 
 @dataclass
@@ -125,7 +124,7 @@ class Remote:
 def artifact_format(device_class: DeviceClass, server: Remote | None) -> ExportFormat:
     """The format both sides are built in for ``device_class``."""
     if server is None:
-        return local_runner(device_class).formats[0]
+        return local_runner(device_class)[1]
     return device_class.formats[0]
 
 
@@ -142,8 +141,11 @@ def compare(
     must not be answered with the stored first one)."""
     if server is not None:
         return _on_server(baseline, candidate, device_class, settings, server, force=force)
-    runner = local_runner(device_class)
-    result = runner.compare(baseline.path, candidate.path, settings)
+    runner, _ = local_runner(device_class)
+    result = ab(
+        baseline.path, candidate.path, runner=runner, settings=settings,
+        lock_path=lock_path_from_env(),
+    )  # fmt: skip
     return PairComparison(
         device_class=device_class.value,
         runner=result.runner,

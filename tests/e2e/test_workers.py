@@ -1,12 +1,12 @@
-"""`latbench serve` with two API processes (LATBENCH_WORKERS=2), as real processes: a job
-submitted through the replica is measured by the first process's embedded runner (the replica
-has no dispatcher of its own, only the relay), and the replica ends with the first process,
-whether that is stopped (SIGTERM to it alone) or killed."""
+"""The processes of `latbench serve` (LATBENCH_WORKERS=2), as real processes: two API processes
+on the port and one worker process under a supervisor. A job submitted through an API process is
+measured by the worker (no API process runs job work); a part that dies is started again; SIGTERM
+to the supervisor ends every part, and so does SIGKILL. The parts also run apart
+(`latbench serve --no-worker` + `latbench worker`), and settings given in the environment are not
+overwritten by option defaults."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import signal
 import time
@@ -14,48 +14,33 @@ import time
 import psutil
 import pytest
 
-from tests.e2e.conftest import FAST, Server
+from tests.e2e.conftest import FAST, LATBENCH, Proc, Server
 
 pytestmark = pytest.mark.slow
 
 
-def replicas_of(server: Server, timeout: float = 120) -> list[psutil.Process]:
-    """The replica processes, once each listens on the server's port."""
-    first = psutil.Process(server.popen.pid)
+def parts_of(server: Server, timeout: float = 120) -> tuple[list[psutil.Process], psutil.Process]:
+    """The API processes (once both listen on the server's port) and the worker process."""
+    supervisor = psutil.Process(server.popen.pid)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        spawned = [p for p in first.children() if "multiprocessing.spawn" in " ".join(p.cmdline())]
-        listening = [
-            p
-            for p in spawned
-            if any(
+        spawned = [
+            p for p in supervisor.children() if "multiprocessing.spawn" in " ".join(p.cmdline())
+        ]
+        listens = {
+            p.pid: any(
                 c.status == "LISTEN" and c.laddr.port == server.port for c in p.net_connections()
             )
-        ]
-        if listening:
-            return listening
-        time.sleep(0.2)
-    raise AssertionError(f"no replica listens on {server.port}:\n{server.tail()}")
-
-
-def connection_to(server: Server, process: psutil.Process) -> http.client.HTTPConnection:
-    """A keep-alive connection that ``process`` accepted (the kernel spreads new connections
-    over the processes' sockets: open them until one lands there)."""
-    for _ in range(200):
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        conn.request("GET", "/healthz")
-        assert conn.getresponse().read() == b'{"status":"ok"}'
-        ours = conn.sock.getsockname()[1]
-        if any(c.raddr and c.raddr.port == ours for c in process.net_connections()):
-            return conn
-        conn.close()
-    raise AssertionError("no connection landed on the replica in 200 tries")
-
-
-def post(conn: http.client.HTTPConnection, path: str, body: dict) -> tuple[int, dict]:
-    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-    response = conn.getresponse()
-    return response.status, json.loads(response.read())
+            for p in spawned
+        }
+        apis = [p for p in spawned if listens[p.pid]]
+        others = [p for p in spawned if not listens[p.pid]]
+        if len(apis) == 2 and len(others) == 1:
+            return apis, others[0]
+        time.sleep(0.3)
+    raise AssertionError(
+        f"no 2 API processes and 1 worker under {server.popen.pid}:\n{server.tail()}"
+    )
 
 
 def gone(process: psutil.Process, timeout: float) -> bool:
@@ -66,6 +51,17 @@ def gone(process: psutil.Process, timeout: float) -> bool:
     return True
 
 
+def replaced(server: Server, ended: psutil.Process, timeout: float = 120) -> None:
+    """Another process in place of ``ended`` (the supervisor starts one after a delay)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        apis, worker = parts_of(server)
+        if ended.pid not in {p.pid for p in [*apis, worker]}:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{ended.pid} was not replaced:\n{server.tail()}")
+
+
 @pytest.fixture
 def server(base_env, tmp_path):
     served = Server(base_env | {"LATBENCH_WORKERS": "2"}, tmp_path / "server.log")
@@ -73,47 +69,81 @@ def server(base_env, tmp_path):
     served.kill(signal.SIGKILL)
 
 
-def end_first_process(server: Server, sig: int) -> None:
-    """Signal the first process only, not its process group, and wait for it to end."""
+def end_supervisor(server: Server, sig: int) -> None:
+    """Signal the supervisor only, not its process group, and wait for it to end."""
     os.kill(server.popen.pid, sig)
     server.popen.wait(timeout=60)
 
 
-def test_a_job_submitted_to_a_replica_is_measured_and_sigterm_ends_every_process(server):
-    (replica,) = replicas_of(server)
-    conn = connection_to(server, replica)
-    status, accepted = post(conn, "/profile", {"model": "mobileone_s0", "settings": FAST})
-    assert status == 202, accepted
-    job = server.wait_job(accepted["jobs"][0]["id"])
+def profile(server: Server, **settings) -> dict:
+    body = {"model": {"model": "mobileone_s0", "input": {"height": 32, "width": 32}},
+            "formats": ["onnx"], "settings": {**FAST, **settings}}  # fmt: skip
+    accepted = server.http.post("/profile", json=body)
+    assert accepted.status_code == 202, accepted.text
+    return server.wait_job(accepted.json()["jobs"][0]["id"])
+
+
+def test_the_worker_measures_a_dead_part_is_replaced_and_sigterm_ends_every_part(server):
+    apis, worker = parts_of(server)
+    job = profile(server)
     assert job["state"] == "done", job["error"]
     assert job["result"]["latency_ms"]["median"] > 0
-    conn.close()  # idle past uvicorn's keep-alive while the job ran
-    # the same request through the replica again: answered from the cache, no new job
-    conn = connection_to(server, replica)
-    status, again = post(conn, "/profile", {"model": "mobileone_s0", "settings": FAST})
-    assert (status, again["jobs"][0]["id"], again["jobs"][0]["cached"]) == (202, job["id"], True)
-    conn.close()
-    end_first_process(server, signal.SIGTERM)
-    assert gone(replica, timeout=30), "the replica outlived a stopped server"
+    for api in apis:  # no job work in an API process: no measuring or export child of its own
+        names = [" ".join(c.cmdline()) for c in api.children(recursive=True)]
+        assert not any("devices.jobs.bounded" in n for n in names), names
+
+    worker.kill()  # as the OOM killer would
+    assert gone(worker, timeout=30)
+    replaced(server, worker)
+    apis[0].kill()
+    assert gone(apis[0], timeout=30)
+    replaced(server, apis[0])
+    again = profile(server, seed=7)  # the new worker takes a job submitted after the restarts
+    assert again["state"] == "done", again["error"]
+
+    parts = [*parts_of(server)[0], parts_of(server)[1]]
+    end_supervisor(server, signal.SIGTERM)
+    assert server.popen.returncode == 0, server.tail()
+    for part in parts:
+        assert gone(part, timeout=30), f"{part.pid} outlived a stopped server"
 
 
-def test_a_replica_ends_when_the_first_process_is_killed(server):
-    (replica,) = replicas_of(server)
-    end_first_process(server, signal.SIGKILL)
-    assert gone(replica, timeout=30), "the replica outlived a killed server"
+def test_every_part_ends_when_the_supervisor_is_killed(server):
+    apis, worker = parts_of(server)
+    end_supervisor(server, signal.SIGKILL)
+    for part in [*apis, worker]:
+        assert gone(part, timeout=30), f"{part.pid} outlived a killed server"
 
 
-def test_a_replica_that_dies_is_replaced(server):
-    (replica,) = replicas_of(server)
-    replica.kill()  # as the OOM killer would
-    assert gone(replica, timeout=30)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        (again,) = replicas_of(server)
-        if again.pid != replica.pid:
-            break
-        time.sleep(0.5)
-    assert again.pid != replica.pid, server.tail()
-    assert server.http.get("/healthz").status_code == 200
-    end_first_process(server, signal.SIGTERM)
-    assert gone(again, timeout=30), "the new replica outlived a stopped server"
+def test_the_api_and_the_worker_run_apart(base_env, tmp_path):
+    """`latbench serve --no-worker` queues; `latbench worker`, started later, measures."""
+    api = Server(base_env, tmp_path / "api.log", "--no-worker")
+    worker = None
+    try:
+        small = {"model": "mobileone_s0", "input": {"height": 32, "width": 32}}
+        accepted = api.http.post("/profile", json={"model": small, "settings": FAST})
+        assert accepted.status_code == 202, accepted.text
+        job_id = accepted.json()["jobs"][0]["id"]
+        time.sleep(2)  # nothing takes the job without a worker (a bound, not a wait for a state)
+        assert api.http.get(f"/jobs/{job_id}").json()["state"] == "queued"
+        worker = Proc([LATBENCH, "worker", "--no-migrate"], base_env, tmp_path / "worker.log")
+        job = api.wait_job(job_id)
+        assert job["state"] == "done", f"{job['error']}\n{worker.tail()}"
+    finally:
+        if worker is not None:
+            worker.kill()
+        api.stop()
+
+
+def test_settings_in_the_environment_are_not_overwritten(base_env, tmp_path):
+    """LATBENCH_LOCAL_RUNNER=false holds: nothing measures this host, so a profile of its class
+    is refused instead of queued."""
+    served = Server(base_env | {"LATBENCH_LOCAL_RUNNER": "false"}, tmp_path / "server.log")
+    try:
+        refused = served.http.post(
+            "/profile", json={"model": "mobileone_s0", "settings": FAST, "predict": False}
+        )
+        assert refused.status_code == 422, refused.text
+        assert "LATBENCH_LOCAL_RUNNER=false" in refused.json()["detail"]
+    finally:
+        served.stop()

@@ -39,15 +39,18 @@ def _config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_compose_config_resolves_server_postgres_redis_and_a_runner():
+def test_compose_config_resolves_api_worker_postgres_redis_and_a_runner():
     done = _config(TOKENS)
     assert done.returncode == 0, done.stderr
     services = yaml.safe_load(done.stdout)["services"]
-    assert set(services) == {"server", "postgres", "redis", "runner-cpu"}
-    server = services["server"]["environment"]
-    assert server["LATBENCH_DISPATCHER"] == "celery"
-    assert server["LATBENCH_DATABASE_URL"].startswith("postgresql+psycopg://")
-    assert server["LATBENCH_BROKER_URL"] == "redis://redis:6379/0"
+    assert set(services) == {"api", "worker", "postgres", "redis", "runner-cpu"}
+    assert services["api"]["command"] == ["latbench", "serve", "--no-worker"]
+    assert services["worker"]["command"] == ["latbench", "worker", "--no-migrate"]
+    for part in ("api", "worker"):
+        environment = services[part]["environment"]
+        assert environment["LATBENCH_DISPATCHER"] == "celery"
+        assert environment["LATBENCH_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert environment["LATBENCH_BROKER_URL"] == "redis://redis:6379/0"
     assert "cpu-x86_64" in services["runner-cpu"]["command"]
 
 
