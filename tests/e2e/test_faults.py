@@ -381,7 +381,7 @@ def test_a_silent_runner_loses_its_job_and_its_late_result_is_refused(base_env, 
             if heir:
                 heir.kill()
         results = server.http.get("/results").json()["data"]
-    assert job["state"] == "done" and job["attempt"] == 2, job["error"]
+    assert job["state"] == "done" and job["attempt"] >= 2, job["error"]  # a late heartbeat requeues
     assert job["result"]["runner_id"] == heir_id
     # Resumed before or after fetching the artifact, it may not: its fetch (404) and failure
     # report, or its result, are refused (409).
