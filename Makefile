@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install serve test test-full bench clean
+.PHONY: install serve test test-faults test-full bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ serve: install  ## the service on the embedded default: SQLite, local CPU runner
 
 test: install  ## the default suite (under ~15 min on 2 cores)
 	$(BIN)/pytest -q
+
+test-faults: install  ## the long fault tests with real processes (crashes, restarts, a silent runner)
+	$(BIN)/pytest -q -m faults
 
 test-full: install  ## everything, including the sweep over every seed-family variant
 	$(BIN)/pytest -q -m "not bench"

@@ -83,7 +83,8 @@ def test_celery_runner_measures_and_a_killed_runner_loses_its_job(server, base_e
     finally:
         first.kill()
     assert job["state"] == "done", job["error"]
-    assert job["attempt"] == 2 and job["result"]["runner_id"] == second_id
+    # 2, or more where a loaded host delayed the second runner's heartbeat past the timeout
+    assert job["attempt"] >= 2 and job["result"]["runner_id"] == second_id
     devices = {d["id"]: d for d in server.http.get("/devices").json()["data"]}
     assert devices[first_id]["online"] is False
     results = server.http.get("/results").json()["data"]

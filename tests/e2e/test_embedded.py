@@ -3,6 +3,7 @@ worker, real ONNX export of a seed model, real onnxruntime measurement)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from devices.settings import MeasureSettings
 from exporters.formats import DeviceClass
 from service.remote import remote_compare
 from tests.e2e.conftest import FAST, FAST_AB, LARGE, LATBENCH, SMALL, Server, service_env
+from tests.e2e.test_faults import assert_all_gone, descendants
 from tests.service.test_compare import matmul_chain
 
 pytestmark = pytest.mark.slow
@@ -99,12 +101,17 @@ def test_100_concurrent_identical_posts_make_one_job_and_one_result(server):
 
 def test_restart_with_jobs_unfinished_loses_none(base_env, tmp_path):
     """A crash right after two jobs were accepted: one is in its export, one still queued (a
-    server with --no-local-runner accepts no job it could not measure)."""
+    server with --no-local-runner accepts no job it could not measure). The crash is SIGKILL to
+    the server's main process alone: every process it started ends without being told."""
     first = Server(base_env, tmp_path / "first.log")
     ids = [profile(first, seed=seed).json()["jobs"][0]["id"] for seed in (1, 2)]
     states = [first.http.get(f"/jobs/{i}").json()["state"] for i in ids]
-    first.stop(signal.SIGKILL)  # a crash, not a clean shutdown
-    assert set(states) <= {"queued", "exporting"}
+    children = descendants(first.popen.pid)
+    os.kill(first.popen.pid, signal.SIGKILL)  # a crash of the main process, not a group kill
+    first.popen.wait(timeout=30)
+    assert_all_gone(children, within_s=60)
+    first.stop(signal.SIGKILL)
+    assert set(states) <= {"queued", "exporting"} and children
     server = Server(base_env, tmp_path / "server.log")
     try:
         jobs = [server.wait_job(i) for i in ids]

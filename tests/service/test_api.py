@@ -361,12 +361,16 @@ def test_a_runner_fetches_only_the_artifact_of_the_job_it_holds(client, settings
 
 
 def test_artifact_keys_cannot_name_paths(client):
+    """Past the holder check: a job that holds a dot-dot key (no server path writes one; a
+    tampered row) is refused by the store's key check with a 422, never resolved as a path."""
     reg = client.post("/runners", json={"device_class": "cpu-x86_64"}).json()
-    response = client.get(
-        f"/runners/{reg['id']}/artifacts/..%2F..%2Fetc%2Fpasswd",
-        headers={"Authorization": f"Bearer {reg['token']}"},
-    )
-    assert response.status_code in (404, 422)
+    auth = {"Authorization": f"Bearer {reg['token']}"}
+    job_id = exported(client, client.post("/profile", json=body()).json()["jobs"][0]["id"], "..")
+    claim = {"job_id": job_id, "attempt": 1}
+    assert client.post(f"/runners/{reg['id']}/claim", json=claim, headers=auth).status_code == 204
+    response = client.get(f"/runners/{reg['id']}/artifacts/%2E%2E", headers=auth)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "artifact" and "malformed" in response.json()["detail"]
 
 
 def test_a_runner_fails_only_the_job_it_holds(client):

@@ -86,7 +86,7 @@ def test_a_training_spec_is_inside_and_carries_its_error(predictor, iphone_sampl
     assert info.training_rows == len(info.training_ids) == len(iphone_samples)
     assert row.id in info.training_ids and info.version.startswith("1.")
     assert info.cv.folds == len(info.families) and info.cv.rows == len(iphone_samples)
-    assert 0 < info.cv.median_ape_pct < 100 and -1 <= info.cv.spearman <= 1
+    assert 0 < info.cv.median_ape_pct < 100 and info.cv.spearman > 0  # ranks better than chance
     assert all(cost >= 0 for cost in info.terms.values())
 
 

@@ -106,7 +106,8 @@ def test_a_class_without_runner_is_predicted_end_to_end(client):
     assert 0 < low < result["latency_ms"]["median"] < high
     predictor = result["predictor"]
     assert predictor["version"] and predictor["training_rows"] >= 10
-    assert predictor["cv"]["median_ape_pct"] > 0 and -1 <= predictor["cv"]["spearman"] <= 1
+    # docs/predict.md: the iPhone-12 class meets error <= 15% and rho >= 0.9 (nested LOFO)
+    assert 0 < predictor["cv"]["median_ape_pct"] <= 15 and predictor["cv"]["spearman"] >= 0.9
     assert result["domain"]["family_seen"] and result["domain"]["family"] == "mobileone"
     assert result["runner_id"] is None and result["artifact"]["format"] == "onnx"
 
