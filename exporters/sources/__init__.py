@@ -21,9 +21,7 @@ from exporters.errors import SpecError
 from exporters.export import Buildable, ExportReport, Progress, export_model
 from exporters.formats import ExportFormat, Precision
 from exporters.sources.ready import NOT_REPARAMETERIZED, SUFFIXES, ingest
-from exporters.spec import PYTHON_SOURCE, ModelSpec, parse_spec, read_spec_file
-
-SPEC_SUFFIXES = (".json", ".yaml", ".yml")
+from exporters.spec import PYTHON_SOURCE, SPEC_SUFFIXES, ModelSpec, parse_spec, read_spec_file
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from devices.jobs.lock import host_lock
-from exporters.errors import LatbenchError, SpecError
-from exporters.formats import DeviceClass, ExportFormat, Precision
+from exporters.errors import LatbenchError
+from exporters.formats import ExportFormat, Precision, device_class_choices, parse_device_class
 from service.cli import data_dir, fail, host_lock_path
 from service.cli.export import progress_bar
 
@@ -26,9 +26,7 @@ err_console = Console(stderr=True)
 
 Device = Annotated[
     str | None,
-    typer.Option(
-        help="device class: " + ", ".join(d.value for d in DeviceClass) + " (default: this CPU's)"
-    ),
+    typer.Option(help=f"device class: {device_class_choices()} (default: this host's CPU)"),
 ]
 RunnerName = Annotated[
     str | None,
@@ -42,13 +40,7 @@ def choose(device: str | None, runner: str | None) -> tuple[str, ExportFormat]:
     """``--device`` (a device class) and ``--runner`` to the runner and its artifact format."""
     from devices.jobs.profile import choose_runner
 
-    try:
-        device_class = DeviceClass(device) if device is not None else None
-    except ValueError:
-        choices = ", ".join(d.value for d in DeviceClass)
-        raise SpecError(
-            f"{device!r} is not a device class; choose from {choices}", field="device"
-        ) from None
+    device_class = None if device is None else parse_device_class(device, field="--device")
     return choose_runner(device_class, runner)
 
 

@@ -10,12 +10,16 @@ from typing import Annotated
 import typer
 
 from exporters.errors import LatbenchError
+from exporters.formats import device_class_choices, parse_device_class
 from service.cli import fail
 
 
 def report(
     device: Annotated[
-        list[str] | None, typer.Option(help="device class to include; repeat; default: all")
+        list[str] | None,
+        typer.Option(
+            help=f"device class to include ({device_class_choices()}); repeat; default: all"
+        ),
     ] = None,
     out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("report.html"),
     images: Annotated[
@@ -27,6 +31,10 @@ def report(
     from service.db.engine import make_engine, make_sessionmaker, upgrade
     from service.settings import Settings
 
+    try:
+        devices = [parse_device_class(d, field="--device").value for d in device or []]
+    except LatbenchError as error:
+        raise fail(error) from None
     settings = Settings()
     engine = make_engine(settings.db_url)
     try:
@@ -35,7 +43,7 @@ def report(
             written = write(
                 session,
                 reference_csv=settings.reference_csv,
-                devices=device or None,
+                devices=devices or None,
                 out=out,
                 images=images,
             )

@@ -25,7 +25,9 @@ def render(session: Session, *, reference_csv: Path | None, devices: list[str] |
     unknown = sorted(set(devices or []) - set(overview.devices))
     if unknown:
         raise SpecError(
-            f"no point on {unknown}; devices with points: {overview.devices}", field="device"
+            f"no point on {', '.join(unknown)}; devices with points: "
+            f"{', '.join(overview.devices) or 'none yet'}",
+            field="device",
         )
     overview.devices = devices or overview.devices
     per_device = {
