@@ -4,11 +4,18 @@ Overrides go through a per-family allow-list of architecture knobs (the keyword 
 family's constructor that change the graph). Loader arguments (``pretrained``, ``checkpoint_path``,
 ``pretrained_cfg``, ``pretrained_cfg_overlay``, ...) are on no list, so a spec can never make timm
 read a file or fetch weights.
+
+Listing and resolving names reads ``timm_index.json`` (every name, its input size, whether the
+size is fixed) when it was written for the installed timm, so ``latbench models`` and a misspelt
+name answer without importing torch and timm (seconds); ``python -m exporters.zoo.timm_models``
+rewrites it after a timm upgrade, and timm itself is asked until then.
 """
 
 from __future__ import annotations
 
+import json
 from functools import cache, partial
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from annotated_types import Interval, Len
@@ -95,11 +102,41 @@ def family_of(name: str) -> tuple[str, dict[str, Any]]:
     return best[1], best[2]
 
 
-@cache
-def list_names() -> tuple[str, ...]:
-    import timm
+INDEX = Path(__file__).with_name("timm_index.json")
+Sizes = dict[str, tuple[tuple[int, int, int], bool]]  # name -> ((C, H, W), fixed input size)
 
-    return tuple(timm.list_models())
+
+def live_index() -> Sizes:
+    """Every timm model's input size, asked of timm itself (imports torch)."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    sizes: Sizes = {}
+    for name in timm.list_models():
+        cfg = get_pretrained_cfg(name)
+        shape = tuple(cfg.input_size) if cfg is not None else (3, 224, 224)
+        sizes[name] = (shape, bool(cfg is not None and cfg.fixed_input_size))  # type: ignore[assignment]
+    return sizes
+
+
+@cache
+def index() -> Sizes:
+    """The shipped index when it matches the installed timm, else ``live_index()``."""
+    if INDEX.is_file():
+        document = json.loads(INDEX.read_text())
+        if document["timm"] == _timm_version():
+            return {n: (tuple(v[:3]), bool(v[3])) for n, v in document["models"].items()}  # type: ignore[misc]
+    return live_index()
+
+
+def write_index(path: Path = INDEX) -> None:
+    models = {name: [*shape, int(fixed)] for name, (shape, fixed) in live_index().items()}
+    document = {"timm": _timm_version(), "models": models}
+    path.write_text(json.dumps(document, separators=(",", ":"), sort_keys=True) + "\n")
+
+
+def list_names() -> tuple[str, ...]:
+    return tuple(index())
 
 
 def _create(name: str, **kwargs: Any) -> Any:
@@ -110,21 +147,18 @@ def _create(name: str, **kwargs: Any) -> Any:
 
 @cache
 def entry_for(name: str) -> ModelEntry | None:
-    if name not in list_names():
+    if name not in index():
         return None
-    from timm.models import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(name)
-    input_size = tuple(cfg.input_size) if cfg is not None else (3, 224, 224)
+    input_size, fixed = index()[name]
     family, knobs = family_of(name)
     return ModelEntry(
         name=name,
         family=family,
         builder=partial(_create, name),
-        input_size=input_size,  # type: ignore[arg-type]
+        input_size=input_size,
         knobs={**COMMON_KNOBS, **knobs},
         source=f"timm {_timm_version()} ({name})",
-        img_size_arg=bool(cfg is not None and cfg.fixed_input_size),
+        img_size_arg=fixed,
     )
 
 
@@ -132,3 +166,7 @@ def _timm_version() -> str:
     from importlib import metadata
 
     return metadata.version("timm")
+
+
+if __name__ == "__main__":
+    write_index()

@@ -96,6 +96,26 @@ def say(message: str) -> None:
     typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
 
 
+def renamed(error: errors.SpecError, field: str) -> errors.SpecError:
+    """The same complaint under the name the user typed (a flag, a side) instead of a field."""
+    message = str(error).removeprefix(f"{error.field}: ") if error.field else str(error)
+    return errors.SpecError(message, field=field)
+
+
+def check_url(url: str, flag: str = "--server") -> str:
+    """A server URL, refused before any build when it cannot be one."""
+    if not url.startswith(("http://", "https://")):
+        raise errors.SpecError(f"{url!r} is not an http:// or https:// URL", field=flag)
+    return url.rstrip("/")
+
+
+def check_writable(path: Path, flag: str) -> Path:
+    """A file the command will write at the end, checked before the work that precedes it."""
+    if not path.parent.is_dir():
+        raise errors.SpecError(f"{str(path)!r}: no such directory {str(path.parent)!r}", field=flag)
+    return path
+
+
 def exit_code(error: errors.LatbenchError) -> int:
     return EXIT_USAGE if isinstance(error, INPUT_ERRORS) else EXIT_FAILURE
 

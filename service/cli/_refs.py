@@ -9,13 +9,6 @@ from typing import Any
 
 from exporters.errors import SpecError
 from exporters.formats import ExportFormat
-from exporters.spec import (
-    PYTHON_REFERENCE,
-    PYTHON_SOURCE,
-    SPEC_SUFFIXES,
-    parse_spec,
-    read_spec_file,
-)
 
 ARTIFACT_SUFFIXES = tuple(fmt.suffix for fmt in ExportFormat)
 
@@ -32,6 +25,13 @@ def check_ref(ref: str | dict[str, Any], *, side: str | None = None) -> None:
 
 
 def _check(ref: str | dict[str, Any]) -> None:
+    from exporters.spec import (
+        PYTHON_REFERENCE,
+        PYTHON_SOURCE,
+        SPEC_SUFFIXES,
+        parse_spec,
+        read_spec_file,
+    )
     from exporters.zoo import resolve
 
     data: Any = ref

@@ -15,6 +15,7 @@ from rich.table import Table
 from exporters.errors import LatbenchError, SpecError
 from exporters.formats import ExportFormat, Precision
 from service.cli import EXIT_FAILURE, data_dir, fail, host_lock_path
+from service.cli._refs import check_ref
 
 if TYPE_CHECKING:
     from exporters.export import Buildable, ExportReport
@@ -26,11 +27,18 @@ err_console = Console(stderr=True)
 def parse_formats(value: str | None) -> tuple[ExportFormat, ...] | None:
     if value is None:
         return None
-    try:
-        return tuple(ExportFormat(part.strip()) for part in value.split(",") if part.strip())
-    except ValueError as exc:
-        choices = ", ".join(f.value for f in ExportFormat)
-        raise SpecError(f"{exc}; choose from {choices}", field="--format") from exc
+    from exporters.keys import did_you_mean
+
+    names = [f.value for f in ExportFormat]
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    for part in parts:
+        if part not in names:
+            raise SpecError(
+                f"unknown format {part!r}{did_you_mean(part, names)}; choose from "
+                f"{', '.join(names)}",
+                field="--format",
+            )
+    return tuple(ExportFormat(part) for part in parts)
 
 
 @contextmanager
@@ -108,6 +116,7 @@ def export_command(
     from exporters.sources import buildable, with_precision
 
     try:
+        check_ref(model)
         source = with_precision(buildable(model), precision)
         report = export_spec(source, parse_formats(format), quiet=as_json)
     except LatbenchError as error:

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from exporters.errors import LatbenchError, SpecError
-from service.cli import EXIT_USAGE, data_dir, fail
+from service.cli import EXIT_USAGE, check_url, check_writable, data_dir, fail
 
 err_console = Console(stderr=True)
 
@@ -131,7 +131,10 @@ def gate(
     ] = None,
     server: Annotated[
         str | None,
-        typer.Option(help="latbench server whose runners compare (both sides are uploaded)"),
+        typer.Option(
+            envvar="LATBENCH_SERVER",
+            help="latbench server whose runners compare (both sides are uploaded)",
+        ),
     ] = None,
     token: Annotated[
         str | None, typer.Option(envvar="LATBENCH_API_TOKEN", help="the server's API token")
@@ -154,6 +157,9 @@ def gate(
 ) -> None:
     """Fail CI only on a real regression: slower than THRESHOLD and the CI excludes 1."""
     try:
+        server = None if server is None else check_url(server)
+        dashboard = None if dashboard is None else check_url(dashboard, "--dashboard")
+        markdown = None if markdown is None else check_writable(markdown, "--markdown")
         overrides = _flags(threshold, metric, device, baseline_ref, budget_reloads)
         labels = _labels(repository, branch, commit, pr, label or [])
         if comparison is not None:

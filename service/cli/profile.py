@@ -17,9 +17,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from devices.jobs.lock import host_lock
-from exporters.errors import LatbenchError
+from exporters.errors import LatbenchError, RunnerUnavailableError, SpecError
 from exporters.formats import ExportFormat, Precision, device_class_choices, parse_device_class
-from service.cli import data_dir, fail, host_lock_path
+from service.cli import data_dir, fail, host_lock_path, renamed
+from service.cli._refs import check_ref
 from service.cli.export import progress_bar
 
 err_console = Console(stderr=True)
@@ -37,11 +38,23 @@ AsJson = Annotated[bool, typer.Option("--json", help="print one JSON document")]
 
 
 def choose(device: str | None, runner: str | None) -> tuple[str, ExportFormat]:
-    """``--device`` (a device class) and ``--runner`` to the runner and its artifact format."""
+    """``--device`` (a device class) and ``--runner`` to the runner and its artifact format; a
+    class with no runner here says what will work instead."""
     from devices.jobs.profile import choose_runner
 
     device_class = None if device is None else parse_device_class(device, field="--device")
-    return choose_runner(device_class, runner)
+    try:
+        return choose_runner(device_class, runner)
+    except RunnerUnavailableError as error:
+        if device_class is None:
+            raise
+        raise RunnerUnavailableError(
+            f"{error}; for {device_class.value} from here: `latbench predict MODEL --device "
+            f"{device_class.value}` (a prediction), or POST /profile with devices "
+            f'["{device_class.value}"] to a server that has a runner of that class'
+        ) from None
+    except SpecError as error:
+        raise renamed(error, "--runner" if runner is not None else "--device") from None
 
 
 def _export(
@@ -97,12 +110,29 @@ def measuring(
         yield update
 
 
+# the flag a user typed for each measurement setting, so an error names it and not the field
+FLAG_OF = {"threads": "--threads", "target_rel_ci": "--target", "max_seconds": "--max-seconds",
+           "sustained_seconds": "--sustained", "ab_reloads": "--reloads", "ab_blocks": "--blocks"}  # fmt: skip
+
+
 def _settings(threads: int | None, target: float, max_seconds: float, **extra: Any) -> Any:
     from devices.settings import parse_settings
 
-    return parse_settings(
-        {"threads": threads, "target_rel_ci": target, "max_seconds": max_seconds, **extra}
-    )
+    try:
+        return parse_settings(
+            {"threads": threads, "target_rel_ci": target, "max_seconds": max_seconds, **extra}
+        )
+    except SpecError as error:
+        name = (error.field or "").removeprefix("settings.")
+        if name not in FLAG_OF:
+            raise
+        raise renamed(error, FLAG_OF[name]) from None
+
+
+def _even(value: int) -> int:
+    if value % 2:
+        raise typer.BadParameter(f"{value} is odd; load order alternates, so keep it even")
+    return value
 
 
 def _latency_row(table: Table, name: str, lat: dict[str, Any]) -> None:
@@ -180,6 +210,7 @@ def profile_command(
     from devices.jobs.profile import measure
 
     try:
+        check_ref(model)
         name, fmt = choose(device, runner)
         settings = _settings(threads, target, max_seconds, sustained_seconds=sustained)
         exported = _export(model, fmt, precision, quiet=as_json)
@@ -209,7 +240,9 @@ def compare_command(
     runner: RunnerName = None,
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
     threads: Threads = None,
-    reloads: Annotated[int, typer.Option(help="freshly loaded session pairs (even)")] = 6,
+    reloads: Annotated[
+        int, typer.Option(callback=_even, help="freshly loaded session pairs (even)")
+    ] = 6,
     blocks: Annotated[int, typer.Option(help="ABBA blocks per session pair")] = 15,
     as_json: AsJson = False,
 ) -> None:
@@ -217,6 +250,8 @@ def compare_command(
     from devices.runner import get_runner
 
     try:
+        check_ref(a, side="a")
+        check_ref(b, side="b")
         name, fmt = choose(device, runner)
         settings = _settings(threads, 0.01, 30.0, ab_reloads=reloads, ab_blocks=blocks)
         side_a = _export(a, fmt, precision, quiet=as_json)

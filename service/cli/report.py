@@ -11,7 +11,7 @@ import typer
 
 from exporters.errors import LatbenchError
 from exporters.formats import device_class_choices, parse_device_class
-from service.cli import fail
+from service.cli import check_writable, fail
 
 
 def report(
@@ -33,6 +33,7 @@ def report(
 
     try:
         devices = [parse_device_class(d, field="--device").value for d in device or []]
+        check_writable(out, "--out")
     except LatbenchError as error:
         raise fail(error) from None
     settings = Settings()
