@@ -131,14 +131,21 @@ def test_a_bad_value_is_one_line_naming_the_flag_and_exit_2(
 ):
     args = [*path.split(), *BASE.get(path, []), option, value]
     result = _run(args, tmp_path, monkeypatch)
-    word = "candidate" if option == "--candidate" else "baseline" if option == "--baseline" else option
+    word = (
+        "candidate" if option == "--candidate" else "baseline" if option == "--baseline" else option
+    )
     _assert_usage_error(result, word)
 
 
 @pytest.mark.parametrize(
     "args",
-    [["profile", "resnet18", "--thredas", "2"], ["gate", "--metrc", "cpu"], ["compare", "resnet18"],
-     ["models", "x", "y"], ["nosuchcommand"]],  # fmt: skip
+    [
+        ["profile", "resnet18", "--thredas", "2"],
+        ["gate", "--metrc", "cpu"],
+        ["compare", "resnet18"],
+        ["models", "x", "y"],
+        ["nosuchcommand"],
+    ],
 )
 def test_click_usage_errors_are_one_line_too(args, tmp_path, monkeypatch):
     result = _run(args, tmp_path, monkeypatch)
@@ -154,10 +161,12 @@ def test_compare_names_the_side_before_building_the_other(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize(
     ("document", "word"),
-    [("model: resnet18\ninput: {heigth: 224, width: 224}\n", "did you mean 'height'"),
-     ("model: resnet18\noverride: {num_classes: 10}\n", "did you mean 'overrides'"),
-     ("model: resnet18\noverrides: {num_clases: 10}\n", "did you mean 'num_classes'"),
-     ("model: resnet18\nprecision: fp8\n", "precision")],  # fmt: skip
+    [
+        ("model: resnet18\ninput: {heigth: 224, width: 224}\n", "did you mean 'height'"),
+        ("model: resnet18\noverride: {num_classes: 10}\n", "did you mean 'overrides'"),
+        ("model: resnet18\noverrides: {num_clases: 10}\n", "did you mean 'num_classes'"),
+        ("model: resnet18\nprecision: fp8\n", "precision"),
+    ],
 )
 @pytest.mark.parametrize("command", ["export", "profile", "predict"])
 def test_a_misspelt_spec_key_is_named_as_written(command, document, word, tmp_path, monkeypatch):
@@ -169,11 +178,15 @@ def test_a_misspelt_spec_key_is_named_as_written(command, document, word, tmp_pa
 
 @pytest.mark.parametrize(
     ("table", "word"),
-    [('metrc = "cpu"\n', "'metrc' (did you mean 'metric'?)"),
-     ('devices = ["cpux"]\n', "'cpux' (did you mean 'cpu'?)"),
-     ('threshold = "5x"\n', "'5x'"),
-     ('[[gate.models]]\nname = "m"\nref = "resnet18"\nbaselin = "resnet18"\n',
-      "'baselin' (did you mean 'baseline'?)")],  # fmt: skip
+    [
+        ('metrc = "cpu"\n', "'metrc' (did you mean 'metric'?)"),
+        ('devices = ["cpux"]\n', "'cpux' (did you mean 'cpu'?)"),
+        ('threshold = "5x"\n', "'5x'"),
+        (
+            '[[gate.models]]\nname = "m"\nref = "resnet18"\nbaselin = "resnet18"\n',
+            "'baselin' (did you mean 'baseline'?)",
+        ),
+    ],
 )
 def test_a_misspelt_toml_key_is_named_as_written(table, word, tmp_path, monkeypatch):
     models = '[[gate.models]]\nname = "m"\nref = "resnet18"\nbaseline = "resnet18"\n'
