@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from exporters.errors import LatbenchError, SpecError
-from exporters.formats import ExportFormat, Precision
+from exporters.formats import ExportFormat, Precision, device_class_choices, parse_device_class
 from service.cli import EXIT_FAILURE, data_dir, fail, host_lock_path
 from service.cli._refs import check_ref
 
@@ -108,17 +108,34 @@ def export_command(
     model: Annotated[
         str, typer.Argument(help="model name, spec file or python:package.module:factory")
     ],
-    format: Annotated[str | None, typer.Option(help="comma list: onnx,coreml,pt2")] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            help="comma list: onnx,coreml,pt2 (default: the formats --device needs, else onnx)"
+        ),
+    ] = None,
+    device: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"export what this device class runs, repeatable: {device_class_choices()}"
+        ),
+    ] = None,
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
 ) -> None:
-    """Build, reparameterize (proven equivalent) and export a model."""
+    """Build, reparameterize (proven equivalent) and export a model: ONNX unless --format,
+    --device (CoreML for iphone12-class) or the spec file's `formats` asks for others."""
     from exporters.sources import buildable, with_precision
 
     try:
+        classes = [parse_device_class(d, field="--device") for d in device or []]
+        formats = parse_formats(format) or tuple(dict.fromkeys(c.formats[0] for c in classes))
         check_ref(model)
         source = with_precision(buildable(model), precision)
-        report = export_spec(source, parse_formats(format), quiet=as_json)
+        own = "formats" in getattr(source, "model_fields_set", ())  # a spec file's own list
+        report = export_spec(
+            source, formats or (None if own else (ExportFormat.ONNX,)), quiet=as_json
+        )
     except LatbenchError as error:
         raise fail(error) from None
     if as_json:

@@ -178,7 +178,8 @@ def gate(
         raise typer.Exit(EXIT_USAGE) from None
     if remote is not None:
         _store(outcome, remote, labels)
-    _print(outcome, as_json=as_json, markdown=markdown, link=dashboard or server)
+    uploaded = remote.uploaded if remote is not None else {}
+    _print(outcome, as_json=as_json, markdown=markdown, link=dashboard or server, uploaded=uploaded)
     raise typer.Exit(int(outcome.verdict))
 
 
@@ -271,12 +272,14 @@ def _run(gate_config, root: Path, server, *, quiet: bool):
     )
 
 
-def _print(outcome, *, as_json: bool, markdown: Path | None, link: str | None) -> None:
+def _print(
+    outcome, *, as_json: bool, markdown: Path | None, link: str | None, uploaded: dict[str, str]
+) -> None:
     from service.gate.report import markdown as to_markdown
     from service.gate.report import remarks, table
 
     if markdown is not None:
-        markdown.write_text(to_markdown(outcome, dashboard=link))
+        markdown.write_text(to_markdown(outcome, dashboard=link, uploaded=uploaded))
     if as_json:
         typer.echo(json.dumps(outcome.to_dict(), indent=2))
         return

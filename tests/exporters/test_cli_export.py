@@ -19,8 +19,8 @@ def latbench(*args: str, data_dir) -> subprocess.CompletedProcess:
     )
 
 
-def test_export_json_document(tmp_path):
-    result = latbench("export", "mobileone_s0", "--format", "onnx", "--json", data_dir=tmp_path)
+def test_export_json_document(tmp_path):  # no --format, no --device: ONNX alone
+    result = latbench("export", "mobileone_s0", "--json", data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["model"] == "mobileone_s0" and len(doc["spec_hash"]) == 32
