@@ -150,21 +150,41 @@ def models_command(
     pattern: Annotated[str, typer.Argument(help="shell-style pattern, e.g. 'fastvit*'")] = "*",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List the model zoo (every timm model plus native ParC-Net models)."""
+    """List the model zoo (every timm model plus native ParC-Net models); --json prints what
+    GET /models answers (params, MACs, published top-1), from this data dir's database."""
     from exporters.zoo import get_model, list_models
 
     entries = [get_model(name) for name in list_models(pattern)]
+    if as_json:
+        typer.echo(_models_json(entries))
+        return
     rows = [
         {"name": e.name, "family": e.family, "input": list(e.input_size), "source": e.source}
         for e in entries
     ]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
     table = Table("name", "family", "input (C,H,W)", "source", title=f"{len(rows)} models")
     for row in rows:
         table.add_row(row["name"], row["family"], str(tuple(row["input"])), row["source"])
     Console().print(table)
+
+
+def _models_json(entries: list) -> str:
+    from service import reference
+    from service.api.present import models_public
+    from service.db.engine import make_engine, make_sessionmaker, upgrade
+    from service.settings import Settings
+
+    settings = Settings()
+    engine = make_engine(settings.db_url)
+    try:
+        upgrade(engine)
+        with make_sessionmaker(engine)() as session:
+            body = models_public(
+                session, reference.load(settings.reference_csv), entries, len(entries)
+            )
+    finally:
+        engine.dispose()
+    return body.model_dump_json(indent=2)
 
 
 def register(app: typer.Typer) -> None:

@@ -53,6 +53,7 @@ def _check_sides(gate_config: Any, root: Path) -> None:
     """Every REF of every pair resolved before the first build, naming the side it is."""
     from service.cli._refs import check_ref
 
+    gate_config.needs_tree()
     for entry in gate_config.models:
         for which, ref in (("baseline", entry.baseline), ("candidate", entry.ref)):
             if ref is not None:

@@ -92,6 +92,16 @@ class GateConfig(BaseModel):
 
     _threshold = field_validator("threshold", mode="before")(parse_threshold)
 
+    def needs_tree(self) -> bool:
+        """Whether a baseline is built at the merge base; SpecError if nothing says which."""
+        needs = any(m.baseline is None for m in self.models)
+        if needs and self.baseline_ref is None:
+            raise SpecError(
+                "a model without an explicit baseline needs --baseline-ref (e.g. origin/main)",
+                field="baseline_ref",
+            )
+        return needs
+
 
 def load_config(path: Path) -> GateConfig:
     if not path.is_file():
@@ -182,12 +192,7 @@ def plan(config: GateConfig, root: Path, store: ArtifactStore, server: Remote | 
     from service.gate.compare import artifact_format
 
     built: dict[tuple[str, str, ExportFormat], Sourced] = {}
-    needs_tree = any(m.baseline is None for m in config.models)
-    if needs_tree and config.baseline_ref is None:
-        raise SpecError(
-            "a model without an explicit baseline needs --baseline-ref (e.g. origin/main)",
-            field="baseline_ref",
-        )
+    needs_tree = config.needs_tree()
     with _maybe_tree(root, config.baseline_ref if needs_tree else None) as tree:
         pairs = []
         for entry in config.models:

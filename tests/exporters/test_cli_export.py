@@ -57,5 +57,5 @@ def test_bad_override_in_spec_file_names_the_field(tmp_path):
 def test_models_lists_the_zoo(tmp_path):
     result = latbench("models", "repvit_m*", "--json", data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
-    names = [row["name"] for row in json.loads(result.stdout)]
+    names = [row["name"] for row in json.loads(result.stdout)["data"]]
     assert "repvit_m0_9" in names and all(n.startswith("repvit_m") for n in names)

@@ -1,0 +1,43 @@
+"""`latbench gate --server URL --markdown F` on a `python:` model (built here, uploaded, compared
+by the server's runner): every link the pull-request comment holds answers 200 from that server,
+and the comment states the threshold, the metric and the host load."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import LATBENCH, Server, service_env
+from tests.user_package import write_user_package
+
+SMALL = {"height": 32, "width": 32}
+
+
+@pytest.mark.slow
+def test_every_link_of_the_gate_comment_answers_200(tmp_path):
+    ref = write_user_package(tmp_path)
+    for name, blocks in (("base", 1), ("cand", 2)):
+        doc = {"model": ref, "kwargs": {"blocks": blocks, "width": 16}, "input": SMALL}
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    env = service_env(tmp_path)
+    server = Server(env, tmp_path / "server.log")
+    try:
+        done = subprocess.run(
+            [LATBENCH, "gate", "--baseline", "base.json", "--candidate", "cand.json",
+             "--server", server.url, "--markdown", str(tmp_path / "pr.md")],
+            check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode in (0, 1, 3), done.stderr + server.tail()
+        comment = (tmp_path / "pr.md").read_text()
+        links = re.findall(r"\]\((http[^)\s]+)\)", comment)
+        assert links, comment
+        for link in links:
+            assert httpx.get(link, timeout=60).status_code == 200, link
+    finally:
+        server.stop()
+    assert "| threshold |" in comment and "+5.0%" in comment
+    assert "wall-time ratio" in comment and "others " in comment and "not recorded" not in comment
