@@ -77,8 +77,20 @@ FAMILIES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         },
     ),
     "mobilevit": (("mobilevit_",), {}),
-    "mobilevitv2": (("mobilevitv2_",), {}),
-    "mobileone": (("mobileone_",), {}),
+    # MobileViTv2's variants are one width multiplier (0.5 to 2.0) of one layout
+    "mobilevitv2": (
+        ("mobilevitv2_",),
+        {"width_multiplier": Annotated[float, Interval(ge=0.25, le=4.0)]},
+    ),
+    # MobileOne's variants (S0-S4) differ in per-stage width multipliers and k, the number of
+    # over-parameterized branches folded away at deploy time (S0: k=4, others 1)
+    "mobileone": (
+        ("mobileone_",),
+        {
+            "width_multipliers": Annotated[tuple[Ratio, ...], Stages4],
+            "num_conv_branches": Annotated[int, Interval(ge=1, le=8)],
+        },
+    ),
     "levit": (("levit_",), {}),
     "edgenext": (("edgenext_",), {}),
     "mobilenetv2": (("mobilenetv2_",), {}),
@@ -145,6 +157,45 @@ def _create(name: str, **kwargs: Any) -> Any:
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
+def _create_mobileone(
+    name: str,
+    width_multipliers: tuple[float, ...] | None = None,
+    num_conv_branches: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """The variant's stage config rebuilt by timm's own ``_mobileone_bcfg`` with the knobs
+    given, every other value (the variant's widths, k, SE blocks) kept."""
+    if width_multipliers is not None or num_conv_branches is not None:
+        from timm.models.byobnet import _mobileone_bcfg, model_cfgs
+
+        stages = model_cfgs[name].blocks
+        base = (64, 128, 256, 512)  # _mobileone_bcfg's stage channels before the multipliers
+        widths = width_multipliers or tuple(s[-1].c / c for s, c in zip(stages, base, strict=True))
+        branches = num_conv_branches or stages[0][0].block_kwargs["num_conv_branches"]
+        se_blocks = tuple(sum(b.attn_layer == "se" for b in stage[::2]) for stage in stages)
+        kwargs["blocks"] = _mobileone_bcfg(
+            wf=tuple(widths), se_blocks=se_blocks, num_conv_branches=branches
+        )
+        kwargs["stem_chs"] = int(min(64, base[0] * widths[0]))  # what the first stage takes
+    return _create(name, **kwargs)
+
+
+def _create_mobilevitv2(name: str, width_multiplier: float | None = None, **kwargs: Any) -> Any:
+    """MobileViTv2 at another width multiplier: timm's own config function for the family."""
+    if width_multiplier is not None:
+        import dataclasses
+
+        from timm.models.mobilevit import _mobilevitv2_cfg
+
+        cfg = _mobilevitv2_cfg(width_multiplier)
+        kwargs.update({f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+    return _create(name, **kwargs)
+
+
+# families whose knobs are not constructor arguments: a builder that turns them into timm's config
+BUILDERS: dict[str, Any] = {"mobileone": _create_mobileone, "mobilevitv2": _create_mobilevitv2}
+
+
 @cache
 def entry_for(name: str) -> ModelEntry | None:
     if name not in index():
@@ -154,7 +205,7 @@ def entry_for(name: str) -> ModelEntry | None:
     return ModelEntry(
         name=name,
         family=family,
-        builder=partial(_create, name),
+        builder=partial(BUILDERS.get(family, _create), name),
         input_size=input_size,
         knobs={**COMMON_KNOBS, **knobs},
         source=f"timm {_timm_version()} ({name})",

@@ -31,6 +31,7 @@ BASE: dict[str, list[str]] = {
 BAD: dict[tuple[str, str], tuple[str, ...]] = {
     ("export", "--format"): ("onnxx", "coreml,tflite"),
     ("export", "--precision"): ("fp8",),
+    ("export", "--device"): ("cpux",),
     ("profile", "--device"): ("cpux", "iphone13-class"),
     ("profile", "--runner"): ("ort-cpux",),
     ("profile", "--precision"): ("fp8",),
