@@ -21,6 +21,7 @@ from exporters.errors import LatbenchError, RunnerUnavailableError, SpecError
 from exporters.formats import ExportFormat, Precision, device_class_choices, parse_device_class
 from service.cli import data_dir, fail, host_lock_path, renamed
 from service.cli._refs import check_ref
+from service.cli._store import keep, spec_of
 from service.cli.export import progress_bar
 
 err_console = Console(stderr=True)
@@ -227,6 +228,9 @@ def profile_command(
         raise fail(error) from None
     exported.pop("path")
     doc = {**exported, **measurement.to_dict()}
+    doc["job_id"] = keep(
+        "profile", {"model": (exported, spec_of(model, precision))}, name, measurement.to_dict()
+    )
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
     else:
@@ -266,6 +270,11 @@ def compare_command(
     except LatbenchError as error:
         raise fail(error) from None
     doc = {"a_model": side_a, "b_model": side_b, **comparison.to_dict()}
+    sides = {
+        "baseline": (side_a, spec_of(a, precision)),
+        "candidate": (side_b, spec_of(b, precision)),
+    }
+    doc["job_id"] = keep("compare", sides, name, comparison.to_dict())
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
