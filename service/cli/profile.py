@@ -21,6 +21,14 @@ from exporters.errors import LatbenchError, RunnerUnavailableError, SpecError
 from exporters.formats import ExportFormat, Precision, device_class_choices, parse_device_class
 from service.cli import data_dir, fail, host_lock_path, renamed
 from service.cli._refs import check_ref
+from service.cli._server import (
+    ServerOpt,
+    TokenOpt,
+    on_server,
+    remote_profile,
+    remote_side,
+    say_remote,
+)
 from service.cli._store import keep, spec_of
 from service.cli.export import progress_bar
 
@@ -205,13 +213,22 @@ def profile_command(
         float | None,
         typer.Option(help="sample for SECONDS, reporting the median per 10 s window (throttling)"),
     ] = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     as_json: AsJson = False,
 ) -> None:
-    """Export (cached) and measure a model on this host, as the service would."""
+    """Export (cached) and measure a model on this host, as the service would (--server: on that
+    server's runner of the class)."""
     from devices.jobs.profile import measure
 
     try:
         check_ref(model)
+        if server is not None:
+            url, device_class = on_server(server, device, runner)
+            settings = _settings(threads, target, max_seconds, sustained_seconds=sustained)
+            doc = remote_profile(url, token, model, device_class, settings)
+            say_remote(doc, model, as_json=as_json)
+            return
         name, fmt = choose(device, runner)
         settings = _settings(threads, target, max_seconds, sustained_seconds=sustained)
         exported = _export(model, fmt, precision, quiet=as_json)
@@ -248,14 +265,21 @@ def compare_command(
         int, typer.Option(callback=_even, help="freshly loaded session pairs (even)")
     ] = 6,
     blocks: Annotated[int, typer.Option(help="ABBA blocks per session pair")] = 15,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     as_json: AsJson = False,
 ) -> None:
-    """A/B mode: latency ratio B/A, interleaved ABBA on one runner, 95% CI across reloads."""
+    """A/B mode: latency ratio B/A, interleaved ABBA on one runner, 95% CI across reloads
+    (--server: on that server's runner of the class)."""
     from devices.runner import get_runner
 
     try:
         check_ref(a, side="a")
         check_ref(b, side="b")
+        if server is not None:
+            _compare_on_server(server, token, a, b, device, runner, threads, reloads, blocks,
+                               as_json)  # fmt: skip
+            return
         name, fmt = choose(device, runner)
         settings = _settings(threads, 0.01, 30.0, ab_reloads=reloads, ab_blocks=blocks)
         side_a = _export(a, fmt, precision, quiet=as_json)
@@ -294,6 +318,20 @@ def compare_command(
         )
     for note in comparison.notes:
         Console().print(f"[yellow]note:[/] {note}")
+
+
+def _compare_on_server(
+    server: str, token: str | None, a: str, b: str, device: str | None, runner: str | None,
+    threads: int | None, reloads: int, blocks: int, as_json: bool,
+) -> None:  # fmt: skip
+    from service.remote import remote_compare
+
+    url, device_class = on_server(server, device, runner)
+    settings = _settings(threads, 0.01, 30.0, ab_reloads=reloads, ab_blocks=blocks)
+    sides = [remote_side(url, token, ref, device_class) for ref in (a, b)]
+    record = remote_compare(url, token, sides[0], sides[1], device_class, settings)
+    doc = {"a_model": a, "b_model": b, "server": url, **record.model_dump(mode="json")}
+    say_remote(doc, f"{b} vs {a}", as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:

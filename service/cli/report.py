@@ -4,6 +4,7 @@ plus each device's chart as PNG and SVG."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -25,9 +26,13 @@ def report(
     images: Annotated[
         bool, typer.Option(help="also write <out>-<device>.png/.svg (needs chromium)")
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the charts' data as JSON instead of writing")
+    ] = False,
 ) -> None:
-    """Write the latency-vs-accuracy charts, fronts and ranks as one offline HTML file."""
-    from service.dashboard.report import write
+    """Write the latency-vs-accuracy charts, fronts and ranks as one offline HTML file (the
+    points measured here by `latbench profile` too, labelled local)."""
+    from service.dashboard.report import data, write
     from service.db.engine import make_engine, make_sessionmaker, upgrade
     from service.settings import Settings
 
@@ -41,6 +46,12 @@ def report(
     try:
         upgrade(engine)
         with make_sessionmaker(engine)() as session:
+            if as_json:
+                _, per_device = data(
+                    session, reference_csv=settings.reference_csv, devices=devices or None
+                )
+                typer.echo(json.dumps({"devices": per_device}, indent=2, default=str))
+                return
             written = write(
                 session,
                 reference_csv=settings.reference_csv,

@@ -21,6 +21,24 @@ IMAGE_FORMATS = ("png", "svg")
 
 def render(session: Session, *, reference_csv: Path | None, devices: list[str] | None) -> str:
     """The report page for DEVICES (default: every device with a point)."""
+    overview, per_device = data(session, reference_csv=reference_csv, devices=devices)
+    return templates.env.get_template("dashboard.html").render(
+        overview=overview,
+        kinds=[k.value for k in view.Kind],
+        report={
+            "css": (HERE / "static" / "style.css").read_text(),
+            "plotly": plotly_js(),
+            "script": (HERE / "static" / "dashboard.js").read_text(),
+            "data": per_device,
+        },
+    )
+
+
+def data(
+    session: Session, *, reference_csv: Path | None, devices: list[str] | None
+) -> tuple[view.Dashboard, dict[str, dict]]:
+    """The overview and each device's chart data (what the page draws; `latbench report
+    --json` prints it); an unknown device names the ones with points."""
     overview = view.build(session, reference_csv=reference_csv)
     unknown = sorted(set(devices or []) - set(overview.devices))
     if unknown:
@@ -34,16 +52,7 @@ def render(session: Session, *, reference_csv: Path | None, devices: list[str] |
         d: view.build(session, reference_csv=reference_csv, device=d).to_json()
         for d in overview.devices
     }
-    return templates.env.get_template("dashboard.html").render(
-        overview=overview,
-        kinds=[k.value for k in view.Kind],
-        report={
-            "css": (HERE / "static" / "style.css").read_text(),
-            "plotly": plotly_js(),
-            "script": (HERE / "static" / "dashboard.js").read_text(),
-            "data": per_device,
-        },
-    )
+    return overview, per_device
 
 
 def chromium() -> str:

@@ -39,6 +39,8 @@ BAD: dict[tuple[str, str], tuple[str, ...]] = {
     ("profile", "--target"): ("abc", "0"),
     ("profile", "--max-seconds"): ("abc", "-1"),
     ("profile", "--sustained"): ("abc", "0"),
+    ("profile", "--server"): ("lab-server",),
+    ("compare", "--server"): ("lab-server",),
     ("compare", "--device"): ("gpux",),
     ("compare", "--runner"): ("nope",),
     ("compare", "--precision"): ("fp8",),

@@ -40,3 +40,6 @@ def test_a_local_profile_is_stored_listed_and_reported(tmp_path, monkeypatch):
     done = CliRunner().invoke(app, ["report", "--out", str(out)])
     assert done.exit_code == 0, done.stderr
     assert "mobileone_s0" in out.read_text()
+    done = CliRunner().invoke(app, ["report", "--json"])
+    assert done.exit_code == 0, done.stderr
+    assert "mobileone_s0" in done.stdout and json.loads(done.stdout)["devices"]

@@ -1,6 +1,7 @@
-"""`latbench gate --server URL --markdown F` on a `python:` model (built here, uploaded, compared
-by the server's runner): every link the pull-request comment holds answers 200 from that server,
-and the comment states the threshold, the metric and the host load."""
+"""The CLI against a running server: `latbench gate --server URL --markdown F` on a `python:`
+model (built here, uploaded, compared by the server's runner) writes a comment whose every link
+answers 200 from that server and which states the threshold, the metric and the host load;
+`profile` and `compare` with LATBENCH_SERVER measure on the server's runner."""
 
 from __future__ import annotations
 
@@ -37,7 +38,23 @@ def test_every_link_of_the_gate_comment_answers_200(tmp_path):
         assert links, comment
         for link in links:
             assert httpx.get(link, timeout=60).status_code == 200, link
+        remote = {**env, "LATBENCH_SERVER": server.url}
+        fast = ["--threads", "1"]
+        profiled = _latbench(["profile", "cand.json", *fast, "--max-seconds", "1", "--json"],
+                             tmp_path, remote)  # fmt: skip
+        assert server.http.get(f"/jobs/{profiled['job_id']}").json()["state"] == "done"
+        assert profiled["latency_ms"]["median"] > 0 and profiled["server"] == server.url
+        compared = _latbench(["compare", "base.json", "cand.json", *fast, "--reloads", "2",
+                              "--blocks", "3", "--json"], tmp_path, remote)  # fmt: skip
+        assert compared["ratio"] > 0 and compared["reloads"] == 2
     finally:
         server.stop()
     assert "| threshold |" in comment and "+5.0%" in comment
     assert "wall-time ratio" in comment and "others " in comment and "not recorded" not in comment
+
+
+def _latbench(args: list[str], cwd, env) -> dict:
+    done = subprocess.run([LATBENCH, *args], check=False, cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
