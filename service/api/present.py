@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from exporters.sources.ready import weights_said
+from exporters.sources.ready import reparam_summary, weights_said
 from service.api.schemas import (
     ComparisonPublic,
     CvErrorPublic,
@@ -66,6 +66,9 @@ def result_public(
         format=result.format,
         runner_id=result.runner_id,
         weights=weights_said(is_upload(spec)),
+        reparam=reparam_summary(
+            artifact.report.get("reparam") if artifact else None, built=not is_upload(spec)
+        ),
         created_at=result.created_at,
     )
 

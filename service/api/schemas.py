@@ -193,6 +193,16 @@ class ProfileAccepted(BaseModel):
     jobs: list[JobBrief]
 
 
+class ReparamPublic(BaseModel):
+    """The reparameterization behind a result, one shape everywhere (``reparam_summary``):
+    ``ok`` None where it does not apply (an uploaded artifact is measured as given)."""
+
+    ok: bool | None
+    rel_error: float | None
+    tolerance: float | None
+    note: str
+
+
 class ResultPublic(MeasurementRecord):
     """A stored measurement (its fields are the measurement schema's) and where it came from;
     ``samples_ms`` only where asked for (one job's result), not in listings."""
@@ -208,6 +218,7 @@ class ResultPublic(MeasurementRecord):
     runner_id: str | None
     weights: str = "random"
     artifact: dict[str, Any] | None = None
+    reparam: ReparamPublic | None = None
     created_at: StoredTime
 
 

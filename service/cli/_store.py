@@ -29,20 +29,29 @@ def _session() -> Iterator[Any]:
         engine.dispose()
 
 
-def _spec_row(session: Any, side: dict[str, Any], spec: Any) -> None:
-    """The spec row a result points at: the ModelSpec's identity for zoo and spec sources, a
-    row naming the source for the rest (a ``python:`` factory, a ready artifact)."""
+def _rows(session: Any, side: dict[str, Any], spec: Any) -> None:
+    """The spec and artifact rows a result points at: the ModelSpec's identity for zoo and spec
+    sources, a row naming the source for the rest (a ``python:`` factory; a ready artifact,
+    marked uploaded: it carries its own weights); the artifact with its reparam summary."""
+    from service.db.artifacts import UPLOADED
     from service.db.jobs import upsert_spec
-    from service.db.tables import SpecRow
+    from service.db.tables import ArtifactRow, SpecRow
 
     if spec is not None and spec.content_hash() == side["spec_hash"]:
         family = _family(spec.model)
         upsert_spec(session, spec_hash=side["spec_hash"], model=spec.model, family=family,
                     body=spec.model_dump(mode="json"))  # fmt: skip
     elif session.get(SpecRow, side["spec_hash"]) is None:
+        family = UPLOADED if side["reparam"]["ok"] is None else None
         body = {"source": "local", "ref": side["model"]}
-        session.add(SpecRow(hash=side["spec_hash"], model=side["model"], family=None, body=body))
-        session.commit()
+        session.add(SpecRow(hash=side["spec_hash"], model=side["model"], family=family, body=body))
+    if session.get(ArtifactRow, side["artifact_key"]) is None:
+        session.add(
+            ArtifactRow(key=side["artifact_key"], spec_hash=side["spec_hash"],
+                        format=side["format"], precision=side["precision"], path=None, ok=True,
+                        report={"key": side["artifact_key"], "reparam": side["reparam"]})
+        )  # fmt: skip
+    session.commit()
 
 
 def _family(model: str) -> str | None:
@@ -74,7 +83,7 @@ def store(
     first = next(iter(sides.values()))[0]
     with _session() as session:
         for side, spec in sides.values():
-            _spec_row(session, side, spec)
+            _rows(session, side, spec)
         job, _ = jobs.create_or_coalesce(
             session,
             kind=kind,
@@ -88,6 +97,7 @@ def store(
             request_key=f"local-{uuid.uuid4().hex}",
             user=LOCAL_USER,
             reuse_result=False,
+            artifact_keys={role: side["artifact_key"] for role, (side, _) in sides.items()},
         )
         recorder(session, job=job, model=first["model"], runner_id=None, measurement=record)
         return job.id

@@ -92,7 +92,7 @@ def _export(
         "format": done.artifact.format.value,
         "precision": done.artifact.precision.value,
         "artifact_key": done.artifact.key,
-        "reparam": done.reparam_note,
+        "reparam": done.reparam_summary,
         "path": Path(done.artifact.path),
     }
 

@@ -8,6 +8,8 @@ import json
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from devices.results import MeasurementRecord
+from service.api.schemas import ReparamPublic
 from service.app import create_app
 from service.cli import app
 from service.settings import Settings
@@ -32,7 +34,12 @@ def test_a_local_profile_is_stored_listed_and_reported(tmp_path, monkeypatch):
         job = client.get(f"/jobs/{doc['job_id']}").json()
     (row,) = listed
     assert row["job_id"] == doc["job_id"] and row["spec_hash"] == doc["spec_hash"]
-    assert row["latency_ms"]["median"] == doc["latency_ms"]["median"]
+    # one shape per concept: the CLI's --json and the API's result agree key for key
+    MeasurementRecord.model_validate(doc)
+    ReparamPublic.model_validate(doc["reparam"])
+    assert doc["reparam"]["ok"] is True and doc["reparam"]["rel_error"] < 1e-8
+    for key in ("latency_ms", "reparam", "model", "format", "spec_hash", "weights", "host_load"):
+        assert row[key] == doc[key], key
     assert any("measured locally" in note for note in row["notes"])
     assert job["state"] == "done" and job["kind"] == "profile"
 

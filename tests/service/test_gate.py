@@ -205,7 +205,7 @@ def test_python_factory_in_a_user_package_is_gated_on_this_host(tmp_path):
     doc = json.loads(done.stdout)
     pair = doc["pairs"][0]
     assert pair["verdict"] == "regression" and pair["ratio"] > 1.05 and pair["ci"][0] > 1
-    assert pair["baseline"]["reparam"].startswith("reparam: proven")
+    assert pair["baseline"]["reparam"]["note"].startswith("reparam: proven")
     assert pair["baseline"]["artifact_key"] != pair["candidate"]["artifact_key"]
 
 
