@@ -17,6 +17,9 @@ import importlib
 import os
 import pkgutil
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -75,6 +78,45 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+VERBOSE = {"on": False}  # -v: third-party warnings in full instead of one summary line
+
+
+@app.callback()
+def _options(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="show third-party warnings in full (default: one line)"
+    ),
+) -> None:
+    VERBOSE["on"] = verbose
+
+
+@contextmanager
+def summarised_warnings() -> Iterator[None]:
+    """Warnings libraries raise while we build or measure (torch.onnx, coremltools, ...) as one
+    line on stderr naming where they came from; every one in full with ``-v``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        yield
+    if not caught:
+        return
+    if VERBOSE["on"]:
+        for item in caught:
+            typer.echo(f"warning: {item.category.__name__}: {item.message} ({item.filename})",
+                       err=True)  # fmt: skip
+        return
+    origins = sorted({_origin(item.filename) for item in caught})
+    typer.echo(
+        f"note: {len(caught)} warning(s) from {', '.join(origins)} (-v shows them)", err=True
+    )
+
+
+def _origin(filename: str) -> str:
+    parts = Path(filename).parts
+    return (
+        parts[parts.index("site-packages") + 1] if "site-packages" in parts else Path(filename).stem
+    )
 
 
 def data_dir() -> Path:

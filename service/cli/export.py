@@ -14,7 +14,7 @@ from rich.table import Table
 
 from exporters.errors import LatbenchError, SpecError
 from exporters.formats import ExportFormat, Precision, device_class_choices, parse_device_class
-from service.cli import EXIT_FAILURE, data_dir, fail, host_lock_path
+from service.cli import EXIT_FAILURE, data_dir, fail, host_lock_path, summarised_warnings
 from service.cli._refs import check_ref
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def export_spec(
     command that needs an artifact comes through here and takes it with ``report.require``."""
     from service import pipeline
 
-    with progress_bar(enabled=not quiet) as update:
+    with progress_bar(enabled=not quiet) as update, summarised_warnings():
         return pipeline.export(
             spec, formats, store_root=data_dir(), lock_path=host_lock_path(), progress=update
         )

@@ -19,7 +19,7 @@ from rich.table import Table
 from devices.jobs.lock import host_lock
 from exporters.errors import LatbenchError, RunnerUnavailableError, SpecError
 from exporters.formats import ExportFormat, Precision, device_class_choices, parse_device_class
-from service.cli import data_dir, fail, host_lock_path, renamed
+from service.cli import data_dir, fail, host_lock_path, renamed, summarised_warnings
 from service.cli._refs import check_ref
 from service.cli._server import (
     ServerOpt,
@@ -73,7 +73,7 @@ def _export(
     validated as given), through the service's export step; what a result needs to cite it."""
     from service import pipeline
 
-    with progress_bar(enabled=not quiet) as update:
+    with progress_bar(enabled=not quiet) as update, summarised_warnings():
         done = pipeline.materialize(
             model,
             fmt,
