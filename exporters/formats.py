@@ -124,7 +124,7 @@ def parse_device_class(value: DeviceClass | str, *, field: str = "device") -> De
 
 
 def _validate_device_class(value: object) -> object:
-    if isinstance(value, str):
+    if isinstance(value, str) and not isinstance(value, DeviceClass):
         problem = device_class_error(value)
         if problem is not None:
             raise PydanticCustomError("device_class", problem)

@@ -60,6 +60,15 @@ def _check_sides(gate_config: Any, root: Path) -> None:
                 check_ref(entry.document(ref, root), side=f"{which} ({entry.name})")
 
 
+def _check_devices(gate_config: Any, remote: Any) -> None:
+    """Every device class has a runner (here, or the server's class formats) before any build."""
+    from service.gate.compare import artifact_format
+
+    for entry in gate_config.models:
+        for device in entry.devices or gate_config.devices:
+            artifact_format(device, remote)
+
+
 def _decide_document(comparison: str, threshold: float, metric: str, allow_predicted: bool) -> None:
     from service.gate import decide_from_json
 
@@ -173,6 +182,7 @@ def gate(
         gate_config, root = _config(config, baseline, candidate, overrides)
         _check_sides(gate_config, root)
         remote = _remote(server, token, allow_predicted, quiet=as_json)
+        _check_devices(gate_config, remote)
         outcome = _run(gate_config, root, remote, quiet=as_json)
     except LatbenchError as error:
         fail(error)  # prints it; any failure to run the gate is 2, never a verdict's code

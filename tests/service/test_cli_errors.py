@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from pydantic import ValidationError
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -212,3 +213,12 @@ def test_cpu_means_this_hosts_cpu_class_everywhere():
     ]
     config = GateConfig(models=[{"name": "m", "ref": "resnet18"}], devices=["cpu"])
     assert config.devices == [here]
+    with pytest.raises(ValidationError, match=r"'cpux' \(did you mean 'cpu'\?\)"):
+        ProfileCreate(model="resnet18", devices=["cpux"])
+
+
+def test_a_gate_on_a_class_with_no_runner_here_stops_before_building(tmp_path, monkeypatch):
+    args = ["gate", *BASE["gate"], "--device", "iphone12-class"]
+    result = _run(args, tmp_path, monkeypatch)
+    _assert_usage_error(result, "cannot run on this host")
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.onnx"))
