@@ -5,8 +5,13 @@ Adding a member here is deliberate: every ``match`` over these enums must then h
 
 from __future__ import annotations
 
+import difflib
 import platform
 from enum import Enum
+from typing import Annotated
+
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 from exporters.errors import SpecError
 
@@ -71,3 +76,61 @@ class DeviceClass(str, Enum):
         if machine in {"arm64", "aarch64"}:
             return cls.CPU_ARM64
         return cls.CPU_X86_64
+
+
+# Short names a user types for a class; ``cpu`` is resolved per host by ``parse_device_class``.
+DEVICE_ALIASES: dict[str, str] = {
+    "x86_64": DeviceClass.CPU_X86_64.value,
+    "x86": DeviceClass.CPU_X86_64.value,
+    "amd64": DeviceClass.CPU_X86_64.value,
+    "arm64": DeviceClass.CPU_ARM64.value,
+    "aarch64": DeviceClass.CPU_ARM64.value,
+    "gpu": DeviceClass.GPU_CUDA.value,
+    "cuda": DeviceClass.GPU_CUDA.value,
+    "iphone": DeviceClass.IPHONE12_CLASS.value,
+    "iphone12": DeviceClass.IPHONE12_CLASS.value,
+}
+
+
+def device_class_choices() -> str:
+    """The one wording of what a device may be, shown in every error and ``--help``."""
+    return ", ".join(["cpu (this host's CPU)", *(d.value for d in DeviceClass)])
+
+
+def device_class_error(value: object) -> str | None:
+    """Why ``value`` names no device class (with the close match), or None when it names one."""
+    text = str(value).strip().lower()
+    if text == "cpu" or text in DEVICE_ALIASES or text in {d.value for d in DeviceClass}:
+        return None
+    names = ["cpu", *DEVICE_ALIASES, *(d.value for d in DeviceClass)]
+    close = difflib.get_close_matches(text, names, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown device class {value!r}{hint}; choose from {device_class_choices()}"
+
+
+def parse_device_class(value: DeviceClass | str, *, field: str = "device") -> DeviceClass:
+    """A device class from what a user wrote: its name, ``cpu`` (this host's CPU class) or an
+    alias (``gpu``, ``iphone``, ``arm64``, ...); every command, the API and latbench.toml parse
+    devices here, so one wording and one set of aliases holds everywhere."""
+    if isinstance(value, DeviceClass):
+        return value
+    problem = device_class_error(value)
+    if problem is not None:
+        raise SpecError(problem, field=field)
+    text = value.strip().lower()
+    if text == "cpu":
+        return DeviceClass.of_this_cpu()
+    return DeviceClass(DEVICE_ALIASES.get(text, text))
+
+
+def _validate_device_class(value: object) -> object:
+    if isinstance(value, str) and not isinstance(value, DeviceClass):
+        problem = device_class_error(value)
+        if problem is not None:
+            raise PydanticCustomError("device_class", problem)
+        return parse_device_class(value)
+    return value
+
+
+# A pydantic field type taking what ``parse_device_class`` takes (API bodies, latbench.toml).
+DeviceClassInput = Annotated[DeviceClass, BeforeValidator(_validate_device_class)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -22,8 +23,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from exporters.errors import SpecError, spec_error_from
+from exporters.errors import SpecError
 from exporters.formats import ExportFormat, Precision
+from exporters.keys import validation_error
 
 MAX_SIDE = 2048
 MAX_BATCH = 64
@@ -33,6 +35,8 @@ MAX_PIXELS_PER_BATCH = (
 
 HASHED_LIBRARIES = ("torch", "timm", "onnx", "coremltools")
 PYTHON_SOURCE = "python:"  # a user's own factory: runs their code, so only the CLI accepts it
+PYTHON_REFERENCE = re.compile(r"^python:([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*)$")
+SPEC_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 class InputSpec(BaseModel):
@@ -139,7 +143,7 @@ def parse_spec(data: Any) -> ModelSpec:
     try:
         return ModelSpec.model_validate(data)
     except ValidationError as exc:
-        raise spec_error_from(exc.errors()) from exc
+        raise validation_error(exc, ModelSpec) from exc
 
 
 def read_spec_file(path: Path) -> Any:
@@ -158,7 +162,7 @@ def load_spec_file(path: Path) -> ModelSpec:
 def resolve_spec_argument(argument: str) -> ModelSpec:
     """CLI argument: a spec file if it names an existing .json/.yaml file, else a model name."""
     path = Path(argument)
-    if path.suffix in {".json", ".yaml", ".yml"}:
+    if path.suffix in SPEC_SUFFIXES:
         if not path.is_file():
             raise SpecError(f"spec file {argument!r} does not exist", field="spec")
         return load_spec_file(path)

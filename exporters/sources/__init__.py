@@ -20,10 +20,8 @@ from exporters.artifacts import Artifact, ArtifactStore
 from exporters.errors import SpecError
 from exporters.export import Buildable, ExportReport, Progress, export_model
 from exporters.formats import ExportFormat, Precision
-from exporters.sources.ready import NOT_REPARAMETERIZED, SUFFIXES, ingest
-from exporters.spec import PYTHON_SOURCE, ModelSpec, parse_spec, read_spec_file
-
-SPEC_SUFFIXES = (".json", ".yaml", ".yml")
+from exporters.sources.ready import SUFFIXES, ingest, reparam_summary
+from exporters.spec import PYTHON_SOURCE, SPEC_SUFFIXES, ModelSpec, parse_spec, read_spec_file
 
 
 @dataclass(frozen=True)
@@ -38,12 +36,12 @@ class Sourced:
     reparam: dict[str, Any] | None
 
     @property
+    def reparam_summary(self) -> dict[str, Any]:
+        return reparam_summary(self.reparam, built=self.built)
+
+    @property
     def reparam_note(self) -> str:
-        if not self.built:
-            return NOT_REPARAMETERIZED
-        if not self.reparam:
-            return "reparam: none recorded"
-        return f"reparam: proven, rel. error {self.reparam['rel_error']:.1e}"
+        return self.reparam_summary["note"]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,7 +52,7 @@ class Sourced:
             "precision": self.artifact.precision.value,
             "built": self.built,
             "cached": self.cached,
-            "reparam": self.reparam_note,
+            "reparam": self.reparam_summary,
         }
 
 

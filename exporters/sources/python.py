@@ -13,7 +13,6 @@ import hashlib
 import importlib
 import json
 import os
-import re
 import sys
 from typing import Any
 
@@ -21,12 +20,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from exporters.errors import SpecError, spec_error_from
+from exporters.errors import SpecError
 from exporters.export import Buildable
 from exporters.formats import ExportFormat, Precision
+from exporters.keys import validation_error
+from exporters.spec import PYTHON_REFERENCE as _REFERENCE
 from exporters.spec import PYTHON_SOURCE, InputSpec, library_versions
-
-_REFERENCE = re.compile(r"^python:([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*)$")
 
 
 class PythonSpec(BaseModel):
@@ -51,7 +50,7 @@ def parse_python_spec(data: Any) -> PythonSpec:
     try:
         return PythonSpec.model_validate(data)
     except ValidationError as exc:
-        raise spec_error_from(exc.errors()) from exc
+        raise validation_error(exc, PythonSpec) from exc
 
 
 def _factory(spec: PythonSpec) -> Any:

@@ -27,6 +27,21 @@ DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 NOT_REPARAMETERIZED = "reparam: not applicable, uploaded artifact"
 
 
+def reparam_summary(reparam: dict[str, Any] | None, *, built: bool) -> dict[str, Any]:
+    """The one shape of ``reparam`` in every output (CLI ``--json``, the API, uploads): ``ok``
+    (None where it does not apply: an uploaded artifact is measured as given), ``rel_error`` and
+    ``tolerance`` of the equivalence proof, and a ``note`` for people. An export's full report
+    carries the same three keys and more."""
+    if not built:
+        return {"ok": None, "rel_error": None, "tolerance": None, "note": NOT_REPARAMETERIZED}
+    if not reparam:
+        return {"ok": None, "rel_error": None, "tolerance": None, "note": "reparam: none recorded"}
+    rel = reparam.get("rel_error")
+    note = f"reparam: proven, rel. error {rel:.1e}" if reparam.get("ok") else "reparam: NOT proven"
+    return {"ok": reparam.get("ok"), "rel_error": rel, "tolerance": reparam.get("tolerance"),
+            "note": note}  # fmt: skip
+
+
 def weights_said(*as_given: bool) -> str:
     """What weights the measured models carry, one word for every output: latbench builds each
     model with random weights, a ready (uploaded) artifact carries its own: ``as_given`` per

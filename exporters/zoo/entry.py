@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from exporters.errors import SpecError
+from exporters.keys import did_you_mean
 from exporters.spec import InputSpec
 
 Builder = Callable[..., Any]  # (**overrides) -> torch.nn.Module, weights random
@@ -37,7 +38,8 @@ class ModelEntry:
             if key not in self.knobs:
                 allowed = ", ".join(sorted(self.knobs)) or "none"
                 raise SpecError(
-                    f"unknown override for family {self.family!r}; allowed: {allowed}",
+                    f"unknown override {key!r}{did_you_mean(key, self.knobs)} for family "
+                    f"{self.family!r}; allowed: {allowed}",
                     field=f"overrides.{key}",
                 )
             try:

@@ -51,29 +51,28 @@ def register_model(
     return decorate
 
 
-def _load_native_models() -> None:
-    """Import every module of ``exporters.zoo.native`` (lazily: they import torch)."""
+def _load_native_model(name: str) -> None:
+    """Import the module of ``exporters.zoo.native`` registering ``name``, if one does (only
+    then: they import torch)."""
     import importlib
-    import pkgutil
 
     from exporters.zoo import native
 
-    for module in pkgutil.iter_modules(native.__path__):
-        importlib.import_module(f"{native.__name__}.{module.name}")
+    if name in native.MODULE_OF:
+        importlib.import_module(f"{native.__name__}.{native.MODULE_OF[name]}")
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    from exporters.zoo import timm_models
+    from exporters.zoo import native, timm_models
 
-    _load_native_models()
-    names = set(_NATIVE) | set(timm_models.list_names())
+    names = set(native.MODULE_OF) | set(timm_models.list_names())
     return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
 
 def get_model(name: str) -> ModelEntry:
     from exporters.zoo import timm_models
 
-    _load_native_models()
+    _load_native_model(name)
     if name in _NATIVE:
         return _NATIVE[name]
     entry = timm_models.entry_for(name)

@@ -4,11 +4,18 @@ Overrides go through a per-family allow-list of architecture knobs (the keyword 
 family's constructor that change the graph). Loader arguments (``pretrained``, ``checkpoint_path``,
 ``pretrained_cfg``, ``pretrained_cfg_overlay``, ...) are on no list, so a spec can never make timm
 read a file or fetch weights.
+
+Listing and resolving names reads ``timm_index.json`` (every name, its input size, whether the
+size is fixed) when it was written for the installed timm, so ``latbench models`` and a misspelt
+name answer without importing torch and timm (seconds); ``python -m exporters.zoo.timm_models``
+rewrites it after a timm upgrade, and timm itself is asked until then.
 """
 
 from __future__ import annotations
 
+import json
 from functools import cache, partial
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from annotated_types import Interval, Len
@@ -70,8 +77,20 @@ FAMILIES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         },
     ),
     "mobilevit": (("mobilevit_",), {}),
-    "mobilevitv2": (("mobilevitv2_",), {}),
-    "mobileone": (("mobileone_",), {}),
+    # MobileViTv2's variants are one width multiplier (0.5 to 2.0) of one layout
+    "mobilevitv2": (
+        ("mobilevitv2_",),
+        {"width_multiplier": Annotated[float, Interval(ge=0.25, le=4.0)]},
+    ),
+    # MobileOne's variants (S0-S4) differ in per-stage width multipliers and k, the number of
+    # over-parameterized branches folded away at deploy time (S0: k=4, others 1)
+    "mobileone": (
+        ("mobileone_",),
+        {
+            "width_multipliers": Annotated[tuple[Ratio, ...], Stages4],
+            "num_conv_branches": Annotated[int, Interval(ge=1, le=8)],
+        },
+    ),
     "levit": (("levit_",), {}),
     "edgenext": (("edgenext_",), {}),
     "mobilenetv2": (("mobilenetv2_",), {}),
@@ -95,11 +114,41 @@ def family_of(name: str) -> tuple[str, dict[str, Any]]:
     return best[1], best[2]
 
 
-@cache
-def list_names() -> tuple[str, ...]:
-    import timm
+INDEX = Path(__file__).with_name("timm_index.json")
+Sizes = dict[str, tuple[tuple[int, int, int], bool]]  # name -> ((C, H, W), fixed input size)
 
-    return tuple(timm.list_models())
+
+def live_index() -> Sizes:
+    """Every timm model's input size, asked of timm itself (imports torch)."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    sizes: Sizes = {}
+    for name in timm.list_models():
+        cfg = get_pretrained_cfg(name)
+        shape = tuple(cfg.input_size) if cfg is not None else (3, 224, 224)
+        sizes[name] = (shape, bool(cfg is not None and cfg.fixed_input_size))  # type: ignore[assignment]
+    return sizes
+
+
+@cache
+def index() -> Sizes:
+    """The shipped index when it matches the installed timm, else ``live_index()``."""
+    if INDEX.is_file():
+        document = json.loads(INDEX.read_text())
+        if document["timm"] == _timm_version():
+            return {n: (tuple(v[:3]), bool(v[3])) for n, v in document["models"].items()}  # type: ignore[misc]
+    return live_index()
+
+
+def write_index(path: Path = INDEX) -> None:
+    models = {name: [*shape, int(fixed)] for name, (shape, fixed) in live_index().items()}
+    document = {"timm": _timm_version(), "models": models}
+    path.write_text(json.dumps(document, separators=(",", ":"), sort_keys=True) + "\n")
+
+
+def list_names() -> tuple[str, ...]:
+    return tuple(index())
 
 
 def _create(name: str, **kwargs: Any) -> Any:
@@ -108,23 +157,59 @@ def _create(name: str, **kwargs: Any) -> Any:
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
+def _create_mobileone(
+    name: str,
+    width_multipliers: tuple[float, ...] | None = None,
+    num_conv_branches: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """The variant's stage config rebuilt by timm's own ``_mobileone_bcfg`` with the knobs
+    given, every other value (the variant's widths, k, SE blocks) kept."""
+    if width_multipliers is not None or num_conv_branches is not None:
+        from timm.models.byobnet import _mobileone_bcfg, model_cfgs
+
+        stages = model_cfgs[name].blocks
+        base = (64, 128, 256, 512)  # _mobileone_bcfg's stage channels before the multipliers
+        widths = width_multipliers or tuple(s[-1].c / c for s, c in zip(stages, base, strict=True))
+        branches = num_conv_branches or stages[0][0].block_kwargs["num_conv_branches"]
+        se_blocks = tuple(sum(b.attn_layer == "se" for b in stage[::2]) for stage in stages)
+        kwargs["blocks"] = _mobileone_bcfg(
+            wf=tuple(widths), se_blocks=se_blocks, num_conv_branches=branches
+        )
+        kwargs["stem_chs"] = int(min(64, base[0] * widths[0]))  # what the first stage takes
+    return _create(name, **kwargs)
+
+
+def _create_mobilevitv2(name: str, width_multiplier: float | None = None, **kwargs: Any) -> Any:
+    """MobileViTv2 at another width multiplier: timm's own config function for the family."""
+    if width_multiplier is not None:
+        import dataclasses
+
+        from timm.models.mobilevit import _mobilevitv2_cfg
+
+        cfg = _mobilevitv2_cfg(width_multiplier)
+        kwargs.update({f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+    return _create(name, **kwargs)
+
+
+# families whose knobs are not constructor arguments: a builder that turns them into timm's config
+BUILDERS: dict[str, Any] = {"mobileone": _create_mobileone, "mobilevitv2": _create_mobilevitv2}
+
+
 @cache
 def entry_for(name: str) -> ModelEntry | None:
-    if name not in list_names():
+    if name not in index():
         return None
-    from timm.models import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(name)
-    input_size = tuple(cfg.input_size) if cfg is not None else (3, 224, 224)
+    input_size, fixed = index()[name]
     family, knobs = family_of(name)
     return ModelEntry(
         name=name,
         family=family,
-        builder=partial(_create, name),
-        input_size=input_size,  # type: ignore[arg-type]
+        builder=partial(BUILDERS.get(family, _create), name),
+        input_size=input_size,
         knobs={**COMMON_KNOBS, **knobs},
         source=f"timm {_timm_version()} ({name})",
-        img_size_arg=bool(cfg is not None and cfg.fixed_input_size),
+        img_size_arg=fixed,
     )
 
 
@@ -132,3 +217,7 @@ def _timm_version() -> str:
     from importlib import metadata
 
     return metadata.version("timm")
+
+
+if __name__ == "__main__":
+    write_index()

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from exporters.artifacts import ArtifactStore
 from exporters.budget import admit_upload
 from exporters.errors import PayloadTooLargeError, SpecError
-from exporters.sources.ready import NOT_REPARAMETERIZED
+from exporters.sources.ready import reparam_summary
 from service.api.deps import CheckersDep, SettingsDep, UserDep, run_check, write_session
+from service.api.schemas import ReparamPublic
 from service.db.artifacts import record_upload
 
 router = APIRouter(tags=["artifacts"])
@@ -35,7 +36,7 @@ class ArtifactPublic(BaseModel):
     model: str
     size_bytes: int
     cached: bool
-    reparam: str = NOT_REPARAMETERIZED
+    reparam: ReparamPublic = Field(default_factory=lambda: reparam_summary(None, built=False))
     checks: dict
 
 

@@ -7,13 +7,12 @@ import fnmatch
 from functools import cache
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from exporters.zoo.registry import ModelEntry, get_model, list_models
 from service import reference
 from service.api.deps import ReadSessionDep, SettingsDep, UserDep
-from service.api.schemas import ModelPublic, ModelsPublic, Offset
-from service.db.tables import SpecRow
+from service.api.present import models_public
+from service.api.schemas import ModelsPublic, Offset
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -32,39 +31,10 @@ def read_models(
     entries = [entry for entry in _zoo() if fnmatch.fnmatch(entry.name, pattern)]
     if family:
         entries = [e for e in entries if e.family == family]
-    page = entries[offset : offset + limit]
-    measured = {
-        row.model: row
-        for row in session.scalars(
-            select(SpecRow).where(
-                SpecRow.model.in_([e.name for e in page]), SpecRow.params.is_not(None)
-            )
-        )
-    }
-    data = []
-    for entry in page:
-        ref, spec = refs.get(entry.name), measured.get(entry.name)
-        params = spec.params if spec else _scaled(ref and ref.params_m, 1e6)
-        macs = spec.macs if spec else _scaled(ref and ref.gmacs, 1e9)
-        data.append(
-            ModelPublic(
-                name=entry.name,
-                family=entry.family,
-                params=params,
-                macs=macs,
-                input_size=list(entry.input_size),
-                reference_top1=ref.top1 if ref else None,
-                reference_source=ref.source if ref else None,
-            )
-        )
-    return ModelsPublic(data=data, count=len(entries))
+    return models_public(session, refs, entries[offset : offset + limit], len(entries))
 
 
 @cache
 def _zoo() -> tuple[ModelEntry, ...]:
     """The zoo is fixed for the life of the process; resolving every entry takes seconds."""
     return tuple(get_model(name) for name in list_models())
-
-
-def _scaled(value: float | None, factor: float) -> int | None:
-    return round(value * factor) if value else None

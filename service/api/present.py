@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from exporters.sources.ready import weights_said
+from exporters.sources.ready import reparam_summary, weights_said
 from service.api.schemas import (
     ComparisonPublic,
     CvErrorPublic,
     JobBrief,
     JobPublic,
+    ModelPublic,
+    ModelsPublic,
     PredictorPublic,
     ResultPublic,
     RunnerPublic,
@@ -63,6 +66,9 @@ def result_public(
         format=result.format,
         runner_id=result.runner_id,
         weights=weights_said(is_upload(spec)),
+        reparam=reparam_summary(
+            artifact.report.get("reparam") if artifact else None, built=not is_upload(spec)
+        ),
         created_at=result.created_at,
     )
 
@@ -182,3 +188,35 @@ def predictor_public(predictor: Predictor, *, online_runner: bool) -> PredictorP
         cv=CvErrorPublic.model_validate(info.cv.model_dump()),
         online_runner=online_runner,
     )
+
+
+def models_public(session: Session, refs: dict, entries: list, total: int) -> ModelsPublic:
+    """Zoo entries with params and MACs (measured at export where a spec row has them, else
+    published) and the published top-1: the body of GET /models and of `latbench models --json`."""
+    measured = {
+        row.model: row
+        for row in session.scalars(
+            select(SpecRow).where(
+                SpecRow.model.in_([e.name for e in entries]), SpecRow.params.is_not(None)
+            )
+        )
+    }
+    data = []
+    for entry in entries:
+        ref, spec = refs.get(entry.name), measured.get(entry.name)
+        data.append(
+            ModelPublic(
+                name=entry.name,
+                family=entry.family,
+                params=spec.params if spec else _scaled(ref and ref.params_m, 1e6),
+                macs=spec.macs if spec else _scaled(ref and ref.gmacs, 1e9),
+                input_size=list(entry.input_size),
+                reference_top1=ref.top1 if ref else None,
+                reference_source=ref.source if ref else None,
+            )
+        )
+    return ModelsPublic(data=data, count=total)
+
+
+def _scaled(value: float | None, factor: float) -> int | None:
+    return round(value * factor) if value else None

@@ -22,7 +22,7 @@ from pydantic import (
 from devices.results import ComparisonRecord, MeasurementRecord
 from devices.settings import MeasureSettings
 from exporters.artifacts import KEY_PATTERN
-from exporters.formats import DeviceClass, ExportFormat
+from exporters.formats import DeviceClass, DeviceClassInput, ExportFormat
 
 MAX_OFFSET = 10**9  # far past any table here, far below the 64-bit integers databases overflow at
 MAX_ATTEMPT = 10**6  # a job is retried a handful of times; jobs.attempt is a 32-bit column
@@ -107,7 +107,7 @@ class Strict(BaseModel):
 
 
 Devices = Annotated[
-    list[DeviceClass],
+    list[DeviceClassInput],  # names, `cpu` (the server's CPU class) and aliases: parse_device_class
     AfterValidator(lambda value: list(dict.fromkeys(value))),  # each class once, in order
     Field(
         default_factory=lambda: [DeviceClass.of_this_cpu()],
@@ -193,6 +193,16 @@ class ProfileAccepted(BaseModel):
     jobs: list[JobBrief]
 
 
+class ReparamPublic(BaseModel):
+    """The reparameterization behind a result, one shape everywhere (``reparam_summary``):
+    ``ok`` None where it does not apply (an uploaded artifact is measured as given)."""
+
+    ok: bool | None
+    rel_error: float | None
+    tolerance: float | None
+    note: str
+
+
 class ResultPublic(MeasurementRecord):
     """A stored measurement (its fields are the measurement schema's) and where it came from;
     ``samples_ms`` only where asked for (one job's result), not in listings."""
@@ -208,6 +218,7 @@ class ResultPublic(MeasurementRecord):
     runner_id: str | None
     weights: str = "random"
     artifact: dict[str, Any] | None = None
+    reparam: ReparamPublic | None = None
     created_at: StoredTime
 
 

@@ -12,7 +12,7 @@ import typer
 
 from exporters.errors import LatbenchError, error_from_response
 from exporters.spec import resolve_spec_argument
-from service.cli import fail
+from service.cli import check_url, fail
 
 accuracy_app = typer.Typer(
     help="Attach your own top-1 to a spec you measured.", no_args_is_help=True
@@ -40,6 +40,7 @@ def set_accuracy(
     import httpx
 
     try:
+        server = check_url(server)
         subject = (
             {"spec_hash": spec}
             if HASH.match(spec)

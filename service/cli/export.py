@@ -13,8 +13,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from exporters.errors import LatbenchError, SpecError
-from exporters.formats import ExportFormat, Precision
-from service.cli import EXIT_FAILURE, data_dir, fail, host_lock_path
+from exporters.formats import ExportFormat, Precision, device_class_choices, parse_device_class
+from service.cli import EXIT_FAILURE, data_dir, fail, host_lock_path, summarised_warnings
+from service.cli._refs import check_ref
 
 if TYPE_CHECKING:
     from exporters.export import Buildable, ExportReport
@@ -26,11 +27,18 @@ err_console = Console(stderr=True)
 def parse_formats(value: str | None) -> tuple[ExportFormat, ...] | None:
     if value is None:
         return None
-    try:
-        return tuple(ExportFormat(part.strip()) for part in value.split(",") if part.strip())
-    except ValueError as exc:
-        choices = ", ".join(f.value for f in ExportFormat)
-        raise SpecError(f"{exc}; choose from {choices}", field="--format") from exc
+    from exporters.keys import did_you_mean
+
+    names = [f.value for f in ExportFormat]
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    for part in parts:
+        if part not in names:
+            raise SpecError(
+                f"unknown format {part!r}{did_you_mean(part, names)}; choose from "
+                f"{', '.join(names)}",
+                field="--format",
+            )
+    return tuple(ExportFormat(part) for part in parts)
 
 
 @contextmanager
@@ -62,7 +70,7 @@ def export_spec(
     command that needs an artifact comes through here and takes it with ``report.require``."""
     from service import pipeline
 
-    with progress_bar(enabled=not quiet) as update:
+    with progress_bar(enabled=not quiet) as update, summarised_warnings():
         return pipeline.export(
             spec, formats, store_root=data_dir(), lock_path=host_lock_path(), progress=update
         )
@@ -100,16 +108,34 @@ def export_command(
     model: Annotated[
         str, typer.Argument(help="model name, spec file or python:package.module:factory")
     ],
-    format: Annotated[str | None, typer.Option(help="comma list: onnx,coreml,pt2")] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            help="comma list: onnx,coreml,pt2 (default: the formats --device needs, else onnx)"
+        ),
+    ] = None,
+    device: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"export what this device class runs, repeatable: {device_class_choices()}"
+        ),
+    ] = None,
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
 ) -> None:
-    """Build, reparameterize (proven equivalent) and export a model."""
+    """Build, reparameterize (proven equivalent) and export a model: ONNX unless --format,
+    --device (CoreML for iphone12-class) or the spec file's `formats` asks for others."""
     from exporters.sources import buildable, with_precision
 
     try:
+        classes = [parse_device_class(d, field="--device") for d in device or []]
+        formats = parse_formats(format) or tuple(dict.fromkeys(c.formats[0] for c in classes))
+        check_ref(model)
         source = with_precision(buildable(model), precision)
-        report = export_spec(source, parse_formats(format), quiet=as_json)
+        own = "formats" in getattr(source, "model_fields_set", ())  # a spec file's own list
+        report = export_spec(
+            source, formats or (None if own else (ExportFormat.ONNX,)), quiet=as_json
+        )
     except LatbenchError as error:
         raise fail(error) from None
     if as_json:
@@ -124,21 +150,41 @@ def models_command(
     pattern: Annotated[str, typer.Argument(help="shell-style pattern, e.g. 'fastvit*'")] = "*",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List the model zoo (every timm model plus native ParC-Net models)."""
+    """List the model zoo (every timm model plus native ParC-Net models); --json prints what
+    GET /models answers (params, MACs, published top-1), from this data dir's database."""
     from exporters.zoo import get_model, list_models
 
     entries = [get_model(name) for name in list_models(pattern)]
+    if as_json:
+        typer.echo(_models_json(entries))
+        return
     rows = [
         {"name": e.name, "family": e.family, "input": list(e.input_size), "source": e.source}
         for e in entries
     ]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
     table = Table("name", "family", "input (C,H,W)", "source", title=f"{len(rows)} models")
     for row in rows:
         table.add_row(row["name"], row["family"], str(tuple(row["input"])), row["source"])
     Console().print(table)
+
+
+def _models_json(entries: list) -> str:
+    from service import reference
+    from service.api.present import models_public
+    from service.db.engine import make_engine, make_sessionmaker, upgrade
+    from service.settings import Settings
+
+    settings = Settings()
+    engine = make_engine(settings.db_url)
+    try:
+        upgrade(engine)
+        with make_sessionmaker(engine)() as session:
+            body = models_public(
+                session, reference.load(settings.reference_csv), entries, len(entries)
+            )
+    finally:
+        engine.dispose()
+    return body.model_dump_json(indent=2)
 
 
 def register(app: typer.Typer) -> None:

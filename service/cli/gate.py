@@ -10,15 +10,63 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from exporters.errors import LatbenchError, SpecError
-from service.cli import EXIT_USAGE, data_dir, fail, host_lock_path
+from service.cli import EXIT_USAGE, check_url, check_writable, data_dir, fail, host_lock_path
 
 err_console = Console(stderr=True)
+
+
+def _flags(
+    threshold: str | None,
+    metric: str | None,
+    device: list[str] | None,
+    baseline_ref: str | None,
+    budget_reloads: int | None,
+) -> dict[str, Any]:
+    """The options given, each checked under the flag as typed; they override the config."""
+    from exporters.formats import parse_device_class
+    from exporters.keys import did_you_mean
+    from service.gate.config import METRICS, parse_threshold
+
+    if metric is not None and metric not in METRICS:
+        raise SpecError(
+            f"unknown metric {metric!r}{did_you_mean(metric, METRICS)}; choose from "
+            f"{', '.join(METRICS)}",
+            field="--metric",
+        )
+    flags = {
+        "threshold": None if threshold is None else parse_threshold(threshold, field="--threshold"),
+        "metric": metric,
+        "devices": [parse_device_class(d, field="--device") for d in device or []],
+        "baseline_ref": baseline_ref,
+        "budget_reloads": budget_reloads,
+    }
+    return {key: value for key, value in flags.items() if value not in (None, [])}
+
+
+def _check_sides(gate_config: Any, root: Path) -> None:
+    """Every REF of every pair resolved before the first build, naming the side it is."""
+    from service.cli._refs import check_ref
+
+    gate_config.needs_tree()
+    for entry in gate_config.models:
+        for which, ref in (("baseline", entry.baseline), ("candidate", entry.ref)):
+            if ref is not None:
+                check_ref(entry.document(ref, root), side=f"{which} ({entry.name})")
+
+
+def _check_devices(gate_config: Any, remote: Any) -> None:
+    """Every device class has a runner (here, or the server's class formats) before any build."""
+    from service.gate.compare import artifact_format
+
+    for entry in gate_config.models:
+        for device in entry.devices or gate_config.devices:
+            artifact_format(device, remote)
 
 
 def _decide_document(comparison: str, threshold: float, metric: str, allow_predicted: bool) -> None:
@@ -29,7 +77,7 @@ def _decide_document(comparison: str, threshold: float, metric: str, allow_predi
     elif Path(comparison).is_file():
         text = Path(comparison).read_text()
     else:
-        raise SpecError(f"no such file {comparison!r}", field="comparison")
+        raise SpecError(f"no such file {comparison!r}", field="COMPARISON")
     decision = decide_from_json(text, threshold, metric=metric, allow_predicted=allow_predicted)
     typer.echo(decision.explain())
     raise typer.Exit(int(decision.verdict))
@@ -42,12 +90,14 @@ def _config(
     overrides: dict,
 ):
     """The gate to run, from the file or from the one-model options; options override."""
+    from pydantic import ValidationError
+
+    from exporters.keys import validation_error
     from service.gate.config import GateConfig, load_config
 
     if config is not None:
         loaded = load_config(config)
-        merged = {**loaded.model_dump(), **{k: v for k, v in overrides.items() if v}}
-        return GateConfig.model_validate(merged), config.resolve().parent
+        return loaded.model_copy(update=overrides), config.resolve().parent
     if candidate is None:
         raise SpecError(
             "give --candidate REF with --baseline REF or --baseline-ref, or --config FILE",
@@ -56,8 +106,10 @@ def _config(
     # a file's stem names its model (a CI machine's paths mean nothing in a stored gate run)
     name = Path(candidate).stem if Path(candidate).is_file() else candidate.removeprefix("python:")
     model = {"name": name, "ref": candidate, "baseline": baseline}
-    data = {**{k: v for k, v in overrides.items() if v}, "models": [model]}
-    return GateConfig.model_validate(data), Path.cwd()
+    try:
+        return GateConfig.model_validate({**overrides, "models": [model]}), Path.cwd()
+    except ValidationError as exc:
+        raise validation_error(exc, GateConfig) from exc
 
 
 def gate(
@@ -77,17 +129,22 @@ def gate(
         str | None, typer.Option(help="wall (latency) or cpu (thread CPU time, one thread)")
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="latbench.toml ([gate]) or pyproject.toml")
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="latbench.toml ([gate]) or pyproject.toml"),
     ] = None,
     baseline_ref: Annotated[
         str | None, typer.Option(help="build the baseline at the merge base with this ref")
     ] = None,
     budget_reloads: Annotated[
-        int | None, typer.Option(help="session pairs an inconclusive pair may grow to")
+        int | None,
+        typer.Option(min=2, max=200, help="session pairs an inconclusive pair may grow to"),
     ] = None,
     server: Annotated[
         str | None,
-        typer.Option(help="latbench server whose runners compare (both sides are uploaded)"),
+        typer.Option(
+            envvar="LATBENCH_SERVER",
+            help="latbench server whose runners compare (both sides are uploaded)",
+        ),
     ] = None,
     token: Annotated[
         str | None, typer.Option(envvar="LATBENCH_API_TOKEN", help="the server's API token")
@@ -109,25 +166,31 @@ def gate(
     ] = None,
 ) -> None:
     """Fail CI only on a real regression: slower than THRESHOLD and the CI excludes 1."""
-    from service.gate.config import parse_threshold
-
     try:
+        server = None if server is None else check_url(server)
+        dashboard = None if dashboard is None else check_url(dashboard, "--dashboard")
+        markdown = None if markdown is None else check_writable(markdown, "--markdown")
+        overrides = _flags(threshold, metric, device, baseline_ref, budget_reloads)
+        labels = _labels(repository, branch, commit, pr, label or [])
         if comparison is not None:
             _decide_document(
-                comparison, parse_threshold(threshold or 0.05), metric or "wall", allow_predicted
+                comparison,
+                overrides.get("threshold", 0.05),
+                overrides.get("metric", "wall"),
+                allow_predicted,
             )
-        overrides = {"threshold": threshold, "metric": metric, "devices": device,
-                     "baseline_ref": baseline_ref, "budget_reloads": budget_reloads}  # fmt: skip
         gate_config, root = _config(config, baseline, candidate, overrides)
-        labels = _labels(repository, branch, commit, pr, label or [])
+        _check_sides(gate_config, root)
         remote = _remote(server, token, allow_predicted, quiet=as_json)
+        _check_devices(gate_config, remote)
         outcome = _run(gate_config, root, remote, quiet=as_json)
     except LatbenchError as error:
         fail(error)  # prints it; any failure to run the gate is 2, never a verdict's code
         raise typer.Exit(EXIT_USAGE) from None
     if remote is not None:
         _store(outcome, remote, labels)
-    _print(outcome, as_json=as_json, markdown=markdown, link=dashboard or server)
+    uploaded = remote.uploaded if remote is not None else {}
+    _print(outcome, as_json=as_json, markdown=markdown, link=dashboard or server, uploaded=uploaded)
     raise typer.Exit(int(outcome.verdict))
 
 
@@ -143,7 +206,7 @@ def _labels(
     for item in free:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SpecError(f"{item!r} is not KEY=VALUE", field="label")
+            raise SpecError(f"{item!r} is not KEY=VALUE", field="--label")
         extra[key] = value
     fixed = {"repository": repository, "branch": branch, "commit": commit, "pr": pr}
     return {**{k: v for k, v in fixed.items() if v}, "extra": extra}
@@ -220,12 +283,14 @@ def _run(gate_config, root: Path, server, *, quiet: bool):
     )
 
 
-def _print(outcome, *, as_json: bool, markdown: Path | None, link: str | None) -> None:
+def _print(
+    outcome, *, as_json: bool, markdown: Path | None, link: str | None, uploaded: dict[str, str]
+) -> None:
     from service.gate.report import markdown as to_markdown
     from service.gate.report import remarks, table
 
     if markdown is not None:
-        markdown.write_text(to_markdown(outcome, dashboard=link))
+        markdown.write_text(to_markdown(outcome, dashboard=link, uploaded=uploaded))
     if as_json:
         typer.echo(json.dumps(outcome.to_dict(), indent=2))
         return

@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from exporters.errors import LatbenchError
+from exporters.formats import device_class_choices, parse_device_class
 from service.cli import data_dir, fail
 
-DeviceOpt = Annotated[str, typer.Option("--device", help="device class, e.g. iphone12-class")]
+DeviceOpt = Annotated[str, typer.Option("--device", help=f"device class: {device_class_choices()}")]
 AsJson = Annotated[bool, typer.Option("--json", help="print one JSON document")]
 
 predictor_app = typer.Typer(help="Latency predictors per device class.", no_args_is_help=True)
@@ -29,7 +30,8 @@ def predict(
     from service.predict.predictor import predict_spec
 
     try:
-        prediction = predict_spec(resolve_spec_argument(model), device, data_dir=data_dir())
+        device_class = parse_device_class(device, field="--device")
+        prediction = predict_spec(resolve_spec_argument(model), device_class, data_dir=data_dir())
     except LatbenchError as error:
         raise fail(error) from None
     if as_json:
@@ -68,10 +70,10 @@ def fit(
     from exporters.artifacts import ArtifactStore
     from service.predict.featurecache import FeatureCache
     from service.predict.predictor import fit_predictor, save
-    from service.predict.training import parse_device_class, published_rows
+    from service.predict.training import published_rows
 
     try:
-        device_class = parse_device_class(device)
+        device_class = parse_device_class(device, field="--device")
         features = FeatureCache(
             local=data_dir() / "predict" / "features.json", store=ArtifactStore(data_dir())
         )

@@ -16,18 +16,26 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from exporters.errors import LatbenchError, SpecError
-from exporters.formats import DeviceClass, ExportFormat, Precision
-from service.cli import data_dir, fail, host_lock_path
+from exporters.errors import LatbenchError, RunnerUnavailableError, SpecError
+from exporters.formats import ExportFormat, Precision, device_class_choices, parse_device_class
+from service.cli import data_dir, fail, host_lock_path, renamed, summarised_warnings
+from service.cli._refs import check_ref
+from service.cli._server import (
+    ServerOpt,
+    TokenOpt,
+    on_server,
+    remote_profile,
+    remote_side,
+    say_remote,
+)
+from service.cli._store import keep, spec_of
 from service.cli.export import progress_bar
 
 err_console = Console(stderr=True)
 
 Device = Annotated[
     str | None,
-    typer.Option(
-        help="device class: " + ", ".join(d.value for d in DeviceClass) + " (default: this CPU's)"
-    ),
+    typer.Option(help=f"device class: {device_class_choices()} (default: this host's CPU)"),
 ]
 RunnerName = Annotated[
     str | None,
@@ -38,17 +46,23 @@ AsJson = Annotated[bool, typer.Option("--json", help="print one JSON document")]
 
 
 def choose(device: str | None, runner: str | None) -> tuple[str, ExportFormat]:
-    """``--device`` (a device class) and ``--runner`` to the runner and its artifact format."""
+    """``--device`` (a device class) and ``--runner`` to the runner and its artifact format; a
+    class with no runner here says what will work instead."""
     from devices.jobs.profile import choose_runner
 
+    device_class = None if device is None else parse_device_class(device, field="--device")
     try:
-        device_class = DeviceClass(device) if device is not None else None
-    except ValueError:
-        choices = ", ".join(d.value for d in DeviceClass)
-        raise SpecError(
-            f"{device!r} is not a device class; choose from {choices}", field="device"
+        return choose_runner(device_class, runner)
+    except RunnerUnavailableError as error:
+        if device_class is None:
+            raise
+        raise RunnerUnavailableError(
+            f"{error}; for {device_class.value} from here: `latbench predict MODEL --device "
+            f"{device_class.value}` (a prediction), or POST /profile with devices "
+            f'["{device_class.value}"] to a server that has a runner of that class'
         ) from None
-    return choose_runner(device_class, runner)
+    except SpecError as error:
+        raise renamed(error, "--runner" if runner is not None else "--device") from None
 
 
 def _export(
@@ -58,7 +72,7 @@ def _export(
     validated as given), through the service's export step; what a result needs to cite it."""
     from service import pipeline
 
-    with progress_bar(enabled=not quiet) as update:
+    with progress_bar(enabled=not quiet) as update, summarised_warnings():
         done = pipeline.materialize(
             model,
             fmt,
@@ -77,7 +91,7 @@ def _export(
         "format": done.artifact.format.value,
         "precision": done.artifact.precision.value,
         "artifact_key": done.artifact.key,
-        "reparam": done.reparam_note,
+        "reparam": done.reparam_summary,
         "path": Path(done.artifact.path),
     }
 
@@ -104,12 +118,29 @@ def measuring(
         yield update
 
 
+# the flag a user typed for each measurement setting, so an error names it and not the field
+FLAG_OF = {"threads": "--threads", "target_rel_ci": "--target", "max_seconds": "--max-seconds",
+           "sustained_seconds": "--sustained", "ab_reloads": "--reloads", "ab_blocks": "--blocks"}  # fmt: skip
+
+
 def _settings(threads: int | None, target: float, max_seconds: float, **extra: Any) -> Any:
     from devices.settings import parse_settings
 
-    return parse_settings(
-        {"threads": threads, "target_rel_ci": target, "max_seconds": max_seconds, **extra}
-    )
+    try:
+        return parse_settings(
+            {"threads": threads, "target_rel_ci": target, "max_seconds": max_seconds, **extra}
+        )
+    except SpecError as error:
+        name = (error.field or "").removeprefix("settings.")
+        if name not in FLAG_OF:
+            raise
+        raise renamed(error, FLAG_OF[name]) from None
+
+
+def _even(value: int) -> int:
+    if value % 2:
+        raise typer.BadParameter(f"{value} is odd; load order alternates, so keep it even")
+    return value
 
 
 def _latency_row(table: Table, name: str, lat: dict[str, Any]) -> None:
@@ -181,12 +212,22 @@ def profile_command(
         float | None,
         typer.Option(help="sample for SECONDS, reporting the median per 10 s window (throttling)"),
     ] = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     as_json: AsJson = False,
 ) -> None:
-    """Export (cached) and measure a model on this host, as the service would."""
+    """Export (cached) and measure a model on this host, as the service would (--server: on that
+    server's runner of the class)."""
     from devices.jobs.profile import measure
 
     try:
+        check_ref(model)
+        if server is not None:
+            url, device_class = on_server(server, device, runner)
+            settings = _settings(threads, target, max_seconds, sustained_seconds=sustained)
+            doc = remote_profile(url, token, model, device_class, settings)
+            say_remote(doc, model, as_json=as_json)
+            return
         name, fmt = choose(device, runner)
         settings = _settings(threads, target, max_seconds, sustained_seconds=sustained)
         exported = _export(model, fmt, precision, quiet=as_json)
@@ -203,6 +244,9 @@ def profile_command(
         raise fail(error) from None
     exported.pop("path")
     doc = {**exported, **measurement.to_dict()}
+    doc["job_id"] = keep(
+        "profile", {"model": (exported, spec_of(model, precision))}, name, measurement.to_dict()
+    )
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
     else:
@@ -216,14 +260,25 @@ def compare_command(
     runner: RunnerName = None,
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
     threads: Threads = None,
-    reloads: Annotated[int, typer.Option(help="freshly loaded session pairs (even)")] = 6,
+    reloads: Annotated[
+        int, typer.Option(callback=_even, help="freshly loaded session pairs (even)")
+    ] = 6,
     blocks: Annotated[int, typer.Option(help="ABBA blocks per session pair")] = 15,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     as_json: AsJson = False,
 ) -> None:
-    """A/B mode: latency ratio B/A, interleaved ABBA on one runner, 95% CI across reloads."""
+    """A/B mode: latency ratio B/A, interleaved ABBA on one runner, 95% CI across reloads
+    (--server: on that server's runner of the class)."""
     from devices.jobs.compare import ab
 
     try:
+        check_ref(a, side="a")
+        check_ref(b, side="b")
+        if server is not None:
+            _compare_on_server(server, token, a, b, device, runner, threads, reloads, blocks,
+                               as_json)  # fmt: skip
+            return
         name, fmt = choose(device, runner)
         settings = _settings(threads, 0.01, 30.0, ab_reloads=reloads, ab_blocks=blocks)
         side_a = _export(a, fmt, precision, quiet=as_json)
@@ -240,6 +295,11 @@ def compare_command(
     except LatbenchError as error:
         raise fail(error) from None
     doc = {"a_model": side_a, "b_model": side_b, **comparison.to_dict()}
+    sides = {
+        "baseline": (side_a, spec_of(a, precision)),
+        "candidate": (side_b, spec_of(b, precision)),
+    }
+    doc["job_id"] = keep("compare", sides, name, comparison.to_dict())
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
@@ -259,6 +319,20 @@ def compare_command(
         )
     for note in comparison.notes:
         Console().print(f"[yellow]note:[/] {note}")
+
+
+def _compare_on_server(
+    server: str, token: str | None, a: str, b: str, device: str | None, runner: str | None,
+    threads: int | None, reloads: int, blocks: int, as_json: bool,
+) -> None:  # fmt: skip
+    from service.remote import remote_compare
+
+    url, device_class = on_server(server, device, runner)
+    settings = _settings(threads, 0.01, 30.0, ab_reloads=reloads, ab_blocks=blocks)
+    sides = [remote_side(url, token, ref, device_class) for ref in (a, b)]
+    record = remote_compare(url, token, sides[0], sides[1], device_class, settings)
+    doc = {"a_model": a, "b_model": b, "server": url, **record.model_dump(mode="json")}
+    say_remote(doc, f"{b} vs {a}", as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,14 +10,18 @@ from typing import Annotated
 import typer
 
 from devices.jobs.lock import DEFAULT_LOCK
-from exporters.formats import DeviceClass
+from exporters.errors import LatbenchError
+from exporters.formats import device_class_choices, parse_device_class
+from service.cli import check_url, fail
 
 TMP = Path(tempfile.gettempdir())
 
 
 def runner(
     server: Annotated[str, typer.Option(help="server URL, e.g. http://lab-server:8000")],
-    device_class: Annotated[DeviceClass, typer.Option(help="what this machine measures as")],
+    device_class: Annotated[
+        str, typer.Option(help=f"what this machine measures as: {device_class_choices()}")
+    ],
     token: Annotated[
         str | None,
         typer.Option(envvar="LATBENCH_RUNNER_TOKEN", help="the server's runner registration token"),
@@ -44,10 +48,15 @@ def runner(
 
     from devices.jobs.agent import run_agent
 
+    try:
+        measured_as = parse_device_class(device_class, field="--device-class")
+        server = check_url(server)
+    except LatbenchError as error:
+        raise fail(error) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     run_agent(
         server=server,
-        device_class=device_class,
+        device_class=measured_as,
         registration_token=token,
         broker_url=broker,
         cache=cache,

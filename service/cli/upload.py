@@ -9,16 +9,22 @@ from typing import Annotated
 import typer
 
 from exporters.errors import LatbenchError, SpecError
-from service.cli import data_dir, fail, host_lock_path
+from service.cli import check_url, data_dir, fail, host_lock_path
+from service.cli._refs import check_ref
 
 
 def upload_command(
     model: Annotated[
         str, typer.Argument(help="zoo name, spec file, python:pkg.mod:factory, .onnx")
     ],
-    server: Annotated[str, typer.Option(help="server URL, e.g. http://lab-server:8000")],
+    server: Annotated[
+        str, typer.Option(envvar="LATBENCH_SERVER", help="server URL, e.g. http://lab-server:8000")
+    ],
     token: Annotated[
         str | None, typer.Option(envvar="LATBENCH_API_TOKEN", help="the server's API token")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="the label the server shows (default: the model's name)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
 ) -> None:
@@ -30,12 +36,14 @@ def upload_command(
     from service.remote import upload_artifact, upload_label
 
     try:
+        server = check_url(server)
+        check_ref(model)
         done = pipeline.materialize(
             model, ExportFormat.ONNX, store_root=data_dir(), lock_path=host_lock_path()
         )
         with httpx.Client(base_url=server, timeout=300) as client:
             uploaded = upload_artifact(
-                client, done.artifact, name=upload_label(done.model), token=token
+                client, done.artifact, name=upload_label(name or done.model), token=token
             )
     except LatbenchError as error:
         raise fail(error) from None

@@ -21,17 +21,7 @@ IMAGE_FORMATS = ("png", "svg")
 
 def render(session: Session, *, reference_csv: Path | None, devices: list[str] | None) -> str:
     """The report page for DEVICES (default: every device with a point)."""
-    overview = view.build(session, reference_csv=reference_csv)
-    unknown = sorted(set(devices or []) - set(overview.devices))
-    if unknown:
-        raise SpecError(
-            f"no point on {unknown}; devices with points: {overview.devices}", field="device"
-        )
-    overview.devices = devices or overview.devices
-    per_device = {
-        d: view.build(session, reference_csv=reference_csv, device=d).to_json()
-        for d in overview.devices
-    }
+    overview, per_device = data(session, reference_csv=reference_csv, devices=devices)
     return templates.env.get_template("dashboard.html").render(
         overview=overview,
         kinds=[k.value for k in view.Kind],
@@ -42,6 +32,27 @@ def render(session: Session, *, reference_csv: Path | None, devices: list[str] |
             "data": per_device,
         },
     )
+
+
+def data(
+    session: Session, *, reference_csv: Path | None, devices: list[str] | None
+) -> tuple[view.Dashboard, dict[str, dict]]:
+    """The overview and each device's chart data (what the page draws; `latbench report
+    --json` prints it); an unknown device names the ones with points."""
+    overview = view.build(session, reference_csv=reference_csv)
+    unknown = sorted(set(devices or []) - set(overview.devices))
+    if unknown:
+        raise SpecError(
+            f"no point on {', '.join(unknown)}; devices with points: "
+            f"{', '.join(overview.devices) or 'none yet'}",
+            field="device",
+        )
+    overview.devices = devices or overview.devices
+    per_device = {
+        d: view.build(session, reference_csv=reference_csv, device=d).to_json()
+        for d in overview.devices
+    }
+    return overview, per_device
 
 
 def chromium() -> str:

@@ -21,13 +21,14 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from exporters.artifacts import ArtifactStore
-from exporters.errors import ExportError, SpecError, spec_error_from
-from exporters.formats import DeviceClass, ExportFormat
+from exporters.errors import ExportError, SpecError
+from exporters.formats import DeviceClass, DeviceClassInput, ExportFormat
+from exporters.keys import validation_error
 from exporters.sources import SPEC_SUFFIXES, Sourced
 from exporters.sources.ready import SUFFIXES as ARTIFACT_SUFFIXES
 from service import pipeline
@@ -37,26 +38,17 @@ if TYPE_CHECKING:
     from service.gate.compare import Remote
 
 
-def parse_threshold(value: float | str) -> float:
-    """``0.05``, ``"0.05"`` or ``"5%"``: the tolerated slowdown as a fraction."""
+def parse_threshold(value: float | str, *, field: str = "threshold") -> float:
+    """``0.05``, ``"0.05"`` or ``"5%"``: the tolerated slowdown as a fraction; errors name
+    ``field`` (the flag or key the user wrote)."""
     text = str(value).strip()
     try:
         fraction = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError as exc:
-        raise SpecError(f"{value!r} is not a fraction or a percentage", field="threshold") from exc
+        raise SpecError(f"{value!r} is not a fraction or a percentage", field=field) from exc
     if not 0 <= fraction < 10:
-        raise SpecError("threshold must be in [0, 10), e.g. 5% or 0.05", field="threshold")
+        raise SpecError(f"{value!r} is not in [0, 10), e.g. 5% or 0.05", field=field)
     return fraction
-
-
-def parse_device(value: str) -> DeviceClass:
-    if value == "cpu":
-        return DeviceClass.of_this_cpu()
-    try:
-        return DeviceClass(value)
-    except ValueError as exc:
-        known = ", ".join(["cpu", *(d.value for d in DeviceClass)])
-        raise SpecError(f"unknown device class {value!r}; known: {known}", field="device") from exc
 
 
 class ModelEntry(BaseModel):
@@ -69,13 +61,10 @@ class ModelEntry(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
     input: dict[str, int] | None = None
     threshold: float | None = None
-    devices: list[DeviceClass] | None = None
+    devices: list[DeviceClassInput] | None = None
 
     _threshold = field_validator("threshold", mode="before")(
         lambda v: None if v is None else parse_threshold(v)
-    )
-    _devices = field_validator("devices", mode="before")(
-        lambda v: None if v is None else [parse_device(d) for d in v]
     )
 
     def document(self, ref: str, root: Path) -> str | dict[str, Any]:
@@ -86,18 +75,31 @@ class ModelEntry(BaseModel):
         return {"model": ref, **{k: v for k, v in extra.items() if v}}
 
 
+Metric = Literal["wall", "cpu"]
+METRICS: tuple[str, ...] = get_args(Metric)
+
+
 class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     threshold: float = 0.05
-    metric: Literal["wall", "cpu"] = "wall"
-    devices: list[DeviceClass] = Field(default_factory=lambda: [DeviceClass.of_this_cpu()])
+    metric: Metric = "wall"
+    devices: list[DeviceClassInput] = Field(default_factory=lambda: [DeviceClass.of_this_cpu()])
     baseline_ref: str | None = None
     budget_reloads: int = Field(24, ge=2, le=200)
     models: list[ModelEntry] = Field(..., min_length=1, max_length=64)
 
     _threshold = field_validator("threshold", mode="before")(parse_threshold)
-    _devices = field_validator("devices", mode="before")(lambda v: [parse_device(d) for d in v])
+
+    def needs_tree(self) -> bool:
+        """Whether a baseline is built at the merge base; SpecError if nothing says which."""
+        needs = any(m.baseline is None for m in self.models)
+        if needs and self.baseline_ref is None:
+            raise SpecError(
+                "a model without an explicit baseline needs --baseline-ref (e.g. origin/main)",
+                field="baseline_ref",
+            )
+        return needs
 
 
 def load_config(path: Path) -> GateConfig:
@@ -114,7 +116,7 @@ def load_config(path: Path) -> GateConfig:
     try:
         return GateConfig.model_validate(table)
     except ValidationError as exc:
-        raise spec_error_from(exc.errors(), prefix=("gate",)) from exc
+        raise validation_error(exc, GateConfig, prefix=("gate",)) from exc
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -193,12 +195,7 @@ def plan(
     from service.gate.compare import artifact_format
 
     built: dict[tuple[str, str, ExportFormat], Sourced] = {}
-    needs_tree = any(m.baseline is None for m in config.models)
-    if needs_tree and config.baseline_ref is None:
-        raise SpecError(
-            "a model without an explicit baseline needs --baseline-ref (e.g. origin/main)",
-            field="baseline_ref",
-        )
+    needs_tree = config.needs_tree()
     with _maybe_tree(root, config.baseline_ref if needs_tree else None) as tree:
         pairs = []
         for entry in config.models:

@@ -16,8 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from exporters.errors import SpecError
-from exporters.formats import DeviceClass
+from exporters.formats import DeviceClass, parse_device_class
 from exporters.spec import ModelSpec, parse_spec
 from service import reference
 from service.reference import PUBLISHED_DEVICES
@@ -147,11 +146,3 @@ def _per_image_ms(raw: dict[str, str]) -> float | None:
     if raw["throughput_img_s"]:
         return 1000.0 / float(raw["throughput_img_s"])
     return None
-
-
-def parse_device_class(value: DeviceClass | str) -> DeviceClass:
-    try:
-        return DeviceClass(value)
-    except ValueError as exc:
-        known = ", ".join(c.value for c in DeviceClass)
-        raise SpecError(f"unknown device class {value!r}; known: {known}", field="device") from exc

@@ -34,7 +34,8 @@ def test_profile_json_has_the_documented_fields(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--device", "nope"], "device: 'nope' is not a device class"),
+        (["--device", "nope"], "--device: unknown device class 'nope'"),
+        (["--device", "cpu-x86"], "(did you mean 'cpu-x86_64'?)"),
         (["--runner", "nope"], "unknown runner 'nope'"),
         (["--device", "cpu-arm64", "--runner", "ort-cpu"], "measures cpu-x86_64, not cpu-arm64"),
     ],
@@ -55,5 +56,6 @@ def test_profile_on_a_device_class_without_a_runner_here_fails_before_exporting(
     result = CliRunner().invoke(
         app, ["profile", "mobilenetv3_small_050", "--device", "iphone12-class"]
     )
-    assert result.exit_code == 1 and "cannot run on this host" in result.output
+    assert result.exit_code == 2 and "cannot run on this host" in result.output
+    assert "latbench predict MODEL --device iphone12-class" in result.output
     assert not any(tmp_path.iterdir())

@@ -16,7 +16,7 @@ from exporters.zoo import build, resolve
 from exporters.zoo.seeds import ALL_VARIANTS, SMALLEST
 
 
-def _train_form(name: str):
+def _train_form(name: str | dict):
     resolved = resolve(parse_spec(name))
     return build(resolved), resolved.input.shape
 
@@ -27,7 +27,7 @@ def _conv_bn() -> nn.Sequential:
     return model
 
 
-def _assert_proven(name: str) -> None:
+def _assert_proven(name: str | dict) -> None:
     train, shape = _train_form(name)
     deploy, report = deploy_form(train, shape)
     assert report.ok and report.rel_error <= PROOF_TOLERANCE
@@ -46,6 +46,29 @@ def test_seed_family_deploy_form_is_proven_equivalent(name):
 @pytest.mark.parametrize("name", ALL_VARIANTS)
 def test_every_seed_variant_deploy_form_is_proven_equivalent(name):
     _assert_proven(name)
+
+
+SMALL = {"height": 64, "width": 64}
+KNOBS = [  # the seed families' paper variants beyond the shipped configs
+    {"model": "mobileone_s0", "overrides": {"width_multipliers": [0.5, 0.5, 1.0, 1.0]}},
+    {"model": "mobileone_s1", "overrides": {"num_conv_branches": 3}},
+    {
+        "model": "mobileone_s0",
+        "overrides": {"width_multipliers": [1, 1, 1.5, 2], "num_conv_branches": 2},
+    },
+    {"model": "mobilevitv2_050", "overrides": {"width_multiplier": 0.75}},
+]
+
+
+@pytest.mark.parametrize("spec", KNOBS, ids=lambda s: f"{s['model']}-{'-'.join(s['overrides'])}")
+def test_seed_family_knobs_change_the_graph_and_are_proven_equivalent(spec):
+    spec = {**spec, "input": SMALL}
+    _assert_proven(spec)
+    knobbed, _ = _train_form(spec)
+    default, _ = _train_form({"model": spec["model"], "input": SMALL})
+    assert sum(p.numel() for p in knobbed.parameters()) != sum(
+        p.numel() for p in default.parameters()
+    )
 
 
 def test_batchnorm_statistics_are_non_trivial():

@@ -32,7 +32,8 @@ def test_upload_is_validated_stored_once_and_recorded(client, settings, tmp_path
     assert first.status_code == 201, first.text
     doc = first.json()
     assert (
-        doc["format"] == "onnx" and doc["reparam"] == "reparam: not applicable, uploaded artifact"
+        doc["format"] == "onnx"
+        and doc["reparam"]["note"] == "reparam: not applicable, uploaded artifact"
     )
     assert again.status_code == 200 and again.json()["id"] == doc["id"] and again.json()["cached"]
     assert len(list((settings.data_dir / "artifacts").glob("*"))) == 1

@@ -124,7 +124,7 @@ def test_predict_command_json(tmp_path):
 
 def test_predict_unknown_device_class_is_a_usage_error(tmp_path):
     result = latbench("predict", "repvit_m1_1", "--device", "iphone99", data_dir=tmp_path)
-    assert result.returncode == 2 and "device: unknown device class" in result.stderr
+    assert result.returncode == 2 and "--device: unknown device class" in result.stderr
 
 
 def test_predictor_fit_saves_a_refit_that_predict_uses(tmp_path):

@@ -1,0 +1,60 @@
+"""The CLI against a running server: `latbench gate --server URL --markdown F` on a `python:`
+model (built here, uploaded, compared by the server's runner) writes a comment whose every link
+answers 200 from that server and which states the threshold, the metric and the host load;
+`profile` and `compare` with LATBENCH_SERVER measure on the server's runner."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import LATBENCH, Server, service_env
+from tests.user_package import write_user_package
+
+SMALL = {"height": 32, "width": 32}
+
+
+@pytest.mark.slow
+def test_every_link_of_the_gate_comment_answers_200(tmp_path):
+    ref = write_user_package(tmp_path)
+    for name, blocks in (("base", 1), ("cand", 2)):
+        doc = {"model": ref, "kwargs": {"blocks": blocks, "width": 16}, "input": SMALL}
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    env = service_env(tmp_path)
+    server = Server(env, tmp_path / "server.log")
+    try:
+        done = subprocess.run(
+            [LATBENCH, "gate", "--baseline", "base.json", "--candidate", "cand.json",
+             "--server", server.url, "--markdown", str(tmp_path / "pr.md")],
+            check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode in (0, 1, 3), done.stderr + server.tail()
+        comment = (tmp_path / "pr.md").read_text()
+        links = re.findall(r"\]\((http[^)\s]+)\)", comment)
+        assert links, comment
+        for link in links:
+            assert httpx.get(link, timeout=60).status_code == 200, link
+        remote = {**env, "LATBENCH_SERVER": server.url}
+        fast = ["--threads", "1"]
+        profiled = _latbench(["profile", "cand.json", *fast, "--max-seconds", "1", "--json"],
+                             tmp_path, remote)  # fmt: skip
+        assert server.http.get(f"/jobs/{profiled['job_id']}").json()["state"] == "done"
+        assert profiled["latency_ms"]["median"] > 0 and profiled["server"] == server.url
+        compared = _latbench(["compare", "base.json", "cand.json", *fast, "--reloads", "2",
+                              "--blocks", "3", "--json"], tmp_path, remote)  # fmt: skip
+        assert compared["ratio"] > 0 and compared["reloads"] == 2
+    finally:
+        server.stop()
+    assert "| threshold |" in comment and "+5.0%" in comment
+    assert "wall-time ratio" in comment and "others " in comment and "not recorded" not in comment
+
+
+def _latbench(args: list[str], cwd, env) -> dict:
+    done = subprocess.run([LATBENCH, *args], check=False, cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
