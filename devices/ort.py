@@ -108,7 +108,14 @@ def _create(artifact: Path, opts: Any, providers: list[Any]) -> tuple[Any, float
     return session, (time.perf_counter() - start) * 1e3
 
 
-class OrtCpuSession(Session):
+class _OrtSession(Session):
+    session: Any  # onnxruntime.InferenceSession
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+
+class OrtCpuSession(_OrtSession):
     def __init__(self, artifact: Path, settings: MeasureSettings, providers: list[str]) -> None:
         threads_before = psutil.Process().num_threads()
         self.session, self.load_ms = _create(artifact, session_options(settings), providers)
@@ -131,7 +138,7 @@ class OrtCpuSession(Session):
         del self.session
 
 
-class OrtDeviceSession(Session):
+class OrtDeviceSession(_OrtSession):
     """CUDA / TensorRT: inputs pre-copied to the device, outputs bound on the device."""
 
     def __init__(

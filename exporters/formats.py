@@ -10,6 +10,10 @@ from enum import Enum
 
 from exporters.errors import SpecError
 
+# where a quantized artifact states how it was quantized (ONNX metadata_props, CoreML user
+# metadata): runners read it from the artifact and report it with every result
+QUANTIZATION_METADATA_KEY = "latbench.quantization"
+
 
 class Precision(str, Enum):
     """Numeric form of a deploy artifact. ``int8``: weights and activations in 8 bits (W8A8,

@@ -27,9 +27,8 @@ import numpy as np
 
 from exporters.calibration import Calibration
 from exporters.errors import ExportError
+from exporters.formats import QUANTIZATION_METADATA_KEY as METADATA_KEY
 from exporters.formats import ExportFormat, Precision
-
-METADATA_KEY = "latbench.quantization"
 
 
 def onnx_activation_type() -> str:
@@ -63,7 +62,7 @@ def numerical_effect(reference: np.ndarray, quantized: np.ndarray, fmt: str) -> 
     }
 
 
-def _batches(array: np.ndarray, batch: int) -> list[np.ndarray]:
+def batches(array: np.ndarray, batch: int) -> list[np.ndarray]:
     """``array`` as whole model batches (the remainder dropped; at least one, repeating)."""
     if len(array) < batch:
         array = np.concatenate([array] * (batch // len(array) + 1))
@@ -77,7 +76,7 @@ def run_onnx(path: Path, inputs: np.ndarray, batch: int) -> np.ndarray:
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: b})[0] for b in _batches(inputs, batch)])
+    return np.concatenate([session.run(None, {name: b})[0] for b in batches(inputs, batch)])
 
 
 def quantize_onnx(float_path: Path, dest: Path, calibration: Calibration) -> dict[str, Any]:
@@ -95,7 +94,7 @@ def quantize_onnx(float_path: Path, dest: Path, calibration: Calibration) -> dic
     from exporters.onnx import INPUT_NAME
 
     batch = _model_batch(float_path)
-    feeds = iter([{INPUT_NAME: b} for b in _batches(calibration.samples, batch)])
+    feeds = iter([{INPUT_NAME: b} for b in batches(calibration.samples, batch)])
 
     class Reader(CalibrationDataReader):
         def get_next(self) -> dict[str, np.ndarray] | None:
