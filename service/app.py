@@ -17,6 +17,7 @@ from service import errors
 from service.api import (
     accuracy,
     artifacts,
+    calibration,
     compare,
     devices,
     docs,
@@ -98,7 +99,10 @@ def create_app(
     app.add_middleware(  # outermost: bounds first
         limits.BodyLimit,
         limit=settings.max_body_bytes,
-        paths={"/artifacts": settings.max_artifact_bytes},
+        paths={
+            "/artifacts": settings.max_artifact_bytes,
+            "/calibrations": settings.max_artifact_bytes,
+        },
     )
     for module in (  # matched in this order, per request: the most requested first
         health,
@@ -109,6 +113,7 @@ def create_app(
         profile,
         compare,
         artifacts,
+        calibration,
         models,
         docs,
         accuracy,
