@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,10 +14,12 @@ import pytest
 import torch
 from torch import nn
 
+from devices.ort import OrtCudaRunner
 from devices.results import declared_quantization
+from devices.settings import MeasureSettings
 from exporters.artifacts import ArtifactStore
 from exporters.calibration import CalibrationStore, read_array, read_local
-from exporters.errors import ExportError, SpecError
+from exporters.errors import ExportError, RunnerError, SpecError
 from exporters.export import Buildable, export_model
 from exporters.formats import QUANTIZATION_METADATA_KEY, ExportFormat, Precision
 from exporters.quantize import numerical_effect
@@ -90,6 +93,9 @@ def test_tiny_conv_net_synthetic_calibration_runs_in_int8(tmp_path):
     metadata = {p.key: p.value for p in model.metadata_props}
     assert declared_quantization(metadata)["int8_mac_fraction"] == stated["int8_mac_fraction"]
     assert QUANTIZATION_METADATA_KEY in metadata
+    # the CUDA provider has no int8 kernels: its runner refuses, naming the one that measures it
+    with pytest.raises(RunnerError, match="ort-tensorrt"):
+        OrtCudaRunner().open(Path(entry.path), MeasureSettings())
 
 
 def test_op_left_in_float_is_listed_as_an_island(tmp_path):
