@@ -9,28 +9,21 @@ import io
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import FAST, SMALL, Server, service_env
+from tests.e2e.conftest import FAST, SMALL, Server
+from tests.e2e.test_embedded import server  # noqa: F401 - one embedded server per module
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("int8")
-    server = Server(service_env(directory), directory / "server.log")
-    yield server
-    server.stop()
-
-
-def profile(server: Server, spec: dict) -> dict:
-    accepted = server.http.post(
+def profile(on: Server, spec: dict) -> dict:
+    accepted = on.http.post(
         "/profile", json={"model": {**SMALL, **spec, "formats": ["onnx"]}, "settings": FAST}
     )
     assert accepted.status_code == 202, accepted.text
     return accepted.json()["jobs"][0]
 
 
-def test_int8_profile_is_measured_and_cached_under_its_own_key(server):
+def test_int8_profile_is_measured_and_cached_under_its_own_key(server):  # noqa: F811
     fp32 = server.wait_job(profile(server, {})["id"])
     brief = profile(server, {"precision": "int8"})
     job = server.wait_job(brief["id"])
@@ -47,7 +40,7 @@ def test_int8_profile_is_measured_and_cached_under_its_own_key(server):
     assert repeat == {**repeat, "id": brief["id"], "state": "done", "cached": True}
 
 
-def test_uploaded_calibration_set_is_recorded(server):
+def test_uploaded_calibration_set_is_recorded(server):  # noqa: F811
     samples = np.random.default_rng(3).standard_normal((6, 3, 64, 64)).astype(np.float32)
     buffer = io.BytesIO()
     np.save(buffer, samples, allow_pickle=False)
