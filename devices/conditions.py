@@ -112,6 +112,45 @@ def runtime_versions() -> dict[str, str]:
     return found
 
 
+# CPU features that decide int8 speed: dot-product instructions multiply 4 bytes and
+# accumulate into 32 bits in one step; without them int8 GEMMs go through 16-bit sequences
+# (x86 VPMADDUBSW, which can saturate) or widening multiplies (Armv8.0), often no faster than fp32
+X86_INT8 = ("avx_vnni", "avx512_vnni", "amx_int8")
+ARM_INT8 = ("asimddp", "i8mm")  # dot product (Armv8.2+), int8 matmul (v8.6+)
+MAC_INT8 = ("hw.optional.arm.FEAT_DotProd", "hw.optional.arm.FEAT_I8MM")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def int8_capability() -> Reading:
+    """The int8 dot-product features of this CPU (``value``: the names found, possibly none)
+    and whether any is present (``dot_product``), read from /proc/cpuinfo or sysctl."""
+    text = _read(CPUINFO)
+    if text is not None:
+        flags: set[str] = set()
+        for line in text.splitlines():
+            key, _, rest = line.partition(":")
+            if key.strip() in {"flags", "Features"}:
+                flags.update(rest.split())
+        wanted = ARM_INT8 if platform.machine().lower() in {"aarch64", "arm64"} else X86_INT8
+        found = [name for name in wanted if name in flags]
+        return {"value": found, "dot_product": bool(found), "source": "/proc/cpuinfo flags"}
+    if platform.system() == "Darwin":
+        found = [name.rsplit("_", 1)[-1].lower() for name in MAC_INT8 if _sysctl(name) == "1"]
+        return {"value": found, "dot_product": bool(found), "source": "sysctl hw.optional.arm"}
+    return _unavailable("no /proc/cpuinfo and not macOS: CPU features unknown")
+
+
+def int8_note(capability: Reading) -> str | None:
+    """The caveat a quantized result carries where the CPU has no int8 dot product."""
+    if capability.get("dot_product") is not False:
+        return None
+    return (
+        "int8 measured on a CPU without int8 dot-product instructions (no VNNI / AMX on x86, "
+        "no asimddp / i8mm on ARM): its int8 kernels use slower 16-bit sequences, so this "
+        "int8/fp32 ratio understates what VNNI or Armv8.2+ CPUs gain"
+    )
+
+
 READERS: dict[str, Callable[[], Reading]] = {
     "cpu_frequency_mhz": cpu_frequency,
     "cpu_governor": cpu_governor,
@@ -132,5 +171,11 @@ def snapshot() -> dict[str, Reading]:
 
 
 def conditions(start: dict[str, Reading], end: dict[str, Reading]) -> dict[str, Any]:
-    """What a result carries: readings at the start and at the end, and the runtime versions."""
-    return {"start": start, "end": end, "versions": runtime_versions()}
+    """What a result carries: readings at the start and at the end, the runtime versions and
+    the CPU's int8 capability."""
+    return {
+        "start": start,
+        "end": end,
+        "versions": runtime_versions(),
+        "int8_capability": int8_capability(),
+    }

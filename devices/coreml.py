@@ -108,6 +108,9 @@ class CoreMLMacSession(Session):
     def close(self) -> None:
         del self.model
 
+    def metadata(self) -> dict[str, str]:
+        return dict(self.model.user_defined_metadata)
+
 
 class CoreMLRemoteSession(Session):
     """Timings come from the phone (``last_predict_duration_in_nano_seconds``)."""

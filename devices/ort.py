@@ -23,7 +23,7 @@ from devices.layers import breakdown_from_ort_profile
 from devices.runner import Runner, Session, random_inputs, register_runner
 from devices.settings import MeasureSettings, parse_settings
 from exporters.errors import RunnerError
-from exporters.formats import DeviceClass, ExportFormat
+from exporters.formats import QUANTIZATION_METADATA_KEY, DeviceClass, ExportFormat
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
@@ -108,7 +108,14 @@ def _create(artifact: Path, opts: Any, providers: list[Any]) -> tuple[Any, float
     return session, (time.perf_counter() - start) * 1e3
 
 
-class OrtCpuSession(Session):
+class _OrtSession(Session):
+    session: Any  # onnxruntime.InferenceSession
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+
+class OrtCpuSession(_OrtSession):
     def __init__(self, artifact: Path, settings: MeasureSettings, providers: list[str]) -> None:
         threads_before = psutil.Process().num_threads()
         self.session, self.load_ms = _create(artifact, session_options(settings), providers)
@@ -131,7 +138,7 @@ class OrtCpuSession(Session):
         del self.session
 
 
-class OrtDeviceSession(Session):
+class OrtDeviceSession(_OrtSession):
     """CUDA / TensorRT: inputs pre-copied to the device, outputs bound on the device."""
 
     def __init__(
@@ -251,7 +258,7 @@ class OrtCudaRunner(_OrtRunner):
     def device_id(self) -> int:
         return int(self.options.get("device_id", 0))
 
-    def providers(self) -> list[tuple[str, dict[str, Any]]]:
+    def providers(self, *, int8: bool = False) -> list[tuple[str, dict[str, Any]]]:
         return [(self.provider, {"device_id": self.device_id})]
 
     def runtime_facts(self, settings: MeasureSettings) -> dict[str, Any]:
@@ -260,19 +267,40 @@ class OrtCudaRunner(_OrtRunner):
                 "label": gpu["gpu_name"] or "CUDA GPU", **gpu}  # fmt: skip
 
     def open(self, artifact: Path, settings: MeasureSettings) -> Session:
-        return OrtDeviceSession(artifact, settings, self.providers(), self.device_id)
+        int8 = QUANTIZATION_METADATA_KEY in artifact_metadata(artifact)
+        if int8 and self.provider == "CUDAExecutionProvider":
+            raise RunnerError(
+                f"{artifact.name!r} is an int8 (QDQ) graph: the CUDA execution provider has no "
+                "int8 convolution kernels and would time its float fallback; int8 on gpu-cuda "
+                "is measured by the ort-tensorrt runner (TensorRT's explicit int8 path)"
+            )
+        return OrtDeviceSession(artifact, settings, self.providers(int8=int8), self.device_id)
+
+
+def artifact_metadata(artifact: Path) -> dict[str, str]:
+    """An ONNX model's metadata, read through an unoptimised CPU session (no device memory)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session, _ = _create(artifact, options, ["CPUExecutionProvider"])
+    return dict(session.get_modelmeta().custom_metadata_map)
 
 
 @register_runner
 class OrtTensorrtRunner(OrtCudaRunner):
     """TensorRT engines built on first load (cached per artifact in ``engine_cache``); falls back
-    to CUDA for nodes TensorRT does not take. ``fp16=True`` lets TensorRT pick half precision."""
+    to CUDA for nodes TensorRT does not take. ``fp16=True`` lets TensorRT pick half precision;
+    an int8 (QDQ) artifact enables int8, which TensorRT takes from the graph's own scales
+    (explicit quantization: no calibration table)."""
 
     name = "ort-tensorrt"
     provider = "TensorrtExecutionProvider"
 
-    def providers(self) -> list[tuple[str, dict[str, Any]]]:
+    def providers(self, *, int8: bool = False) -> list[tuple[str, dict[str, Any]]]:
         cache = self.options.get("engine_cache") or tempfile.gettempdir()
         trt = {"device_id": self.device_id, "trt_fp16_enable": bool(self.options.get("fp16", False)),
-               "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}  # fmt: skip
+               "trt_int8_enable": int8, "trt_engine_cache_enable": True,
+               "trt_engine_cache_path": str(cache)}  # fmt: skip
         return [(self.provider, trt), ("CUDAExecutionProvider", {"device_id": self.device_id})]

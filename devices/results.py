@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from devices.stats import RatioEstimate, Summary
+from exporters.formats import QUANTIZATION_METADATA_KEY
 
 # Relative slack for float rounding in quantile interpolation (np.quantile may land an ulp off).
 _ROUNDING = 1e-9
@@ -58,6 +59,30 @@ class LatencyRecord(Open):
         return self
 
 
+class QuantizationRecord(Open):
+    """How a quantized artifact was made and what of it runs in int8, as the artifact states
+    it (``exporters.quantize``): a synthetic-calibrated one is a latency-only artifact."""
+
+    scheme: str
+    calibration: Literal["user", "synthetic", "none"]
+    samples: int = Field(..., ge=0)
+    int8_mac_fraction: float | None = Field(None, ge=0, le=1)
+    float_islands: list[dict[str, Any]] = Field(default_factory=list)
+    sqnr_db: float | None = None
+
+
+def declared_quantization(metadata: dict[str, str]) -> dict[str, Any] | None:
+    """The quantization statement in an artifact's metadata, validated; None when there is
+    none (float artifacts) or it does not parse (an artifact from elsewhere: not ours to trust)."""
+    text = metadata.get(QUANTIZATION_METADATA_KEY)
+    if text is None:
+        return None
+    try:
+        return QuantizationRecord.model_validate_json(text).model_dump(mode="json")
+    except ValueError:
+        return None
+
+
 class MeasurementRecord(Open):
     """A measurement as stored and served; only ``latency_ms`` is required, so that results of
     older runners stay readable. New groups of fields go in as nested optional models."""
@@ -83,6 +108,7 @@ class MeasurementRecord(Open):
     conditions: dict[str, Any] | None = None  # CPU clock, governor, thermal, power, versions
     windows: list[dict[str, Any]] | None = None  # sustained mode: the median per time window
     profiler_overhead: dict[str, float] | None = None  # layer timing against the plain median
+    quantization: QuantizationRecord | None = None  # quantized artifacts: their statement
 
     @field_validator("latency_ms")
     @classmethod
@@ -179,6 +205,7 @@ class Measurement:
     conditions: dict[str, Any] | None = None  # CPU clock, governor, thermal, power, versions
     windows: list[dict[str, Any]] | None = None  # sustained mode: median per time window
     profiler_overhead: ProfilerOverhead | None = None  # set when the layer breakdown was taken
+    quantization: dict[str, Any] | None = None  # the artifact's quantization statement
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -205,6 +232,7 @@ class Measurement:
             "profiler_overhead": (
                 self.profiler_overhead.to_dict() if self.profiler_overhead else None
             ),
+            **({"quantization": self.quantization} if self.quantization else {}),
         }
 
     def record(self) -> MeasurementRecord:
@@ -250,6 +278,7 @@ class Comparison:
     order: str = "ABBA"
     notes: list[str] = field(default_factory=list)
     conditions: dict[str, Any] | None = None
+    quantization: dict[str, Any] | None = None  # side ("a", "b") -> its artifact's statement
 
     @property
     def ratio(self) -> float:
@@ -279,6 +308,7 @@ class Comparison:
             "host_load": self.host_load,
             "notes": self.notes,
             "conditions": self.conditions,
+            **({"quantization": self.quantization} if self.quantization else {}),
         }
 
     def record(self) -> ComparisonRecord:

@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from devices.conditions import conditions, snapshot
+from devices.conditions import conditions, int8_note, snapshot
 from devices.host import HostLoadMonitor, default_threads, host_facts, rss_mb
-from devices.results import Comparison, Measurement, ProfilerOverhead
+from devices.results import Comparison, Measurement, ProfilerOverhead, declared_quantization
 from devices.sampling import (
     SampleResult,
     interleave,
@@ -77,6 +77,10 @@ class Session(ABC):
     def peak_memory_mb(self) -> float | None:
         """Peak memory as the runtime reports it (device allocators); None: not available."""
         return None
+
+    def metadata(self) -> dict[str, str]:
+        """The artifact's own key/value metadata (a quantized form's statement is there)."""
+        return {}
 
     def close(self) -> None:
         """Release the runtime's resources."""
@@ -191,6 +195,7 @@ class Runner(ABC):
         before = snapshot()
         with HostLoadMonitor() as load:
             session = self.open(artifact, settings)
+            quantization = declared_quantization(session.metadata())
             run, cpu_times = with_thread_cpu_time(session.run)
             try:
                 warm = warm_up(run, settings.warmup_policy())
@@ -224,7 +229,9 @@ class Runner(ABC):
             notes=_notes(warm.steady, result.target_met, load.result.busy_note()),
             conditions=conditions(before, snapshot()),
             windows=windows,
+            quantization=quantization,
         )
+        self._note_int8(measurement.notes, measurement.conditions, quantization)
         if layers:
             self._attach_layers(measurement, artifact, settings)
         return measurement
@@ -239,6 +246,12 @@ class Runner(ABC):
             profiled_median_ms=breakdown["run_ms_median"],
             layer_sum_ms=breakdown["total_ms"],
         )
+
+    def _note_int8(self, notes: list[str], taken: dict[str, Any] | None, declared: Any) -> None:
+        """A quantized artifact measured on a CPU without int8 dot products says so."""
+        if declared is not None and self.device_class in CPU_CLASSES and taken:
+            note = int8_note(taken.get("int8_capability") or {})
+            notes.extend([note] if note else [])
 
     def single_cpu_thread(self, settings: MeasureSettings) -> bool:
         """One intra-op thread on a CPU runner: the calling thread's CPU time is compute time."""
@@ -269,7 +282,7 @@ class Runner(ABC):
         samples_a = tuple(x for pair in pairs for x in pair.wall["A"])
         samples_b = tuple(x for pair in pairs for x in pair.wall["B"])
         cpu = ratio_ci([paired_ratio(p.cpu["A"], p.cpu["B"]) for p in pairs])
-        return Comparison(
+        comparison = Comparison(
             runner=self.name,
             a=summarize(samples_a),
             b=summarize(samples_b),
@@ -286,7 +299,10 @@ class Runner(ABC):
             host_load=load.result.to_dict(),
             notes=[note for note in [load.result.busy_note()] if note],
             conditions=conditions(before, snapshot()),
+            quantization={k: v for k, v in pairs[-1].quantization.items() if v} or None,
         )
+        self._note_int8(comparison.notes, comparison.conditions, comparison.quantization)
+        return comparison
 
     def _run_pair(self, paths: dict[str, Path], settings: MeasureSettings, first: str) -> _Pair:
         order = [first, "B" if first == "A" else "A"]
@@ -294,6 +310,7 @@ class Runner(ABC):
         try:
             for side in order:  # inside the try: a failed second load still closes the first
                 sessions[side] = self.open(paths[side], settings)
+            declared = {s.lower(): declared_quantization(sessions[s].metadata()) for s in "AB"}
             for side in order:
                 warm_up(sessions[side].run, settings.warmup_policy())
             (run_a, cpu_a), (run_b, cpu_b) = (with_thread_cpu_time(sessions[s].run) for s in "AB")
@@ -306,6 +323,7 @@ class Runner(ABC):
             cpu={"A": cpu_a, "B": cpu_b},
             load_ms={side: sessions[side].load_ms for side in "AB"},
             options=sessions["A"].options,
+            quantization=declared,
         )
 
 
@@ -317,6 +335,7 @@ class _Pair:
     cpu: dict[str, list[float]]
     load_ms: dict[str, float]
     options: dict[str, Any]
+    quantization: dict[str, dict[str, Any] | None]  # "a", "b": each artifact's statement
 
 
 def _sample(

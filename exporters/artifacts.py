@@ -21,7 +21,7 @@ from typing import Any
 from exporters.errors import NotFoundError, SpecError
 from exporters.formats import ExportFormat, Precision
 
-KEY_PATTERN = re.compile(r"^[0-9a-f]{32}-(onnx|coreml|pt2)-(fp16|fp32)$")
+KEY_PATTERN = re.compile(r"^[0-9a-f]{32}-(onnx|coreml|pt2)-(fp16|fp32|int8|w8)$")
 META_FILE = "meta.json"
 
 

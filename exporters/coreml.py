@@ -72,14 +72,14 @@ def _coremltools() -> Any:
     return coremltools
 
 
-def _capture_trace(model: torch.nn.Module, example: torch.Tensor) -> Any:
+def capture_trace(model: torch.nn.Module, example: torch.Tensor) -> Any:
     with torch.no_grad():
         return torch.jit.trace(model, example)
 
 
 CAPTURES: tuple[tuple[str, Callable[[torch.nn.Module, torch.Tensor], Any]], ...] = (
     ("torch.export", coreml_ready),
-    ("jit.trace", _capture_trace),
+    ("jit.trace", capture_trace),
 )
 
 
@@ -111,6 +111,30 @@ def _failure(path: str, exc: Exception, records: list[logging.LogRecord]) -> Fai
     return Failure(path, first + where, failing_op(logged) or failing_op(str(exc)))
 
 
+def convert(
+    label: str,
+    capture: Callable[[torch.nn.Module, torch.Tensor], Any],
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    precision: Precision,
+    target: str = DEPLOYMENT_TARGET,
+) -> Any:
+    """One capture path to an in-memory ML program; returns why it failed instead of raising."""
+    ct = _coremltools()
+    with _quiet_conversion() as records:
+        try:
+            return ct.convert(
+                capture(model, example),
+                inputs=[ct.TensorType(name=INPUT_NAME, shape=tuple(example.shape))],
+                outputs=[ct.TensorType(name=OUTPUT_NAME)],
+                convert_to="mlprogram",
+                minimum_deployment_target=getattr(ct.target, target),
+                compute_precision=getattr(ct.precision, COMPUTE_PRECISION[precision]),
+            )
+        except Exception as exc:  # noqa: BLE001 - torch and coremltools raise anything
+            return _failure(label, exc, records)
+
+
 def convert_and_save(
     label: str,
     capture: Callable[[torch.nn.Module, torch.Tensor], Any],
@@ -120,20 +144,14 @@ def convert_and_save(
     dest: Path,
 ) -> Failure | None:
     """One capture path end to end; returns why it failed instead of raising."""
-    ct = _coremltools()
-    with _quiet_conversion() as records:
-        try:
-            ct.convert(
-                capture(model, example),
-                inputs=[ct.TensorType(name=INPUT_NAME, shape=tuple(example.shape))],
-                outputs=[ct.TensorType(name=OUTPUT_NAME)],
-                convert_to="mlprogram",
-                minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
-                compute_precision=getattr(ct.precision, COMPUTE_PRECISION[precision]),
-            ).save(str(dest))
-        except Exception as exc:  # noqa: BLE001 - torch and coremltools raise anything
-            shutil.rmtree(dest, ignore_errors=True)  # the next path writes the same place
-            return _failure(label, exc, records)
+    converted = convert(label, capture, model, example, precision)
+    if isinstance(converted, Failure):
+        return converted
+    try:
+        converted.save(str(dest))
+    except Exception as exc:  # noqa: BLE001 - coremltools raises anything
+        shutil.rmtree(dest, ignore_errors=True)  # the next path writes the same place
+        return _failure(label, exc, [])
     return None
 
 

@@ -36,6 +36,7 @@ class Buildable:
     description: dict[str, Any]  # stored as the artifact's "spec"
     formats: tuple[ExportFormat, ...]
     precision: Precision | None = None
+    calibration: str | None = None  # a stored calibration set's id (int8); None: synthetic
 
     def precision_for(self, fmt: ExportFormat) -> Precision:
         return fmt.default_precision(self.precision)
@@ -53,6 +54,7 @@ def from_spec(spec: ModelSpec) -> Buildable:
         description=spec.model_dump(mode="json"),
         formats=spec.formats,
         precision=spec.precision,
+        calibration=spec.calibration,
     )
 
 
@@ -70,6 +72,7 @@ class ArtifactReport:
     size_bytes: int | None = None
     cached: bool = False
     checks: dict[str, Any] = field(default_factory=dict)
+    quantization: dict[str, Any] | None = None  # quantized forms: what ran in int8, calibration
 
     @classmethod
     def from_artifact(cls, artifact: Artifact, *, cached: bool) -> ArtifactReport:
@@ -86,6 +89,7 @@ class ArtifactReport:
             size_bytes=meta.get("size_bytes"),
             cached=cached,
             checks=meta.get("checks", {}),
+            quantization=meta.get("quantization"),
         )
 
 
@@ -227,6 +231,37 @@ def _fill_model_fields(report: ExportReport, meta: dict[str, Any]) -> None:
     report.reparam = report.reparam or meta.get("reparam")
 
 
+def _quantize(
+    spec: Buildable,
+    fmt: ExportFormat,
+    precision: Precision,
+    deploy: Any,
+    float_path: Any,
+    dest: Any,
+    store: ArtifactStore,
+) -> dict[str, Any]:
+    """The quantized form of the checked float artifact, calibrated on the spec's set (or
+    synthetic inputs); the float form is removed once quantized (it is not the artifact)."""
+    import shutil
+
+    from exporters.calibration import CalibrationStore, synthetic
+    from exporters.quantize import quantize
+
+    shape = tuple(spec.input_shape)
+    calibration = (
+        CalibrationStore(store.root).calibration(spec.calibration, shape)
+        if precision.calibrated
+        else synthetic(shape)
+    )
+    try:
+        return quantize(fmt, precision, deploy, float_path, dest, calibration)
+    finally:
+        if float_path.is_dir():
+            shutil.rmtree(float_path, ignore_errors=True)
+        else:
+            float_path.unlink(missing_ok=True)
+
+
 def _export_one(
     spec: Buildable,
     fmt: ExportFormat,
@@ -239,9 +274,17 @@ def _export_one(
 ) -> ArtifactReport:
     precision = spec.precision_for(fmt)
     started = time.perf_counter()
+    quantization: dict[str, Any] | None = None
 
     def produce(path: Any) -> dict[str, Any]:
-        result = get_exporter(fmt)(deploy, example, precision, path)
+        nonlocal quantization
+        if precision.quantized:
+            from exporters.quantize import base_precision
+
+            float_path = path.with_name(f"float{fmt.suffix}")
+            result = get_exporter(fmt)(deploy, example, base_precision(fmt), float_path)
+        else:
+            result = get_exporter(fmt)(deploy, example, precision, path)
         if result.parity is not None:
             result.parity = _judge_parity(result.parity, report.reparam or {})
             if not result.parity["ok"]:
@@ -250,6 +293,9 @@ def _export_one(
                     f"{result.parity['runtime']} output differs from PyTorch: relative error "
                     f"{result.parity['rel_error']:.3g} > {result.parity['tolerance']:.3g}",
                 )
+        if precision.quantized:
+            quantization = _quantize(spec, fmt, precision, deploy, result.path, path, store)
+            result.path = path
         return {
             "spec": spec.description,
             "spec_hash": report.spec_hash,
@@ -264,6 +310,7 @@ def _export_one(
             "module_histogram": cost.module_histogram,
             "parity": result.parity,
             "checks": result.checks,
+            "quantization": quantization,
             "export_path": result.export_path,
             "export_seconds": round(time.perf_counter() - started, 3),
             "size_bytes": artifact_size_bytes(result.path),

@@ -221,6 +221,21 @@ def graph_features(graph: Any) -> GraphFeatures:
     )
 
 
+def node_macs(graph: Any) -> dict[str, tuple[str, int]]:
+    """MACs of every convolution and matrix product node, by node name (op type beside):
+    the per-node view of ``graph_features``, for reports that split MACs by how nodes ran."""
+    shapes = _tensor_shapes(graph)
+    weights = {init.name for init in graph.initializer}
+    out: dict[str, tuple[str, int]] = {}
+    for node in graph.node:
+        ins = [shapes.get(name) for name in node.input if name]
+        category = _category(node, ins, weights)
+        if category in (*CONV_CATEGORIES, *MATMUL_CATEGORIES):
+            outs = [shapes.get(name) for name in node.output if name]
+            out[node.name] = (node.op_type, _macs(node, category, ins, outs))
+    return out
+
+
 Shape = tuple[tuple[int, ...], int]  # (dims, bytes per element)
 
 

@@ -15,10 +15,28 @@ from pydantic_core import PydanticCustomError
 
 from exporters.errors import SpecError
 
+# where a quantized artifact states how it was quantized (ONNX metadata_props, CoreML user
+# metadata): runners read it from the artifact and report it with every result
+QUANTIZATION_METADATA_KEY = "latbench.quantization"
+
 
 class Precision(str, Enum):
+    """Numeric form of a deploy artifact. ``int8``: weights and activations in 8 bits (W8A8,
+    calibrated); ``w8``: 8-bit weights only, computed in float (CoreML's weight compression)."""
+
     FP32 = "fp32"
     FP16 = "fp16"
+    INT8 = "int8"
+    W8 = "w8"
+
+    @property
+    def quantized(self) -> bool:
+        return self in (Precision.INT8, Precision.W8)
+
+    @property
+    def calibrated(self) -> bool:
+        """Activations are quantized, so their ranges come from calibration inputs."""
+        return self is Precision.INT8
 
 
 class ExportFormat(str, Enum):
@@ -33,9 +51,13 @@ class ExportFormat(str, Enum):
 
     @property
     def precisions(self) -> frozenset[Precision]:
-        """Precisions the exporter writes; ONNX and pt2 stay fp32 (runtimes choose their own)."""
+        """Precisions the exporter writes: ONNX fp32 (runtimes choose their own float form) or
+        int8 (a QDQ graph: onnxruntime's CPU kernels and TensorRT's explicit int8 path read it);
+        CoreML every one; pt2 fp32 only."""
         if self is ExportFormat.COREML:
             return frozenset(Precision)
+        if self is ExportFormat.ONNX:
+            return frozenset({Precision.FP32, Precision.INT8})
         return frozenset({Precision.FP32})
 
     def default_precision(self, requested: Precision | None) -> Precision:

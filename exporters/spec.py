@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from exporters.errors import SpecError
 from exporters.formats import ExportFormat, Precision
@@ -73,6 +81,18 @@ class ModelSpec(BaseModel):
         None, description="None: each format's deployed default (CoreML fp16, others fp32)"
     )
     formats: tuple[ExportFormat, ...] = (ExportFormat.ONNX, ExportFormat.COREML)
+    calibration: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="id of a stored calibration set (int8 only); None: synthetic inputs",
+    )
+
+    @field_validator("calibration")
+    @classmethod
+    def _calibration_needs_int8(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("precision") is not Precision.INT8:
+            raise ValueError("calibration applies to precision int8 only")
+        return value
 
     @field_validator("formats")
     @classmethod
@@ -105,10 +125,13 @@ class ModelSpec(BaseModel):
     def identity(self) -> dict[str, Any]:
         """Every field that changes what is built, in canonical form: what the hash covers and
         all that a stored spec keeps."""
-        return {
+        identity = {
             **self.graph_identity(),
             "precision": self.precision.value if self.precision else None,
         }
+        if self.calibration is not None:  # absent when unset: earlier hashes stay valid
+            identity["calibration"] = self.calibration
+        return identity
 
     def content_hash(self) -> str:
         payload = {"spec": self.identity(), "versions": library_versions()}

@@ -19,6 +19,7 @@ from service import errors
 from service.api import (
     accuracy,
     artifacts,
+    calibration,
     compare,
     devices,
     docs,
@@ -89,7 +90,10 @@ def create_app(
     app.add_middleware(  # outermost: bounds first
         limits.BodyLimit,
         limit=settings.max_body_bytes,
-        paths={"/artifacts": settings.max_artifact_bytes},
+        paths={
+            "/artifacts": settings.max_artifact_bytes,
+            "/calibrations": settings.max_artifact_bytes,
+        },
     )
     for module in (  # matched in this order, per request: the most requested first
         health,
@@ -100,6 +104,7 @@ def create_app(
         profile,
         compare,
         artifacts,
+        calibration,
         models,
         docs,
         accuracy,

@@ -66,15 +66,25 @@ def choose(device: str | None, runner: str | None) -> tuple[str, ExportFormat]:
 
 
 def _export(
-    model: str, fmt: ExportFormat, precision: Precision | None, quiet: bool
+    model: str,
+    fmt: ExportFormat,
+    precision: Precision | None,
+    quiet: bool,
+    calibration: Path | None = None,
 ) -> dict[str, Any]:
     """REF -> cached artifact in the runner's format (built and proven, or a ready artifact
-    validated as given), through the service's export step; what a result needs to cite it."""
+    validated as given), through the service's export step; what a result needs to cite it.
+    ``calibration``: an int8 side's calibration set (.npy file or image folder)."""
     from service import pipeline
 
+    ref: str | dict[str, Any] = model
+    if calibration is not None and precision is Precision.INT8:
+        from exporters.calibration import calibrated_spec
+
+        ref = calibrated_spec(model, calibration, data_dir())
     with progress_bar(enabled=not quiet) as update, summarised_warnings():
         done = pipeline.materialize(
-            model,
+            ref,
             fmt,
             store_root=data_dir(),
             lock_path=host_lock_path(),
@@ -195,11 +205,18 @@ def _print_layers(console: Console, layers: dict[str, Any]) -> None:
         console.print(table)
 
 
+Calibration = Annotated[
+    Path | None,
+    typer.Option(help="int8: calibration set, a .npy array [N,C,H,W] or a folder of images"),
+]
+
+
 def profile_command(
     model: Annotated[str, typer.Argument(help="model name, spec file, python:, or .onnx/.pt2")],
     device: Device = None,
     runner: RunnerName = None,
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
+    calibration: Calibration = None,
     threads: Threads = None,
     layers: Annotated[
         bool, typer.Option("--layers", help="per-layer breakdown (onnxruntime)")
@@ -230,7 +247,7 @@ def profile_command(
             return
         name, fmt = choose(device, runner)
         settings = _settings(threads, target, max_seconds, sustained_seconds=sustained)
-        exported = _export(model, fmt, precision, quiet=as_json)
+        exported = _export(model, fmt, precision, quiet=as_json, calibration=calibration)
         with measuring(not as_json, f"measuring {exported['model']}", settings.max_iters) as update:
             measurement = measure(
                 exported["path"],
@@ -259,6 +276,10 @@ def compare_command(
     device: Device = None,
     runner: RunnerName = None,
     precision: Annotated[Precision | None, typer.Option(help="default: per format")] = None,
+    precision_b: Annotated[
+        Precision | None, typer.Option(help="B's precision (default: --precision), e.g. int8")
+    ] = None,
+    calibration: Calibration = None,
     threads: Threads = None,
     reloads: Annotated[
         int, typer.Option(callback=_even, help="freshly loaded session pairs (even)")
@@ -281,8 +302,8 @@ def compare_command(
             return
         name, fmt = choose(device, runner)
         settings = _settings(threads, 0.01, 30.0, ab_reloads=reloads, ab_blocks=blocks)
-        side_a = _export(a, fmt, precision, quiet=as_json)
-        side_b = _export(b, fmt, precision, quiet=as_json)
+        side_a = _export(a, fmt, precision, quiet=as_json, calibration=calibration)
+        side_b = _export(b, fmt, precision_b or precision, quiet=as_json, calibration=calibration)
         with measuring(not as_json, "A/B", reloads) as update:
             comparison = ab(
                 side_a.pop("path"),
@@ -297,7 +318,7 @@ def compare_command(
     doc = {"a_model": side_a, "b_model": side_b, **comparison.to_dict()}
     sides = {
         "baseline": (side_a, spec_of(a, precision)),
-        "candidate": (side_b, spec_of(b, precision)),
+        "candidate": (side_b, spec_of(b, precision_b or precision)),
     }
     doc["job_id"] = keep("compare", sides, name, comparison.to_dict())
     if as_json:
@@ -316,6 +337,12 @@ def compare_command(
         cpu = comparison.cpu_estimate
         Console().print(
             f"thread CPU time B/A = {cpu.ratio:.4f}  95% CI [{cpu.ci95[0]:.4f}, {cpu.ci95[1]:.4f}]"
+        )
+    for side, stated in (comparison.quantization or {}).items():
+        Console().print(
+            f"{side.upper()} int8: {stated['int8_mac_fraction']:.1%} of MACs in int8 kernels, "
+            f"SQNR {stated['sqnr_db']} dB, calibration {stated['calibration']} "
+            f"({stated['samples']} samples)"
         )
     for note in comparison.notes:
         Console().print(f"[yellow]note:[/] {note}")

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
+from exporters.formats import Precision
 from exporters.sources.ready import weights_said
 from service import reference
 from service.api.deps import ReadSessionDep, SettingsDep, UserDep
@@ -34,6 +35,7 @@ router = APIRouter(include_in_schema=False)
 DeviceQ = Annotated[str | None, Query(max_length=32, pattern=r"^[a-z0-9_\-]+$")]
 FamilyQ = Annotated[list[str], Query(max_length=32)]
 KindQ = Annotated[list[view.Kind], Query(max_length=4)]
+PrecisionQ = Annotated[list[Precision], Query(max_length=len(Precision))]
 
 
 def plotly_js() -> str:
@@ -61,6 +63,7 @@ def _view(
     device: str | None,
     family: list[str],
     kind: list[view.Kind],
+    precision: list[Precision],
 ) -> view.Dashboard:
     return view.build(
         session,
@@ -68,6 +71,7 @@ def _view(
         device=device,
         families=set(family),
         kinds=set(kind),
+        precisions={p.value for p in precision},
     )
 
 
@@ -79,8 +83,9 @@ def dashboard_data(
     device: DeviceQ = None,
     family: FamilyQ = [],  # noqa: B006 (FastAPI copies query defaults)
     kind: KindQ = [],  # noqa: B006
+    precision: PrecisionQ = [],  # noqa: B006
 ) -> JSONResponse:
-    return JSONResponse(_view(session, settings, device, family, kind).to_json())
+    return JSONResponse(_view(session, settings, device, family, kind, precision).to_json())
 
 
 @router.get("/dashboard/data.csv")
@@ -91,8 +96,9 @@ def dashboard_csv(
     device: DeviceQ = None,
     family: FamilyQ = [],  # noqa: B006
     kind: KindQ = [],  # noqa: B006
+    precision: PrecisionQ = [],  # noqa: B006
 ) -> Response:
-    data = view.to_csv(_view(session, settings, device, family, kind))
+    data = view.to_csv(_view(session, settings, device, family, kind, precision))
     name = f"latbench-{device or 'all'}.csv"
     return Response(
         data, media_type="text/csv", headers={"Content-Disposition": f"attachment; filename={name}"}

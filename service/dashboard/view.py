@@ -13,6 +13,10 @@ side), else it has none and is listed apart. Four kinds, each its own marker:
   ``"kind": "predicted"`` and its interval
   in ``latency_ms.interval`` (or ``ci95``), and the published top-1;
 - ``user``: measured or predicted latency with the top-1 the user attached.
+
+Every point says its precision (the spec's, else the format's default). An int8 result whose
+artifact was calibrated on synthetic inputs is latency only: its ranges came from noise, so it
+is never plotted against a top-1 and never on an accuracy front; it is listed apart, saying so.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from exporters.formats import ExportFormat, Precision
 from service import reference
 from service.dashboard.pareto import frontier
 from service.db.accuracy import accuracies
@@ -60,17 +65,25 @@ class ChartPoint:
     macs: int | None
     spec_hash: str | None
     created_at: str | None
+    precision: str = "fp32"
+    calibration: str | None = None  # quantized points: "user" (never "synthetic": unplotted)
+
+
+NO_TOP1 = "no top-1 known for what was measured"
+SYNTHETIC = "latency only: int8 calibrated on synthetic inputs"
 
 
 @dataclass(frozen=True)
 class Unplotted:
-    """Measured on a device, but no top-1 is known for what was measured."""
+    """Measured on a device, but no top-1 applies to what was measured (``reason``)."""
 
     model: str
     label: str
     device: str
     spec_hash: str
     latency_ms: float
+    precision: str = "fp32"
+    reason: str = NO_TOP1
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,7 @@ class Dashboard:
     devices: list[str]
     families: list[str]
     points: list[ChartPoint]
+    precisions: list[str]
     frontier: dict[str, list[str]]  # device -> keys of the undominated points, fastest first
     published_front: dict[str, list[str]]  # same, over the published points alone
     unplotted: list[Unplotted]
@@ -136,6 +150,19 @@ def _user_source(acc: AccuracyRow) -> str:
     return f"user: {acc.source} ({acc.dataset}{side}{note})"
 
 
+def precision_of(result: ResultRow, spec: SpecRow) -> str:
+    """The precision a result was measured at: the spec's, else its format's default."""
+    stated = spec.body.get("precision")
+    return stated or ExportFormat(result.format).default_precision(None).value
+
+
+def _label(result: ResultRow, spec: SpecRow, custom: bool, precision: str) -> str:
+    """The model, its spec hash when it is not the published one, its precision when it is
+    quantized (so a quantized point never stands for the float model in the ranking)."""
+    label = f"{result.model} [{spec.hash[:6]}]" if custom else result.model
+    return f"{label} ({precision})" if Precision(precision).quantized else label
+
+
 def _measured_point(
     result: ResultRow, spec: SpecRow, top1: float, top1_source: str, kind: Kind, custom: bool
 ) -> ChartPoint:
@@ -143,10 +170,11 @@ def _measured_point(
     low, high = interval(m["latency_ms"])
     threads = (m.get("settings") or {}).get("threads")
     how = "predicted" if m.get("kind") == Kind.PREDICTED.value else "measured here"
+    precision = precision_of(result, spec)
     return ChartPoint(
         key=result.request_key,
         model=result.model,
-        label=f"{result.model} [{spec.hash[:6]}]" if custom else result.model,
+        label=_label(result, spec, custom, precision),
         family=spec.family,
         device=result.device_class,
         kind=kind,
@@ -161,6 +189,8 @@ def _measured_point(
         macs=spec.macs,
         spec_hash=spec.hash,
         created_at=result.created_at.isoformat(),
+        precision=precision,
+        calibration=(m.get("quantization") or {}).get("calibration"),
     )
 
 
@@ -246,9 +276,10 @@ def build(
     device: str | None = None,
     families: set[str] | None = None,
     kinds: set[Kind] | None = None,
+    precisions: set[str] | None = None,
 ) -> Dashboard:
-    """Every point, filtered by device, family and kind; the fronts are computed on what is
-    shown. The ranking across devices ignores the device filter (it is about all of them)."""
+    """Every point, filtered by device, family, kind and precision; the fronts are computed on
+    what is shown. The ranking across devices ignores the device filter (it is about all of them)."""
     refs = reference.load(reference_csv)
     published = reference.load_latency(reference_csv)
     rows = _latest(
@@ -264,22 +295,25 @@ def build(
             Kind.PREDICTED if result.measurement.get("kind") == "predicted" else Kind.MEASURED
         )
         custom = not is_published_spec(spec, ref)
+        stated = result.measurement.get("quantization") or {}
+        if stated.get("calibration") == "synthetic":
+            unplotted.append(_apart(result, spec, custom, SYNTHETIC))
+            continue
         if acc is not None:
             point = _measured_point(result, spec, acc.top1, _user_source(acc), Kind.USER, custom)
         elif not custom:
             point = _measured_point(result, spec, ref.top1, ref.source, latency_kind, custom)
         else:
-            label = f"{spec.model} [{spec.hash[:6]}]"
-            unplotted.append(
-                Unplotted(spec.model, label, result.device_class, spec.hash, result.median_ms)
-            )
+            unplotted.append(_apart(result, spec, True, NO_TOP1))
             continue
         points.append(point)
     every_family = sorted({p.family for p in points if p.family})
     kept = [
         p
         for p in points
-        if (not families or p.family in families) and (not kinds or p.kind in kinds)
+        if (not families or p.family in families)
+        and (not kinds or p.kind in kinds)
+        and (not precisions or p.precision in precisions)
     ]
     shown = [p for p in kept if device is None or p.device == device]
     devices = sorted({p.device for p in points} | {u.device for u in unplotted})
@@ -290,12 +324,21 @@ def build(
         devices=devices,
         families=every_family,
         points=sorted(shown, key=lambda p: (p.device, p.latency_ms)),
+        precisions=sorted({p.precision for p in points} | {u.precision for u in unplotted}),
         frontier={d: _front(shown, d, published=False) for d in devices},
         published_front={d: _front(shown, d, published=True) for d in devices},
         unplotted=[u for u in unplotted if device is None or u.device == device],
         ranking=_ranking(kept),
         sources=sources,
         has_reference=bool(refs),
+    )
+
+
+def _apart(result: ResultRow, spec: SpecRow, custom: bool, reason: str) -> Unplotted:
+    precision = precision_of(result, spec)
+    label = _label(result, spec, custom, precision)
+    return Unplotted(
+        spec.model, label, result.device_class, spec.hash, result.median_ms, precision, reason
     )
 
 

@@ -126,6 +126,10 @@ class Predictor:
         latency = self.model.predict(vector)
         low, high = self.cv.log_ratio_interval
         domain = self.domain(cached.features, family)
+        if spec.precision is not None and spec.precision.quantized:  # trained on float rows only
+            why = f"precision {spec.precision.value}: no training rows at this precision"
+            note = "; ".join([why, *([domain.note] if domain.note else [])])
+            domain = domain.model_copy(update={"inside": False, "note": note})
         notes = ["a prediction from published latencies, not a measurement"]
         if not domain.inside:
             notes.append(f"outside the training domain: {domain.note}")

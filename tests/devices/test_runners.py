@@ -154,10 +154,12 @@ def test_gpu_runners_say_why_they_are_unavailable_and_configure_providers():
     trt, cuda = OrtTensorrtRunner(fp16=True, engine_cache="/cache").providers()
     assert trt == (
         "TensorrtExecutionProvider",
-        {"device_id": 0, "trt_fp16_enable": True, "trt_engine_cache_enable": True,
-         "trt_engine_cache_path": "/cache"},
+        {"device_id": 0, "trt_fp16_enable": True, "trt_int8_enable": False,
+         "trt_engine_cache_enable": True, "trt_engine_cache_path": "/cache"},
     )  # fmt: skip
     assert cuda == ("CUDAExecutionProvider", {"device_id": 0})
+    int8, _ = OrtTensorrtRunner().providers(int8=True)  # a QDQ graph: TensorRT's int8 path
+    assert int8[1]["trt_int8_enable"] is True
 
 
 def test_input_pool_is_random_distinct_and_bounded_in_memory():

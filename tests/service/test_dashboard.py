@@ -41,7 +41,14 @@ OUTSIDE_PATHS = (".." + "/shared", "/" + "work" + "/")
 
 
 def store_result(
-    app, spec: dict, device: str, median: float, *, kind: str | None = None, layers=None
+    app,
+    spec: dict,
+    device: str,
+    median: float,
+    *,
+    kind: str | None = None,
+    layers=None,
+    quantization: dict | None = None,
 ) -> str:
     """A done job with one result, stored as the dispatcher would; returns the spec hash."""
     parsed = parse_spec(spec)
@@ -68,6 +75,8 @@ def store_result(
             kind="predict" if kind == "predicted" else "profile",
         )
         measurement = {"latency_ms": latency, "settings": {"threads": 1}, "layers": layers}
+        if quantization:
+            measurement["quantization"] = quantization
         if kind:
             measurement["kind"] = kind
         record = record_prediction if kind == "predicted" else record_result  # tables apart

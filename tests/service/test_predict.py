@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from exporters.features import onnx_features
+from exporters.formats import Precision
 from exporters.spec import parse_spec
 from service.db.tables import ResultRow, SpecRow
 from service.predict.cv import fit_candidate, leave_one_family_out
@@ -174,3 +175,13 @@ def test_concurrent_first_requests_fit_a_class_once(monkeypatch):
     job._fitted.cache_clear()  # the counted fit must not answer later tests
     assert fits == ["iphone12-class"]
     assert got[0] is not None and all(p is got[0] for p in got)
+
+
+def test_an_int8_spec_is_outside_the_domain_of_a_float_trained_predictor(predictor, iphone_samples):
+    row = next(s.row for s in iphone_samples if s.row.model == "repvit_m1_1")
+    cached = FeatureCache().lookup(row.spec)  # the float graph: only the precision differs
+    int8 = row.spec.model_copy(update={"precision": Precision.INT8})
+    prediction = predictor.predict(int8, row.family, cached)
+    assert not prediction.domain.inside and prediction.domain.family_seen
+    assert prediction.domain.note.startswith("precision int8: no training rows")
+    assert any("precision int8" in note for note in prediction.notes)

@@ -23,7 +23,7 @@ function query() {
   if ($("#device").value) params.set("device", $("#device").value);
   const all = (name) => document.querySelectorAll(`input[name=${name}]`).length;
   // every box checked means no filter: new families and kinds then show up by themselves
-  for (const name of ["kind", "family"]) {
+  for (const name of ["kind", "family", "precision"]) {
     const on = checked(name);
     if (on.length < all(name)) on.forEach((v) => params.append(name, v));
   }
@@ -42,7 +42,7 @@ const EMPTY = {
 async function load() {
   if (report) return report[$("#device").value];
   const unticked = (name) => document.querySelectorAll(`input[name=${name}]`).length && !checked(name).length;
-  if (unticked("kind") || unticked("family")) return EMPTY; // nothing selected, nothing shown
+  if (unticked("kind") || unticked("family") || unticked("precision")) return EMPTY; // nothing selected, nothing shown
   const response = await fetch(`/dashboard/data.json?${query()}`);
   if (!response.ok) throw new Error(`data.json: ${response.status}`);
   return response.json();
@@ -54,7 +54,7 @@ const millions = (v, scale) => (v == null ? "" : (v / scale).toFixed(2));
 function hover(p) {
   const ci = p.latency_low != null ? ` [${fmt(p.latency_low)}, ${fmt(p.latency_high)}]` : "";
   return [
-    `<b>${escapeHtml(p.label)}</b> (${p.kind})`,
+    `<b>${escapeHtml(p.label)}</b> (${p.kind}, ${p.precision})`,
     `family: ${escapeHtml(p.family || "?")}`,
     `params: ${millions(p.params, 1e6) || "?"} M, MACs: ${millions(p.macs, 1e9) || "?"} G`,
     `latency: ${fmt(p.latency_ms)} ms${ci}`,
@@ -83,7 +83,12 @@ function scatterTraces(data, device) {
       textfont: { size: 10, color: "#495057" },
       hovertext: mine.map(hover),
       hoverinfo: "text",
-      marker: { symbol: marker.symbol, color: marker.color, size: kind === "user" ? 14 : 10 },
+      marker: {
+        // a quantized point is the open form of its kind's marker
+        symbol: mine.map((p) => (["int8", "w8"].includes(p.precision) ? `${marker.symbol}-open` : marker.symbol)),
+        color: marker.color,
+        size: kind === "user" ? 14 : 10,
+      },
       error_x: {
         type: "data",
         symmetric: false,
@@ -179,7 +184,9 @@ function drawTables(data, device) {
   const loose = data.unplotted.filter((u) => u.device === device);
   $("#unplotted").textContent = loose.length
     ? "Measured, no top-1 known for what was measured (attach one: latbench accuracy set): " +
-      loose.map((u) => `${u.label} ${fmt(u.latency_ms)} ms`).join(", ")
+      loose
+        .map((u) => `${u.label} ${fmt(u.latency_ms)} ms` + (u.reason.startsWith("no top-1") ? "" : ` (${u.reason})`))
+        .join(", ")
     : "";
   $("#sources").replaceChildren(
     ...data.sources.map((s) => Object.assign(document.createElement("li"), { textContent: s })),
@@ -254,6 +261,6 @@ document.querySelectorAll("[data-image]").forEach((b) => {
 });
 $("#controls").addEventListener("change", refresh);
 const asked = new URLSearchParams(location.hash.slice(1));
-if (report) document.querySelectorAll("#kinds, #families").forEach((f) => (f.hidden = true));
+if (report) document.querySelectorAll("#kinds, #families, #precisions").forEach((f) => (f.hidden = true));
 if (asked.get("device")) $("#device").value = asked.get("device");
 refresh().then(() => asked.get("export") && exportImage(asked.get("export")));
