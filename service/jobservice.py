@@ -203,6 +203,7 @@ def submit_predict(
     devices: list[DeviceClass],
     formats: list[ExportFormat] | None,
     force: bool,
+    allow_out_of_domain: bool = False,
 ) -> Submission:
     """One ``predict`` job per device: the spec is exported to ONNX and predicted on the server
     (``devices.jobs.predict``). Its request key is its own (``pipeline.predict_key``), so a
@@ -223,7 +224,11 @@ def submit_predict(
                 spec_hash=plan.spec_hash,
                 device_class=device.value,
                 fmt=ExportFormat.ONNX.value,  # the graph the predictor reads
-                settings={"spec": plan.spec.model_dump(mode="json"), "family": plan.family},
+                settings={
+                    "spec": plan.spec.model_dump(mode="json"),
+                    "family": plan.family,
+                    "allow_out_of_domain": allow_out_of_domain,
+                },
                 request_key=key,
                 user=user,
                 reuse_result=not force,
