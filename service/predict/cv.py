@@ -81,7 +81,9 @@ def families(samples: list[Sample]) -> list[str]:
 
 
 def splits(samples: list[Sample]) -> Iterator[tuple[str, list[Sample], list[Sample]]]:
-    """(name, train, test): each family held out, then each op type's rows (whole families)."""
+    """(name, train, test): each family held out, then each op type's rows (whole families).
+    Op types that always occur together (Div and Erf of GELU) make one split, named by all:
+    the same held-out rows counted twice would weigh their error twice."""
     for family in families(samples):
         yield (
             f"family:{family}",
@@ -89,12 +91,15 @@ def splits(samples: list[Sample]) -> Iterator[tuple[str, list[Sample], list[Samp
             [s for s in samples if s.row.family == family],
         )
     everywhere = frozenset.intersection(*(s.ops for s in samples)) if samples else frozenset()
+    by_test: dict[frozenset[str], list[str]] = {}
     for op in sorted(frozenset().union(*(s.ops for s in samples)) - everywhere):
-        test = [s for s in samples if op in s.ops]
+        by_test.setdefault(frozenset(s.row.id for s in samples if op in s.ops), []).append(op)
+    for test_ids, ops in by_test.items():
+        test = [s for s in samples if s.row.id in test_ids]
         held = {s.row.family for s in test}
         train = [s for s in samples if s.row.family not in held]
         if len(families(train)) >= 2:
-            yield f"op:{op}", train, test
+            yield f"op:{'+'.join(ops)}", train, test
 
 
 def held_out(train: list[Sample], test: list[Sample], predict: Predict, split: str) -> list[Case]:
@@ -114,30 +119,42 @@ def family_cases(found: list[Case]) -> list[Case]:
     return [c for c in found if c.split.startswith("family:")]
 
 
-def log_interval(log_ratios: list[float]) -> LogInterval:
-    """The order statistics that cover ``LEVEL`` of a new case exchangeable with these
-    (split-conformal ranks: ceil((n + 1) * q)), clamped to the extremes when n is small."""
-    values = sorted(log_ratios)
-    n = len(values)
+def log_interval(groups: list[list[float]]) -> LogInterval:
+    """Bounds that cover ``LEVEL`` of a new group's cases, where the exchangeable unit is the
+    held-out group (a family's rows err together: one biased family is not n independent
+    misses). Split-conformal ranks over groups: the ceil((n + 1) * 0.9)-th smallest of the
+    groups' highest log-ratios, the floor((n + 1) * 0.1)-th of their lowest, clamped to the
+    extremes when n is small (with 8 families: the widest error any family showed)."""
+    n = len(groups)
     tail = (1 - LEVEL) / 2
-    low = max(math.floor((n + 1) * tail), 1)
-    high = min(math.ceil((n + 1) * (1 - tail)), n)
-    return values[low - 1], values[high - 1]
+    lows = sorted(min(g) for g in groups)
+    highs = sorted(max(g) for g in groups)
+    return (
+        lows[max(math.floor((n + 1) * tail), 1) - 1],
+        highs[min(math.ceil((n + 1) * (1 - tail)), n) - 1],
+    )
+
+
+def _groups(found: list[Case]) -> list[list[float]]:
+    by_split: dict[str, list[float]] = {}
+    for case in found:
+        by_split.setdefault(case.split, []).append(case.log_ratio)
+    return list(by_split.values())
 
 
 def calibrate(found: list[Case]) -> Calibration:
-    """Inside: the family-held-out cases inside the domain (all family cases when fewer than
-    ``MIN_CASES``: too few to place a 10% tail). Outside: the hull of the inside interval and
-    of the intervals of each kind of outside case (family held out with an unseen op; op type
-    held out), or of every error seen when neither kind has ``MIN_CASES``: wide when they were."""
+    """Inside: the family-held-out cases inside the domain, each family one group (every
+    family case when fewer than ``MIN_CASES``). Outside: the hull of the inside interval and of
+    the intervals of each kind of outside case (family held out with an unseen op; op type held
+    out, each split one group), or of every error seen when neither kind has ``MIN_CASES``."""
     family = [c for c in found if c.split.startswith("family:")]
-    inside = [c.log_ratio for c in family if c.inside]
-    inner = log_interval(inside if len(inside) >= MIN_CASES else [c.log_ratio for c in family])
+    inside = [c for c in family if c.inside]
+    inner = log_interval(_groups(inside if len(inside) >= MIN_CASES else family))
     pools = (
-        [c.log_ratio for c in family if not c.inside],
-        [c.log_ratio for c in found if c.split.startswith("op:")],
+        [c for c in family if not c.inside],
+        [c for c in found if c.split.startswith("op:")],
     )
-    parts = [inner] + [log_interval(pool) for pool in pools if len(pool) >= MIN_CASES]
+    parts = [inner] + [log_interval(_groups(pool)) for pool in pools if len(pool) >= MIN_CASES]
     if len(parts) == 1:
         parts.append((min(c.log_ratio for c in found), max(c.log_ratio for c in found)))
     return Calibration(
