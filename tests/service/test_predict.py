@@ -206,3 +206,27 @@ def test_concurrent_first_requests_load_a_class_once(monkeypatch):
     job._loaded.cache_clear()  # the counted load must not answer later tests
     assert loads == ["iphone12-class"]
     assert got[0] is not None and all(p is got[0] for p in got)
+
+
+def test_adapting_rescales_the_published_rows_to_those_measured_here(iphone_samples):
+    """Rows measured on a phone twice as slow as the published one: the published rows are
+    rescaled by that factor and the measured rows are added, not the reverse."""
+    from dataclasses import replace
+
+    from service.predict.cv import choose, latencies
+    from service.predict.fitting import adapt
+
+    measured = [
+        replace(s, row=replace(s.row, id=f"measured:{n}", latency_ms=s.row.latency_ms * 2))
+        for n, s in enumerate(iphone_samples[:5])
+    ]
+    adapted = adapt(iphone_samples, measured)
+    assert [s.row.id for s in adapted] == [s.row.id for s in iphone_samples + measured]
+    prior = fit_candidate(choose(iphone_samples))(iphone_samples)
+    expected = math.exp(
+        sum(math.log(s.row.latency_ms / prior(s.vector)) for s in measured) / len(measured)
+    )
+    ratios = latencies(adapted[: len(iphone_samples)]) / latencies(iphone_samples)
+    assert ratios == pytest.approx([expected] * len(iphone_samples))
+    assert 1.5 < expected < 2.7  # about the factor the measured rows were slower by
+    assert adapt(iphone_samples, []) == iphone_samples
