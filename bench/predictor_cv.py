@@ -1,52 +1,63 @@
-"""Leave-one-family-out error of the latency predictor and of its baselines, per device class.
+"""How far the latency predictions can be trusted, per device class: nested leave-one-family-out
+CV of the predictor and of its baselines, interval coverage inside and outside the domain, the
+share of cases abstained, the method offered, and how a published device's table is learnt from
+k of its own rows (adaptation).
 
-For each class with published latencies (package data, service/predict/data): every model family
-is held out in turn, the predictor (term set chosen by an inner leave-one-family-out CV on the
-remaining families only, then non-negative least squares) and the baselines (latency ∝ MACs,
-∝ parameters, ∝ this host's single-thread onnxruntime latency) are fitted on the other families,
-and the held-out rows are predicted. Printed: median absolute % error and Spearman's rho over
-all held-out rows. Nothing is tuned on a test fold. Targets for iphone12-class: Spearman >= 0.9,
-median absolute error <= 15%, clearly better than the MACs baseline.
+For each class with published latencies (package data, service/predict/data), every method
+(the predictor: terms chosen by an inner CV, non-negative least squares; baselines: latency ∝
+MACs, ∝ parameters, ∝ this host's single-thread onnxruntime latency) is evaluated nested: each
+outer split (a family held out; the rows of an op type held out) chooses terms and calibrates
+its 80% intervals on its training rows alone, then predicts the held-out rows. Printed per method:
+median absolute % error and Spearman's rho inside the domain (family held out, every op type
+seen), the same over every family-held-out row, the coverage achieved by the inside and by the
+outside interval (nominal 80%, target >= 75%), and the share of cases abstained (outside the
+domain). Nothing is tuned on a test fold; nothing is timed.
 
-Features come from the shipped cache (no export); rows without cached features are listed.
+Adaptation: one published device table is left out; the predictor is fitted on the published
+rows of other devices (k = 0), then on those rescaled to and joined by k random rows of the
+table (``service.predict.fitting.adapt``, what `latbench predictor fit --device` does with rows
+measured here); the error and Spearman on the rest of the table, over ``--draws`` random draws.
 
-    .venv/bin/python bench/predictor_cv.py [--rows]
+    nice .venv/bin/python bench/predictor_cv.py [--class iphone12-class] [--draws 20] [--rows]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
 from importlib import resources
+from statistics import mean
 
-from service.predict.costmodel import BASELINES, CANDIDATES, Proportional
-from service.predict.cv import (
-    Sample,
-    families,
-    fit_candidate,
-    latencies,
-    leave_one_family_out,
-    nested_cv,
-)
-from service.predict.featurecache import FeatureCache
+from service.predict.cv import Case, Sample, choose, families, fit_candidate, median_ape, spearman
+from service.predict.featurecache import FeatureCache, identity_key
+from service.predict.fitting import adapt, fit_class, samples_for
 from service.predict.hostcpu import SHIPPED as HOST_FILE
-from service.predict.predictor import fit_predictor, samples_for
 from service.predict.training import device_classes, published_rows
 
+# (class, device table left out, class whose rows are the prior when the class has no other table)
+ADAPTATION = (
+    ("iphone12-class", "iPhone 12 (iOS 16)", None),
+    ("gpu-cuda", "NVIDIA GeForce RTX 2080Ti", "cpu-x86_64"),
+    ("cpu-arm64", "ARM Cortex-A72 CPU (single thread)", "cpu-x86_64"),
+)
+KS = (0, 5, 10, 20)
+MIN_EVAL = 5  # rows of the table left to evaluate on, at least
 
-def proportional(name: str):
-    def fitter(train: list[Sample]):
-        return Proportional.fit(name, [s.vector for s in train], latencies(train)).predict
 
-    return fitter
+def pct(value: float) -> str:
+    return "  -" if math.isnan(value) else f"{value:.0%}"
 
 
-def line(label: str, samples: list[Sample], result) -> str:
-    error = result.error()
+def method_line(name: str, s: dict) -> str:
     return (
-        f"  {label:<34} rows {error.rows:>3}  families {len(families(samples)):>2}  "
-        f"median |err| {error.median_ape_pct:6.1f}%  Spearman {error.spearman:5.2f}"
+        f"  {name:<10} inside: {s['median_ape_pct']:5.1f}% ρ {s['spearman']:5.2f} "
+        f"({s['inside_rows']:>2}/{s['rows']:>2} rows) | all rows: {s['median_ape_pct_all']:5.1f}% "
+        f"ρ {s['spearman_all']:5.2f} | 80% interval achieved: inside {pct(s['coverage_inside'])} "
+        f"({s['coverage_inside_cases']}), outside {pct(s['coverage_outside'])} "
+        f"({s['coverage_outside_cases']}) | abstained {pct(s['abstained_share'])}"
     )
 
 
@@ -64,48 +75,86 @@ def host_description() -> str:
     )
 
 
+def unique(samples: list[Sample]) -> list[Sample]:
+    """One row per graph: a table restated by a README counts once."""
+    seen: dict[str, Sample] = {}
+    for s in samples:
+        seen.setdefault(identity_key(s.row.spec), s)
+    return list(seen.values())
+
+
+def adaptation(device_class: str, device: str, prior_class: str | None, draws: int) -> None:
+    cache = FeatureCache()
+    mine, _, _ = samples_for(published_rows(device_class), cache)
+    table = unique([s for s in mine if s.row.device == device])
+    if prior_class is None:
+        prior = [s for s in mine if s.row.device != device]
+        where = f"other {device_class} tables"
+    else:
+        prior, _, _ = samples_for(published_rows(prior_class), cache)
+        where = f"the {prior_class} table"
+    print(f"\n{device_class}: table {device!r} ({len(table)} graphs) left out; prior: {where} ({len(prior)} rows, {len(families(prior))} families)")  # fmt: skip
+    for k in KS:
+        if len(table) - k < MIN_EVAL:
+            print(f"  k={k:>2}: fewer than {MIN_EVAL} rows would be left to evaluate on")
+            continue
+        errors, rhos = [], []
+        for draw in range(draws if k else 1):
+            picked = random.Random(draw).sample(table, k)
+            rest = [s for s in table if s not in picked]
+            train = adapt(prior, picked)
+            predict = fit_candidate(choose(train))(train)
+            held = [
+                Case(s.row.id, "table", predict(s.vector), s.row.latency_ms, True) for s in rest
+            ]
+            errors.append(median_ape(held))
+            rhos.append(spearman(held))
+        print(
+            f"  k={k:>2}: median |err| on the other {len(table) - k} rows {mean(errors):6.1f}%  "
+            f"Spearman {mean(rhos):5.2f}  (mean of {len(errors)} draw(s))"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--class", dest="only", help="one device class only")
+    parser.add_argument("--draws", type=int, default=20, help="random draws of k rows")
     parser.add_argument("--rows", action="store_true", help="print every held-out prediction")
     args = parser.parse_args()
     print(f"host load now (1/5/15 min): {os.getloadavg()}; this script times nothing")
     print(host_description())
-    cache = FeatureCache()
     for device_class in device_classes():
-        samples, _, skipped = samples_for(published_rows(device_class), cache)
-        print(f"\n{device_class.value}: {len(samples)} rows with features, {len(skipped)} without")
-        if len(families(samples)) < 2:
-            print("  fewer than 2 families: no cross-validation possible")
+        if args.only and device_class.value != args.only:
             continue
-        predictor = fit_predictor(device_class, [s.row for s in samples], features=cache)
-        model = predictor.predictor.model
-        nested = nested_cv(samples)
-        print(line("predictor (nested LOFO)", samples, nested))
-        for name in BASELINES:
-            usable = [s for s in samples if BASELINES[name] in s.vector]
-            if len(families(usable)) < 2:
-                print(f"  baseline ∝ {name:<24} not enough rows ({len(usable)})")
-                continue
-            result = leave_one_family_out(usable, proportional(name), name)
-            print(line(f"baseline ∝ {name}", usable, result))
-        print("  (for information, not the reported error: each fixed term set, plain LOFO)")
-        for name in CANDIDATES:
-            result = leave_one_family_out(samples, fit_candidate(name), name)
-            print(line(f"  terms {name}", samples, result))
-        terms = ", ".join(f"{t}={c:.3g}" for t, c in zip(model.terms, model.coef, strict=True))
-        print(f"  fitted on all rows: {model.name}: {terms}")
-        if skipped:
-            print(f"  without features: {', '.join(sorted(skipped))}")
+        fit = fit_class(device_class, published_rows(device_class), features=FeatureCache())
+        print(
+            f"\n{device_class.value}: {len(fit.samples)} rows with features, "
+            f"{len(families(fit.samples))} families, {len(fit.skipped)} without features"
+        )
+        for name, evaluation in fit.evaluations.items():
+            print(method_line(name, evaluation.summary()))
+        print(f"  offered: {fit.label} — {fit.reason}")
+        if fit.calibration is not None:
+            cal = fit.calibration
+            print(
+                "  shipped intervals (× prediction): inside "
+                f"{math.exp(cal.inside[0]):.2f}–{math.exp(cal.inside[1]):.2f} "
+                f"({cal.inside_cases} cases), outside {math.exp(cal.outside[0]):.2f}–"
+                f"{math.exp(cal.outside[1]):.2f} ({cal.outside_cases} cases)"
+            )
         if args.rows:
-            by_id = {s.row.id: s.row for s in samples}
-            for row_id, value in sorted(
-                nested.predicted.items(), key=lambda kv: by_id[kv[0]].family
-            ):
-                row = by_id[row_id]
+            by_id = {s.row.id: s.row for s in fit.samples}
+            cases = fit.evaluations["predictor"].cases
+            for case in sorted(cases, key=lambda c: (by_id[c.row_id].family, c.split)):
+                row = by_id[case.row_id]
                 print(
-                    f"    {row.family:<18} {row.model:<30} published {row.latency_ms:8.3f} ms  "
-                    f"held-out prediction {value:8.3f} ms  ({value / row.latency_ms - 1:+.0%})"
+                    f"    {case.split:<22} {row.model:<28} {'in ' if case.inside else 'OUT'} "
+                    f"published {row.latency_ms:8.3f} ms  predicted {case.predicted:8.3f} ms"
                 )
+    print("\nadaptation: a device table left out, k of its rows added back")
+    for device_class, device, prior_class in ADAPTATION:
+        if not args.only or args.only == device_class:
+            adaptation(device_class, device, prior_class, args.draws)
 
 
 if __name__ == "__main__":

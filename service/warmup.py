@@ -1,7 +1,8 @@
 """Settling a long-running API process: load once, before traffic needs it, what requests would load
 lazily, then take everything alive out of the cyclic garbage collector's reach.
 
-Loaded lazily, torch and the timm zoo (the work budget of POST /profile) and the fitted predictors (GET /devices, seconds of cross-validation per class)
+Loaded lazily, torch and the timm zoo (the work budget of POST /profile) and the predictors
+(GET /devices; read from package data, never fitted here)
 cost the request that first needs them, and afterwards every full collection walks their objects:
 ~100-250 ms on a 2-core host during which no request is answered, which was the p99 of every read
 under load (issue 11). ``gc.freeze`` moves the objects alive into the permanent generation, which
@@ -31,8 +32,7 @@ def settle(settings: Settings) -> None:
 
 
 def settle_in_background(settings: Settings) -> threading.Thread:
-    """The server answers meanwhile; a request that needs a predictor being fitted waits for
-    that one fit (``service.predict.job`` fits each class once)."""
+    """The server answers meanwhile; a request that needs a predictor reads it itself."""
     thread = threading.Thread(
         target=settle,
         args=(settings,),

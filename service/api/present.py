@@ -186,6 +186,7 @@ def predictor_public(predictor: Predictor, *, online_runner: bool) -> PredictorP
         training_rows=info.training_rows,
         families=info.families,
         cv=CvErrorPublic.model_validate(info.cv.model_dump()),
+        offered_because=info.offered_because,
         online_runner=online_runner,
     )
 

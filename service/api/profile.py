@@ -1,5 +1,6 @@
 """POST /profile: one job per requested device; cached results and identical requests coalesce.
-A device class with a predictor and no runner online gets a ``predict`` job instead."""
+Each class is measured, predicted or refused by ``service.predict.routing.decide``: a class
+nobody here measures (no runner registered) that offers a predictor gets a ``predict`` job."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from service.api.deps import (
 )
 from service.api.present import job_brief
 from service.api.schemas import ProfileAccepted, ProfileCreate
+from service.db import runners
 from service.jobs import submission
 from service.predict.job import has_predictor
+from service.predict.routing import Route, decide, refusal
 
 router = APIRouter(tags=["profile"])
 
@@ -32,21 +35,24 @@ def create_profile(
     user: UserDep,
 ) -> ProfileAccepted:
     """Measure a model on one or more device classes (202: jobs to poll at GET /jobs/{id});
-    a class nobody can measure now but a predictor covers is predicted (job kind ``predict``)."""
-    may_predict = (
-        body.predict
-        and body.artifact is None  # an upload is measured as given, never predicted
-        and submission.runs_server_kinds(settings)
-    )
-    measurable = (
-        submission.measurable(
-            sessions.read, settings=settings, dispatcher=dispatcher, devices=body.devices
+    a class nobody here measures but a predictor covers is predicted (job kind ``predict``)."""
+    registered = {r.device_class for r in runners.list_runners(sessions.read)}
+    decisions = [
+        decide(
+            d.value,
+            requested=body.predict,
+            upload=body.artifact is not None,
+            measured_here=d.value in registered
+            or (settings.dispatcher == "local" and dispatcher.serves(d.value)),
+            offers_prediction=has_predictor(d.value, settings.data_dir),
+            predicts_here=submission.runs_server_kinds(settings),
         )
-        if may_predict
-        else set(body.devices)
-    )
+        for d in body.devices
+    ]
+    if (refused := refusal(decisions)) is not None:
+        raise refused
     predicted = [
-        d for d in body.devices if d not in measurable and has_predictor(d.value, settings.data_dir)
+        d for d, r in zip(body.devices, decisions, strict=True) if r.route is Route.PREDICT
     ]
     measured = [d for d in body.devices if d not in predicted]
     common = {"settings": settings, "dispatcher": dispatcher, "user": user, "model": body.model}
@@ -67,7 +73,12 @@ def create_profile(
     if predicted:
         submissions.append(
             submission.submit_predict(
-                sessions.write, **common, devices=predicted, formats=body.formats, force=body.force
+                sessions.write,
+                **common,
+                devices=predicted,
+                formats=body.formats,
+                force=body.force,
+                allow_out_of_domain=body.allow_out_of_domain,
             )
         )
     by_device = {s.job.device_class: s for sub in submissions for s in sub.jobs}

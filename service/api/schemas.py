@@ -128,10 +128,16 @@ class ProfileCreate(Strict):
     formats: list[ExportFormat] | None = Field(None, min_length=1, max_length=len(ExportFormat))
     settings: MeasureSettings = Field(default_factory=MeasureSettings)
     force: bool = Field(False, description="measure again even if this request has a result")
-    predict: bool = Field(
-        True,
-        description="a device class with a predictor and no runner online is answered with a "
-        "prediction (job kind predict); false: queue the measurement for a runner to come",
+    predict: bool | None = Field(
+        None,
+        description="true: a prediction (refused when the class offers none); false: a "
+        "measurement, queued for a runner to come; omitted: measured on a class with runners "
+        "registered here (online or not), predicted on a class with none that offers a predictor",
+    )
+    allow_out_of_domain: bool = Field(
+        False,
+        description="a prediction for a graph with op types the predictor never saw: a number "
+        "with the wide out-of-domain interval instead of abstaining (the job fails saying why)",
     )
 
     @model_validator(mode="after")
@@ -252,11 +258,18 @@ class ComparisonPublic(ComparisonRecord):
 
 
 class CvErrorPublic(BaseModel):
-    median_ape_pct: float
-    spearman: float
+    """Nested leave-one-family-out verdict on the method offered for the class."""
+
+    median_ape_pct: float  # inside the domain
+    spearman: float  # inside the domain
     rows: int
     folds: int
     scheme: str
+    abstained_share: float  # held-out cases outside the domain (no number by default)
+    interval_level: float  # nominal
+    coverage_inside: float  # achieved by the inside interval
+    coverage_outside: float  # achieved by the wide outside interval
+    baselines: dict[str, float]  # other methods' median abs % error (what it had to beat)
 
 
 class PredictorPublic(BaseModel):
@@ -269,6 +282,7 @@ class PredictorPublic(BaseModel):
     training_rows: int
     families: list[str]
     cv: CvErrorPublic
+    offered_because: str  # the method offered beat every other one (or the predictor lost)
     online_runner: bool  # a runner of the class is online: requests are measured, not predicted
 
 

@@ -1,5 +1,6 @@
-"""`latbench predict` (predicted latency on a device class nobody attached, with its error) and
-`latbench predictor fit` (refit a class from published rows plus the measurements stored here)."""
+"""`latbench predict` (predicted latency on a device class nobody attached, with its error; no
+number outside the training domain unless asked for) and `latbench predictor fit` (refit the
+shipped predictors, or one class from published rows plus the measurements stored here)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ from exporters.formats import device_class_choices, parse_device_class
 from service.cli import data_dir, fail
 
 DeviceOpt = Annotated[str, typer.Option("--device", help=f"device class: {device_class_choices()}")]
+AllowOut = Annotated[
+    bool,
+    typer.Option(
+        "--allow-out-of-domain",
+        help="give a number (with the wide interval out-of-domain cases earned in CV) for a "
+        "graph with op types the predictor never saw, instead of abstaining",
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="print one JSON document")]
 
 predictor_app = typer.Typer(help="Latency predictors per device class.", no_args_is_help=True)
@@ -23,15 +32,27 @@ predictor_app = typer.Typer(help="Latency predictors per device class.", no_args
 def predict(
     model: Annotated[str, typer.Argument(help="zoo name or spec file (.json/.yaml)")],
     device: DeviceOpt = "iphone12-class",
+    allow_out_of_domain: AllowOut = False,
     as_json: AsJson = False,
 ) -> None:
-    """Predict latency from the deploy-form graph: a prediction, never a measurement."""
+    """Predict latency from the deploy-form graph: a prediction, never a measurement. Outside
+    the training domain (op types never seen) it abstains, saying why and what would resolve it."""
     from exporters.spec import resolve_spec_argument
-    from service.predict.predictor import predict_spec
+    from service.predict.predictor import OutOfDomainError
+    from service.predict.shipped import predict_spec
 
     try:
-        device_class = parse_device_class(device, field="--device")
-        prediction = predict_spec(resolve_spec_argument(model), device_class, data_dir=data_dir())
+        prediction = predict_spec(
+            resolve_spec_argument(model),
+            parse_device_class(device, field="--device"),
+            data_dir=data_dir(),
+            allow_out_of_domain=allow_out_of_domain,
+        )
+    except OutOfDomainError as error:
+        if as_json:
+            doc = {"kind": "abstained", "reason": str(error), **error.domain.model_dump()}
+            typer.echo(json.dumps(doc, indent=2))
+        raise fail(error) from None
     except LatbenchError as error:
         raise fail(error) from None
     if as_json:
@@ -40,7 +61,8 @@ def predict(
     info, domain = prediction.predictor, prediction.domain
     low, high = prediction.interval_ms
     table = Table(title=f"{prediction.model} on {prediction.device_class} (PREDICTED)")
-    for column in ("latency ms", f"{prediction.interval_level:.0%} interval", "domain"):
+    interval = f"{prediction.interval_level:.0%} interval (CV: {prediction.interval_achieved:.0%})"
+    for column in ("latency ms", interval, "domain"):
         table.add_column(column)
     table.add_row(
         f"{prediction.latency_ms:.2f}",
@@ -51,58 +73,71 @@ def predict(
     console.print(table)
     console.print(
         f"predictor {info.version}: {info.method}; {info.training_rows} training rows, "
-        f"{len(info.families)} families; leave-one-family-out CV: median abs error "
-        f"{info.cv.median_ape_pct:.1f}%, Spearman {info.cv.spearman:.2f}"
+        f"{len(info.families)} families; nested leave-one-family-out CV inside the domain: "
+        f"median abs error {info.cv.median_ape_pct:.1f}%, Spearman {info.cv.spearman:.2f}"
     )
     for note in prediction.notes:
         console.print(f"note: {note}")
 
 
 def fit(
-    device: DeviceOpt,
-    export_missing: Annotated[
-        bool, typer.Option(help="export published rows the shipped features lack (slow)")
-    ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="refit this class from its published rows plus the results measured here "
+            "(saved in the data directory); without it, refit the shipped predictors",
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Refit DEVICE from its published rows plus every measurement stored for it here (specs
-    measured here are exported when their features are not cached yet)."""
-    from exporters.artifacts import ArtifactStore
-    from service.predict.featurecache import FeatureCache
-    from service.predict.predictor import fit_predictor, save
-    from service.predict.training import published_rows
+    """Fit predictors: every class from the shipped published rows into the package data, or
+    (--device) one class adapted to the results stored here for it."""
+    from service.predict.shipped import save, shipped_path, write_shipped
 
     try:
-        device_class = parse_device_class(device, field="--device")
-        features = FeatureCache(
-            local=data_dir() / "predict" / "features.json", store=ArtifactStore(data_dir())
-        )
-        published = published_rows(device_class)
-        skipped = {
-            row.id: "no shipped features (--export-missing exports it)"
-            for row in published
-            if not export_missing and features.lookup(row.spec) is None
-        }
-        rows = [r for r in published if r.id not in skipped] + _stored_rows(device_class.value)
-        report = fit_predictor(device_class, rows, features=features)
-        path = save(report.predictor, data_dir())
+        if device is None:
+            entries = write_shipped(shipped_path())
+            path = shipped_path()
+        else:
+            fitted = _adapted(device)
+            path, entry = save(fitted, data_dir())
+            entries = {fitted.device_class: entry}
     except LatbenchError as error:
         raise fail(error) from None
-    skipped.update(report.skipped)
-    info = report.predictor.info()
     if as_json:
-        document = {"saved": str(path), "skipped": skipped, **info.model_dump()}
-        typer.echo(json.dumps(document, indent=2))
+        typer.echo(json.dumps({"saved": str(path), "classes": entries}, indent=2))
         return
-    measured = sum(1 for i in info.training_ids if i.startswith("measured:"))
-    typer.echo(
-        f"{device_class.value}: {info.training_rows} rows ({measured} measured here), "
-        f"{len(info.families)} families, {info.method}\n"
-        f"leave-one-family-out: median abs error {info.cv.median_ape_pct:.1f}%, "
-        f"Spearman {info.cv.spearman:.2f}\nsaved {path}"
+    for name, entry in entries.items():
+        offered = entry["predictor"]
+        rows = len(offered["training_ids"]) if offered else 0
+        measured = sum(
+            1 for i in (offered or {}).get("training_ids", []) if i.startswith("measured:")
+        )
+        typer.echo(
+            f"{name}: {offered['label'] if offered else 'no prediction offered'} "
+            f"({rows} rows, {measured} measured here): {entry['reason']}"
+        )
+        for row_id, why in entry["skipped"].items():
+            typer.echo(f"  skipped {row_id}: {why}")
+    typer.echo(f"saved {path}")
+
+
+def _adapted(device: str):
+    """The class fitted on its published rows rescaled to, and joined by, the rows measured here
+    (``fitting.adapt``); specs measured here are exported when their features are not cached."""
+    from exporters.artifacts import ArtifactStore
+    from service.predict.featurecache import FeatureCache
+    from service.predict.fitting import adapt, fit_samples, samples_for
+    from service.predict.training import published_rows
+
+    device_class = parse_device_class(device, field="--device")
+    published, _, skipped = samples_for(published_rows(device_class), FeatureCache())
+    features = FeatureCache(
+        local=data_dir() / "predict" / "features.json", store=ArtifactStore(data_dir())
     )
-    for row_id, why in skipped.items():
-        typer.echo(f"skipped {row_id}: {why}")
+    measured, _, more = samples_for(_stored_rows(device_class.value), features)
+    return fit_samples(device_class, adapt(published, measured), {**skipped, **more})
 
 
 def _stored_rows(device_class: str) -> list:

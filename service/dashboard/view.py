@@ -87,6 +87,17 @@ class Unplotted:
 
 
 @dataclass(frozen=True)
+class NoPrediction:
+    """A prediction made outside the predictor's domain (asked for with allow_out_of_domain):
+    listed as "no prediction" with why, never drawn as a point."""
+
+    model: str
+    device: str
+    spec_hash: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Flip:
     faster: str  # faster on `device_a`, slower on `device_b`
     slower: str
@@ -111,6 +122,7 @@ class Dashboard:
     frontier: dict[str, list[str]]  # device -> keys of the undominated points, fastest first
     published_front: dict[str, list[str]]  # same, over the published points alone
     unplotted: list[Unplotted]
+    no_prediction: list[NoPrediction]
     ranking: Ranking
     sources: list[str] = field(default_factory=list)
     has_reference: bool = True
@@ -287,8 +299,13 @@ def build(
     )
     attached = accuracies(session, subjects=[spec.hash for _, spec in rows])
     points = _published_points(refs, published)
-    unplotted = []
+    unplotted, no_prediction = [], []
     for result, spec in rows:
+        domain = result.measurement.get("domain") or {}
+        if domain.get("inside") is False:
+            why = domain.get("note") or "outside the training domain"
+            no_prediction.append(NoPrediction(spec.model, result.device_class, spec.hash, why))
+            continue
         ref = refs.get(spec.model)
         acc = attached.get(spec.hash)
         latency_kind = (
@@ -328,6 +345,7 @@ def build(
         frontier={d: _front(shown, d, published=False) for d in devices},
         published_front={d: _front(shown, d, published=True) for d in devices},
         unplotted=[u for u in unplotted if device is None or u.device == device],
+        no_prediction=[n for n in no_prediction if device is None or n.device == device],
         ranking=_ranking(kept),
         sources=sources,
         has_reference=bool(refs),

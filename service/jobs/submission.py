@@ -152,6 +152,7 @@ def submit_predict(
     devices: list[DeviceClass],
     formats: list[ExportFormat] | None,
     force: bool,
+    allow_out_of_domain: bool = False,
 ) -> Submission:
     """One ``predict`` job per device: the spec is exported to ONNX and predicted on the server
     (``service.predict.kind``). Its request key is its own (``pipeline.predict_key``), so a
@@ -172,7 +173,11 @@ def submit_predict(
         kind="predict",
         plans={MODEL: plan},
         wanted=wanted,
-        job_settings={"spec": plan.spec.model_dump(mode="json"), "family": plan.family},
+        job_settings={
+            "spec": plan.spec.model_dump(mode="json"),
+            "family": plan.family,
+            "allow_out_of_domain": allow_out_of_domain,
+        },
         force=force,
     )
     return Submission(plan, submitted)

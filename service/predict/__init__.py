@@ -4,6 +4,10 @@ training.py      training rows: published latencies (package data, cited) and st
 featurecache.py  graph features per spec (exporters.features), cached; shipped for training rows
 hostcpu.py       this host's CPU latency of the training models (a baseline), shipped
 costmodel.py     non-negative per-term cost model and the proportional baselines
-cv.py            leave-one-family-out cross-validation and the choice of terms
-predictor.py     Predictor per device class and the Prediction it returns (the API to call)
+cv.py            held-out cases (family and op-type splits), intervals, nested evaluation
+fitting.py       a class fitted: every method evaluated, the one that beats the others offered
+predictor.py     the offered Predictor and the Prediction it returns (abstains outside the domain)
+shipped.py       fitted predictors as package data, keyed by their data; loading, never fitting
+routing.py       measure / predict / refuse, decided once per requested class
+job.py           the service side: predictors by class, the predict job kind's work
 """

@@ -123,3 +123,6 @@ class Proportional:
 
     def predict(self, vector: Vector) -> float:
         return self.scale * vector[self.key]
+
+    def breakdown(self, vector: Vector) -> dict[str, float]:
+        return {self.key: self.predict(vector)}

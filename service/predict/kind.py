@@ -27,4 +27,5 @@ def predict(task: JobTask, artifacts: dict[str, Path], host: Host) -> Prediction
         spec=task.settings["spec"],
         family=task.settings["family"],
         data_dir=host.data_dir,
+        allow_out_of_domain=task.settings.get("allow_out_of_domain", False),
     )

@@ -1,46 +1,50 @@
-"""A latency predictor per device class, and the prediction it gives: the library API a
+"""A latency predictor per device class, and the prediction it gives: the library API the
 ``predict`` job kind and the CLI call.
 
-    predictor = fit_predictor(DeviceClass.IPHONE12_CLASS, rows, features=FeatureCache())
-    prediction = predictor.predict(spec, features.get(spec))
-
-A prediction is never a measurement: it says so (``kind: predicted``), names the predictor's
-version and training rows, gives an 80% interval from cross-validated residuals and the
-cross-validated error, and says whether the spec is inside the training domain.
+A prediction is never a measurement: it says so (``kind: predicted``), names the method offered
+for the class (the fitted predictor, or the baseline that beat it, named), its version and
+training rows, the nested CV error, and an 80% interval of the kind the case is: inside the
+domain (every op type of the graph seen in training) or outside it, each with the coverage it
+achieved in cross-validation. Outside the domain it abstains unless ``allow_out_of_domain``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from exporters.errors import LatbenchError, NotFoundError, SpecError
-from exporters.features import FEATURES_VERSION, GraphFeatures
-from exporters.formats import DeviceClass
+from exporters.errors import SpecError
+from exporters.features import GraphFeatures
+from exporters.formats import Precision
 from exporters.spec import ModelSpec
-from service.predict.costmodel import CostModel
-from service.predict.cv import INTERVAL, CvError, Sample, families, fit_chosen, nested_cv
-from service.predict.featurecache import CachedFeatures, FeatureCache, identity_key
-from service.predict.hostcpu import host_latency
-from service.predict.training import TrainingRow, graph_spec, parse_device_class, published_rows
+from service.predict.costmodel import CostModel, Proportional
+from service.predict.cv import LEVEL, Calibration
+from service.predict.featurecache import CachedFeatures
 
-PREDICTOR_VERSION = 1
+PREDICTOR_VERSION = 2
 METHOD = "non-negative least squares on relative error over graph-feature terms"
+SCHEME = "leave-one-family-out, nested (terms chosen and intervals calibrated inside each fold)"
 
 
 class CvPublic(BaseModel):
+    """The nested CV verdict on the offered method (errors inside the domain)."""
+
     method: str
     rows: int
     folds: int
-    median_ape_pct: float
+    median_ape_pct: float  # family-held-out cases inside the domain
     spearman: float
-    scheme: str = "leave-one-family-out (nested: terms chosen inside each fold)"
+    inside_rows: int
+    median_ape_pct_all: float  # every family-held-out case (what baselines are compared on)
+    abstained_share: float  # family-held-out cases outside the domain: abstained by default
+    interval_level: float  # nominal
+    coverage_inside: float  # achieved
+    coverage_outside: float
+    baselines: dict[str, float]  # method -> median abs % error, family held out
+    scheme: str = SCHEME
 
 
 class PredictorInfo(BaseModel):
@@ -52,12 +56,13 @@ class PredictorInfo(BaseModel):
     training_ids: list[str]
     families: list[str]
     cv: CvPublic
+    offered_because: str
 
 
 class Domain(BaseModel):
-    inside: bool
+    inside: bool  # every op type of the graph occurred in the training rows
     family: str
-    family_seen: bool
+    family_seen: bool  # informative: the CV error is that of families never seen
     unseen_op_types: list[str]
     note: str | None = None
 
@@ -69,7 +74,8 @@ class Prediction(BaseModel):
     device_class: str
     latency_ms: float
     interval_ms: tuple[float, float]
-    interval_level: float
+    interval_level: float  # nominal
+    interval_achieved: float  # coverage of this kind of interval in nested CV
     breakdown_ms: dict[str, float]  # each term's share of latency_ms
     domain: Domain
     predictor: PredictorInfo
@@ -77,62 +83,119 @@ class Prediction(BaseModel):
     notes: list[str]
 
 
+class OutOfDomainError(SpecError):
+    """The graph has op types no training row had: no number unless asked for."""
+
+    def __init__(self, message: str, domain: Domain) -> None:
+        self.domain = domain
+        super().__init__(message, field="allow_out_of_domain")
+
+
+Model = CostModel | Proportional
+
+
+def model_to_dict(model: Model) -> dict[str, Any]:
+    if isinstance(model, CostModel):
+        return {"type": "cost", "name": model.name, "terms": model.terms, "coef": model.coef}
+    return {"type": "proportional", "name": model.name, "key": model.key, "scale": model.scale}
+
+
+def model_from_dict(data: dict[str, Any]) -> Model:
+    if data["type"] == "cost":
+        return CostModel(data["name"], tuple(data["terms"]), tuple(data["coef"]))
+    return Proportional(data["name"], data["key"], data["scale"])
+
+
 @dataclass(frozen=True)
 class Predictor:
-    """A fitted cost model with what it was trained on and how well that generalised."""
+    """The method offered for a class, fitted on all its rows, with its nested CV verdict."""
 
     device_class: str
     version: str
-    model: CostModel
+    label: str  # "predictor (macs+weights)" or "baseline ∝ macs"
+    model: Model
     training_ids: tuple[str, ...]
     families: tuple[str, ...]
     op_types: tuple[str, ...]
-    cv: CvError
+    calibration: Calibration
+    cv: CvPublic
+    offered_because: str
 
     def info(self) -> PredictorInfo:
+        terms = (
+            dict(zip(self.model.terms, self.model.coef, strict=True))
+            if isinstance(self.model, CostModel)
+            else {self.model.key: self.model.scale}
+        )
+        method = f"{METHOD} ({self.model.name})" if isinstance(self.model, CostModel) else ""
         return PredictorInfo(
             version=self.version,
             device_class=self.device_class,
-            method=f"{METHOD} ({self.model.name})",
-            terms=dict(zip(self.model.terms, self.model.coef, strict=True)),
+            method=method or f"{self.label}: latency proportional to {self.model.key}",
+            terms=terms,
             training_rows=len(self.training_ids),
             training_ids=list(self.training_ids),
             families=list(self.families),
-            cv=CvPublic(
-                method=self.cv.method,
-                rows=self.cv.rows,
-                folds=self.cv.folds,
-                median_ape_pct=self.cv.median_ape_pct,
-                spearman=self.cv.spearman,
-            ),
+            cv=self.cv,
+            offered_because=self.offered_because,
         )
 
-    def domain(self, features: GraphFeatures, family: str) -> Domain:
+    def domain(
+        self, features: GraphFeatures, family: str, precision: Precision | None = None
+    ) -> Domain:
+        """Inside: every op type was seen in training, and the precision is a float one (every
+        training row is a float model's)."""
         unseen = sorted(set(features.op_types) - set(self.op_types))
         family_seen = family in self.families
+        quantized = precision is not None and precision.quantized
         notes = []
+        if quantized:
+            notes.append(f"precision {precision.value}: no training rows at this precision")
         if unseen:
             notes.append(f"op types never seen in training: {', '.join(unseen)}")
         if not family_seen:
-            notes.append(f"family {family!r} not in training; CV error is for unseen families")
-        inside = not unseen and family_seen
-        note = "; ".join(notes) or None
+            notes.append(f"family {family!r} not in training (the CV error is for such families)")
         return Domain(
-            inside=inside, family=family, family_seen=family_seen, unseen_op_types=unseen, note=note
+            inside=not unseen and not quantized,
+            family=family,
+            family_seen=family_seen,
+            unseen_op_types=unseen,
+            note="; ".join(notes) or None,
         )
 
-    def predict(self, spec: ModelSpec, family: str, cached: CachedFeatures) -> Prediction:
+    def abstain_message(self, model: str, domain: Domain) -> str:
+        return (
+            f"no prediction of {model} on {self.device_class}: {domain.note} (family "
+            f"{domain.family!r}, {'in' if domain.family_seen else 'not in'} training). "
+            "Resolve it by measuring: "
+            f"attach a runner of {self.device_class}, or measure models with those ops on one and "
+            f"run `latbench predictor fit --device {self.device_class}`; or ask for a number "
+            "anyway with --allow-out-of-domain (API: allow_out_of_domain), which gives the wide "
+            f"interval out-of-domain cases earned in CV (achieved "
+            f"{self.cv.coverage_outside:.0%} of nominal {self.cv.interval_level:.0%})"
+        )
+
+    def predict(
+        self,
+        spec: ModelSpec,
+        family: str,
+        cached: CachedFeatures,
+        *,
+        allow_out_of_domain: bool = False,
+    ) -> Prediction:
+        domain = self.domain(cached.features, family, spec.precision)
+        if not domain.inside and not allow_out_of_domain:
+            raise OutOfDomainError(self.abstain_message(spec.model, domain), domain)
         vector = cached.features.vector()
         latency = self.model.predict(vector)
-        low, high = self.cv.log_ratio_interval
-        domain = self.domain(cached.features, family)
-        if spec.precision is not None and spec.precision.quantized:  # trained on float rows only
-            why = f"precision {spec.precision.value}: no training rows at this precision"
-            note = "; ".join([why, *([domain.note] if domain.note else [])])
-            domain = domain.model_copy(update={"inside": False, "note": note})
-        notes = ["a prediction from published latencies, not a measurement"]
+        low, high = self.calibration.interval(domain.inside)
+        achieved = self.cv.coverage_inside if domain.inside else self.cv.coverage_outside
+        notes = [f"a prediction ({self.label}) from published latencies, not a measurement"]
         if not domain.inside:
-            notes.append(f"outside the training domain: {domain.note}")
+            notes.append(
+                f"outside the training domain ({domain.note}): the interval is the one "
+                "out-of-domain cases needed in CV"
+            )
         if cached.stale:
             notes.append("graph features were computed with other torch/timm/onnx versions")
         return Prediction(
@@ -141,7 +204,8 @@ class Predictor:
             device_class=self.device_class,
             latency_ms=latency,
             interval_ms=(latency * math.exp(low), latency * math.exp(high)),
-            interval_level=INTERVAL[1] - INTERVAL[0],
+            interval_level=LEVEL,
+            interval_achieved=achieved,
             breakdown_ms=self.model.breakdown(vector),
             domain=domain,
             predictor=self.info(),
@@ -150,121 +214,41 @@ class Predictor:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "device_class": self.device_class,
+            "version": self.version,
+            "label": self.label,
+            "model": model_to_dict(self.model),
+            "training_ids": list(self.training_ids),
+            "families": list(self.families),
+            "op_types": list(self.op_types),
+            "calibration": {
+                "inside": list(self.calibration.inside),
+                "outside": list(self.calibration.outside),
+                "inside_cases": self.calibration.inside_cases,
+                "outside_cases": self.calibration.outside_cases,
+            },
+            "cv": self.cv.model_dump(),
+            "offered_because": self.offered_because,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Predictor:
-        model, cv = data["model"], data["cv"]
+        cal = data["calibration"]
         return cls(
             device_class=data["device_class"],
             version=data["version"],
-            model=CostModel(model["name"], tuple(model["terms"]), tuple(model["coef"])),
+            label=data["label"],
+            model=model_from_dict(data["model"]),
             training_ids=tuple(data["training_ids"]),
             families=tuple(data["families"]),
             op_types=tuple(data["op_types"]),
-            cv=CvError(**{**cv, "log_ratio_interval": tuple(cv["log_ratio_interval"])}),
+            calibration=Calibration(
+                tuple(cal["inside"]),
+                tuple(cal["outside"]),
+                cal["inside_cases"],
+                cal["outside_cases"],
+            ),
+            cv=CvPublic.model_validate(data["cv"]),
+            offered_because=data["offered_because"],
         )
-
-
-@dataclass(frozen=True)
-class FitReport:
-    predictor: Predictor
-    skipped: dict[str, str]  # row id -> why it has no features
-
-
-def samples_for(
-    rows: list[TrainingRow], features: FeatureCache
-) -> tuple[list[Sample], dict[str, GraphFeatures], dict[str, str]]:
-    """Rows with their feature vectors (plus ``host_ms`` where this host measured the spec);
-    rows whose features cannot be had are returned as skipped, with the reason."""
-    host = host_latency()
-    samples, graphs, skipped = [], {}, {}
-    for row in rows:
-        try:
-            cached = features.get(row.spec)
-        except LatbenchError as exc:  # no store to export into, or the export failed
-            skipped[row.id] = str(exc)
-            continue
-        vector = cached.features.vector()
-        if identity_key(row.spec) in host:
-            vector["host_ms"] = host[identity_key(row.spec)]
-        samples.append(Sample(row, vector))
-        graphs[row.id] = cached.features
-    return samples, graphs, skipped
-
-
-def fit_predictor(
-    device_class: DeviceClass | str, rows: list[TrainingRow], *, features: FeatureCache
-) -> FitReport:
-    """Choose terms and fit on ``rows`` (all of one class); the CV error is nested LOFO."""
-    device_class = parse_device_class(device_class)
-    samples, graphs, skipped = samples_for(rows, features)
-    if len(families(samples)) < 2:
-        raise SpecError(
-            f"{device_class.value} has training rows from {len(families(samples))} model "
-            "families; leave-one-family-out needs at least 2",
-            field="device",
-        )
-    model = fit_chosen(samples)
-    ids = tuple(s.row.id for s in samples)
-    predictor = Predictor(
-        device_class=device_class.value,
-        version=_version(samples),
-        model=model,
-        training_ids=ids,
-        families=tuple(families(samples)),
-        op_types=tuple(sorted({op for g in graphs.values() for op in g.op_types})),
-        cv=nested_cv(samples).error(),
-    )
-    return FitReport(predictor, skipped)
-
-
-def _version(samples: list[Sample]) -> str:
-    """Predictor version + a digest of exactly what it learnt from (ids, latencies, features)."""
-    payload = [(s.row.id, s.row.latency_ms, s.row.spec_hash) for s in samples]
-    digest = hashlib.sha256(json.dumps([PREDICTOR_VERSION, FEATURES_VERSION, payload]).encode())
-    return f"{PREDICTOR_VERSION}.{FEATURES_VERSION}-{digest.hexdigest()[:12]}"
-
-
-def saved_path(data_dir: Path, device_class: DeviceClass) -> Path:
-    return data_dir / "predictors" / f"{device_class.value}.json"
-
-
-def save(predictor: Predictor, data_dir: Path) -> Path:
-    path = saved_path(data_dir, DeviceClass(predictor.device_class))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(predictor.to_dict(), indent=1))
-    tmp.replace(path)
-    return path
-
-
-def load_predictor(device_class: DeviceClass | str, data_dir: Path | None) -> Predictor:
-    """The refit predictor saved in ``data_dir`` (``latbench predictor fit``) if there is one,
-    else one fitted on the shipped published rows and shipped features."""
-    device_class = parse_device_class(device_class)
-    if data_dir is not None and saved_path(data_dir, device_class).is_file():
-        data = json.loads(saved_path(data_dir, device_class).read_text())
-        return Predictor.from_dict(data)
-    rows = published_rows(device_class)
-    if not rows:
-        raise NotFoundError(
-            f"no predictor for {device_class.value}: no published rows; measure some models "
-            f"on a runner of that class, then run `latbench predictor fit --device {device_class.value}`"
-        )
-    return fit_predictor(device_class, rows, features=FeatureCache()).predictor
-
-
-def predict_spec(spec: ModelSpec, device_class: DeviceClass | str, *, data_dir: Path) -> Prediction:
-    """Predict ``spec`` on ``device_class``: features from the caches, or by exporting the spec
-    into ``data_dir``'s artifact store (its features are then cached there)."""
-    from exporters.artifacts import ArtifactStore
-    from exporters.zoo import registry
-
-    predictor = load_predictor(device_class, data_dir)
-    graph = graph_spec(spec)
-    family = registry.get_model(graph.model).family
-    cache = FeatureCache(
-        local=data_dir / "predict" / "features.json", store=ArtifactStore(data_dir)
-    )
-    return predictor.predict(graph, family, cache.get(graph))

@@ -1,5 +1,5 @@
 """The ``predicted`` result kind through the service: POST /profile for a class with a predictor
-and no runner online makes a ``predict`` job, which the server runs in its export step (real
+and no runner registered makes a ``predict`` job, which the server runs in its export step (real
 export, real predictor); the prediction is stored apart from measurements (GET /results lists
 it only by ``kind=predicted``), served by GET /jobs/{id} with its predictor, interval, CV error
 and domain, drawn by the dashboard, listed by GET /devices, refused by the gate's check unless
@@ -126,25 +126,54 @@ def test_a_class_without_runner_is_predicted_end_to_end(client):
     require_measured(result, allow_predicted=True)
 
 
-def test_an_op_type_never_seen_is_stored_out_of_domain(client):
+def test_an_op_type_never_seen_abstains_unless_allowed(client):
     put_einsum_artifact(client.app.state.settings, SMALL)
     brief = profile(client, SMALL)
-    run_export_step(client, brief["id"])
+    run_export_step(client, brief["id"])  # abstains: the job fails saying why
+    job = client.get(f"/jobs/{brief['id']}").json()
+    assert job["state"] == "failed" and job["result"] is None
+    assert "Einsum" in job["error"] and "family 'mobileone'" in job["error"]
+    assert f"attach a runner of {IPHONE}" in job["error"] and "allow_out_of_domain" in job["error"]
+    assert client.get("/results", params={"kind": "predicted"}).json()["count"] == 0
+
+    allowed = profile(client, SMALL, allow_out_of_domain=True)
+    run_export_step(client, allowed["id"])
     [stored] = client.get("/results", params={"kind": "predicted"}).json()["data"]
-    assert stored["job_id"] == brief["id"]
+    assert stored["job_id"] == allowed["id"]
     domain = stored["domain"]
     assert not domain["inside"] and domain["unseen_op_types"] == ["Einsum"]
     assert "Einsum" in domain["note"]
     assert any("outside the training domain" in note for note in stored["notes"])
+    data = client.get("/dashboard/data.json").json()  # listed as "no prediction", not drawn
+    assert not [p for p in data["points"] if p["kind"] == "predicted"]
+    [listed] = data["no_prediction"]
+    assert (listed["model"], listed["device"]) == ("mobileone_s0", IPHONE)
+    assert "Einsum" in listed["reason"]
+
+
+def test_a_class_with_a_registered_offline_runner_queues_instead_of_predicting(client):
+    with client.app.state.sessions() as s:
+        runners.register_runner(s, device_class=IPHONE, description={}, runner_id="phone")
+        [row] = runners.list_runners(s)
+        row.online = False  # registered, not online
+        s.commit()
+    queued = profile(client, SMALL)
+    assert (queued["kind"], queued["state"]) == ("profile", "queued")
+    asked = profile(client, SMALL, predict=True)  # the user asks for a prediction
+    assert asked["kind"] == "predict"
+    upload = {"artifact": "0" * 32 + "-onnx-fp32", "devices": [IPHONE], "predict": True}
+    refused = client.post("/profile", json=upload)  # an upload is measured as given
+    assert refused.status_code == 422 and "predict" in refused.text, refused.text
 
 
 def test_a_measurement_request_with_a_runner_online_is_measured_not_answered_by_the_prediction(
     client,
 ):
     put_einsum_artifact(client.app.state.settings, SMALL)
-    predicted = profile(client, SMALL)
+    predicted = profile(client, SMALL, allow_out_of_domain=True)
     run_export_step(client, predicted["id"])
-    assert profile(client, SMALL)["id"] == predicted["id"]  # a repeat reuses the prediction
+    again = profile(client, SMALL, allow_out_of_domain=True)
+    assert again["id"] == predicted["id"]  # a repeat reuses the prediction
     with client.app.state.sessions() as s:
         runners.register_runner(s, device_class=IPHONE, description={}, runner_id="phone")
 
@@ -186,4 +215,7 @@ def test_devices_lists_predictors_as_virtual_devices(client):
     assert phone["virtual"] and not phone["online_runner"]
     assert phone["training_rows"] >= 10 and len(phone["families"]) >= 2
     assert phone["cv"]["median_ape_pct"] > 0 and "leave-one-family-out" in phone["cv"]["scheme"]
+    assert phone["cv"]["coverage_inside"] > 0 and phone["cv"]["interval_level"] == 0.8
+    assert by_class["cpu-arm64"]["method"].startswith("baseline ∝ macs")  # the predictor lost
+    assert "predictor loses to macs" in by_class["cpu-arm64"]["offered_because"]
     assert devices["count"] == 0  # no runner registered

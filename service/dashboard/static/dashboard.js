@@ -35,6 +35,7 @@ const EMPTY = {
   frontier: {},
   published_front: {},
   unplotted: [],
+  no_prediction: [],
   sources: [],
   ranking: { devices: [], ranks: {}, kinds: {}, flips: [] },
 };
@@ -187,6 +188,11 @@ function drawTables(data, device) {
       loose
         .map((u) => `${u.label} ${fmt(u.latency_ms)} ms` + (u.reason.startsWith("no top-1") ? "" : ` (${u.reason})`))
         .join(", ")
+    : "";
+  const abstained = data.no_prediction.filter((n) => n.device === device);
+  $("#no-prediction").textContent = abstained.length
+    ? "No prediction (outside the predictor's training domain): " +
+      abstained.map((n) => `${n.model} (${n.reason})`).join(", ")
     : "";
   $("#sources").replaceChildren(
     ...data.sources.map((s) => Object.assign(document.createElement("li"), { textContent: s })),
