@@ -3,6 +3,7 @@ only the device runtime (onnxruntime or coremltools) and Celery: no torch, no da
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -18,9 +19,12 @@ TMP = Path(tempfile.gettempdir())
 def runner(
     server: Annotated[str, typer.Option(help="server URL, e.g. http://lab-server:8000")],
     device_class: Annotated[DeviceClass, typer.Option(help="what this machine measures as")],
-    token: Annotated[
-        str | None,
-        typer.Option(envvar="LATBENCH_RUNNER_TOKEN", help="the server's runner registration token"),
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="file holding the runner registration token (default: LATBENCH_RUNNER_TOKEN; "
+            "never on the command line, where every user of the host reads it in ps)"
+        ),
     ] = None,
     broker: Annotated[
         str | None,
@@ -48,11 +52,21 @@ def runner(
     run_agent(
         server=server,
         device_class=device_class,
-        registration_token=token,
+        registration_token=_token(token_file),
         broker_url=broker,
         cache=cache,
         lock_path=lock,
     )
+
+
+def _token(path: Path | None) -> str | None:
+    """The registration token from ``path``, else from the environment, else None (loopback)."""
+    if path is None:
+        return os.environ.get("LATBENCH_RUNNER_TOKEN") or None
+    try:
+        return path.read_text().strip() or None
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--token-file")
 
 
 def register(app: typer.Typer) -> None:
