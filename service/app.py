@@ -17,6 +17,7 @@ from service import errors
 from service.api import (
     accuracy,
     artifacts,
+    caller,
     compare,
     devices,
     docs,
@@ -95,6 +96,7 @@ def create_app(
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(guard.TextGuard)
+    app.add_middleware(caller.CallerGate, settings=settings)
     app.add_middleware(  # outermost: bounds first
         limits.BodyLimit,
         limit=settings.max_body_bytes,

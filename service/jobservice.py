@@ -34,7 +34,7 @@ from exporters.errors import (
 from exporters.formats import DeviceClass, ExportFormat, Precision
 from exporters.spec import parse_spec
 from service import pipeline
-from service.db import artifacts, jobs, runners
+from service.db import artifacts, jobs, owners, runners
 from service.db.artifacts import UPLOADED
 from service.db.comparisons import record_comparison
 from service.db.jobs import JobState
@@ -96,7 +96,7 @@ def submit_profile(
     (a read-only session) what is only looked up is looked up there, so a request answered
     wholly from the cache never takes the write lock that ``session`` takes at its first query."""
     plan = (
-        upload_side(reader or session, artifact, devices, field="artifact")
+        upload_side(reader or session, artifact, devices, field="artifact", user=user)
         if artifact is not None
         else pipeline.plan(model, devices, formats, budget=settings.work_budget)
     )
@@ -138,7 +138,9 @@ def submit_compare(
     coalesced by a key over both sides, the device and the settings, as ``submit_profile``.
     A side ``{"artifact": id}`` is an upload, measured as given."""
     plans = {
-        role: upload_side(session, model["artifact"], devices, field=f"{role}.artifact")
+        role: upload_side(
+            session, model["artifact"], devices, field=f"{role}.artifact", user=user
+        )
         if isinstance(model, dict) and set(model) == {"artifact"}
         else _plan_side(model, devices, role, settings)
         for role, model in (("baseline", baseline), ("candidate", candidate))
@@ -247,12 +249,12 @@ def _plan_side(
 
 
 def upload_side(
-    session: Session, key: str, devices: list[DeviceClass], *, field: str
+    session: Session, key: str, devices: list[DeviceClass], *, field: str, user: str
 ) -> pipeline.Upload:
     """The uploaded artifact ``key`` on ``devices``: it must exist (NotFoundError naming
     ``field``) and every device class must run its format (it is measured as given, never
     converted: SpecError naming ``devices`` otherwise)."""
-    row = artifacts.uploaded(session, key=key, field=field)
+    row = owners.uploaded_for(session, key=key, field=field, user=user)
     fmt = ExportFormat(row.format)
     for device in devices:
         if fmt not in device.formats:

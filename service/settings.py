@@ -57,12 +57,20 @@ class Settings(BaseSettings):
         None, description="published top-1/latency CSV; default: the one shipped in the package"
     )
     host_lock: Path = DEFAULT_LOCK
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="loopback mode: Host names answered besides localhost, 127.0.0.1 and [::1] "
+        "(anything else is refused: DNS rebinding)",
+    )
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_artifact_bytes: int = Field(
         256 * 1024 * 1024, ge=1024, description="bound of an uploaded artifact (POST /artifacts)"
     )
     max_queued_per_user: int = Field(50, ge=1)
+    max_upload_bytes_per_user: int = Field(
+        4 * 2**30, ge=1024, description="bytes of uploads one user may own (POST /artifacts)"
+    )
     job_timeout_s: float = Field(
         1800.0, gt=0, description="an export from its start, a measurement from its claim"
     )

@@ -20,6 +20,7 @@ from exporters.errors import PayloadTooLargeError, SpecError
 from exporters.formats import ExportFormat
 from exporters.sources.ready import NOT_REPARAMETERIZED, ingest
 from service.api.deps import SettingsDep, UserDep, write_session
+from service.db import owners
 from service.db.artifacts import record_upload
 
 router = APIRouter(tags=["artifacts"])
@@ -56,9 +57,13 @@ async def upload_artifact(
     request: Request,
     response: Response,
     settings: SettingsDep,
-    _user: UserDep,
+    user: UserDep,
     name: str = Query("uploaded", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$"),
 ) -> ArtifactPublic:
+    async with write_session(request) as session:
+        room = await run_in_threadpool(
+            owners.upload_room, session, owner=user, quota=settings.max_upload_bytes_per_user
+        )
     store = ArtifactStore(settings.data_dir)
     scratch = store.root / "tmp" / f"upload-{uuid.uuid4().hex}.onnx"
     scratch.parent.mkdir(parents=True, exist_ok=True)
@@ -71,10 +76,15 @@ async def upload_artifact(
     finally:
         scratch.unlink(missing_ok=True)
     artifact = done.artifact
+    size = artifact.meta.get("size_bytes", 0)
     async with write_session(request) as session:  # only now: never held while bytes stream in
         await run_in_threadpool(
             record_upload, session, key=artifact.key, label=name, path=str(artifact.path),
             meta=artifact.meta,
+        )  # fmt: skip
+        await run_in_threadpool(
+            owners.record_owner, session, key=artifact.key,
+            content_hash=artifact.key.split("-")[0], owner=user, size_bytes=size, room=room,
         )  # fmt: skip
     if done.cached:
         response.status_code = status.HTTP_200_OK

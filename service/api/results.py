@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from exporters.formats import DeviceClass
-from service.api.deps import ReadSessionDep, UserDep
+from service.api.deps import CallerDep, ReadSessionDep
 from service.api.present import result_public
 from service.api.responses import ModelJSON
 from service.api.schemas import ResultPublic, ResultsPublic, UtcTimestamp
@@ -45,7 +45,7 @@ CSV_COLUMNS = (
 @router.get("", response_model=ResultsPublic, responses={200: {"content": {"text/csv": {}}}})
 def read_results(
     session: ReadSessionDep,
-    _user: UserDep,
+    caller: CallerDep,
     model: str | None = Query(None, max_length=128),
     family: str | None = Query(None, max_length=64),
     device: DeviceClass | None = None,
@@ -62,6 +62,7 @@ def read_results(
         device_class=device.value if device else None,
         since=since,
         limit=limit,
+        viewer=None if caller.admin else caller.name,
     )
     data = [result_public(r, spec, artifact) for r, spec, artifact in rows]
     if format == "csv":

@@ -15,8 +15,9 @@ from fastapi.responses import FileResponse, Response
 from exporters.artifacts import ArtifactStore
 from exporters.errors import AuthError, ConflictError
 from service import jobservice
-from service.api.deps import RunnerDep, SessionDep, SettingsDep, bearer, same_secret
+from service.api.deps import RunnerDep, SessionDep, SettingsDep, bearer
 from service.api.schemas import Claim, FailurePost, ResultPost, RunnerCreate, RunnerRegistered
+from service.auth import same_secret
 from service.db import runners
 
 router = APIRouter(prefix="/runners", tags=["runners"])

@@ -277,6 +277,7 @@ class JobPublic(BaseModel):
     attempt: int
     error: str | None
     runner_id: str | None
+    submitted_by: str = Field(description="the user who submitted it (coalesced: the first)")
     settings: dict[str, Any]
     created_at: StoredTime
     started_at: StoredTime | None

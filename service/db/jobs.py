@@ -12,12 +12,13 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
 from exporters.spec import parse_spec
+from service.db import owners
 from service.db.engine import commit_new
 from service.db.tables import ArtifactRow, JobRow, ResultRow, SpecRow, utcnow
 
@@ -147,6 +148,11 @@ def get_job(session: Session, *, job_id: str) -> JobRow:
     return job
 
 
+def spec_hashes(job: JobRow) -> set[str]:
+    """Every spec the job measures (a compare job's both sides)."""
+    return {job.spec_hash, *(job.specs or {}).values()}
+
+
 @dataclass(frozen=True)
 class JobRows:
     """A job with the rows GET /jobs/{id} shows: its spec, and its result and artifact if any."""
@@ -184,8 +190,14 @@ def list_jobs(
     model: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    viewer: str | None = None,
 ) -> tuple[list[JobRow], int]:
+    """Newest first; ``viewer``: only jobs whose first spec is no upload or one ``viewer``
+    uploaded (None: all, for an admin). A compare job's other side is the caller's to check
+    (``owners.may_see``)."""
     query = select(JobRow)
+    if viewer is not None:
+        query = query.where(owners.visible(JobRow.spec_hash, literal(viewer)))
     if state:
         query = query.where(JobRow.state == state)
     if device_class:

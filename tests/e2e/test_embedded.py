@@ -14,6 +14,7 @@ from devices.settings import MeasureSettings
 from exporters.formats import DeviceClass
 from service.remote import remote_compare
 from tests.e2e.conftest import FAST, FAST_AB, LARGE, LATBENCH, SMALL, Server, service_env
+from tests.service.doubles import OCTET
 from tests.service.test_compare import matmul_chain
 
 pytestmark = pytest.mark.slow
@@ -115,7 +116,9 @@ def test_restart_with_jobs_unfinished_loses_none(base_env, tmp_path):
 
 
 def upload(server: Server, path) -> str:
-    response = server.http.post("/artifacts", content=path.read_bytes(), params={"name": "chain"})
+    response = server.http.post(
+        "/artifacts", content=path.read_bytes(), params={"name": "chain"}, headers=OCTET
+    )
     assert response.status_code in (200, 201), response.text
     return response.json()["id"]
 

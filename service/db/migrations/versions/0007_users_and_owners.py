@@ -1,0 +1,42 @@
+"""users and owners: a token per person, and who uploaded each artifact
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "users",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("admin", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("name"),
+        sa.UniqueConstraint("token_hash"),
+    )
+    op.create_table(
+        "uploads",
+        sa.Column("artifact_key", sa.String(length=128), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
+        sa.Column("owner", sa.String(length=64), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("artifact_key", "owner"),
+    )
+    for column in ("content_hash", "owner"):
+        op.create_index(f"ix_uploads_{column}", "uploads", [column])
+
+
+def downgrade() -> None:
+    op.drop_table("uploads")
+    op.drop_table("users")
