@@ -62,7 +62,9 @@ def uploaded(session: Session, *, key: str, field: str = "artifact") -> Artifact
 
 
 def no_upload(key: str, field: str) -> NotFoundError:
-    return NotFoundError(f"no uploaded artifact {key!r}; upload it with POST /artifacts", field=field)
+    return NotFoundError(
+        f"no uploaded artifact {key!r}; upload it with POST /artifacts", field=field
+    )
 
 
 def upload_key(session: Session, *, spec_hash: str, fmt: str) -> str:
