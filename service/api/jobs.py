@@ -8,8 +8,8 @@ from exporters.formats import DeviceClass
 from service.api.deps import CallerDep, ReadSessionDep
 from service.api.present import job_public, job_view
 from service.api.responses import ModelJSON
-from service.api.schemas import JobPublic, JobsPublic, Offset
-from service.db import jobs, owners
+from service.api.schemas import JobPublic, JobsPublic, Offset, ResultPublic
+from service.db import jobs, owners, runners
 from service.db.jobs import JobState
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -21,7 +21,12 @@ def read_job(job_id: str, session: ReadSessionDep, caller: CallerDep) -> ModelJS
     job: the 404 of a job that does not exist)."""
     job = jobs.get_job(session, job_id=job_id)
     owners.require_visible(session, caller, jobs.spec_hashes(job), what=f"job {job_id!r}")
-    return ModelJSON(job_view(session, job_id=job_id))
+    view = job_view(session, job_id=job_id)
+    if runners.revoked_among(session, [job.runner_id]):
+        view.runner_revoked = True
+        if isinstance(view.result, ResultPublic):
+            view.result.runner_revoked = True
+    return ModelJSON(view)
 
 
 @router.get("", response_model=JobsPublic)

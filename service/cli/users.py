@@ -4,44 +4,30 @@ host against its database (the server's LATBENCH_* settings). A token is printed
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+import re
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+from service.cli._db import server_session
 
 users_app = typer.Typer(help="Users of this server and their tokens.", no_args_is_help=True)
 
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
 
-@contextmanager
-def _session() -> Iterator[Session]:
-    from service.db.engine import make_engine, make_sessionmaker, upgrade
-    from service.settings import get_settings
-
-    engine = make_engine(get_settings().db_url)
-    try:
-        upgrade(engine)
-        with make_sessionmaker(engine)() as session:
-            yield session
-    finally:
-        engine.dispose()
+def checked_name(name: str, reserved: frozenset[str] = frozenset()) -> str:
+    """``name`` if it is 1-64 of A-Z a-z 0-9 _ . - and not ``reserved``; BadParameter else."""
+    if not re.fullmatch(NAME_PATTERN, name) or name in reserved:
+        taken = f", and not {' or '.join(sorted(reserved))}" if reserved else ""
+        raise typer.BadParameter(f"{name!r}: 1-64 of A-Z a-z 0-9 _ . -{taken}")
+    return name
 
 
 def _name(name: str) -> str:
-    import re
-
     from service.db.owners import RESERVED
 
-    if not re.fullmatch(NAME_PATTERN, name) or name in RESERVED:
-        raise typer.BadParameter(
-            f"{name!r}: 1-64 of A-Z a-z 0-9 _ . -, and not {' or '.join(sorted(RESERVED))}"
-        )
-    return name
+    return checked_name(name, RESERVED)
 
 
 @users_app.command("add")
@@ -52,7 +38,7 @@ def add(
     """Add NAME and print their token, once: send it to them over a private channel."""
     from service.db.users import add_user
 
-    with _session() as session:
+    with server_session() as session:
         token = add_user(session, name=name, admin=admin)
     typer.echo(token)
     typer.secho(f"user {name!r} added; the token above is not shown again", err=True)
@@ -63,7 +49,7 @@ def list_() -> None:
     """Every user: name, role, added, revoked."""
     from service.db.users import list_users
 
-    with _session() as session:
+    with server_session() as session:
         rows = list_users(session)
     for row in rows:
         role = "admin" if row.admin else "user"
@@ -76,7 +62,7 @@ def revoke(name: Annotated[str, typer.Argument(help="the user to lock out")]) ->
     """Refuse NAME's token from now on; what they own stays theirs."""
     from service.db.users import revoke_user
 
-    with _session() as session:
+    with server_session() as session:
         revoke_user(session, name=name)
     typer.echo(f"user {name!r} revoked")
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
 from exporters.spec import parse_spec
-from service.db import owners
+from service.db import owners, runners
 from service.db.engine import commit_new
 from service.db.tables import ArtifactRow, JobRow, ResultRow, SpecRow, utcnow
 
@@ -127,10 +127,12 @@ def create_or_coalesce(
 
 def measured_job(session: Session, *, request_key: str) -> JobRow | None:
     """The newest job whose result answers this request key: a done job, whatever its kind (a
-    job becomes done in the transaction that stores its result)."""
+    job becomes done in the transaction that stores its result), measured by no runner an admin
+    has since revoked (such a request is measured again)."""
     query = (
         select(JobRow)
         .where(JobRow.request_key == request_key, JobRow.state == JobState.DONE.value)
+        .where(or_(JobRow.runner_id.is_(None), JobRow.runner_id.not_in(runners.revoked_runners())))
         .order_by(JobRow.finished_at.desc())
     )
     return session.scalars(query).first()

@@ -1,4 +1,4 @@
-"""The ten tables. Everything that matters lives here, never only in memory.
+"""The eleven tables. Everything that matters lives here, never only in memory.
 
 Two constraints carry the service's guarantees: ``jobs.active_key`` is unique while a job is
 unfinished (NULL afterwards), so identical concurrent requests coalesce to one job; and
@@ -146,6 +146,21 @@ class RunnerRow(Base):
     current_job_id: Mapped[str | None] = mapped_column(String(32))
     registered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_heartbeat: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    credential: Mapped[str | None] = mapped_column(String(64), index=True)  # None: shared token
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class RunnerCredentialRow(Base):
+    """What an admin provisions for a device host: a token (stored as its SHA-256) that
+    registers runners of the listed device classes only. Revoking it revokes its runners."""
+
+    __tablename__ = "runner_credentials"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_classes: Mapped[list[Any]]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class AccuracyRow(Base):

@@ -1,4 +1,4 @@
-"""users and owners: a token per person, and who uploaded each artifact
+"""users and owners: a token per person, who uploaded each artifact, provisioned runners
 
 Revision ID: 0007
 Revises: 0006
@@ -35,8 +35,27 @@ def upgrade() -> None:
     )
     for column in ("content_hash", "owner"):
         op.create_index(f"ix_uploads_{column}", "uploads", [column])
+    op.create_table(
+        "runner_credentials",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("device_classes", sa.JSON(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("name"),
+        sa.UniqueConstraint("token_hash"),
+    )
+    with op.batch_alter_table("runners") as batch:
+        batch.add_column(sa.Column("credential", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("revoked_at", sa.DateTime(), nullable=True))
+        batch.create_index("ix_runners_credential", ["credential"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("runners") as batch:
+        batch.drop_index("ix_runners_credential")
+        batch.drop_column("revoked_at")
+        batch.drop_column("credential")
+    op.drop_table("runner_credentials")
     op.drop_table("uploads")
     op.drop_table("users")
