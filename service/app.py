@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import errors
+from service import errors, retention
 from service.api import (
     accuracy,
     artifacts,
@@ -68,6 +68,8 @@ def create_app(
         reaper = None if replica else Reaper(app.state.sessions, settings, app.state.dispatcher)
         app.state.dispatcher.start()
         if reaper is not None:
+            with app.state.sessions() as session:
+                retention.at_start(session, settings)
             recover(app.state.sessions, settings, app.state.dispatcher)
             reaper.start()
         if replicas is not None:

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
         256 * 1024 * 1024, ge=1024, description="bound of an uploaded artifact (POST /artifacts)"
     )
     max_queued_per_user: int = Field(50, ge=1)
+    max_store_bytes: int = Field(
+        100 * 2**30,
+        ge=2**20,
+        description="artifact store bound: past it the least recently used artifacts no "
+        "unfinished job needs are freed (at start, after uploads, latbench gc)",
+    )
+    gc_grace_s: float = Field(
+        600.0, ge=0, description="an artifact read this recently is never freed"
+    )
     max_upload_bytes_per_user: int = Field(
         4 * 2**30, ge=1024, description="bytes of uploads one user may own (POST /artifacts)"
     )

@@ -19,6 +19,7 @@ from exporters.artifacts import ArtifactStore
 from exporters.errors import PayloadTooLargeError, SpecError
 from exporters.formats import ExportFormat
 from exporters.sources.ready import NOT_REPARAMETERIZED, ingest
+from service import retention
 from service.api.deps import SettingsDep, UserDep, write_session
 from service.db import owners
 from service.db.artifacts import record_upload
@@ -86,6 +87,7 @@ async def upload_artifact(
             owners.record_owner, session, key=artifact.key,
             content_hash=artifact.key.split("-")[0], owner=user, size_bytes=size, room=room,
         )  # fmt: skip
+        await run_in_threadpool(retention.collect, session, settings)
     if done.cached:
         response.status_code = status.HTTP_200_OK
     return ArtifactPublic(
