@@ -36,8 +36,8 @@ class CallerGate:
         try:
             self._check_host(scope)
             if scope["method"] in BODY_METHODS and not scope["path"].startswith("/runners"):
-                _check_upload_type(scope)
                 scope[CALLER] = await identify_request(Request(scope))
+                _check_upload_type(scope)
         except LatbenchError as error:
             await error_response(error)(scope, receive, send)
             return
