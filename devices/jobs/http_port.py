@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import tarfile
 import tempfile
@@ -28,12 +29,16 @@ import httpx
 from pydantic import BaseModel
 
 from devices.jobs.port import JobTask
+from exporters.artifacts import artifact_size_bytes
 from exporters.errors import AuthError, ConflictError, RunnerError
 from exporters.formats import DeviceClass, ExportFormat
 
 log = logging.getLogger(__name__)
 
-BUSY = {429, 502, 503, 504}  # the server (or a proxy before it) did nothing: try again
+BUSY = {429, 502, 503, 504}
+CACHE_BYTES = (
+    10 * 2**30
+)  # the runner's artifact cache bound, by default  # the server (or a proxy before it) did nothing: try again
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,28 @@ class Retry:
         return min(wait, self.max_wait_s)
 
 
+def private_dir(path: Path) -> Path:
+    """``path`` created or made owner-only (0700): fetched artifacts are run as models, so no
+    other user of the host may plant one under a key's name. RunnerError when another user owns
+    it (a directory someone pre-created in a shared /tmp)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise RunnerError(f"artifact cache {path} belongs to another user; choose --cache")
+    if info.st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def default_cache() -> Path:
+    """The runner's cache in the user's own cache directory (XDG), never a world-writable /tmp."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "latbench" / "runner"
+
+
 class HttpPort:
-    """The runner side of the server's /runners API; artifacts are cached under ``cache``."""
+    """The runner side of the server's /runners API; artifacts are cached under ``cache`` (made
+    private), the least recently used dropped past ``cache_bytes``."""
 
     def __init__(
         self,
@@ -64,9 +89,11 @@ class HttpPort:
         http: httpx.Client | None = None,
         retry: Retry = Retry(),
         sleep: Callable[[float], None] = time.sleep,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         self.http = http or httpx.Client(base_url=server.rstrip("/"), timeout=timeout)
-        self.cache = cache
+        self.cache = private_dir(cache)
+        self.cache_bytes = cache_bytes
         self.runner_id = ""
         self.retry = retry
         self.sleep = sleep
@@ -134,8 +161,8 @@ class HttpPort:
         suffix = ExportFormat(task.format).suffix
         dest = cache / f"{key}{suffix}"
         if dest.exists():
+            os.utime(dest)  # its last use, for the bound
             return dest
-        cache.mkdir(parents=True, exist_ok=True)
         partial = cache / f"{key}.part"
         digest = hashlib.sha256()
         url = f"/runners/{self.runner_id}/artifacts/{key}"
@@ -156,7 +183,28 @@ class HttpPort:
             _extract(partial, dest)
         else:
             partial.replace(dest)
+        self._bound(keep=dest)
         return dest
+
+    def _bound(self, *, keep: Path) -> None:
+        """Drop the least recently used artifacts past ``cache_bytes`` (never ``keep``, the one
+        just fetched; a compare job's other side, if dropped, is fetched again)."""
+        entries = sorted(
+            (p for p in self.cache.iterdir() if not p.name.endswith((".part", ".tmp"))),
+            key=lambda p: p.stat().st_mtime,
+        )
+        sizes = {p: artifact_size_bytes(p) for p in entries}
+        total = sum(sizes.values())
+        for path in entries:
+            if total <= self.cache_bytes:
+                return
+            if path == keep:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            total -= sizes[path]
 
     def post_result(self, task: JobTask, result: BaseModel) -> None:
         body = {

@@ -4,7 +4,6 @@ only the device runtime (onnxruntime or coremltools) and Celery: no torch, no da
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -12,8 +11,6 @@ import typer
 
 from devices.jobs.lock import DEFAULT_LOCK
 from exporters.formats import DeviceClass
-
-TMP = Path(tempfile.gettempdir())
 
 
 def runner(
@@ -32,9 +29,16 @@ def runner(
             help="Redis URL as seen from this machine (default: the one the server announces)"
         ),
     ] = None,
-    cache: Annotated[Path, typer.Option(help="where fetched artifacts are kept")] = (
-        TMP / "latbench-runner-cache"
-    ),
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="where fetched artifacts are kept, owner-only (default: ~/.cache/latbench/runner)"
+        ),
+    ] = None,
+    cache_bytes: Annotated[
+        int | None,
+        typer.Option(min=2**20, help="bound of the cache (default 10 GiB); least recent dropped"),
+    ] = None,
     lock: Annotated[
         Path,
         typer.Option(
@@ -47,6 +51,7 @@ def runner(
     import logging
 
     from devices.jobs.agent import run_agent
+    from devices.jobs.http_port import default_cache
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     run_agent(
@@ -54,7 +59,8 @@ def runner(
         device_class=device_class,
         registration_token=_token(token_file),
         broker_url=broker,
-        cache=cache,
+        cache=cache or default_cache(),
+        **({"cache_bytes": cache_bytes} if cache_bytes else {}),
         lock_path=lock,
     )
 

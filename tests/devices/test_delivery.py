@@ -4,6 +4,7 @@ result the server refuses is reported at once as the job's failure, with the rea
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -29,9 +30,12 @@ class Server(ThreadingHTTPServer):
     """Answers each path from a script of (status, body, headers), the last repeated; records
     every request as (path, body)."""
 
-    def __init__(self, script: dict[str, list[tuple[int, dict, dict]]]) -> None:
+    def __init__(
+        self, script: dict[str, list[tuple[int, dict, dict]]], files: dict[str, bytes] | None = None
+    ) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.script = script
+        self.files = files or {}  # GET path -> bytes, served with their SHA-256 as the API does
         self.seen: list[tuple[str, dict]] = []
 
     @property
@@ -55,13 +59,22 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def do_GET(self) -> None:
+        data = self.server.files[self.path]
+        self.server.seen.append((self.path, {}))
+        self.send_response(200)
+        self.send_header("x-artifact-sha256", hashlib.sha256(data).hexdigest())
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def log_message(self, *_args: object) -> None:
         pass
 
 
 @contextmanager
-def serving(script) -> Iterator[Server]:
-    server = Server(script)
+def serving(script, files: dict[str, bytes] | None = None) -> Iterator[Server]:
+    server = Server(script, files)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
