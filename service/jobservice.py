@@ -138,9 +138,7 @@ def submit_compare(
     coalesced by a key over both sides, the device and the settings, as ``submit_profile``.
     A side ``{"artifact": id}`` is an upload, measured as given."""
     plans = {
-        role: upload_side(
-            session, model["artifact"], devices, field=f"{role}.artifact", user=user
-        )
+        role: upload_side(session, model["artifact"], devices, field=f"{role}.artifact", user=user)
         if isinstance(model, dict) and set(model) == {"artifact"}
         else _plan_side(model, devices, role, settings)
         for role, model in (("baseline", baseline), ("candidate", candidate))
@@ -305,6 +303,7 @@ def _submit(
     """One job of ``kind`` per device over the models of ``plans`` (role -> plan, targets in the
     same device order); ``request_key`` makes the job's key from each role's request key. The
     cached results are looked up through ``reader`` when given (see ``submit_profile``)."""
+    settings.refuse_unfinishable(measure)
     first = next(iter(plans.values()))
     for target in first.targets:
         _check_served(settings, dispatcher, target.device_class)

@@ -16,8 +16,10 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.jobs.lock import DEFAULT_LOCK
+from exporters.errors import SpecError
 
 if TYPE_CHECKING:
+    from devices.settings import MeasureSettings
     from exporters.budget import WorkBudget
 
 
@@ -143,6 +145,20 @@ class Settings(BaseSettings):
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat_timeout_s must exceed heartbeat_interval_s")
         return self
+
+    def refuse_unfinishable(self, measure: MeasureSettings) -> None:
+        """SpecError naming the field when ``measure`` would sample past the job timeout (a
+        measurement the reaper fails every time, after holding a runner that long)."""
+        field = "sustained_seconds" if measure.sustained_seconds else "max_seconds"
+        sampling = measure.sustained_seconds or measure.max_seconds
+        longest = measure.warmup_max_seconds + sampling
+        if longest >= self.job_timeout_s:
+            raise SpecError(
+                f"warm-up ({measure.warmup_max_seconds:g} s) and {field} ({sampling:g} s) run "
+                f"past the job timeout ({self.job_timeout_s:g} s, LATBENCH_JOB_TIMEOUT_S): the "
+                "job could never finish",
+                field=f"settings.{field}",
+            )
 
     @property
     def work_budget(self) -> WorkBudget:
