@@ -83,6 +83,12 @@ def test_two_users_see_their_own_uploads_and_both_see_the_zoo(team, tmp_path):
     assert hidden.json()["detail"] == missing.json()["detail"].replace("0" * 32, job_id)
     assert client.get(f"/jobs/{zoo_job}", headers=heads["bob"]).status_code == 200
 
+    upload_hash = key.split("-")[0]
+    for page in ("/dashboard/data.json", "/dashboard"):  # unplotted points; recent jobs
+        assert upload_hash in client.get(page, headers=heads["alice"]).text, page
+        assert upload_hash not in client.get(page, headers=heads["bob"]).text, page
+    assert client.get(f"/dashboard/models/{upload_hash}", headers=heads["bob"]).status_code == 404
+
     measured_by_bob = client.post(
         "/profile",
         json={"artifact": key, "devices": [DeviceClass.of_this_cpu().value]},
