@@ -32,6 +32,7 @@ from service.api import (
     runners,
 )
 from service.api.schemas import ERROR_RESPONSES
+from service.auth import Directory
 from service.dashboard import routes as dashboard
 from service.db.engine import engine_for, make_sessionmaker, upgrade
 from service.dispatch import Dispatcher, make_dispatcher
@@ -63,6 +64,7 @@ def create_app(
             upgrade(engine)
         app.state.sessions = make_sessionmaker(engine)
         app.state.read_sessions = make_sessionmaker(engine, read_only=True)
+        app.state.directory = Directory(app.state.read_sessions)
         app.state.db_slots = asyncio.Semaphore(settings.db_pool_size)
         app.state.dispatcher = dispatcher or make_dispatcher(settings, app.state.sessions)
         reaper = None if replica else Reaper(app.state.sessions, settings, app.state.dispatcher)

@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from exporters.errors import BusyError
-from service.auth import Caller, identify
+from service.auth import Caller, Directory
 from service.db import runners
 from service.db.tables import RunnerRow
 from service.dispatch import Dispatcher
@@ -110,11 +110,15 @@ CALLER = "latbench.caller"  # scope key: the Caller the CallerGate identified be
 
 
 async def identify_request(request: Request) -> Caller:
-    """Who sent ``request`` (``service.auth.identify``), looked up under a session slot."""
+    """Who sent ``request`` (``service.auth.Directory``): on the event loop when that needs no
+    database (the API token; a laptop), else looked up in a thread under a session slot."""
     settings: Settings = request.app.state.settings
+    directory: Directory = request.app.state.directory
+    token = bearer(request)
+    if directory.answers_now(settings, token):
+        return directory.identify(settings, token)
     async with _slot(request):
-        with request.app.state.read_sessions() as session:
-            return await run_in_threadpool(identify, settings, session, bearer(request))
+        return await run_in_threadpool(directory.identify, settings, token)
 
 
 async def _caller(request: Request) -> Caller:
