@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exporters.errors import LatbenchError, SpecError
+from service import errors
 from service.api.deps import CALLER, identify_request
 from service.errors import error_response
 from service.settings import Settings, is_loopback
@@ -40,6 +43,9 @@ class CallerGate:
                 _check_upload_type(scope)
         except LatbenchError as error:
             await error_response(error)(scope, receive, send)
+            return
+        except (OperationalError, PoolTimeoutError) as error:  # outside the app's handlers
+            await errors.database_response(error)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
