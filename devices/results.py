@@ -5,6 +5,7 @@ validated before it is stored."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Annotated, Any, Literal
@@ -182,6 +183,19 @@ class ComparisonRecord(RatioRecord):
     notes: list[str] = Field(default_factory=list)
 
 
+MAX_STORED_SAMPLES = 1000  # per list: a compare record's two lists fit the result body bound
+
+
+def stored_samples(samples: Sequence[float], limit: int = MAX_STORED_SAMPLES) -> list[float]:
+    """Every sample up to ``limit``; past it ``limit`` evenly spaced ones in run order, the first
+    and the last included: deterministic (the same run stores the same subset) and spread over
+    the whole run, so drift stays visible. ``latency_ms.n`` still counts them all."""
+    n = len(samples)
+    if n <= limit:
+        return list(samples)
+    return [samples[round(i * (n - 1) / (limit - 1))] for i in range(limit)]
+
+
 @dataclass
 class Measurement:
     runner: str
@@ -236,8 +250,11 @@ class Measurement:
         }
 
     def record(self) -> MeasurementRecord:
-        """The validated record of this measurement (what every path stores)."""
-        return MeasurementRecord.model_validate(self.to_dict())
+        """The validated record of this measurement (what every path stores): its statistics
+        from every sample, at most ``MAX_STORED_SAMPLES`` of them kept (``stored_samples``)."""
+        return MeasurementRecord.model_validate(
+            {**self.to_dict(), "samples_ms": stored_samples(self.samples_ms)}
+        )
 
 
 @dataclass(frozen=True)
@@ -312,8 +329,11 @@ class Comparison:
         }
 
     def record(self) -> ComparisonRecord:
-        """The validated record of this comparison (what every path stores)."""
-        return ComparisonRecord.model_validate(self.to_dict())
+        """The validated record of this comparison (what every path stores), samples bounded
+        as a measurement's."""
+        bounded = {"samples_a": stored_samples(self.samples_a),
+                   "samples_b": stored_samples(self.samples_b)}  # fmt: skip
+        return ComparisonRecord.model_validate({**self.to_dict(), **bounded})
 
 
 def _ratio_dict(estimate: RatioEstimate) -> dict[str, Any]:

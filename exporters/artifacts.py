@@ -4,6 +4,10 @@ Layout: ``<root>/artifacts/<key>/{model<suffix>, meta.json}`` with key
 ``<spec_hash>-<format>-<precision>``. An artifact is produced in a scratch directory and renamed
 into place in one step, so readers see a complete artifact or none, and a failed export leaves
 nothing behind. Keys are validated by pattern: a key from the network can never name a path.
+
+Retention: every read stamps the artifact's ``meta.json`` with the time (its last use), so
+``collect`` frees the least recently used first; scratch a crashed process left behind is swept
+by ``sweep_scratch`` when the worker starts.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +48,15 @@ class Artifact:
     meta: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Stored:
+    """One stored artifact as retention sees it: its size and when it was last read."""
+
+    key: str
+    size_bytes: int
+    last_used: float  # seconds since the epoch
+
+
 class ArtifactStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -60,6 +74,7 @@ class ArtifactStore:
         if not meta_path.is_file():
             return None
         meta = json.loads(meta_path.read_text())
+        _stamp(meta_path)
         fmt, precision = ExportFormat(meta["format"]), Precision(meta["precision"])
         return Artifact(key, fmt, precision, directory / f"model{fmt.suffix}", meta)
 
@@ -97,6 +112,77 @@ class ArtifactStore:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return self.require(key)
+
+    def stored(self) -> list[Stored]:
+        """Every published artifact, least recently used first."""
+        if not self._artifacts.is_dir():
+            return []
+        found = []
+        for directory in self._artifacts.iterdir():
+            meta = directory / META_FILE
+            if KEY_PATTERN.match(directory.name) and meta.is_file():
+                used = meta.stat().st_mtime
+                found.append(Stored(directory.name, artifact_size_bytes(directory), used))
+        return sorted(found, key=lambda s: (s.last_used, s.key))
+
+    def collect(
+        self,
+        *,
+        limit_bytes: int,
+        keep: Collection[str],
+        grace_s: float = 600.0,
+        dry_run: bool = False,
+    ) -> list[Stored]:
+        """Free the least recently used artifacts until the store holds at most ``limit_bytes``,
+        never one in ``keep`` (what unfinished jobs need) nor one read in the last ``grace_s``
+        (a job being created for it now); what was freed (with ``dry_run``: would be)."""
+        entries = self.stored()
+        total = sum(e.size_bytes for e in entries)
+        recent = time.time() - grace_s
+        freed: list[Stored] = []
+        for entry in entries:
+            if total <= limit_bytes:
+                break
+            if entry.key in keep or entry.last_used > recent:
+                continue
+            if not dry_run:
+                self._remove(entry.key)
+            freed.append(entry)
+            total -= entry.size_bytes
+        return freed
+
+    def _remove(self, key: str) -> None:
+        """Unpublish first (a rename), then delete: a reader sees the whole artifact or none."""
+        doomed = self._scratch / f"gc-{key}.{uuid.uuid4().hex}"
+        doomed.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(self._dir(key), doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def sweep_scratch(self, *, min_age_s: float = 0.0) -> list[str]:
+        """Remove what a crash left in scratch space: every item untouched for ``min_age_s``
+        (an upload an API process is streaming meanwhile is written to all the time, so a grace
+        keeps it). Run where no export is under way: the worker's start. The names removed."""
+        if not self._scratch.is_dir():
+            return []
+        cutoff = time.time() - min_age_s
+        swept = []
+        for item in self._scratch.iterdir():
+            if min_age_s and item.lstat().st_mtime > cutoff:
+                continue
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
+            swept.append(item.name)
+        return swept
+
+
+def _stamp(path: Path) -> None:
+    """Mark a read as the artifact's last use (best effort: a read-only store still serves)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 def artifact_size_bytes(path: Path) -> int:

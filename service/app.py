@@ -20,6 +20,7 @@ from service.api import (
     accuracy,
     artifacts,
     calibration,
+    caller,
     compare,
     devices,
     docs,
@@ -35,6 +36,7 @@ from service.api import (
 )
 from service.api.deps import checkers
 from service.api.schemas import ERROR_RESPONSES
+from service.auth import Directory
 from service.dashboard import routes as dashboard
 from service.db.engine import engine_for, make_sessionmaker, upgrade
 from service.dispatch import Dispatcher, api_dispatcher
@@ -62,6 +64,7 @@ def create_app(
             upgrade(engine)
         app.state.sessions = make_sessionmaker(engine)
         app.state.read_sessions = make_sessionmaker(engine, read_only=True)
+        app.state.directory = Directory(app.state.read_sessions)
         app.state.db_slots = asyncio.Semaphore(settings.db_pool_size)
         app.state.dispatcher = dispatcher or api_dispatcher(settings)
         app.state.checkers = checkers(settings)
@@ -87,6 +90,7 @@ def create_app(
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(guard.TextGuard)
+    app.add_middleware(caller.CallerGate, settings=settings)
     app.add_middleware(  # outermost: bounds first
         limits.BodyLimit,
         limit=settings.max_body_bytes,

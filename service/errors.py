@@ -48,6 +48,10 @@ async def _validation_handler(_request: Request, error: Exception) -> JSONRespon
 
 
 async def _database_handler(_request: Request, error: Exception) -> JSONResponse:
+    return database_response(error)
+
+
+def database_response(error: Exception) -> JSONResponse:
     """No free connection in time, the SQLite write lock not granted in time, or the database
     unreachable: transient for the client, which retries, instead of a 500 or a hung request."""
     log.warning("database unavailable: %s", error)

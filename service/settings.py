@@ -16,8 +16,10 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.jobs.lock import DEFAULT_LOCK
+from exporters.errors import SpecError
 
 if TYPE_CHECKING:
+    from devices.settings import MeasureSettings
     from exporters.budget import WorkBudget
 
 
@@ -57,12 +59,29 @@ class Settings(BaseSettings):
         None, description="published top-1/latency CSV; default: the one shipped in the package"
     )
     host_lock: Path = DEFAULT_LOCK
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="loopback mode: Host names answered besides localhost, 127.0.0.1 and [::1] "
+        "(anything else is refused: DNS rebinding)",
+    )
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_artifact_bytes: int = Field(
         256 * 1024 * 1024, ge=1024, description="bound of an uploaded artifact (POST /artifacts)"
     )
     max_queued_per_user: int = Field(50, ge=1)
+    max_store_bytes: int = Field(
+        100 * 2**30,
+        ge=2**20,
+        description="artifact store bound: past it the least recently used artifacts no "
+        "unfinished job needs are freed (at start, after uploads, latbench gc)",
+    )
+    gc_grace_s: float = Field(
+        600.0, ge=0, description="an artifact read this recently is never freed"
+    )
+    max_upload_bytes_per_user: int = Field(
+        4 * 2**30, ge=1024, description="bytes of uploads one user may own (POST /artifacts)"
+    )
     job_timeout_s: float = Field(
         1800.0, gt=0, description="an export from its start, a measurement from its claim"
     )
@@ -129,6 +148,20 @@ class Settings(BaseSettings):
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat_timeout_s must exceed heartbeat_interval_s")
         return self
+
+    def refuse_unfinishable(self, measure: MeasureSettings) -> None:
+        """SpecError naming the field when ``measure`` would sample past the job timeout (a
+        measurement the reaper fails every time, after holding a runner that long)."""
+        field = "sustained_seconds" if measure.sustained_seconds else "max_seconds"
+        sampling = measure.sustained_seconds or measure.max_seconds
+        longest = measure.warmup_max_seconds + sampling
+        if longest >= self.job_timeout_s:
+            raise SpecError(
+                f"warm-up ({measure.warmup_max_seconds:g} s) and {field} ({sampling:g} s) run "
+                f"past the job timeout ({self.job_timeout_s:g} s, LATBENCH_JOB_TIMEOUT_S): the "
+                "job could never finish",
+                field=f"settings.{field}",
+            )
 
     @property
     def work_budget(self) -> WorkBudget:

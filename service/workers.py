@@ -108,6 +108,7 @@ def run_worker(settings: Settings, *, migrate: bool = True) -> None:
     """The worker process: dispatcher work, recovery and the reaper, until SIGTERM or SIGINT."""
     from service.db.engine import engine_for, make_sessionmaker, upgrade
     from service.dispatch import worker_dispatcher
+    from service import retention
     from service.dispatch.reaper import Reaper, recover
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
@@ -118,6 +119,8 @@ def run_worker(settings: Settings, *, migrate: bool = True) -> None:
     if migrate:
         upgrade(engine)
     sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        retention.at_start(session, settings)
     dispatcher = worker_dispatcher(settings, sessions)
     reaper = Reaper(sessions, settings, dispatcher)
     dispatcher.start()  # the embedded runner registers first: recovery then sees it online

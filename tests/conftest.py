@@ -2,6 +2,9 @@ import os
 
 import pytest
 
+# TestClient sends Host: testserver, refused by a loopback server (DNS rebinding) unless allowed
+os.environ.setdefault("LATBENCH_ALLOWED_HOSTS", '["testserver"]')
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_single_thread_torch():

@@ -14,7 +14,7 @@ import httpx
 
 from devices.jobs.broker import DEVICE_TASK, device_queue, make_celery, run_worker
 from devices.jobs.execute import run_task
-from devices.jobs.http_port import HttpPort
+from devices.jobs.http_port import CACHE_BYTES, HttpPort
 from devices.jobs.port import Host, JobTask
 from exporters.errors import LatbenchError, RunnerError
 from exporters.formats import DeviceClass
@@ -38,8 +38,9 @@ def run_agent(
     broker_url: str | None,
     cache: Path,
     lock_path: Path,
+    cache_bytes: int = CACHE_BYTES,
 ) -> None:
-    port = HttpPort(server, cache=cache)
+    port = HttpPort(server, cache=cache, cache_bytes=cache_bytes)
     info = port.register(device_class, registration_token)
     if not (broker_url or info["broker_url"]):
         raise RunnerError(

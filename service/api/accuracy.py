@@ -11,7 +11,7 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, Field, model_validator
 
 from exporters.spec import parse_spec
-from service.api.deps import SessionDep, UserDep
+from service.api.deps import CallerDep, SessionDep
 from service.api.schemas import Strict
 from service.db import accuracy
 from service.db.tables import AccuracyRow
@@ -59,7 +59,7 @@ def accuracy_public(row: AccuracyRow) -> AccuracyPublic:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AccuracyPublic)
-def attach_accuracy(body: AccuracyCreate, session: SessionDep, user: UserDep) -> AccuracyPublic:
+def attach_accuracy(body: AccuracyCreate, session: SessionDep, caller: CallerDep) -> AccuracyPublic:
     # the same hash POST /profile stored: parse_spec's errors name the spec's field, as there
     subject = body.spec_hash or parse_spec(body.model).content_hash()
     row = accuracy.set_accuracy(
@@ -70,12 +70,13 @@ def attach_accuracy(body: AccuracyCreate, session: SessionDep, user: UserDep) ->
         resolution=body.resolution,
         source=body.source,
         note=body.note,
-        user=user,
+        caller=caller,
     )
     return accuracy_public(row)
 
 
 @router.get("", response_model=AccuraciesPublic)
-def read_accuracies(session: SessionDep, _user: UserDep) -> AccuraciesPublic:
-    data = [accuracy_public(row) for row in accuracy.accuracies(session).values()]
+def read_accuracies(session: SessionDep, caller: CallerDep) -> AccuraciesPublic:
+    shown = accuracy.accuracies(session, viewer=None if caller.admin else caller.name)
+    data = [accuracy_public(row) for row in shown.values()]
     return AccuraciesPublic(data=data, count=len(data))

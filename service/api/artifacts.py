@@ -23,8 +23,10 @@ from exporters.artifacts import ArtifactStore
 from exporters.budget import admit_upload
 from exporters.errors import PayloadTooLargeError, SpecError
 from exporters.sources.ready import reparam_summary
+from service import retention
 from service.api.deps import CheckersDep, SettingsDep, UserDep, run_check, write_session
 from service.api.schemas import ReparamPublic
+from service.db import owners
 from service.db.artifacts import record_upload
 
 router = APIRouter(tags=["artifacts"])
@@ -62,9 +64,13 @@ async def upload_artifact(
     response: Response,
     settings: SettingsDep,
     checkers: CheckersDep,
-    _user: UserDep,
+    user: UserDep,
     name: str = Query("uploaded", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$"),
 ) -> ArtifactPublic:
+    async with write_session(request) as session:
+        room = await run_in_threadpool(
+            owners.upload_room, session, owner=user, quota=settings.max_upload_bytes_per_user
+        )
     store = ArtifactStore(settings.data_dir)
     scratch = store.root / "tmp" / f"upload-{uuid.uuid4().hex}.onnx"
     scratch.parent.mkdir(parents=True, exist_ok=True)
@@ -78,11 +84,17 @@ async def upload_artifact(
     finally:
         scratch.unlink(missing_ok=True)
     artifact = done.artifact
+    size = artifact.meta.get("size_bytes", 0)
     async with write_session(request) as session:  # only now: never held while bytes stream in
         await run_in_threadpool(
             record_upload, session, key=artifact.key, label=name, path=str(artifact.path),
             meta=artifact.meta,
         )  # fmt: skip
+        await run_in_threadpool(
+            owners.record_owner, session, key=artifact.key,
+            content_hash=artifact.key.split("-")[0], owner=user, size_bytes=size, room=room,
+        )  # fmt: skip
+        await run_in_threadpool(retention.collect, session, settings)
     if done.cached:
         response.status_code = status.HTTP_200_OK
     return ArtifactPublic(

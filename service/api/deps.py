@@ -9,8 +9,6 @@ event loop too (``_slot``)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,7 +18,8 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from exporters.errors import AuthError, BusyError, SpecError
+from exporters.errors import BusyError, SpecError
+from service.auth import Caller, Directory
 from service.db import runners
 from service.db.tables import RunnerRow
 from service.dispatch.isolated import WorkerError, WorkerProcesses
@@ -159,21 +158,34 @@ def bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def same_secret(given: str, expected: str) -> bool:
-    """Constant-time comparison that also takes non-ASCII input (a header decoded as Latin-1),
-    on which ``hmac.compare_digest`` of two str raises TypeError."""
-    return hmac.compare_digest(given.encode(), expected.encode())
+CALLER = "latbench.caller"  # scope key: the Caller the CallerGate identified before the body
 
 
-async def _user(request: Request, settings: SettingsDep) -> str:
-    """Who is asking: the API token's fingerprint, or the client address where no token is set
-    (loopback only). The per-user queue bound counts jobs by this."""
+async def identify_request(request: Request) -> Caller:
+    """Who sent ``request`` (``service.auth.Directory``): on the event loop when that needs no
+    database (the API token; a laptop), else looked up in a thread under a session slot."""
+    settings: Settings = request.app.state.settings
+    directory: Directory = request.app.state.directory
     token = bearer(request)
-    if settings.api_token:
-        if not token or not same_secret(token, settings.api_token):
-            raise AuthError("missing or wrong API token (Authorization: Bearer <token>)")
-        return "token:" + hashlib.sha256(token.encode()).hexdigest()[:12]
-    return "client:" + (request.client.host if request.client else "unknown")
+    if directory.answers_now(settings, token):
+        return directory.identify(settings, token)
+    async with _slot(request):
+        return await run_in_threadpool(directory.identify, settings, token)
+
+
+async def _caller(request: Request) -> Caller:
+    """The caller the CallerGate already identified (a request with a body), else identified
+    now: a GET that needs no caller (/healthz) never pays the lookup."""
+    return request.scope.get(CALLER) or await identify_request(request)
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+
+
+async def _user(caller: CallerDep) -> str:
+    """The caller's name: what jobs, uploads, accuracy figures and gate runs record as owner,
+    and what the per-user quotas count by."""
+    return caller.name
 
 
 UserDep = Annotated[str, Depends(_user)]

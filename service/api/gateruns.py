@@ -11,10 +11,11 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from exporters.artifacts import KEY_PATTERN, spec_hash_of
 from exporters.formats import DeviceClass
-from service.api.deps import ReadSessionDep, SessionDep, UserDep
+from service.api.deps import CallerDep, ReadSessionDep, SessionDep, UserDep
 from service.api.schemas import StoredTime, Strict
 from service.db.gateruns import GatePair, list_gate_runs, record_gate_run
 from service.db.tables import GateRunRow
+from service.gate_rule import checked_pairs
 
 router = APIRouter(prefix="/gate-runs", tags=["gate"])
 
@@ -42,7 +43,7 @@ class GatePairIn(Strict):
     ratio: float = Field(..., gt=0)
     ci: tuple[float, float]
     jobs: list[Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]] = Field(
-        default_factory=list, max_length=64, description="its compare jobs on this server"
+        ..., min_length=1, max_length=64, description="its compare jobs on this server"
     )
 
 
@@ -86,7 +87,8 @@ class GateRunsPublic(BaseModel):
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=GateRunCreated)
 def create_gate_run(body: GateRunCreate, session: SessionDep, user: UserDep) -> GateRunCreated:
-    """Store a gate run's verdicts (each pair's compare jobs must be this server's)."""
+    """Store a gate run's verdicts, each recomputed from its compare jobs' stored comparisons
+    (``service.gate_rule``): a claimed verdict they do not bear out is refused (422)."""
     pairs = [
         GatePair(
             model=p.model, device_class=p.device.value,
@@ -96,6 +98,7 @@ def create_gate_run(body: GateRunCreate, session: SessionDep, user: UserDep) -> 
         )
         for p in body.pairs
     ]  # fmt: skip
+    pairs = checked_pairs(session, pairs, metric=body.metric, claimed=body.verdict)
     labels = {**body.labels.model_dump(exclude={"extra"}), **body.labels.extra}
     run_id = record_gate_run(
         session, user=user, labels=labels, verdict=body.verdict, metric=body.metric,
@@ -107,7 +110,7 @@ def create_gate_run(body: GateRunCreate, session: SessionDep, user: UserDep) -> 
 @router.get("", response_model=GateRunsPublic)
 def read_gate_runs(
     session: ReadSessionDep,
-    _user: UserDep,
+    caller: CallerDep,
     repository: str | None = Query(None, max_length=200),
     model: str | None = Query(None, max_length=128),
     device: DeviceClass | None = None,
@@ -120,6 +123,7 @@ def read_gate_runs(
         model=model,
         device_class=device.value if device else None,
         limit=limit,
+        viewer=None if caller.admin else caller.name,
     )
     return GateRunsPublic(data=[public(row) for row in rows])
 

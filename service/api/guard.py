@@ -4,12 +4,17 @@ NUL cannot be stored in PostgreSQL text, and a lone surrogate (``"\\ud800"`` in 
 encoded as UTF-8 by either database, by the hash of a spec or by a JSON response: let through, both
 surface later as a 500, or worse, as a stored row that breaks every listing that includes it. The
 path, the query and a JSON body are checked; the body is read whole (BodyLimit, outside this
-middleware, bounds it) and handed on unchanged. JSON nested too deeply to parse is refused too.
+middleware, bounds it; the CallerGate, outside too, has identified the caller) and handed on
+unchanged. JSON nested too deeply to parse is refused too, and so is any number that is not
+finite (``NaN``, ``Infinity``, ``1e999``): no route, no stored result, no verdict takes one (a
+``NaN`` ratio once reached the database and answered 500). A body with no Content-Type is
+checked as JSON, as FastAPI parses it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -31,10 +36,13 @@ def bad_text(text: str) -> str | None:
 
 
 def bad_json_text(value: Any) -> tuple[str, str] | None:
-    """(dotted location, reason) of the first bad key or string in a parsed JSON document."""
+    """(dotted location, reason) of the first bad key, string or number in a parsed JSON
+    document."""
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         where, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where or "body", f"{item} is not a finite number"
         if isinstance(item, str):
             if reason := bad_text(item):
                 return where or "body", reason
@@ -78,7 +86,9 @@ class TextGuard:
 
 def _is_json(scope: Scope) -> bool:
     content_type = dict(scope["headers"]).get(b"content-type", b"")
-    return scope["method"] in {"POST", "PUT", "PATCH"} and b"json" in content_type.lower()
+    return scope["method"] in {"POST", "PUT", "PATCH"} and (
+        not content_type or b"json" in content_type.lower()
+    )
 
 
 async def _buffered(receive: Receive) -> tuple[bytes, Receive]:

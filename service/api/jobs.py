@@ -5,26 +5,34 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from exporters.formats import DeviceClass
-from service.api.deps import ReadSessionDep, UserDep
+from service.api.deps import CallerDep, ReadSessionDep
 from service.api.present import job_public, job_view
 from service.api.responses import ModelJSON
-from service.api.schemas import JobPublic, JobsPublic, Offset
-from service.db import jobs
+from service.api.schemas import JobPublic, JobsPublic, Offset, ResultPublic
+from service.db import jobs, owners, runners
 from service.db.jobs import JobState
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def read_job(job_id: str, session: ReadSessionDep, _user: UserDep) -> ModelJSON:
-    """One job: its state, timestamps, error, and its result once done."""
-    return ModelJSON(job_view(session, job_id=job_id))
+def read_job(job_id: str, session: ReadSessionDep, caller: CallerDep) -> ModelJSON:
+    """One job: its state, timestamps, error, and its result once done (someone else's upload's
+    job: the 404 of a job that does not exist)."""
+    job = jobs.get_job(session, job_id=job_id)
+    owners.require_visible(session, caller, jobs.spec_hashes(job), what=f"job {job_id!r}")
+    view = job_view(session, job_id=job_id)
+    if runners.revoked_among(session, [job.runner_id]):
+        view.runner_revoked = True
+        if isinstance(view.result, ResultPublic):
+            view.result.runner_revoked = True
+    return ModelJSON(view)
 
 
 @router.get("", response_model=JobsPublic)
 def list_jobs(
     session: ReadSessionDep,
-    _user: UserDep,
+    caller: CallerDep,
     state: JobState | None = None,
     device: DeviceClass | None = None,
     model: str | None = Query(None, max_length=128),
@@ -39,5 +47,11 @@ def list_jobs(
         model=model,
         limit=limit,
         offset=offset,
+        viewer=None if caller.admin else caller.name,
     )
-    return ModelJSON(JobsPublic(data=[job_public(session, row) for row in rows], count=count))
+    shown = [  # the SQL filter saw the first spec: a compare job's other side is checked here
+        row
+        for row in rows
+        if len(hashes := jobs.spec_hashes(row)) == 1 or owners.may_see(session, caller, hashes)
+    ]
+    return ModelJSON(JobsPublic(data=[job_public(session, row) for row in shown], count=count))

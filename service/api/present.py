@@ -158,6 +158,7 @@ def _job_public(
         attempt=job.attempt,
         error=job.error,
         runner_id=job.runner_id,
+        submitted_by=job.user,
         settings=job.settings,
         created_at=job.created_at,
         started_at=job.started_at,

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from exporters.formats import DeviceClass
-from service.api.deps import ReadSessionDep, UserDep
+from service.api.deps import CallerDep, ReadSessionDep
 from service.api.present import result_public
 from service.api.responses import ModelJSON
 from service.api.schemas import ResultPublic, ResultsPublic, UtcTimestamp
+from service.db import runners
 from service.db.results import list_results
 
 router = APIRouter(prefix="/results", tags=["results"])
@@ -45,7 +46,7 @@ CSV_COLUMNS = (
 @router.get("", response_model=ResultsPublic, responses={200: {"content": {"text/csv": {}}}})
 def read_results(
     session: ReadSessionDep,
-    _user: UserDep,
+    caller: CallerDep,
     model: str | None = Query(None, max_length=128),
     family: str | None = Query(None, max_length=64),
     device: DeviceClass | None = None,
@@ -62,8 +63,12 @@ def read_results(
         device_class=device.value if device else None,
         since=since,
         limit=limit,
+        viewer=None if caller.admin else caller.name,
     )
+    revoked = runners.revoked_among(session, [r.runner_id for r, _, _ in rows])
     data = [result_public(r, spec, artifact) for r, spec, artifact in rows]
+    for shown in data:
+        shown.runner_revoked = shown.runner_id in revoked
     if format == "csv":
         return Response(to_csv(data), media_type="text/csv")
     return ModelJSON(ResultsPublic(data=data, count=len(data)))

@@ -14,8 +14,9 @@ from fastapi.responses import FileResponse, Response
 
 from exporters.artifacts import ArtifactStore
 from exporters.errors import AuthError, ConflictError
-from service.api.deps import RunnerDep, SessionDep, SettingsDep, bearer, same_secret
+from service.api.deps import RunnerDep, SessionDep, SettingsDep, bearer
 from service.api.schemas import Claim, FailurePost, ResultPost, RunnerCreate, RunnerRegistered
+from service.auth import same_secret
 from service.db import runners
 from service.jobs import steps
 
@@ -26,13 +27,27 @@ router = APIRouter(prefix="/runners", tags=["runners"])
 def register(
     body: RunnerCreate, request: Request, session: SessionDep, settings: SettingsDep
 ) -> RunnerRegistered:
-    """Attach a runner of a device class; its id and token for the calls below."""
-    if settings.runner_token:
-        token = bearer(request) or ""
-        if not same_secret(token, settings.runner_token):
-            raise AuthError("runner registration needs LATBENCH_RUNNER_TOKEN as bearer token")
+    """Attach a runner of a device class; its id and token for the calls below. A provisioned
+    credential (``latbench runners add``) registers only its device classes; the shared
+    LATBENCH_RUNNER_TOKEN, where set, any; on loopback with neither, anyone may."""
+    given = bearer(request) or ""
+    credential = runners.credential_by_token(session, given) if given else None
+    if credential is not None and body.device_class.value not in credential.device_classes:
+        raise AuthError(
+            f"runner credential {credential.name!r} registers "
+            f"{', '.join(credential.device_classes)} runners, not {body.device_class.value}"
+        )
+    shared = settings.runner_token
+    if credential is None and shared and not same_secret(given, shared):
+        raise AuthError(
+            "runner registration needs a runner credential (latbench runners add) or "
+            "LATBENCH_RUNNER_TOKEN as bearer token"
+        )
     row, token = runners.register_runner(
-        session, device_class=body.device_class.value, description=body.description
+        session,
+        device_class=body.device_class.value,
+        description=body.description,
+        credential=credential.name if credential else None,
     )
     broker = settings.broker_url if settings.dispatcher == "celery" else None
     return RunnerRegistered(

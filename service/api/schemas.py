@@ -222,6 +222,9 @@ class ResultPublic(MeasurementRecord):
     device_class: str
     format: str
     runner_id: str | None
+    runner_revoked: bool = Field(
+        False, description="its runner was revoked: shown, never served as cached (re-measured)"
+    )
     weights: str = "random"
     artifact: dict[str, Any] | None = None
     reparam: ReparamPublic | None = None
@@ -302,6 +305,10 @@ class JobPublic(BaseModel):
     attempt: int
     error: str | None
     runner_id: str | None
+    runner_revoked: bool = Field(
+        False, description="its runner was revoked: its result answers no later request"
+    )
+    submitted_by: str = Field(description="the user who submitted it (coalesced: the first)")
     settings: dict[str, Any]
     created_at: StoredTime
     started_at: StoredTime | None

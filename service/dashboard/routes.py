@@ -18,10 +18,11 @@ from exporters.errors import NotFoundError
 from exporters.formats import Precision
 from exporters.sources.ready import weights_said
 from service import reference
-from service.api.deps import ReadSessionDep, SettingsDep, UserDep
+from service.api.deps import CallerDep, ReadSessionDep, SettingsDep, UserDep
 from service.api.present import is_upload, job_public, runner_public
+from service.auth import Caller
 from service.dashboard import view
-from service.db import jobs, runners
+from service.db import jobs, owners, runners
 from service.db.accuracy import accuracies
 from service.db.gateruns import list_gate_runs
 from service.db.results import list_results
@@ -60,6 +61,7 @@ def plotly_asset() -> Response:
 def _view(
     session: Session,
     settings: Settings,
+    caller: Caller,
     device: str | None,
     family: list[str],
     kind: list[view.Kind],
@@ -72,33 +74,39 @@ def _view(
         families=set(family),
         kinds=set(kind),
         precisions={p.value for p in precision},
+        viewer=_viewer(caller),
     )
+
+
+def _viewer(caller: Caller) -> str | None:
+    """Whose view the listings filter for: None for an admin (everything)."""
+    return None if caller.admin else caller.name
 
 
 @router.get("/dashboard/data.json")
 def dashboard_data(
     session: ReadSessionDep,
     settings: SettingsDep,
-    _user: UserDep,
+    caller: CallerDep,
     device: DeviceQ = None,
     family: FamilyQ = [],  # noqa: B006 (FastAPI copies query defaults)
     kind: KindQ = [],  # noqa: B006
     precision: PrecisionQ = [],  # noqa: B006
 ) -> JSONResponse:
-    return JSONResponse(_view(session, settings, device, family, kind, precision).to_json())
+    return JSONResponse(_view(session, settings, caller, device, family, kind, precision).to_json())
 
 
 @router.get("/dashboard/data.csv")
 def dashboard_csv(
     session: ReadSessionDep,
     settings: SettingsDep,
-    _user: UserDep,
+    caller: CallerDep,
     device: DeviceQ = None,
     family: FamilyQ = [],  # noqa: B006
     kind: KindQ = [],  # noqa: B006
     precision: PrecisionQ = [],  # noqa: B006
 ) -> Response:
-    data = view.to_csv(_view(session, settings, device, family, kind, precision))
+    data = view.to_csv(_view(session, settings, caller, device, family, kind, precision))
     name = f"latbench-{device or 'all'}.csv"
     return Response(
         data, media_type="text/csv", headers={"Content-Disposition": f"attachment; filename={name}"}
@@ -107,11 +115,13 @@ def dashboard_csv(
 
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(
-    request: Request, session: ReadSessionDep, settings: SettingsDep, _user: UserDep
+    request: Request, session: ReadSessionDep, settings: SettingsDep, caller: CallerDep
 ) -> HTMLResponse:
-    overview = view.build(session, reference_csv=settings.reference_csv)
+    viewer = _viewer(caller)
+    overview = view.build(session, reference_csv=settings.reference_csv, viewer=viewer)
     states = dict(session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all())
-    recent, _count = jobs.list_jobs(session, limit=30)
+    listed, _count = jobs.list_jobs(session, limit=30, viewer=viewer)
+    recent = [j for j in listed if owners.may_see(session, caller, jobs.spec_hashes(j))]
     return templates.TemplateResponse(
         request,
         "dashboard.html",
@@ -132,10 +142,10 @@ def model_page(
     request: Request,
     session: ReadSessionDep,
     settings: SettingsDep,
-    _user: UserDep,
+    caller: CallerDep,
 ) -> HTMLResponse:
     spec = session.get(SpecRow, spec_hash)
-    if spec is None:
+    if spec is None or not owners.may_see(session, caller, [spec_hash]):
         raise NotFoundError(f"no stored spec with hash {spec_hash!r}")
     ref = reference.load(settings.reference_csv).get(spec.model)
     artifacts = list(session.scalars(select(ArtifactRow).where(ArtifactRow.spec_hash == spec_hash)))
@@ -160,7 +170,7 @@ def model_page(
             "layers": with_layers.measurement["layers"] if with_layers else None,
             "layers_device": with_layers.device_class if with_layers else None,
             "history": [_history_entry(r) for r in reversed(history)],
-            "gate_runs": list_gate_runs(session, model=spec.model),
+            "gate_runs": list_gate_runs(session, model=spec.model, viewer=_viewer(caller)),
         },
     )
 

@@ -289,13 +289,16 @@ def build(
     families: set[str] | None = None,
     kinds: set[Kind] | None = None,
     precisions: set[str] | None = None,
+    viewer: str | None = None,
 ) -> Dashboard:
-    """Every point, filtered by device, family, kind and precision; the fronts are computed on
-    what is shown. The ranking across devices ignores the device filter (it is about all of them)."""
+    """Every point ``viewer`` may see (``owners.visible``; None: all), filtered by device,
+    family, kind and precision; the fronts are computed on what is shown. The ranking across
+    devices ignores the device filter (it is about all of them)."""
     refs = reference.load(reference_csv)
     published = reference.load_latency(reference_csv)
     rows = _latest(
-        list_results(session, limit=10000) + list_results(session, kind="predicted", limit=10000)
+        list_results(session, limit=10000, viewer=viewer)
+        + list_results(session, kind="predicted", limit=10000, viewer=viewer)
     )
     attached = accuracies(session, subjects=[spec.hash for _, spec in rows])
     points = _published_points(refs, published)

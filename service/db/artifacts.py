@@ -57,10 +57,14 @@ def uploaded(session: Session, *, key: str, field: str = "artifact") -> Artifact
     row = session.get(ArtifactRow, key)
     spec = session.get(SpecRow, row.spec_hash) if row is not None else None
     if row is None or spec is None or spec.family != UPLOADED:
-        raise NotFoundError(
-            f"no uploaded artifact {key!r}; upload it with POST /artifacts", field=field
-        )
+        raise no_upload(key, field)
     return row
+
+
+def no_upload(key: str, field: str) -> NotFoundError:
+    return NotFoundError(
+        f"no uploaded artifact {key!r}; upload it with POST /artifacts", field=field
+    )
 
 
 def upload_key(session: Session, *, spec_hash: str, fmt: str) -> str:

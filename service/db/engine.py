@@ -44,8 +44,15 @@ def engine_for(settings: Settings) -> Engine:
 def make_engine(
     url: str, *, pool_size: int = 16, pool_timeout_s: float = 5.0, busy_timeout_s: float = 5.0
 ) -> Engine:
-    """``pool_size`` connections at most (no overflow: the bound is the bound)."""
-    pool = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": pool_timeout_s}
+    """``pool_size`` connections at most (no overflow: the bound is the bound). A statement's
+    parameters never appear in its error (``hide_parameters``): they carry token hashes and
+    users' text, and errors are logged."""
+    pool = {
+        "pool_size": pool_size,
+        "max_overflow": 0,
+        "pool_timeout": pool_timeout_s,
+        "hide_parameters": True,
+    }
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
+from service.db import owners
 from service.db.tables import GateRunRow, JobRow
 
 
@@ -74,9 +75,17 @@ def list_gate_runs(
     model: str | None = None,
     device_class: str | None = None,
     limit: int = 100,
+    viewer: str | None = None,
 ) -> list[GateRunRow]:
-    """Pairs of gate runs, newest first."""
+    """Pairs of gate runs, newest first; ``viewer``: only pairs of both sides they may see
+    (``owners.visible``; None: all, an admin)."""
     query = select(GateRunRow)
+    if viewer is not None:
+        seen_by = literal(viewer)
+        query = query.where(
+            owners.visible(GateRunRow.baseline_spec_hash, seen_by),
+            owners.visible(GateRunRow.candidate_spec_hash, seen_by),
+        )
     if repository:
         query = query.where(GateRunRow.repository == repository)
     if model:

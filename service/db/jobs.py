@@ -9,12 +9,13 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from exporters.errors import NotFoundError
 from exporters.spec import parse_spec
+from service.db import owners, runners
 from service.db.engine import commit_new
 from service.db.tables import ArtifactRow, JobRow, ResultRow, SpecRow
 
@@ -123,10 +124,12 @@ def create_or_coalesce(
 
 def measured_job(session: Session, *, request_key: str) -> JobRow | None:
     """The newest job whose result answers this request key: a done job, whatever its kind (a
-    job becomes done in the transaction that stores its result)."""
+    job becomes done in the transaction that stores its result), measured by no runner an admin
+    has since revoked (such a request is measured again)."""
     query = (
         select(JobRow)
         .where(JobRow.request_key == request_key, JobRow.state == JobState.DONE.value)
+        .where(or_(JobRow.runner_id.is_(None), JobRow.runner_id.not_in(runners.revoked_runners())))
         .order_by(JobRow.finished_at.desc())
     )
     return session.scalars(query).first()
@@ -142,6 +145,11 @@ def get_job(session: Session, *, job_id: str) -> JobRow:
     if job is None:
         raise NotFoundError(f"no job {job_id!r}")
     return job
+
+
+def spec_hashes(job: JobRow) -> set[str]:
+    """Every spec the job measures (a compare job's both sides)."""
+    return {job.spec_hash, *(job.specs or {}).values()}
 
 
 @dataclass(frozen=True)
@@ -181,8 +189,14 @@ def list_jobs(
     model: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    viewer: str | None = None,
 ) -> tuple[list[JobRow], int]:
+    """Newest first; ``viewer``: only jobs whose first spec is no upload or one ``viewer``
+    uploaded (None: all, for an admin). A compare job's other side is the caller's to check
+    (``owners.may_see``)."""
     query = select(JobRow)
+    if viewer is not None:
+        query = query.where(owners.visible(JobRow.spec_hash, literal(viewer)))
     if state:
         query = query.where(JobRow.state == state)
     if device_class:

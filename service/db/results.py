@@ -10,6 +10,7 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from exporters.errors import ConflictError
+from service.db import owners
 from service.db.engine import commit_new
 from service.db.tables import (
     ArtifactRow,
@@ -104,12 +105,19 @@ def list_results(
     since: datetime | None = None,
     limit: int = 1000,
     kind: str = "measured",
+    viewer: str | None = None,
 ) -> list[tuple[ResultRow | PredictionRow, SpecRow, ArtifactRow | None]]:
     """Newest first, from the table of ``kind`` (``LATENCY_TABLES``): measurements unless
     predictions are asked for by name; each with its spec and the artifact its job measured, in
     one query (a lookup per row, or a second query, costs a round trip each on the busiest
-    listing)."""
-    filters = {"model": model, "family": family, "device_class": device_class, "since": since}
+    listing). ``viewer``: only what they may see (``owners.visible``); None: all (an admin)."""
+    filters = {
+        "model": model,
+        "family": family,
+        "device_class": device_class,
+        "since": since,
+        "viewer": viewer,
+    }
     given = {name: value for name, value in filters.items() if value}
     query = _listing(kind, frozenset(given))
     rows = session.execute(query, {**given, "limit": limit})
@@ -132,6 +140,7 @@ def _listing(kind: str, filters: frozenset[str]) -> Select:
         "family": SpecRow.family == bindparam("family"),
         "device_class": table.device_class == bindparam("device_class"),
         "since": table.created_at >= bindparam("since"),
+        "viewer": owners.visible(table.spec_hash, bindparam("viewer")),
     }
     for name in sorted(filters):
         query = query.where(columns[name])

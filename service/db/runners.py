@@ -1,4 +1,5 @@
-"""Registered runners: a per-runner token (stored hashed), heartbeats, offline detection."""
+"""Registered runners: a per-runner token (stored hashed), heartbeats, offline detection; and
+the credentials an admin provisions, each bound to device classes, revocable with its runners."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from exporters.errors import AuthError, NotFoundError
-from service.db.tables import RunnerRow, utcnow
+from exporters.errors import AuthError, ConflictError, NotFoundError
+from service.db.engine import commit_new
+from service.db.tables import RunnerCredentialRow, RunnerRow, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ def register_runner(
     device_class: str,
     description: dict[str, Any],
     runner_id: str | None = None,
+    credential: str | None = None,
 ) -> tuple[RunnerRow, str]:
     """A runner row (new, or ``runner_id`` re-registered) and a fresh bearer token, shown once and
     stored only as a hash. Commits."""
@@ -43,6 +46,7 @@ def register_runner(
         online=True,
         current_job_id=None,
         last_heartbeat=utcnow(),
+        credential=credential,
     )
     row = session.merge(row)
     session.commit()
@@ -55,6 +59,8 @@ def authenticate(session: Session, *, runner_id: str, token: str | None) -> Runn
         raise NotFoundError(f"no runner {runner_id!r}; register again")
     if not token or not hmac.compare_digest(row.token_hash, _digest(token)):
         raise AuthError(f"wrong token for runner {runner_id!r}")
+    if row.revoked_at is not None:
+        raise AuthError(f"runner {runner_id!r} was revoked by an admin")
     return row
 
 
@@ -108,3 +114,57 @@ def online_classes(registered: Iterable[RunnerRow], *, cutoff: datetime) -> set[
     """Device classes of the ``registered`` runners (``list_runners``) marked online whose last
     heartbeat is after ``cutoff``: computed from rows a caller may already hold (GET /devices)."""
     return {r.device_class for r in registered if r.online and r.last_heartbeat >= cutoff}
+
+
+def add_credential(session: Session, *, name: str, device_classes: list[str]) -> str:
+    """A runner credential for ``device_classes``; its token (returned once, stored hashed)."""
+    token = secrets.token_urlsafe(32)
+    row = RunnerCredentialRow(
+        name=name, device_classes=sorted(set(device_classes)), token_hash=_digest(token)
+    )
+    session.add(row)
+    if not commit_new(session):
+        raise ConflictError(f"runner credential {name!r} exists; pick another name", field="name")
+    return token
+
+
+def credential_by_token(session: Session, token: str) -> RunnerCredentialRow | None:
+    """The unrevoked credential holding ``token`` (looked up by digest, as users are)."""
+    query = select(RunnerCredentialRow).where(RunnerCredentialRow.token_hash == _digest(token))
+    row = session.scalars(query).first()
+    return row if row is not None and row.revoked_at is None else None
+
+
+def list_credentials(session: Session) -> list[RunnerCredentialRow]:
+    return list(session.scalars(select(RunnerCredentialRow).order_by(RunnerCredentialRow.name)))
+
+
+def revoke(session: Session, *, name: str) -> list[str]:
+    """Revoke the credential ``name`` and every runner it registered, or the one runner whose
+    id is ``name``: they are refused from now on, and their results no longer answer a request
+    as cached. The runner ids revoked. Commits."""
+    now = utcnow()
+    credential = session.get(RunnerCredentialRow, name)
+    if credential is not None:
+        credential.revoked_at = credential.revoked_at or now
+    query = select(RunnerRow).where(or_(RunnerRow.credential == name, RunnerRow.id == name))
+    revoked = list(session.scalars(query))
+    if credential is None and not revoked:
+        raise NotFoundError(f"no runner credential or runner {name!r} (latbench runners list)")
+    for row in revoked:
+        row.revoked_at = row.revoked_at or now
+        row.online = False
+    session.commit()
+    return [row.id for row in revoked]
+
+
+def revoked_runners() -> Select[tuple[str]]:
+    """SQL: the ids of revoked runners (a result of theirs is no cache hit)."""
+    return select(RunnerRow.id).where(RunnerRow.revoked_at.is_not(None))
+
+
+def revoked_among(session: Session, runner_ids: Iterable[str | None]) -> set[str]:
+    ids = {i for i in runner_ids if i}
+    if not ids:
+        return set()
+    return set(session.scalars(revoked_runners().where(RunnerRow.id.in_(ids))))

@@ -1,4 +1,4 @@
-"""The eight tables. Everything that matters lives here, never only in memory.
+"""The eleven tables. Everything that matters lives here, never only in memory.
 
 Two constraints carry the service's guarantees: ``jobs.active_key`` is unique while a job is
 unfinished (NULL afterwards), so identical concurrent requests coalesce to one job; and
@@ -11,7 +11,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -136,6 +146,21 @@ class RunnerRow(Base):
     current_job_id: Mapped[str | None] = mapped_column(String(32))
     registered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_heartbeat: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    credential: Mapped[str | None] = mapped_column(String(64), index=True)  # None: shared token
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class RunnerCredentialRow(Base):
+    """What an admin provisions for a device host: a token (stored as its SHA-256) that
+    registers runners of the listed device classes only. Revoking it revokes its runners."""
+
+    __tablename__ = "runner_credentials"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_classes: Mapped[list[Any]]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class AccuracyRow(Base):
@@ -182,3 +207,31 @@ class GateRunRow(Base):
     rule: Mapped[str] = mapped_column(Text)
     jobs: Mapped[list[Any]]  # the comparison job ids of the pair's rounds
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class UserRow(Base):
+    """A person with a token of their own (stored as its SHA-256 only); an admin sees and
+    manages everything. Revoked users keep their row: what they own stays attributed."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    admin: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class UploadRow(Base):
+    """Who uploaded an artifact: one row per (artifact, owner), since the same bytes uploaded by
+    two people are one artifact. An upload, and what measures it, is visible to its owners and
+    admins only; ``size_bytes`` counts against each owner's upload quota."""
+
+    __tablename__ = "uploads"
+    __table_args__ = (PrimaryKeyConstraint("artifact_key", "owner"),)
+
+    artifact_key: Mapped[str] = mapped_column(String(128))
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)  # the upload's spec hash
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -87,6 +87,21 @@ def decide(
     return Decision(verdict, ratio, (lo, hi), threshold, confidence)
 
 
+def decide_on(estimates: Sequence[float], threshold: float, confidence: float) -> Decision:
+    """The decision on per-session-pair ratio estimates: the gate's, and the server's check of a
+    posted run (``service.gate_rule``)."""
+    interval = ratio_interval(estimates, confidence)
+    return decide(interval.ratio, interval.ci, threshold, confidence)
+
+
+def run_verdict(verdicts: Sequence[Verdict]) -> Verdict:
+    """Any regression fails the run; else any inconclusive pair makes it inconclusive."""
+    for verdict in (Verdict.REGRESSION, Verdict.INCONCLUSIVE):
+        if verdict in verdicts:
+            return verdict
+    return Verdict.PASS
+
+
 def percent(fraction: float) -> str:
     """0.95 -> "95%", 0.9975 -> "99.75%"."""
     return f"{fraction * 100:.4f}".rstrip("0").rstrip(".") + "%"

@@ -10,7 +10,15 @@ from typing import Any
 from devices.settings import MeasureSettings
 from exporters.formats import DeviceClass
 from exporters.sources import Sourced
-from service.gate import Decision, Verdict, decide, pair_confidence, percent, ratio_interval
+from service.gate import (
+    Decision,
+    Verdict,
+    decide_on,
+    pair_confidence,
+    percent,
+    ratio_interval,
+    run_verdict,
+)
 from service.gate.compare import PairComparison, Remote, compare
 
 Compare = Callable[..., PairComparison]
@@ -88,11 +96,7 @@ class GateOutcome:
     @property
     def verdict(self) -> Verdict:
         """Any regression fails; else any inconclusive pair is inconclusive; else pass."""
-        verdicts = {p.decision.verdict for p in self.pairs}
-        for verdict in (Verdict.REGRESSION, Verdict.INCONCLUSIVE):
-            if verdict in verdicts:
-                return verdict
-        return Verdict.PASS
+        return run_verdict([p.decision.verdict for p in self.pairs])
 
     @property
     def rule(self) -> str:
@@ -156,5 +160,4 @@ def run_gate(
 def _decide(
     comparison: PairComparison, metric: str, threshold: float, confidence: float
 ) -> Decision:
-    interval = ratio_interval(comparison.estimates(metric), confidence)
-    return decide(interval.ratio, interval.ci, threshold, confidence)
+    return decide_on(comparison.estimates(metric), threshold, confidence)

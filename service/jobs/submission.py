@@ -19,7 +19,7 @@ from exporters.artifacts import ArtifactStore, artifact_key
 from exporters.errors import QuotaError, SpecError
 from exporters.formats import DeviceClass, ExportFormat, Precision
 from service import pipeline
-from service.db import artifacts, jobs, runners
+from service.db import jobs, owners, runners
 from service.db.jobs import JobState
 from service.db.tables import ArtifactRow, JobRow, SpecRow, utcnow
 from service.jobs.ports import Dispatcher
@@ -78,7 +78,7 @@ def submit_profile(
     there, so a request answered wholly from the cache never takes the write lock that
     ``session`` takes at its first query."""
     plan = (
-        upload_side(reader or session, artifact, devices, field="artifact")
+        upload_side(reader or session, artifact, devices, field="artifact", user=user)
         if artifact is not None
         else pipeline.plan(model, devices, formats, budget=settings.work_budget)
     )
@@ -114,7 +114,7 @@ def submit_compare(
     coalesced by a key over both sides, the device and the settings, as ``submit_profile``.
     A side ``{"artifact": id}`` is an upload, measured as given."""
     plans = {
-        role: upload_side(session, model["artifact"], devices, field=f"{role}.artifact")
+        role: upload_side(session, model["artifact"], devices, field=f"{role}.artifact", user=user)
         if isinstance(model, dict) and set(model) == {"artifact"}
         else _plan_side(model, devices, role, settings)
         for role, model in (("baseline", baseline), ("candidate", candidate))
@@ -213,12 +213,12 @@ def runs_server_kinds(settings: Settings) -> bool:
 
 
 def upload_side(
-    session: Session, key: str, devices: list[DeviceClass], *, field: str
+    session: Session, key: str, devices: list[DeviceClass], *, field: str, user: str
 ) -> pipeline.Upload:
     """The uploaded artifact ``key`` on ``devices``: it must exist (NotFoundError naming
     ``field``) and every device class must run its format (it is measured as given, never
     converted: SpecError naming ``devices`` otherwise)."""
-    row = artifacts.uploaded(session, key=key, field=field)
+    row = owners.uploaded_for(session, key=key, field=field, user=user)
     fmt = ExportFormat(row.format)
     for device in devices:
         if fmt not in device.formats:
@@ -252,7 +252,9 @@ def _measured(
 ) -> list[Wanted]:
     """The measurement jobs over ``plans`` (role -> plan, targets in the same device order), one
     per target of the first; ``request_key`` makes a job's key from each role's request key.
-    Refused (SpecError naming ``devices``) when a device cannot be measured here."""
+    Refused (SpecError naming ``devices``) when a device cannot be measured here, or naming the
+    setting when the measurement could never finish within the job timeout."""
+    settings.refuse_unfinishable(measure)
     first = next(iter(plans.values()))
     for target in first.targets:
         _check_served(settings, dispatcher, target.device_class)

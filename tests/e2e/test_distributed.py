@@ -15,6 +15,7 @@ from service.gate import Verdict, decide, ratio_interval
 from service.gate.compare import from_record
 from service.remote import remote_compare
 from tests.e2e.conftest import FAST, FAST_AB, LARGE, LATBENCH, SMALL, Proc, Server, celery_server
+from tests.service.doubles import OCTET
 from tests.service.test_compare import matmul_chain
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
@@ -125,7 +126,9 @@ def test_a_remote_runner_compares_an_uploaded_onnx_pair_and_the_gate_decides(
     ids = {}
     for role, depth in (("baseline", 1), ("candidate", 6)):
         matmul_chain(tmp_path / f"{role}.onnx", depth)
-        upload = server.http.post("/artifacts", content=(tmp_path / f"{role}.onnx").read_bytes())
+        upload = server.http.post(
+            "/artifacts", content=(tmp_path / f"{role}.onnx").read_bytes(), headers=OCTET
+        )
         assert upload.status_code == 201, upload.text
         ids[role] = upload.json()["id"]
     sides = [{"artifact": ids[role]} for role in ("baseline", "candidate")]

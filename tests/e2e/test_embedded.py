@@ -16,6 +16,7 @@ from exporters.formats import DeviceClass
 from service.remote import remote_compare
 from tests.e2e.conftest import FAST, FAST_AB, LARGE, LATBENCH, SMALL, Server, service_env
 from tests.e2e.test_faults import assert_all_gone, descendants
+from tests.service.doubles import OCTET
 from tests.service.test_compare import matmul_chain
 
 pytestmark = pytest.mark.slow
@@ -122,7 +123,9 @@ def test_restart_with_jobs_unfinished_loses_none(base_env, tmp_path):
 
 
 def upload(server: Server, path) -> str:
-    response = server.http.post("/artifacts", content=path.read_bytes(), params={"name": "chain"})
+    response = server.http.post(
+        "/artifacts", content=path.read_bytes(), params={"name": "chain"}, headers=OCTET
+    )
     assert response.status_code in (200, 201), response.text
     return response.json()["id"]
 

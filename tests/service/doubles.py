@@ -12,6 +12,8 @@ from pydantic import BaseModel
 from devices.jobs.port import JobTask
 from exporters.formats import DeviceClass
 
+OCTET = {"content-type": "application/octet-stream"}  # the one type POST /artifacts takes
+
 
 class RecordingDispatcher:
     """A dispatcher that queues nothing: it records what the job service submitted and serves

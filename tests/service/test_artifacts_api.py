@@ -10,6 +10,7 @@ from exporters.errors import SpecError
 from service.app import create_app
 from service.db.tables import ArtifactRow, SpecRow
 from tests.exporters.test_sources import _onnx_model
+from tests.service.doubles import OCTET
 
 
 @pytest.fixture
@@ -27,8 +28,8 @@ def stored(settings) -> list:
 
 def test_upload_is_validated_stored_once_and_recorded(client, settings, tmp_path):
     data = _onnx_model(tmp_path).read_bytes()
-    first = client.post("/artifacts", content=data, params={"name": "addnet"})
-    again = client.post("/artifacts", content=data, params={"name": "addnet"})
+    first = client.post("/artifacts", content=data, params={"name": "addnet"}, headers=OCTET)
+    again = client.post("/artifacts", content=data, params={"name": "addnet"}, headers=OCTET)
     assert first.status_code == 201, first.text
     doc = first.json()
     assert (
@@ -55,7 +56,7 @@ def test_upload_is_validated_stored_once_and_recorded(client, settings, tmp_path
 def test_hostile_uploads_are_4xx_and_leave_nothing(
     client, settings, tmp_path, make, status, detail
 ):
-    response = client.post("/artifacts", content=make(tmp_path))
+    response = client.post("/artifacts", content=make(tmp_path), headers=OCTET)
     assert response.status_code == status, response.text
     assert detail in response.json()["detail"]
     assert stored(settings) == []
@@ -65,7 +66,7 @@ def test_hostile_uploads_are_4xx_and_leave_nothing(
 
 def test_chunked_upload_past_the_limit_is_cut_off(client, settings):
     chunks = (b"\0" * 1024 for _ in range(40))  # no Content-Length: counted while streaming
-    response = client.post("/artifacts", content=chunks)
+    response = client.post("/artifacts", content=chunks, headers=OCTET)
     assert response.status_code == 413
     assert stored(settings) == []
 
@@ -120,7 +121,9 @@ def test_profile_by_artifact_id_is_created_exported_and_sent_to_the_device_queue
 
     app = create_app(settings, dispatcher=RecordingDispatcher())
     with TestClient(app) as http:
-        key = http.post("/artifacts", content=_onnx_model(tmp_path).read_bytes()).json()["id"]
+        key = http.post(
+            "/artifacts", content=_onnx_model(tmp_path).read_bytes(), headers=OCTET
+        ).json()["id"]
         body = {"artifact": key, "devices": [DeviceClass.CPU_X86_64.value]}
         first = http.post("/profile", json=body)
         assert first.status_code == 202, first.text

@@ -22,7 +22,7 @@ from service.db.comparisons import comparison_for
 from service.dispatch.local import DatabasePort, local_runner_id
 from service.jobs import steps
 from service.remote import remote_compare
-from tests.service.doubles import RecordingDispatcher
+from tests.service.doubles import OCTET, RecordingDispatcher
 from tests.service.test_db import _mark_exported
 
 # stored specs must hash to their keys: two real specs stand for the two hand-built graphs
@@ -172,7 +172,9 @@ def test_compare_by_artifact_ids_is_created_exported_and_refusals_name_the_field
     ids = {}
     for role, depth in (("baseline", 1), ("candidate", 2)):
         matmul_chain(tmp_path / f"{role}.onnx", depth)
-        upload = http.post("/artifacts", content=(tmp_path / f"{role}.onnx").read_bytes())
+        upload = http.post(
+            "/artifacts", content=(tmp_path / f"{role}.onnx").read_bytes(), headers=OCTET
+        )
         ids[role] = upload.json()["id"]
     sides = {role: {"artifact": key} for role, key in ids.items()}
     accepted = compare(http, **sides)

@@ -7,8 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from exporters.errors import NotFoundError
+from exporters.errors import ConflictError, NotFoundError
 from exporters.spec import parse_spec
+from service.auth import Caller
 from service.db import accuracy, jobs, runners
 from service.db.engine import MIGRATIONS, make_engine, upgrade
 from service.db.results import record_result
@@ -174,7 +175,7 @@ def test_user_accuracy_is_set_once_per_spec_and_replaced(sessions):
                 resolution=None,
                 source="run 1",
                 note=None,
-                user="u",
+                caller=Caller("u", admin=False),
             )
         for top1 in (70.0, 71.5):
             accuracy.set_accuracy(
@@ -185,7 +186,18 @@ def test_user_accuracy_is_set_once_per_spec_and_replaced(sessions):
                 resolution=224,
                 source="run 2",
                 note="80 epochs",
-                user="u",
+                caller=Caller("u", admin=False),
+            )
+        with pytest.raises(ConflictError, match="set by u"):  # someone else's figure
+            accuracy.set_accuracy(
+                s,
+                subject=spec_hash,
+                top1=10.0,
+                dataset="imagenet-1k",
+                resolution=224,
+                source="run 3",
+                note=None,
+                caller=Caller("v", admin=False),
             )
     with sessions() as s:
         stored = accuracy.accuracies(s)

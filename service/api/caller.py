@@ -1,0 +1,80 @@
+"""Nothing is read before the caller is known (an ASGI middleware, outside the body guards).
+
+- In loopback mode the Host header must name this machine: a web page on a domain its
+  attacker re-points at 127.0.0.1 (DNS rebinding) reaches the port, but not with our Host.
+- A request with a body (POST, PUT, PATCH) is identified from its token first and refused at
+  once when unknown: a stranger's body is never buffered, parsed or streamed. ``/runners``
+  routes check the runner's own credential instead (their bodies are small and bounded).
+- ``/artifacts`` takes ``application/octet-stream`` only: the one upload route never buffers a
+  body as JSON, and a browser cannot send it cross-site without a preflight.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from exporters.errors import LatbenchError, SpecError
+from service import errors
+from service.api.deps import CALLER, identify_request
+from service.errors import error_response
+from service.settings import Settings, is_loopback
+
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+UPLOAD_PATH = "/artifacts"
+UPLOAD_TYPE = "application/octet-stream"
+
+
+class CallerGate:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            self._check_host(scope)
+            if scope["method"] in BODY_METHODS and not scope["path"].startswith("/runners"):
+                scope[CALLER] = await identify_request(Request(scope))
+                _check_upload_type(scope)
+        except LatbenchError as error:
+            await error_response(error)(scope, receive, send)
+            return
+        except (OperationalError, PoolTimeoutError) as error:  # outside the app's handlers
+            await errors.database_response(error)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _check_host(self, scope: Scope) -> None:
+        if not is_loopback(self.settings.host):
+            return  # every request needs a token there
+        host = _header(scope, b"host")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        name = name.strip("[]").lower()
+        if is_loopback(name) or name in self.settings.allowed_hosts:
+            return
+        raise SpecError(
+            f"Host {host[:100]!r} is not this machine: a loopback server answers only "
+            "localhost, 127.0.0.1 or [::1] (add a name to LATBENCH_ALLOWED_HOSTS)",
+            field="headers.host",
+        )
+
+
+def _check_upload_type(scope: Scope) -> None:
+    if scope["path"] != UPLOAD_PATH:
+        return
+    given = _header(scope, b"content-type").split(";", 1)[0].strip().lower()
+    if given != UPLOAD_TYPE:
+        raise SpecError(
+            f"POST /artifacts takes the file's bytes as Content-Type: {UPLOAD_TYPE}, "
+            f"not {given[:100] or 'none'!r}",
+            field="headers.content-type",
+        )
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    return dict(scope["headers"]).get(name, b"").decode("latin-1")

@@ -1,0 +1,58 @@
+"""What the server keeps: the artifact store within ``LATBENCH_MAX_STORE_BYTES``, freed least
+recently used first, never an artifact an unfinished job needs; scratch a crash left behind is
+swept at start. A freed export is built again when next asked for; a freed upload is gone (its
+owners' quota is freed with it, and its id answers 404 to them: upload it again)."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from exporters.artifacts import ArtifactStore, Stored
+from service.db.jobs import ACTIVE
+from service.db.tables import JobRow, UploadRow
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def needed(session: Session) -> set[str]:
+    """Artifact keys that unfinished jobs name (a compare job's every role)."""
+    rows = session.execute(
+        select(JobRow.artifact_key, JobRow.artifact_keys).where(JobRow.state.in_(ACTIVE))
+    )
+    keys: set[str] = set()
+    for key, by_role in rows:
+        keys.update(k for k in (key, *(by_role or {}).values()) if k)
+    return keys
+
+
+def collect(
+    session: Session, settings: Settings, *, dry_run: bool = False, limit_bytes: int | None = None
+) -> list[Stored]:
+    """Free the store down to ``limit_bytes`` (default: the setting); what was (or, with
+    ``dry_run``, would be) freed. Commits the freed uploads' ownership rows away."""
+    store = ArtifactStore(settings.data_dir)
+    limit = settings.max_store_bytes if limit_bytes is None else limit_bytes
+    freed = store.collect(
+        limit_bytes=limit, keep=needed(session), grace_s=settings.gc_grace_s, dry_run=dry_run
+    )
+    if freed and not dry_run:
+        session.execute(delete(UploadRow).where(UploadRow.artifact_key.in_([f.key for f in freed])))
+        session.commit()
+        log.info("freed %d artifact(s), %d bytes", len(freed), sum(f.size_bytes for f in freed))
+    return freed
+
+
+SCRATCH_GRACE_S = 600.0  # an upload being received touches its scratch file every chunk
+
+
+def at_start(session: Session, settings: Settings) -> None:
+    """The worker's start: sweep what a crash left in scratch (not what an API process is still
+    streaming in), then bring the store within its bound."""
+    swept = ArtifactStore(settings.data_dir).sweep_scratch(min_age_s=SCRATCH_GRACE_S)
+    if swept:
+        log.info("swept %d scratch item(s) a previous process left", len(swept))
+    collect(session, settings)

@@ -1,0 +1,88 @@
+"""Runners provisioned by an admin, not self-declared: a credential registers runners of its
+device classes only, so its runners never claim another class's job; revoking it refuses its
+runners and stops their results from answering later requests as cached (measured again), while
+the stored result stays, marked as its revoked runner's."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.db import runners
+from tests.service.doubles import RecordingDispatcher
+from tests.service.test_api import body, exported
+
+SHARED = "the-shared-runner-registration-token"
+MEASUREMENT = {"latency_ms": {"median": 4.2, "p90": 4.5, "ci95": [4.1, 4.3], "n": 30}}
+
+
+@pytest.fixture
+def client(settings):
+    settings.runner_token = SHARED
+    with TestClient(create_app(settings, dispatcher=RecordingDispatcher())) as c:
+        yield c
+
+
+@pytest.fixture
+def x86_token(client) -> str:
+    with client.app.state.sessions() as session:
+        return runners.add_credential(session, name="lab-x86", device_classes=["cpu-x86_64"])
+
+
+def register(client, token: str, device_class: str):
+    return client.post(
+        "/runners",
+        json={"device_class": device_class},
+        headers={"authorization": f"Bearer {token}"},
+    )
+
+
+def test_a_credential_registers_its_classes_only(client, x86_token):
+    assert register(client, x86_token, "cpu-x86_64").status_code == 201
+    refused = register(client, x86_token, "cpu-arm64")
+    assert refused.status_code == 401 and "lab-x86" in refused.json()["detail"]
+    assert register(client, "no-such-credential-token", "cpu-x86_64").status_code == 401
+    assert register(client, SHARED, "cpu-arm64").status_code == 201  # the shared token: any
+
+
+def test_a_credential_for_one_class_cannot_claim_another_class_job(client, x86_token):
+    arm_job = client.post("/profile", json=body(devices=["cpu-arm64"])).json()["jobs"][0]["id"]
+    exported(client, arm_job)
+    runner = register(client, x86_token, "cpu-x86_64").json()
+    claimed = client.post(
+        f"/runners/{runner['id']}/claim",
+        json={"job_id": arm_job, "attempt": 1},
+        headers={"authorization": f"Bearer {runner['token']}"},
+    )
+    assert claimed.status_code == 409 and "cpu-arm64" in claimed.json()["detail"]
+    assert client.get(f"/jobs/{arm_job}").json()["state"] == "queued"
+
+
+def test_a_revoked_runners_result_is_not_served_as_cached(client, x86_token):
+    job_id = exported(
+        client, client.post("/profile", json=body(devices=["cpu-x86_64"])).json()["jobs"][0]["id"]
+    )
+    runner = register(client, x86_token, "cpu-x86_64").json()
+    auth = {"authorization": f"Bearer {runner['token']}"}
+    claim = {"job_id": job_id, "attempt": 1}
+    assert (
+        client.post(f"/runners/{runner['id']}/claim", json=claim, headers=auth).status_code == 204
+    )
+    posted = client.post(
+        f"/runners/{runner['id']}/results", json={**claim, "result": MEASUREMENT}, headers=auth
+    )
+    assert posted.status_code == 201, posted.text
+    again = client.post("/profile", json=body(devices=["cpu-x86_64"])).json()["jobs"][0]
+    assert (again["id"], again["cached"]) == (job_id, True)
+
+    with client.app.state.sessions() as session:
+        assert runners.revoke(session, name="lab-x86") == [runner["id"]]
+    fresh = client.post("/profile", json=body(devices=["cpu-x86_64"])).json()["jobs"][0]
+    assert fresh["id"] != job_id and fresh["cached"] is False
+    shown = client.get(f"/jobs/{job_id}").json()
+    assert shown["runner_revoked"] is True and shown["result"]["runner_revoked"] is True
+    listed = {r["job_id"]: r["runner_revoked"] for r in client.get("/results").json()["data"]}
+    assert listed == {job_id: True}
+    assert client.post(f"/runners/{runner['id']}/heartbeat", headers=auth).status_code == 401
+    assert register(client, x86_token, "cpu-x86_64").status_code == 401
