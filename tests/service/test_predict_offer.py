@@ -103,7 +103,7 @@ def fits(monkeypatch) -> list[str]:
 def test_an_api_process_starts_and_answers_devices_without_fitting(settings, fits):
     import gc
 
-    settle(settings, measures_here=False)  # what `latbench serve` runs once started
+    settle(settings)  # what each API process of `latbench serve` runs once started
     gc.unfreeze()
     with TestClient(create_app(settings, dispatcher=RecordingDispatcher())) as client:
         predictors = client.get("/devices").json()["predictors"]
