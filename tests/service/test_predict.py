@@ -243,3 +243,25 @@ def test_an_int8_spec_abstains_on_a_float_trained_predictor(predictor, iphone_sa
     assert not prediction.domain.inside and prediction.domain.family_seen
     assert prediction.domain.unseen_op_types == []  # the precision alone puts it outside
     assert any("precision int8" in note for note in prediction.notes)
+
+
+def test_predict_command_abstains_outside_the_domain_unless_allowed(tmp_path):
+    """ghostnet_130 (features shipped with the GPU/CPU rows) has op types no iPhone row has."""
+    abstained = latbench("predict", "ghostnet_130", "--device", IPHONE, "--json", data_dir=tmp_path)
+    assert abstained.returncode == 2 and "allow_out_of_domain:" in abstained.stderr
+    doc = json.loads(abstained.stdout)
+    assert doc["kind"] == "abstained" and not doc["inside"] and doc["family"] == "ghostnet"
+    assert "HardSigmoid" in doc["unseen_op_types"] and "--allow-out-of-domain" in doc["reason"]
+
+    allowed = latbench(
+        "predict", "ghostnet_130", "--device", IPHONE, "--allow-out-of-domain", "--json",
+        data_dir=tmp_path,
+    )  # fmt: skip
+    assert allowed.returncode == 0, allowed.stderr
+    prediction = json.loads(allowed.stdout)
+    predictor = load_predictor(IPHONE, None)
+    low, high = predictor.calibration.outside
+    latency = prediction["latency_ms"]
+    assert prediction["interval_ms"] == pytest.approx([latency * math.exp(low), latency * math.exp(high)])  # fmt: skip
+    assert prediction["interval_achieved"] == pytest.approx(predictor.cv.coverage_outside)
+    assert not (tmp_path / "artifacts").exists()  # shipped features: nothing was exported
