@@ -293,9 +293,10 @@ def _export_one(
                     f"{result.parity['runtime']} output differs from PyTorch: relative error "
                     f"{result.parity['rel_error']:.3g} > {result.parity['tolerance']:.3g}",
                 )
-        if precision.quantized:
+        if precision.quantized:  # parity and checks are the float form's, checked before
             quantization = _quantize(spec, fmt, precision, deploy, result.path, path, store)
             result.path = path
+            result.checks["checked_form"] = "float, before quantization (see quantization)"
         return {
             "spec": spec.description,
             "spec_hash": report.spec_hash,

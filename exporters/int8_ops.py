@@ -19,18 +19,16 @@ from typing import Any
 from exporters.errors import ExportError
 from exporters.features import node_macs
 
-# integer kernels of onnxruntime's CPU provider (ai.onnx and com.microsoft domains)
+# integer kernels of onnxruntime's CPU provider (ai.onnx and com.microsoft domains), beside the
+# QLinear* family (QLinearConv, QLinearMatMul, QLinearAdd, QLinearMul, QLinearSigmoid, ...)
 INT8_OPS = frozenset(
     {
-        "QLinearConv",
         "ConvInteger",
-        "QLinearMatMul",
         "MatMulInteger",
         "MatMulIntegerToFloat",
         "DynamicQuantizeMatMul",
         "QGemm",
         "QAttention",
-        "QLinearConvTranspose",
         "NhwcQLinearConv",
     }
 )
@@ -55,6 +53,10 @@ _PLUMBING = frozenset(
         "Expand",
     }
 )
+
+
+def is_int8(op_type: str | None) -> bool:
+    return op_type is not None and (op_type in INT8_OPS or op_type.startswith("QLinear"))
 
 
 def optimized_graph(path: Path) -> Any:
@@ -93,14 +95,14 @@ def int8_coverage(qdq_path: Path) -> dict[str, Any]:
     islands: dict[str, Counter[str]] = {}
     for name, (op, count) in macs.items():
         kernel = ran.get(name)
-        if kernel in INT8_OPS:
+        if is_int8(kernel):
             int8 += count
             continue
         island = islands.setdefault(kernel or f"{op} (fused away)", Counter())
         island["nodes"] += 1
         island["macs"] += count
     for name, kernel in ran.items():
-        if name not in macs and kernel not in INT8_OPS and kernel not in _PLUMBING:
+        if name not in macs and not is_int8(kernel) and kernel not in _PLUMBING:
             island = islands.setdefault(kernel, Counter())
             island["nodes"] += 1
     total = sum(count for _, count in macs.values())

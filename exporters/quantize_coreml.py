@@ -29,6 +29,7 @@ import numpy as np
 from exporters.calibration import Calibration
 from exporters.errors import ExportError
 from exporters.formats import Precision
+from exporters.quantize import METADATA_KEY, batches, numerical_effect
 
 COMPUTE_OPS = ("conv", "conv_transpose", "linear", "matmul")
 W8A8_TARGET = "iOS17"  # quantize / dequantize of activations are iOS 17 ops
@@ -117,20 +118,18 @@ def _fake_quantized(deploy: Any, calibration: Calibration, batch: int) -> Any:
             quantization_scheme="symmetric", milestones=[0, 10**9, 10**9, 0]
         )
     )
-    example = torch.from_numpy(calibration.samples[:batch])
+    feeds = [torch.from_numpy(b) for b in batches(calibration.samples, batch)]
     quantizer = LinearQuantizer(copy.deepcopy(deploy), config)
-    prepared = quantizer.prepare(example_inputs=(example,), inplace=True)
+    prepared = quantizer.prepare(example_inputs=(feeds[0],), inplace=True)
     quantizer.step()
     with torch.no_grad():
-        for start in range(0, len(calibration.samples) - batch + 1, batch):
-            prepared(torch.from_numpy(calibration.samples[start : start + batch]))
+        for feed in feeds:
+            prepared(feed)
     return quantizer.finalize(prepared, inplace=True).eval()
 
 
 def _torch_outputs(module: Any, inputs: np.ndarray, batch: int) -> np.ndarray:
     import torch
-
-    from exporters.quantize import batches
 
     with torch.no_grad():
         return np.concatenate([module(torch.from_numpy(b)).numpy() for b in batches(inputs, batch)])
@@ -142,7 +141,7 @@ def _w8a8(deploy: Any, calibration: Calibration, batch: int) -> tuple[Any, dict]
     from exporters import coreml
 
     quantized = _fake_quantized(deploy, calibration, batch)
-    example = torch.from_numpy(calibration.samples[:batch])
+    example = torch.from_numpy(batches(calibration.samples, batch)[0])
     converted = coreml.convert(
         "jit.trace", coreml.capture_trace, quantized, example, Precision.FP16, W8A8_TARGET
     )
@@ -150,8 +149,6 @@ def _w8a8(deploy: Any, calibration: Calibration, batch: int) -> tuple[Any, dict]
         raise ExportError("coreml", f"W8A8 conversion failed: {converted.message}", op=converted.op)
     effect: dict[str, Any] = {}
     if sys.platform != "darwin":
-        from exporters.quantize import numerical_effect
-
         aside = calibration.held_aside
         reference = _torch_outputs(deploy, aside, batch)
         effect = numerical_effect(reference, _torch_outputs(quantized, aside, batch), "coreml")
@@ -168,7 +165,6 @@ def _load(path: Path) -> Any:
 def _predicted_effect(float_path: Path, quantized: Any, inputs: np.ndarray, batch: int) -> dict:
     """macOS: Core ML's own outputs of both models on the held-aside inputs."""
     from exporters.coreml import INPUT_NAME, OUTPUT_NAME
-    from exporters.quantize import batches, numerical_effect
 
     outputs = []
     for model in (_load(float_path), quantized):
@@ -186,7 +182,6 @@ def quantize_coreml(
     """``dest``: the W8 or W8A8 package; returns the quantization statement (also embedded in
     the package's user metadata)."""
     from exporters.coreml import inspect_package
-    from exporters.quantize import METADATA_KEY
 
     batch = int(inspect_package(float_path)["inputs"][0]["shape"][0] or 1)
     if precision is Precision.W8:

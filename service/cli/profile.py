@@ -180,6 +180,8 @@ def _print_profile(doc: dict[str, Any]) -> None:
         f"±{doc['settings']['target_rel_ci']:.1%} {met} · other processes used "
         f"{doc['host_load']['others_cpu_pct']:.0f}% of the CPU meanwhile"
     )
+    if doc.get("quantization"):
+        console.print(quantization_line(doc["quantization"]))
     for note in doc["notes"]:
         console.print(f"[yellow]note:[/] {note}")
     for window in doc.get("windows") or []:
@@ -203,6 +205,21 @@ def _print_layers(console: Console, layers: dict[str, Any]) -> None:
             name = f"{row['block']} {row['module']}".strip() if key == "by_block" else row["op"]
             table.add_row(name, f"{row['ms']:.3f}", f"{row['share']:.1%}")
         console.print(table)
+
+
+def quantization_line(stated: dict[str, Any]) -> str:
+    """One line of a quantized artifact's statement: what ran in int8, how it was calibrated."""
+    fraction = stated.get("int8_mac_fraction")
+    share = f"{fraction:.1%} of MACs in int8 kernels" if fraction is not None else "int8 share ?"
+    return (
+        f"quantized ({stated['scheme']}): {share}, SQNR {stated.get('sqnr_db')} dB, "
+        f"calibration {stated['calibration']} ({stated['samples']} samples)"
+    )
+
+
+def _calibration_needs_int8(calibration: Path | None, *precisions: Precision | None) -> None:
+    if calibration is not None and Precision.INT8 not in precisions:
+        raise SpecError("calibration applies to precision int8 only", field="calibration")
 
 
 Calibration = Annotated[
@@ -247,6 +264,7 @@ def profile_command(
             return
         name, fmt = choose(device, runner)
         settings = _settings(threads, target, max_seconds, sustained_seconds=sustained)
+        _calibration_needs_int8(calibration, precision)
         exported = _export(model, fmt, precision, quiet=as_json, calibration=calibration)
         with measuring(not as_json, f"measuring {exported['model']}", settings.max_iters) as update:
             measurement = measure(
@@ -302,6 +320,7 @@ def compare_command(
             return
         name, fmt = choose(device, runner)
         settings = _settings(threads, 0.01, 30.0, ab_reloads=reloads, ab_blocks=blocks)
+        _calibration_needs_int8(calibration, precision, precision_b)
         side_a = _export(a, fmt, precision, quiet=as_json, calibration=calibration)
         side_b = _export(b, fmt, precision_b or precision, quiet=as_json, calibration=calibration)
         with measuring(not as_json, "A/B", reloads) as update:
@@ -339,11 +358,7 @@ def compare_command(
             f"thread CPU time B/A = {cpu.ratio:.4f}  95% CI [{cpu.ci95[0]:.4f}, {cpu.ci95[1]:.4f}]"
         )
     for side, stated in (comparison.quantization or {}).items():
-        Console().print(
-            f"{side.upper()} int8: {stated['int8_mac_fraction']:.1%} of MACs in int8 kernels, "
-            f"SQNR {stated['sqnr_db']} dB, calibration {stated['calibration']} "
-            f"({stated['samples']} samples)"
-        )
+        Console().print(f"{side.upper()} {quantization_line(stated)}")
     for note in comparison.notes:
         Console().print(f"[yellow]note:[/] {note}")
 
