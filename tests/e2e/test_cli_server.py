@@ -10,8 +10,10 @@ import re
 import subprocess
 
 import httpx
+import jsonschema_rs
 import pytest
 
+from service.cli.schema import schema_of
 from tests.e2e.conftest import LATBENCH, Server, service_env
 from tests.user_package import write_user_package
 
@@ -47,6 +49,9 @@ def test_every_link_of_the_gate_comment_answers_200(tmp_path):
         compared = _latbench(["compare", "base.json", "cand.json", *fast, "--reloads", "2",
                               "--blocks", "3", "--json"], tmp_path, remote)  # fmt: skip
         assert compared["ratio"] > 0 and compared["reloads"] == 2
+        jsonschema_rs.validate(schema_of("result"), profiled)  # the API's result, as printed
+        jsonschema_rs.validate(schema_of("compare"), compared)
+        assert profiled["reparam"]["ok"] is None  # measured as uploaded: not applicable
     finally:
         server.stop()
     assert "| threshold |" in comment and "+5.0%" in comment
