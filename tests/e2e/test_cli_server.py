@@ -52,6 +52,13 @@ def test_every_link_of_the_gate_comment_answers_200(tmp_path):
         jsonschema_rs.validate(schema_of("result"), profiled)  # the API's result, as printed
         jsonschema_rs.validate(schema_of("compare"), compared)
         assert profiled["reparam"]["ok"] is None  # measured as uploaded: not applicable
+        charts = _latbench(["report", "--json"], tmp_path, remote)["devices"]
+        assert any(p["spec_hash"] == profiled["spec_hash"] for c in charts.values()
+                   for p in c["points"] + c["unplotted"])  # fmt: skip
+        written = subprocess.run([LATBENCH, "report", "--out", "r/report.html"], cwd=tmp_path,
+                                 env=remote, capture_output=True, text=True, check=False)  # fmt: skip
+        assert written.returncode == 0, written.stderr
+        assert (tmp_path / "r" / "report.html").read_text().count("LATBENCH_REPORT") >= 1
     finally:
         server.stop()
     assert "| threshold |" in comment and "+5.0%" in comment

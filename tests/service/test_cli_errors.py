@@ -60,6 +60,7 @@ BAD: dict[tuple[str, str], tuple[str, ...]] = {
     ("gate", "--dashboard"): ("dash.example",),
     ("gate", "--markdown"): ("/dev/null/comment.md",),
     ("report", "--device"): ("cpux",),
+    ("report", "--server"): ("lab-server",),
     ("report", "--out"): ("/dev/null/report.html",),
     ("predict", "--device"): ("iphone-12",),
     ("predictor fit", "--device"): ("cpux",),
