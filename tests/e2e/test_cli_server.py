@@ -15,17 +15,12 @@ import pytest
 
 from service.cli.schema import schema_of
 from tests.e2e.conftest import LATBENCH, Server, service_env
-from tests.user_package import write_user_package
-
-SMALL = {"height": 32, "width": 32}
+from tests.user_package import write_sides
 
 
 @pytest.mark.slow
 def test_every_link_of_the_gate_comment_answers_200(tmp_path):
-    ref = write_user_package(tmp_path)
-    for name, blocks in (("base", 1), ("cand", 2)):
-        doc = {"model": ref, "kwargs": {"blocks": blocks, "width": 16}, "input": SMALL}
-        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    write_sides(tmp_path, base=1, cand=2)
     env = service_env(tmp_path)
     server = Server(env, tmp_path / "server.log")
     try:
