@@ -12,8 +12,6 @@ from exporters.errors import SpecError
 from service.gate import Verdict, decide
 from tests.user_package import write_sides, write_user_package
 
-SMALL = {"height": 32, "width": 32}
-
 LATBENCH = str(Path(sys.executable).with_name("latbench"))
 
 
