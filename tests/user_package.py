@@ -69,3 +69,15 @@ def write_user_package(
         NETS.replace("BLOCKS", str(blocks)).replace("ACTIVATION", activation)
     )
     return f"python:{name}.nets:build"
+
+
+def write_sides(root: Path, **blocks: int) -> None:
+    """A spec file per side (``base=1, cand=6``: base.json, cand.json) building the package's
+    factory with that many blocks at 32x32, for the gate and compare."""
+    import json
+
+    ref = write_user_package(root)
+    for name, count in blocks.items():
+        doc = {"model": ref, "kwargs": {"blocks": count, "width": 16},
+               "input": {"height": 32, "width": 32}}  # fmt: skip
+        (root / f"{name}.json").write_text(json.dumps(doc))

@@ -38,7 +38,9 @@ class ArtifactPublic(BaseModel):
     model: str
     size_bytes: int
     cached: bool
-    reparam: ReparamPublic = Field(default_factory=lambda: reparam_summary(None, built=False))
+    reparam: ReparamPublic = Field(
+        default_factory=lambda: ReparamPublic(**reparam_summary(None, built=False))
+    )
     checks: dict
 
 

@@ -152,9 +152,12 @@ def check_url(url: str, flag: str = "--server") -> str:
 
 
 def check_writable(path: Path, flag: str) -> Path:
-    """A file the command will write at the end, checked before the work that precedes it."""
-    if not path.parent.is_dir():
-        raise errors.SpecError(f"{str(path)!r}: no such directory {str(path.parent)!r}", field=flag)
+    """A file the command will write at the end (its missing directories made then), checked
+    before the work that precedes it: its nearest existing ancestor is a writable directory."""
+    ancestor = next(p for p in path.absolute().parents if p.exists())
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise errors.SpecError(f"cannot write {str(path)!r}: {str(ancestor)!r} is no writable "
+                               "directory", field=flag)  # fmt: skip
     return path
 
 

@@ -290,6 +290,7 @@ def _print(
     from service.gate.report import remarks, table
 
     if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(to_markdown(outcome, dashboard=link, uploaded=uploaded))
     if as_json:
         typer.echo(json.dumps(outcome.to_dict(), indent=2))

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -21,7 +22,12 @@ IMAGE_FORMATS = ("png", "svg")
 
 def render(session: Session, *, reference_csv: Path | None, devices: list[str] | None) -> str:
     """The report page for DEVICES (default: every device with a point)."""
-    overview, per_device = data(session, reference_csv=reference_csv, devices=devices)
+    return page(*data(session, reference_csv=reference_csv, devices=devices))
+
+
+def page(overview: view.Dashboard | dict[str, Any], per_device: dict[str, dict]) -> str:
+    """The page for an overview (the dataclass, or its JSON as a server's
+    /dashboard/data.json answers it) and each device's chart data."""
     return templates.env.get_template("dashboard.html").render(
         overview=overview,
         kinds=[k.value for k in view.Kind],
@@ -40,19 +46,25 @@ def data(
     """The overview and each device's chart data (what the page draws; `latbench report
     --json` prints it); an unknown device names the ones with points."""
     overview = view.build(session, reference_csv=reference_csv)
-    unknown = sorted(set(devices or []) - set(overview.devices))
-    if unknown:
-        raise SpecError(
-            f"no point on {', '.join(unknown)}; devices with points: "
-            f"{', '.join(overview.devices) or 'none yet'}",
-            field="device",
-        )
-    overview.devices = devices or overview.devices
+    overview.devices = chosen(devices, overview.devices)
     per_device = {
         d: view.build(session, reference_csv=reference_csv, device=d).to_json()
         for d in overview.devices
     }
     return overview, per_device
+
+
+def chosen(devices: list[str] | None, with_points: list[str]) -> list[str]:
+    """The devices asked for (default: every one with a point); one without points is refused
+    naming those with points."""
+    unknown = sorted(set(devices or []) - set(with_points))
+    if unknown:
+        raise SpecError(
+            f"no point on {', '.join(unknown)}; devices with points: "
+            f"{', '.join(with_points) or 'none yet'}",
+            field="device",
+        )
+    return devices or with_points
 
 
 def chromium() -> str:
@@ -98,12 +110,17 @@ def write(
     images: bool,
 ) -> list[Path]:
     """Write the HTML (and each device's PNG and SVG beside it); the paths written."""
-    html = render(session, reference_csv=reference_csv, devices=devices)
+    overview, per_device = data(session, reference_csv=reference_csv, devices=devices)
+    return write_page(page(overview, per_device), list(per_device), out=out, images=images)
+
+
+def write_page(html: str, devices: list[str], *, out: Path, images: bool) -> list[Path]:
+    """Write the page (and each device's PNG and SVG beside it); the paths written."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     written = [out]
     if images:
-        for device in devices or view.build(session, reference_csv=reference_csv).devices:
+        for device in devices:
             for fmt in IMAGE_FORMATS:
                 path = out.with_name(f"{out.stem}-{device}.{fmt}")
                 path.write_bytes(image(out, device, fmt))

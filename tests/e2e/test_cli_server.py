@@ -10,20 +10,17 @@ import re
 import subprocess
 
 import httpx
+import jsonschema_rs
 import pytest
 
+from service.cli.schema import schema_of
 from tests.e2e.conftest import LATBENCH, Server, service_env
-from tests.user_package import write_user_package
-
-SMALL = {"height": 32, "width": 32}
+from tests.user_package import write_sides
 
 
 @pytest.mark.slow
 def test_every_link_of_the_gate_comment_answers_200(tmp_path):
-    ref = write_user_package(tmp_path)
-    for name, blocks in (("base", 1), ("cand", 2)):
-        doc = {"model": ref, "kwargs": {"blocks": blocks, "width": 16}, "input": SMALL}
-        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    write_sides(tmp_path, base=1, cand=2)
     env = service_env(tmp_path)
     server = Server(env, tmp_path / "server.log")
     try:
@@ -47,6 +44,16 @@ def test_every_link_of_the_gate_comment_answers_200(tmp_path):
         compared = _latbench(["compare", "base.json", "cand.json", *fast, "--reloads", "2",
                               "--blocks", "3", "--json"], tmp_path, remote)  # fmt: skip
         assert compared["ratio"] > 0 and compared["reloads"] == 2
+        jsonschema_rs.validate(schema_of("result"), profiled)  # the API's result, as printed
+        jsonschema_rs.validate(schema_of("compare"), compared)
+        assert profiled["reparam"]["ok"] is None  # measured as uploaded: not applicable
+        charts = _latbench(["report", "--json"], tmp_path, remote)["devices"]
+        assert any(p["spec_hash"] == profiled["spec_hash"] for c in charts.values()
+                   for p in c["points"] + c["unplotted"])  # fmt: skip
+        written = subprocess.run([LATBENCH, "report", "--out", "r/report.html"], cwd=tmp_path,
+                                 env=remote, capture_output=True, text=True, check=False)  # fmt: skip
+        assert written.returncode == 0, written.stderr
+        assert (tmp_path / "r" / "report.html").read_text().count("LATBENCH_REPORT") >= 1
     finally:
         server.stop()
     assert "| threshold |" in comment and "+5.0%" in comment

@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 
+import jsonschema_rs
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.cli.schema import schema_of
 from service.settings import Settings
 
 
@@ -28,4 +30,5 @@ def test_models_json_is_what_get_models_answers(tmp_path):
     assert answer.status_code == 200
     cli = json.loads(done.stdout)
     assert cli == answer.json() and cli["count"] >= 5
+    jsonschema_rs.validate(schema_of("models"), cli)
     assert all(row["params"] and row["reference_top1"] for row in cli["data"][:5])

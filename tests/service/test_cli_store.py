@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import jsonschema_rs
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -12,6 +13,7 @@ from devices.results import ComparisonRecord, MeasurementRecord
 from service.api.schemas import ReparamPublic
 from service.app import create_app
 from service.cli import app
+from service.cli.schema import schema_of
 from service.settings import Settings
 
 
@@ -30,8 +32,12 @@ def test_a_local_profile_is_stored_listed_and_reported(tmp_path, monkeypatch):
             "--blocks", "3", "--json"]  # fmt: skip
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.stderr
-    compared = ComparisonRecord.model_validate(json.loads(done.stdout))  # `latbench schema compare`
+    compared = ComparisonRecord.model_validate(json.loads(done.stdout))
     compare_job = json.loads(done.stdout)["job_id"]
+    # each --json against the JSON Schema `latbench schema KIND` publishes for its kind
+    jsonschema_rs.validate(schema_of("compare"), json.loads(done.stdout))
+    jsonschema_rs.validate(schema_of("profile"), doc)
+    jsonschema_rs.validate(schema_of("reparam"), doc["reparam"])
 
     settings = Settings(_env_file=None, data_dir=tmp_path / "data", local_runner=False,
                         host_lock=tmp_path / "host.lock")  # fmt: skip

@@ -10,9 +10,7 @@ import pytest
 
 from exporters.errors import SpecError
 from service.gate import Verdict, decide
-from tests.user_package import write_user_package
-
-SMALL = {"height": 32, "width": 32}
+from tests.user_package import write_sides, write_user_package
 
 LATBENCH = str(Path(sys.executable).with_name("latbench"))
 
@@ -195,10 +193,7 @@ def _gate(args, cwd, tmp_path):
 
 @pytest.mark.slow
 def test_python_factory_in_a_user_package_is_gated_on_this_host(tmp_path):
-    ref = write_user_package(tmp_path)
-    for name, blocks in (("base", 1), ("cand", 6)):
-        doc = {"model": ref, "kwargs": {"blocks": blocks, "width": 16}, "input": SMALL}
-        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    write_sides(tmp_path, base=1, cand=6)
     done = _gate(["--baseline", "base.json", "--candidate", "cand.json", "--json"], tmp_path,
                  tmp_path)  # fmt: skip
     assert done.returncode == 1, done.stderr
