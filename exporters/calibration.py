@@ -159,21 +159,3 @@ class CalibrationStore:
         if set_id is None:
             return synthetic(shape)
         return from_user(self.get(set_id), shape, set_id)
-
-
-def calibrated_spec(ref: str, path: Path, store_root: Path) -> dict[str, object]:
-    """CLI: the int8 spec of a zoo model or spec file ``ref`` calibrated on the set at
-    ``path`` (validated against the model's input, stored, named by id in the spec)."""
-    from exporters.formats import Precision
-    from exporters.sources import buildable
-    from exporters.spec import ModelSpec, parse_spec
-    from exporters.zoo.registry import resolve
-
-    source = buildable(ref)
-    if not isinstance(source, ModelSpec):
-        raise SpecError("a calibration set applies to zoo models and spec files", field=FIELD)
-    spec = source.model_copy(update={"precision": Precision.INT8})
-    set_id = CalibrationStore(store_root).put(read_local(path, resolve(spec).input.shape))
-    return parse_spec({**spec.model_dump(mode="json"), "calibration": set_id}).model_dump(
-        mode="json"
-    )

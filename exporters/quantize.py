@@ -29,6 +29,7 @@ from exporters.calibration import Calibration
 from exporters.errors import ExportError
 from exporters.formats import QUANTIZATION_METADATA_KEY as METADATA_KEY
 from exporters.formats import ExportFormat, Precision
+from exporters.quant_numerics import batches, numerical_effect
 
 
 def onnx_activation_type() -> str:
@@ -41,32 +42,6 @@ def base_precision(fmt: ExportFormat) -> Precision:
     """The float form a quantized artifact starts from: CoreML computes in fp16 around its
     8-bit tensors (as the Neural Engine does), ONNX in fp32."""
     return Precision.FP16 if fmt is ExportFormat.COREML else Precision.FP32
-
-
-def numerical_effect(reference: np.ndarray, quantized: np.ndarray, fmt: str) -> dict[str, float]:
-    """SQNR (dB) and cosine similarity of ``quantized`` against ``reference``; ExportError
-    when the quantized output is not finite or has collapsed to a constant."""
-    ref = np.asarray(reference, dtype=np.float64).ravel()
-    got = np.asarray(quantized, dtype=np.float64).ravel()
-    if not np.isfinite(got).all():
-        raise ExportError(fmt, "the int8 model's output holds NaN or infinite values")
-    if np.ptp(got) == 0 and np.ptp(ref) > 0:
-        raise ExportError(fmt, f"the int8 model's output collapsed to the constant {got[0]:.4g}")
-    noise = float(np.sum((ref - got) ** 2))
-    signal = float(np.sum(ref**2))
-    sqnr = 10 * np.log10(signal / noise) if noise > 0 else float("inf")
-    norms = float(np.linalg.norm(ref) * np.linalg.norm(got))
-    return {
-        "sqnr_db": round(float(sqnr), 2) if np.isfinite(sqnr) else 999.0,
-        "cosine": round(float(ref @ got / norms), 6) if norms > 0 else 0.0,
-    }
-
-
-def batches(array: np.ndarray, batch: int) -> list[np.ndarray]:
-    """``array`` as whole model batches (the remainder dropped; at least one, repeating)."""
-    if len(array) < batch:
-        array = np.concatenate([array] * (batch // len(array) + 1))
-    return [array[i : i + batch] for i in range(0, len(array) - batch + 1, batch)]
 
 
 def run_onnx(path: Path, inputs: np.ndarray, batch: int) -> np.ndarray:

@@ -28,8 +28,9 @@ import numpy as np
 
 from exporters.calibration import Calibration
 from exporters.errors import ExportError
+from exporters.formats import QUANTIZATION_METADATA_KEY as METADATA_KEY
 from exporters.formats import Precision
-from exporters.quantize import METADATA_KEY, batches, numerical_effect
+from exporters.quant_numerics import batches, numerical_effect
 
 COMPUTE_OPS = ("conv", "conv_transpose", "linear", "matmul")
 W8A8_TARGET = "iOS17"  # quantize / dequantize of activations are iOS 17 ops

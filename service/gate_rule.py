@@ -1,5 +1,5 @@
 """The server's own verdict on a posted gate run: each pair's verdict recomputed from the
-comparisons stored for the compare jobs it names, by the gate's rule (``service.gate``: the
+comparisons stored for the compare jobs it names, by the gate's rule (``service.verdict``: the
 ratio interval over every session pair of every round, at the Bonferroni level of the run's pair
 count) and the pair's stated threshold. A run whose claimed verdict disagrees is refused (422):
 the history shows what the measurements say, never what a client claims."""
@@ -16,7 +16,7 @@ from devices.results import ComparisonRecord
 from exporters.errors import NotFoundError, SpecError
 from service.db.gateruns import GatePair
 from service.db.tables import ComparisonRow
-from service.gate import Verdict, decide_on, pair_confidence, run_verdict
+from service.verdict import Verdict, decide_on, pair_confidence, run_verdict
 
 
 def checked_pairs(

@@ -79,7 +79,7 @@ def _export(
 
     ref: str | dict[str, Any] = model
     if calibration is not None and precision is Precision.INT8:
-        from exporters.calibration import calibrated_spec
+        from exporters.sources.calibrated import calibrated_spec
 
         ref = calibrated_spec(model, calibration, data_dir())
     with progress_bar(enabled=not quiet) as update, summarised_warnings():

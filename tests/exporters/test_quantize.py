@@ -22,7 +22,7 @@ from exporters.calibration import CalibrationStore, read_array, read_local
 from exporters.errors import ExportError, RunnerError, SpecError
 from exporters.export import Buildable, export_model
 from exporters.formats import QUANTIZATION_METADATA_KEY, ExportFormat, Precision
-from exporters.quantize import numerical_effect
+from exporters.quant_numerics import numerical_effect
 from exporters.spec import parse_spec
 
 SHAPE = (1, 3, 32, 32)
