@@ -119,5 +119,6 @@ def test_layer_run_reports_the_plain_median_and_the_profilers_overhead(tiny_onnx
     assert overhead["profiled_median_ms"] == result["layers"]["run_ms_median"] > 0
     ratio = overhead["profiled_median_ms"] / overhead["plain_median_ms"] - 1
     assert overhead["overhead"] == pytest.approx(ratio)
-    # node times are a part of the whole run the profiler timed
-    assert 0 < overhead["layer_sum_ms"] <= overhead["profiled_median_ms"]
+    # node times are a part of the whole runs the profiler timed: means on both sides, since on
+    # a loaded host a few slow runs lift the mean of the node times above the runs' median
+    assert 0 < overhead["layer_sum_ms"] <= result["layers"]["run_ms_mean"]
