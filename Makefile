@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install serve test test-faults test-full bench clean
+.PHONY: install serve test test-faults test-sweep test-full bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ test: install  ## the default suite (under ~15 min on 2 cores)
 
 test-faults: install  ## the long fault tests with real processes (crashes, restarts, a silent runner)
 	$(BIN)/pytest -q -m faults
+
+test-sweep: install  ## a daily-rotating quarter of the full sweep (LATBENCH_FULL_SLICE, _SEED)
+	LATBENCH_FULL_SLICE=$${LATBENCH_FULL_SLICE:-4} $(BIN)/pytest -q -m full
 
 test-full: install  ## everything, including the sweep over every seed-family variant
 	$(BIN)/pytest -q -m "not bench"

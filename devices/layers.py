@@ -116,6 +116,7 @@ def breakdown_from_ort_profile(trace: Path, *, skip_runs: int, model_path: Path)
         "runs": runs,
         "total_ms": total,
         "run_ms_median": float(statistics.median(run_ms)),  # whole runs, profiler on
+        "run_ms_mean": float(statistics.fmean(run_ms)),  # what total_ms, a mean, is a part of
         "mapped": bool(scopes),
         "by_op": table(by_op, lambda k: {"op": k}),
         "by_stage": table(by_stage, lambda k: {"stage": k}),

@@ -1,4 +1,6 @@
 import os
+import random
+import time
 
 import pytest
 
@@ -37,3 +39,25 @@ def pytest_runtest_makereport(item, call):
         return
     report.outcome = "failed"
     report.longrepr = f"skipped under LATBENCH_REQUIRE_SERVICES=1, which fails every skip: {reason}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """LATBENCH_FULL_SLICE=K keeps one K-th of the `full` sweep: a shuffle seeded by
+    LATBENCH_FULL_SEED (default: the day number, so the slice rotates daily and CI covers the
+    whole sweep every K days), cut into K parts, the part ``seed % K`` kept. Other items stay."""
+    parts = int(os.environ.get("LATBENCH_FULL_SLICE", "0") or 0)
+    if parts <= 1:
+        return
+    seed = int(os.environ.get("LATBENCH_FULL_SEED") or time.time() // 86400)
+    full = sorted(item.nodeid for item in items if item.get_closest_marker("full"))
+    random.Random(seed).shuffle(full)
+    kept = set(full[seed % parts :: parts])
+    dropped = [i for i in items if i.get_closest_marker("full") and i.nodeid not in kept]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if i not in dropped]
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:
+        terminal.write_line(
+            f"full sweep: {len(kept)} of {len(full)} items, LATBENCH_FULL_SEED={seed}"
+        )

@@ -2,6 +2,10 @@
 A/B mode's isolation and every explicit setting are recorded as deviations; every result carries
 its conditions; sustained mode reports windows; the layer run reports the profiler's overhead."""
 
+import json
+import subprocess
+import sys
+
 import onnxruntime as ort
 import pytest
 
@@ -14,9 +18,25 @@ from devices.settings import ab_isolated, parse_settings
 FAST = {"max_seconds": 2.0, "warmup_max_seconds": 1.0, "target_rel_ci": 0.05}
 
 
+def _measured_settings(model, settings) -> dict:
+    """The recorded settings of one measurement in a fresh interpreter: the pool size is read
+    from the threads the session starts, which other tests' threads in this process (a load
+    monitor ending, a pool of an earlier session) would blur."""
+    script = (
+        "import json, sys; from devices.runner import get_runner; "
+        "r = get_runner('cpu').measure(sys.argv[1], json.loads(sys.argv[2])); "
+        "print(json.dumps(r.to_dict()['settings']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(model), json.dumps(settings)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_default_profile_uses_onnxruntimes_default_session_options(tiny_onnx):
-    result = get_runner("cpu").measure(tiny_onnx, FAST).to_dict()
-    opts, default = result["settings"], ort.SessionOptions()
+    opts, default = _measured_settings(tiny_onnx, FAST), ort.SessionOptions()
     assert opts["deviations"] == []  # nothing differs from a fresh SessionOptions()
     assert opts["intra_op_num_threads_set"] == default.intra_op_num_threads == 0
     assert opts["intra_op_num_threads"] == default_threads()
@@ -28,7 +48,7 @@ def test_default_profile_uses_onnxruntimes_default_session_options(tiny_onnx):
 
 def test_explicit_settings_are_recorded_as_deviations(tiny_onnx):
     settings = {**FAST, "threads": 1, "intra_op_spinning": False, "graph_optimization": "basic"}
-    opts = get_runner("cpu").measure(tiny_onnx, settings).to_dict()["settings"]
+    opts = _measured_settings(tiny_onnx, settings)
     assert opts["intra_op_threads_started"] == 1 and opts["intra_op_spinning"] is False
     assert set(opts["deviations"]) == {
         "intra_op_num_threads",
@@ -99,5 +119,6 @@ def test_layer_run_reports_the_plain_median_and_the_profilers_overhead(tiny_onnx
     assert overhead["profiled_median_ms"] == result["layers"]["run_ms_median"] > 0
     ratio = overhead["profiled_median_ms"] / overhead["plain_median_ms"] - 1
     assert overhead["overhead"] == pytest.approx(ratio)
-    # node times are a part of the whole run the profiler timed
-    assert 0 < overhead["layer_sum_ms"] <= overhead["profiled_median_ms"]
+    # node times are a part of the whole runs the profiler timed: means on both sides, since on
+    # a loaded host a few slow runs lift the mean of the node times above the runs' median
+    assert 0 < overhead["layer_sum_ms"] <= result["layers"]["run_ms_mean"]
