@@ -68,10 +68,11 @@ def create_app(
         app.state.db_slots = asyncio.Semaphore(settings.db_pool_size)
         app.state.dispatcher = dispatcher or make_dispatcher(settings, app.state.sessions)
         reaper = None if replica else Reaper(app.state.sessions, settings, app.state.dispatcher)
-        app.state.dispatcher.start()
-        if reaper is not None:
+        if reaper is not None:  # before any worker of this start writes scratch
             with app.state.sessions() as session:
                 retention.at_start(session, settings)
+        app.state.dispatcher.start()
+        if reaper is not None:
             recover(app.state.sessions, settings, app.state.dispatcher)
             reaper.start()
         if replicas is not None:
