@@ -158,13 +158,15 @@ class ArtifactStore:
         os.rename(self._dir(key), doomed)
         shutil.rmtree(doomed, ignore_errors=True)
 
-    def sweep_scratch(self) -> list[str]:
-        """Remove everything in scratch space: run where no export or upload is under way (the
-        server's start), it is what a crash left. The names removed."""
+    def sweep_scratch(self, *, older_than_s: float) -> list[str]:
+        """Remove scratch untouched for ``older_than_s``: no export or upload runs that long
+        (a caller passes its timeout), so it is what a crashed process left. The names."""
         if not self._scratch.is_dir():
             return []
-        swept = []
+        swept, cutoff = [], time.time() - older_than_s
         for item in self._scratch.iterdir():
+            if item.lstat().st_mtime > cutoff:
+                continue
             if item.is_dir() and not item.is_symlink():
                 shutil.rmtree(item, ignore_errors=True)
             else:

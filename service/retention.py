@@ -1,6 +1,6 @@
 """What the server keeps: the artifact store within ``LATBENCH_MAX_STORE_BYTES``, freed least
-recently used first, never an artifact an unfinished job needs; scratch a crash left behind is
-swept at start. A freed export is built again when next asked for; a freed upload is gone (its
+recently used first, never an artifact an unfinished job needs; scratch a crash left behind (older
+than the job timeout, which no export or upload outlives) is swept at start and by gc. A freed export is built again when next asked for; a freed upload is gone (its
 owners' quota is freed with it, and its id answers 404 to them: upload it again)."""
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def collect(
     """Free the store down to ``limit_bytes`` (default: the setting); what was (or, with
     ``dry_run``, would be) freed. Commits the freed uploads' ownership rows away."""
     store = ArtifactStore(settings.data_dir)
+    if not dry_run and (swept := store.sweep_scratch(older_than_s=settings.job_timeout_s)):
+        log.info("swept %d scratch item(s) a crashed process left", len(swept))
     limit = settings.max_store_bytes if limit_bytes is None else limit_bytes
     freed = store.collect(
         limit_bytes=limit, keep=needed(session), grace_s=settings.gc_grace_s, dry_run=dry_run
@@ -47,8 +49,5 @@ def collect(
 
 
 def at_start(session: Session, settings: Settings) -> None:
-    """The first server process's start: sweep scratch, then bring the store within its bound."""
-    swept = ArtifactStore(settings.data_dir).sweep_scratch()
-    if swept:
-        log.info("swept %d scratch item(s) a previous process left", len(swept))
+    """The first server process's start: sweep scratch, bring the store within its bound."""
     collect(session, settings)

@@ -76,9 +76,16 @@ def test_gc_dry_run_says_what_it_would_free(settings, monkeypatch, tmp_path):
 
 
 def test_scratch_left_by_a_crash_is_swept_at_start(sessions, settings):
+    """Older than the job timeout, no export or upload can still own it; a fresh one may."""
     scratch = settings.data_dir / "tmp"
-    (scratch / ("e" * 32 + "-onnx-fp32.1234")).mkdir(parents=True)
-    (scratch / "upload-5678.onnx").write_bytes(b"half an upload")
+    crashed = [scratch / ("e" * 32 + "-onnx-fp32.1234"), scratch / "upload-5678.onnx"]
+    crashed[0].mkdir(parents=True)
+    crashed[1].write_bytes(b"half an upload")
+    stamp = time.time() - settings.job_timeout_s - 60
+    for path in crashed:
+        os.utime(path, (stamp, stamp))
+    running = scratch / "upload-9999.onnx"
+    running.write_bytes(b"an upload under way")
     with sessions() as session:
         retention.at_start(session, settings)
-    assert list(scratch.iterdir()) == []
+    assert list(scratch.iterdir()) == [running]
