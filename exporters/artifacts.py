@@ -158,16 +158,14 @@ class ArtifactStore:
         os.rename(self._dir(key), doomed)
         shutil.rmtree(doomed, ignore_errors=True)
 
-    def sweep_scratch(self, *, min_age_s: float = 0.0) -> list[str]:
-        """Remove what a crash left in scratch space: every item untouched for ``min_age_s``
-        (an upload an API process is streaming meanwhile is written to all the time, so a grace
-        keeps it). Run where no export is under way: the worker's start. The names removed."""
+    def sweep_scratch(self, *, older_than_s: float) -> list[str]:
+        """Remove scratch untouched for ``older_than_s``: no export or upload runs that long
+        (a caller passes its timeout), so it is what a crashed process left. The names."""
         if not self._scratch.is_dir():
             return []
-        cutoff = time.time() - min_age_s
-        swept = []
+        swept, cutoff = [], time.time() - older_than_s
         for item in self._scratch.iterdir():
-            if min_age_s and item.lstat().st_mtime > cutoff:
+            if item.lstat().st_mtime > cutoff:
                 continue
             if item.is_dir() and not item.is_symlink():
                 shutil.rmtree(item, ignore_errors=True)

@@ -27,12 +27,10 @@ LOCAL = "local"
 
 @dataclass(frozen=True)
 class Caller:
+    """Who is asking: the name jobs, uploads and figures record as owner; an admin sees all."""
+
     name: str
     admin: bool
-
-    def may_see(self, owners: set[str]) -> bool:
-        """Whether this caller sees something only ``owners`` and admins may see."""
-        return self.admin or self.name in owners
 
 
 def same_secret(given: str, expected: str) -> bool:

@@ -1,6 +1,6 @@
 """What the server keeps: the artifact store within ``LATBENCH_MAX_STORE_BYTES``, freed least
-recently used first, never an artifact an unfinished job needs; scratch a crash left behind is
-swept at start. A freed export is built again when next asked for; a freed upload is gone (its
+recently used first, never an artifact an unfinished job needs; scratch a crash left behind (older
+than the job timeout, which no export or upload outlives) is swept at start and by gc. A freed export is built again when next asked for; a freed upload is gone (its
 owners' quota is freed with it, and its id answers 404 to them: upload it again)."""
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def collect(
     """Free the store down to ``limit_bytes`` (default: the setting); what was (or, with
     ``dry_run``, would be) freed. Commits the freed uploads' ownership rows away."""
     store = ArtifactStore(settings.data_dir)
+    if not dry_run and (swept := store.sweep_scratch(older_than_s=settings.job_timeout_s)):
+        log.info("swept %d scratch item(s) a crashed process left", len(swept))
     limit = settings.max_store_bytes if limit_bytes is None else limit_bytes
     freed = store.collect(
         limit_bytes=limit, keep=needed(session), grace_s=settings.gc_grace_s, dry_run=dry_run
@@ -46,13 +48,7 @@ def collect(
     return freed
 
 
-SCRATCH_GRACE_S = 600.0  # an upload being received touches its scratch file every chunk
-
-
 def at_start(session: Session, settings: Settings) -> None:
-    """The worker's start: sweep what a crash left in scratch (not what an API process is still
-    streaming in), then bring the store within its bound."""
-    swept = ArtifactStore(settings.data_dir).sweep_scratch(min_age_s=SCRATCH_GRACE_S)
-    if swept:
-        log.info("swept %d scratch item(s) a previous process left", len(swept))
+    """The worker's start, before its dispatcher runs anything: sweep scratch, bring the store
+    within its bound."""
     collect(session, settings)

@@ -2,9 +2,12 @@
 
 - In loopback mode the Host header must name this machine: a web page on a domain its
   attacker re-points at 127.0.0.1 (DNS rebinding) reaches the port, but not with our Host.
-- A request with a body (POST, PUT, PATCH) is identified from its token first and refused at
-  once when unknown: a stranger's body is never buffered, parsed or streamed. ``/runners``
-  routes check the runner's own credential instead (their bodies are small and bounded).
+- Every request is identified from its token here, before any route or dependency takes a
+  session slot (a lookup inside a route would wait for a second slot while holding one, and a
+  full pool would wedge). A request with a body (POST, PUT, PATCH) from a stranger is refused
+  at once: its body is never buffered, parsed or streamed. Any other keeps the refusal for the
+  route to raise if it needs a caller (``/healthz`` does not). ``/runners`` routes check the
+  runner's own credential instead (their bodies are small and bounded).
 - ``/artifacts`` takes ``application/octet-stream`` only: the one upload route never buffers a
   body as JSON, and a browser cannot send it cross-site without a preflight.
 """
@@ -16,7 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from exporters.errors import LatbenchError, SpecError
+from exporters.errors import AuthError, LatbenchError, SpecError
 from service import errors
 from service.api.deps import CALLER, identify_request
 from service.errors import error_response
@@ -38,9 +41,8 @@ class CallerGate:
             return
         try:
             self._check_host(scope)
-            if scope["method"] in BODY_METHODS and not scope["path"].startswith("/runners"):
-                scope[CALLER] = await identify_request(Request(scope))
-                _check_upload_type(scope)
+            if not scope["path"].startswith("/runners"):
+                await _identify(scope)
         except LatbenchError as error:
             await error_response(error)(scope, receive, send)
             return
@@ -62,6 +64,19 @@ class CallerGate:
             "localhost, 127.0.0.1 or [::1] (add a name to LATBENCH_ALLOWED_HOSTS)",
             field="headers.host",
         )
+
+
+async def _identify(scope: Scope) -> None:
+    """The caller, or the refusal, in the scope for the routes (``deps.CallerDep``)."""
+    try:
+        scope[CALLER] = await identify_request(Request(scope))
+    except AuthError as refusal:
+        if scope["method"] in BODY_METHODS:
+            raise
+        scope[CALLER] = refusal
+        return
+    if scope["method"] in BODY_METHODS:
+        _check_upload_type(scope)
 
 
 def _check_upload_type(scope: Scope) -> None:

@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from exporters.errors import BusyError, SpecError
+from exporters.errors import AuthError, BusyError, SpecError
 from service.auth import Caller, Directory
 from service.db import runners
 from service.db.tables import RunnerRow
@@ -174,9 +174,12 @@ async def identify_request(request: Request) -> Caller:
 
 
 async def _caller(request: Request) -> Caller:
-    """The caller the CallerGate already identified (a request with a body), else identified
-    now: a GET that needs no caller (/healthz) never pays the lookup."""
-    return request.scope.get(CALLER) or await identify_request(request)
+    """The caller the CallerGate identified before any dependency ran (``service.api.caller``),
+    or its refusal raised now, where the route needs a caller."""
+    found = request.scope[CALLER]
+    if isinstance(found, AuthError):
+        raise found
+    return found
 
 
 CallerDep = Annotated[Caller, Depends(_caller)]

@@ -75,17 +75,17 @@ def test_gc_dry_run_says_what_it_would_free(settings, monkeypatch, tmp_path):
     assert len(store.stored()) == 3
 
 
-def test_scratch_left_by_a_crash_is_swept_at_start_but_not_an_upload_streaming_in(
-    sessions, settings
-):
+def test_scratch_left_by_a_crash_is_swept_at_start(sessions, settings):
+    """Older than the job timeout, no export or upload can still own it; a fresh one may."""
     scratch = settings.data_dir / "tmp"
-    left = [scratch / ("e" * 32 + "-onnx-fp32.1234"), scratch / "upload-5678.onnx"]
-    left[0].mkdir(parents=True)
-    left[1].write_bytes(b"half an upload")
-    old = time.time() - retention.SCRATCH_GRACE_S - 60
-    for path in left:
-        os.utime(path, (old, old))
-    (scratch / "upload-9999.onnx").write_bytes(b"an upload an API process is receiving")
+    crashed = [scratch / ("e" * 32 + "-onnx-fp32.1234"), scratch / "upload-5678.onnx"]
+    crashed[0].mkdir(parents=True)
+    crashed[1].write_bytes(b"half an upload")
+    stamp = time.time() - settings.job_timeout_s - 60
+    for path in crashed:
+        os.utime(path, (stamp, stamp))
+    running = scratch / "upload-9999.onnx"
+    running.write_bytes(b"an upload under way")
     with sessions() as session:
         retention.at_start(session, settings)
-    assert [p.name for p in scratch.iterdir()] == ["upload-9999.onnx"]
+    assert list(scratch.iterdir()) == [running]

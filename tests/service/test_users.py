@@ -17,7 +17,7 @@ from service.db.tables import UserRow
 from service.db.users import add_user, token_digest
 from tests.exporters.test_sources import _onnx_model
 from tests.service.doubles import OCTET, RecordingDispatcher
-from tests.service.test_db import MEASUREMENT
+from tests.service.test_db import MEASUREMENT, SPEC_HASH
 from tests.service.test_present import _done_job
 
 ADMIN = "bootstrap-admin-token-0123456789"
@@ -96,6 +96,27 @@ def test_two_users_see_their_own_uploads_and_both_see_the_zoo(team, tmp_path):
     )
     assert measured_by_bob.status_code == 404
     assert measured_by_bob.json()["field"] == "artifact"
+
+
+def test_accuracy_figures_are_their_setters_and_follow_the_upload(team, tmp_path):
+    client, heads = team
+    key, _job_id = _measured_upload(client, heads, tmp_path)
+    zoo = {"model": "mobileone_s0", "top1": 71.0, "source": "run 1"}
+    with client.app.state.sessions() as session:
+        _done_job(session, 1)  # stores the zoo spec the figure belongs to
+    assert client.post("/accuracy", json=zoo, headers=heads["alice"]).status_code == 201
+    replaced = client.post("/accuracy", json={**zoo, "top1": 10.0}, headers=heads["bob"])
+    assert replaced.status_code == 409 and "alice" in replaced.json()["detail"]
+    assert client.post("/accuracy", json=zoo, headers=heads["admin"]).status_code == 201
+    private = {"spec_hash": key.split("-")[0], "top1": 60.0, "source": "mine"}
+    assert client.post("/accuracy", json=private, headers=heads["bob"]).status_code == 404
+    assert client.post("/accuracy", json=private, headers=heads["alice"]).status_code == 201
+
+    def subjects(who: str) -> set[str]:
+        return {a["subject"] for a in client.get("/accuracy", headers=heads[who]).json()["data"]}
+
+    assert subjects("alice") == subjects("admin") == {private["spec_hash"], SPEC_HASH}
+    assert subjects("bob") == {SPEC_HASH}
 
 
 def test_a_revoked_or_unknown_token_is_refused(team):
