@@ -180,7 +180,7 @@ class Supervisor:
     def _ended(self, part: Part) -> int:
         """Start ``part`` again (after RESTART_DELAY_S), or 1 when it cannot start."""
         assert part.process is not None
-        part.process.join()
+        part.process.join(STOP_GRACE_S)  # it has ended: this only reaps it
         quick = time.monotonic() - part.started < QUICK_DEATH_S
         part.quick_deaths = part.quick_deaths + 1 if quick else 0
         log.warning("%s ended (exit %s)", part.name, part.process.exitcode)

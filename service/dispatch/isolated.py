@@ -22,6 +22,7 @@ from exporters.errors import LatbenchError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_REAP_S = 10.0  # a killed child is gone within this; the parent never waits longer
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 # The fork server dies with its starter (lifeline first), then imports what every export needs
@@ -93,7 +94,7 @@ class WorkerProcesses:
             child.join(grace_s)
             if child.is_alive():
                 child.kill()
-                child.join()
+                child.join(_REAP_S)
 
     def _run_once(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         receive, send = _CONTEXT.Pipe(duplex=False)
@@ -121,7 +122,7 @@ class WorkerProcesses:
             receive.close()
             if child.is_alive():
                 child.kill()
-            child.join()
+            child.join(_REAP_S)
             with self._lock:
                 self._live.discard(child)
         if self._stopping.is_set():
