@@ -19,9 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("exporters", "devices", "service")
 CLIENT = ("service.cli", "service.gate", "service.remote")
 SERVER_ENTRY = ("service.app",)
-# Being taken apart by issue 17's process layout (the worker apart from the API): remove the
-# entry when that lands, so the check covers it again.
-KNOWN_CYCLES = [["service.app", "service.workers"]]
 
 
 @cache
@@ -130,7 +127,7 @@ def test_the_graph_is_read() -> None:
 
 
 def test_no_import_cycle() -> None:
-    assert [c for c in _cycles() if c not in KNOWN_CYCLES] == []
+    assert _cycles() == []
 
 
 @pytest.mark.parametrize(
