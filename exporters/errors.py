@@ -26,6 +26,18 @@ from typing import Any
 class LatbenchError(Exception):
     """Base class: ``str(error)`` is a message a user can act on."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its message and attributes, not its constructor's arguments (several
+        subclasses take others): an error raised in a bounded child reaches the parent whole."""
+        return (_rebuilt, (type(self), self.args, self.__dict__))
+
+
+def _rebuilt(cls: type[LatbenchError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class SpecError(LatbenchError):
     """Invalid user input; ``field`` is the dotted path of the offending field when known."""

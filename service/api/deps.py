@@ -129,15 +129,19 @@ async def _within_budget(request: Request, settings: SettingsDep) -> None:
     except ValueError:  # not JSON: the body's own validation answers
         return
     model = body.get("model") if isinstance(body, dict) else None
-    if model is not None:
+    if isinstance(model, str | dict):
         await run_in_threadpool(_estimate, model, request.app.state.checkers)
 
 
 def _estimate(model: str | dict, workers: WorkerProcesses) -> None:
+    """A spec that does not parse is left to the route, whose validation names the field."""
     from exporters.budget import cached, estimate_spec, remember
     from exporters.spec import parse_spec
 
-    spec = parse_spec(model)
+    try:
+        spec = parse_spec(model)
+    except SpecError:
+        return
     key = spec.content_hash()
     if cached(key) is None:
         remember(key, run_check(workers, estimate_spec, spec, field="model"))

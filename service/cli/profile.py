@@ -219,7 +219,10 @@ def quantization_line(stated: dict[str, Any]) -> str:
 
 def _calibration_needs_int8(calibration: Path | None, *precisions: Precision | None) -> None:
     if calibration is not None and Precision.INT8 not in precisions:
-        raise SpecError("calibration applies to precision int8 only", field="calibration")
+        raise SpecError(
+            "a calibration set applies to an int8 side only (--precision int8)",
+            field="--calibration",
+        )
 
 
 Calibration = Annotated[

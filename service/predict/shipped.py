@@ -32,7 +32,9 @@ FIT_LIBRARIES = ("numpy", "scipy")
 
 
 def versions() -> dict[str, str]:
-    found = library_versions()
+    """The hashed libraries' versions and those of the fit (a copy: ``library_versions`` is
+    cached and keys every spec hash, so adding to it would change every hash in the process)."""
+    found = dict(library_versions())
     for name in FIT_LIBRARIES:
         found[name] = metadata.version(name)
     return found

@@ -13,8 +13,14 @@ from service.cli import app
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["profile", "mobileone_s0"], "calibration applies to precision int8 only"),
-        (["compare", "mobileone_s0", "mobileone_s0"], "calibration applies to precision int8"),
+        (
+            ["profile", "mobileone_s0"],
+            "--calibration: a calibration set applies to an int8 side only",
+        ),
+        (
+            ["compare", "mobileone_s0", "mobileone_s0"],
+            "--calibration: a calibration set applies to an int8 side only",
+        ),
         (["profile", "mobileone_s0", "--precision", "int8"], "shape [2, 3, 8, 8] given"),
     ],
 )

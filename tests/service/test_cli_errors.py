@@ -27,6 +27,7 @@ BASE: dict[str, list[str]] = {
     "accuracy set": ["resnet18", "--top1", "70", "--source", "paper"],
     "parc-forms": ["parcnet_xs"],
     "runner": ["--server", URL, "--device-class", "cpu"],
+    "runners add": ["bench-box"],
 }
 # (command, option) -> bad values; the word the error line must name is the option itself
 BAD: dict[tuple[str, str], tuple[str, ...]] = {
@@ -78,6 +79,14 @@ BAD: dict[tuple[str, str], tuple[str, ...]] = {
     ("serve", "--workers"): ("abc",),
     ("runner", "--server"): ("lab-server",),
     ("runner", "--device-class"): ("cpux",),
+    ("runner", "--token-file"): ("no-such-token-file",),
+    ("runner", "--cache-bytes"): ("abc",),
+    ("profile", "--calibration"): ("no-such-set.npy",),
+    ("compare", "--precision-b"): ("fp8",),
+    ("compare", "--calibration"): ("no-such-set.npy",),
+    ("gc", "--limit-bytes"): ("abc",),
+    ("worker", "--export-workers"): ("abc",),
+    ("runners add", "--device-class"): ("cpux",),
 }
 # options that take any text (labels, tokens, paths to create) or are switches
 FREE = {"--help", "--json", "--token", "--repository", "--branch", "--commit", "--pr", "--name",

@@ -128,3 +128,14 @@ def test_a_real_server_answer_round_trips(settings):
         invalid = e.error_from_response(http.post("/profile", json={"model": 3}))
     assert type(missing) is e.NotFoundError and "no job 'nope'" in str(missing)
     assert type(invalid) is e.SpecError and invalid.field.startswith("model")
+
+
+@pytest.mark.parametrize("cls", TREE, ids=lambda c: c.__name__)
+def test_every_error_class_crosses_a_process_boundary_whole(cls):
+    """What a bounded child raises reaches its parent pickled: same class, message, attributes."""
+    import pickle
+
+    error = _instance(cls)
+    crossed = pickle.loads(pickle.dumps(error))
+    assert type(crossed) is cls and str(crossed) == str(error)
+    assert crossed.__dict__ == error.__dict__
