@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -134,14 +135,28 @@ async def _within_budget(request: Request, settings: SettingsDep) -> None:
         await run_in_threadpool(_estimate, model, request.app.state.checkers)
 
 
+_ESTIMATING: dict[str, threading.Lock] = {}  # spec hash -> held while its estimate runs
+_ESTIMATING_LOCK = threading.Lock()
+
+
 def _estimate(model: str | dict, workers: WorkerProcesses) -> None:
+    """One child per spec however many requests ask for it at once (the others wait for it)."""
     from exporters.budget import cached, estimate_spec, remember
     from exporters.spec import parse_spec
 
     spec = parse_spec(model)
     key = spec.content_hash()
-    if cached(key) is None:
-        remember(key, run_check(workers, estimate_spec, spec, field="model"))
+    if cached(key) is not None:
+        return
+    with _ESTIMATING_LOCK:
+        running = _ESTIMATING.setdefault(key, threading.Lock())
+    try:
+        with running:
+            if cached(key) is None:
+                remember(key, run_check(workers, estimate_spec, spec, field="model"))
+    finally:
+        with _ESTIMATING_LOCK:
+            _ESTIMATING.pop(key, None)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
