@@ -143,8 +143,10 @@ def _estimate(model: str | dict, workers: WorkerProcesses) -> None:
     """One child per spec however many requests ask for it at once (the others wait for it)."""
     from exporters.budget import cached, estimate_spec, remember
     from exporters.spec import parse_spec
+    from exporters.zoo.registry import resolve
 
     spec = parse_spec(model)
+    resolve(spec)  # what can be refused without building (an unknown model) is refused here
     key = spec.content_hash()
     if cached(key) is not None:
         return
