@@ -70,7 +70,7 @@ def create_app(
         app.state.checkers = checkers(settings)
         app.state.dispatcher.start()
         if long_running:
-            settle_in_background(settings)
+            settle_in_background(settings, app.state.checkers)
         try:
             yield
         finally:

@@ -15,27 +15,37 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.dispatch.isolated import WorkerProcesses
 
 log = logging.getLogger(__name__)
 
 
-def settle(settings: Settings) -> None:
+def settle(settings: Settings, checkers: WorkerProcesses | None = None) -> None:
+    """``checkers``: started once (their fork server imports torch: seconds), so the first
+    upload or new spec is not what waits for it."""
     import exporters.budget  # noqa: F401 - torch and the zoo, for the work budget
     from service.predict.job import predictors
 
+    if checkers is not None:
+        checkers.run(int)
     predictors(settings.data_dir)
     gc.collect()
     gc.freeze()
     log.info("settled: %d objects frozen", gc.get_freeze_count())
 
 
-def settle_in_background(settings: Settings) -> threading.Thread:
+def settle_in_background(
+    settings: Settings, checkers: WorkerProcesses | None = None
+) -> threading.Thread:
     """The server answers meanwhile; a request that needs a predictor reads it itself."""
     thread = threading.Thread(
         target=settle,
-        args=(settings,),
+        args=(settings, checkers),
         name="settle",
         daemon=True,
     )

@@ -161,10 +161,10 @@ def main(fd: int) -> None:
     send.close()
 
 
-def portable(exc: LatbenchError) -> LatbenchError:
-    """The error itself where it survives pickling, else a RunnerError with its message."""
+def portable(exc: LatbenchError, fallback: type[LatbenchError] = RunnerError) -> LatbenchError:
+    """The error itself where it survives pickling, else a ``fallback`` with its message."""
     try:
         pickle.loads(pickle.dumps(exc))
     except Exception:  # noqa: BLE001 - any class that cannot cross the pipe
-        return RunnerError(str(exc))
+        return fallback(str(exc))
     return exc

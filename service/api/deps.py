@@ -9,6 +9,7 @@ event loop too (``_slot``)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -133,18 +134,34 @@ async def _within_budget(request: Request, settings: SettingsDep) -> None:
         await run_in_threadpool(_estimate, model, request.app.state.checkers)
 
 
+_ESTIMATING: dict[str, threading.Lock] = {}  # spec hash -> held while its estimate runs
+_ESTIMATING_LOCK = threading.Lock()
+
+
 def _estimate(model: str | dict, workers: WorkerProcesses) -> None:
-    """A spec that does not parse is left to the route, whose validation names the field."""
+    """One child per spec however many requests ask for it at once (the others wait for it);
+    a spec that does not parse is left to the route, whose validation names the field."""
     from exporters.budget import cached, estimate_spec, remember
     from exporters.spec import parse_spec
+    from exporters.zoo.registry import resolve
 
     try:
         spec = parse_spec(model)
     except SpecError:
         return
+    resolve(spec)  # what can be refused without building (an unknown model) is refused here
     key = spec.content_hash()
-    if cached(key) is None:
-        remember(key, run_check(workers, estimate_spec, spec, field="model"))
+    if cached(key) is not None:
+        return
+    with _ESTIMATING_LOCK:
+        running = _ESTIMATING.setdefault(key, threading.Lock())
+    try:
+        with running:
+            if cached(key) is None:
+                remember(key, run_check(workers, estimate_spec, spec, field="model"))
+    finally:
+        with _ESTIMATING_LOCK:
+            _ESTIMATING.pop(key, None)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

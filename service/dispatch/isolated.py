@@ -149,7 +149,7 @@ def _child(send: Connection, fn: Callable[..., Any], args: tuple[Any, ...], memo
         outcome: tuple[bool, Any] = (True, fn(*args))
     except LatbenchError as exc:  # its own class where it crosses the pipe (a SpecError: a 422)
         short = "allocate memory" in str(exc)
-        outcome = (False, str(exc) + note if short else portable(exc))
+        outcome = (False, str(exc) + note if short else portable(exc, WorkerError))
     except MemoryError:
         outcome = (False, "out of memory" + note)
     except Exception as exc:  # noqa: BLE001 - reported as the job's reason, not lost

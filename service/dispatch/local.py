@@ -199,8 +199,8 @@ class LocalDispatcher:
             self._wake.clear()
             try:
                 waiting = self._queued()
-            except SQLAlchemyError:  # the database is away: look again later
-                log.exception("could not read the queue")
+            except SQLAlchemyError as exc:  # the database is away: look again later
+                log.warning("could not read the queue: %s", str(exc).splitlines()[0])
                 waiting = []
             for job_id, attempt in waiting:
                 if self._stop.is_set() or not self._run(port, host, job_id, attempt):

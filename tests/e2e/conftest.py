@@ -74,10 +74,13 @@ class Server(Proc):
 
     def wait_job(self, job_id: str, states=("done", "failed"), timeout: float = 240) -> dict:
         deadline = time.monotonic() + timeout
+        job = {"state": "unknown"}
         while time.monotonic() < deadline:
-            job = self.http.get(f"/jobs/{job_id}").json()
-            if job["state"] in states:
-                return job
+            answer = self.http.get(f"/jobs/{job_id}")
+            if answer.status_code != 503:  # 503: a pooled connection the database dropped
+                job = answer.json()  # failed its first use; the next request gets a fresh one
+                if job["state"] in states:
+                    return job
             time.sleep(0.3)
         raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s:\n{self.tail()}")
 
