@@ -40,6 +40,7 @@ from service.auth import Directory
 from service.dashboard import routes as dashboard
 from service.db.engine import engine_for, make_sessionmaker, upgrade
 from service.dispatch import Dispatcher, api_dispatcher
+from service.dispatch.isolated import start_fork_server
 from service.settings import Settings, get_settings
 from service.warmup import settle_in_background
 
@@ -68,6 +69,7 @@ def create_app(
         app.state.db_slots = asyncio.Semaphore(settings.db_pool_size)
         app.state.dispatcher = dispatcher or api_dispatcher(settings)
         app.state.checkers = checkers(settings)
+        start_fork_server()  # from this, the main thread: the server lives as long as it does
         app.state.dispatcher.start()
         if long_running:
             settle_in_background(settings, app.state.checkers)

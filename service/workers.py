@@ -106,9 +106,10 @@ def worker_main(settings: Settings) -> None:
 
 def run_worker(settings: Settings, *, migrate: bool = True) -> None:
     """The worker process: dispatcher work, recovery and the reaper, until SIGTERM or SIGINT."""
+    from service import retention
     from service.db.engine import engine_for, make_sessionmaker, upgrade
     from service.dispatch import worker_dispatcher
-    from service import retention
+    from service.dispatch.isolated import start_fork_server
     from service.dispatch.reaper import Reaper, recover
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
@@ -121,6 +122,7 @@ def run_worker(settings: Settings, *, migrate: bool = True) -> None:
     sessions = make_sessionmaker(engine)
     with sessions() as session:
         retention.at_start(session, settings)
+    start_fork_server()  # the export workers' server, started by this long-lived main thread
     dispatcher = worker_dispatcher(settings, sessions)
     reaper = Reaper(sessions, settings, dispatcher)
     dispatcher.start()  # the embedded runner registers first: recovery then sees it online

@@ -38,6 +38,17 @@ _CONTEXT.set_forkserver_preload(
 )
 
 
+def start_fork_server() -> None:
+    """Start the fork server from the calling thread, which must outlive it: the server dies when
+    the *thread* that started it exits (``PR_SET_PDEATHSIG`` fires on the parent thread's end),
+    taking its children along. A process calls this from its main thread before any other thread
+    runs work here; left to the first ``run``, a short-lived thread (a settling thread, an idle
+    request thread) would start it and end it under a running child."""
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()  # spawns the server; its imports run while this thread goes on
+
+
 class WorkerError(LatbenchError):
     """The work failed in its worker process; the message is the worker's own."""
 

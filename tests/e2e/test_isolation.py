@@ -19,6 +19,7 @@ import pytest
 from tests.e2e import untrusted
 from tests.e2e.conftest import FAST, LATBENCH, Server, celery_server, service_env
 from tests.e2e.test_distributed import start_runner
+from tests.service.doubles import OCTET
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +51,11 @@ def exported_beforehand(env: dict[str, str], directory: Path) -> None:
 
 def upload(server: Server, path: Path):
     return server.http.post(
-        "/artifacts", params={"name": path.stem}, content=path.read_bytes(), timeout=300
+        "/artifacts",
+        params={"name": path.stem},
+        content=path.read_bytes(),
+        headers=OCTET,
+        timeout=300,
     )
 
 
