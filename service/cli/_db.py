@@ -1,5 +1,7 @@
-"""The server's database, for the admin commands run on the server host (``users``,
-``runners``, ``gc``): the same LATBENCH_* settings as ``latbench serve``, migrated first."""
+"""This installation's database, for the commands that read or write it on this host (``users``,
+``runners``, ``gc`` on the server host; ``profile`` and ``compare`` keeping their results;
+``models``, ``report`` and ``predictor fit`` reading them): the same LATBENCH_* settings as
+``latbench serve``, read afresh, and the schema migrated first."""
 
 from __future__ import annotations
 
@@ -10,16 +12,26 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from service.settings import Settings
+
 
 @contextmanager
-def server_session() -> Iterator[Session]:
+def local_database() -> Iterator[tuple[Session, Settings]]:
+    """A session on the database of ``LATBENCH_DATABASE_URL`` / the data dir, and the settings."""
     from service.db.engine import make_engine, make_sessionmaker, upgrade
-    from service.settings import get_settings
+    from service.settings import Settings
 
-    engine = make_engine(get_settings().db_url)
+    settings = Settings()
+    engine = make_engine(settings.db_url)
     try:
         upgrade(engine)
         with make_sessionmaker(engine)() as session:
-            yield session
+            yield session, settings
     finally:
         engine.dispose()
+
+
+@contextmanager
+def server_session() -> Iterator[Session]:
+    with local_database() as (session, _):
+        yield session

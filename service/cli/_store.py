@@ -8,25 +8,11 @@ and never taken by the server as a cached answer to a request of its own."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
+from service.cli._db import server_session
+
 LOCAL_USER = "local"
-
-
-@contextmanager
-def _session() -> Iterator[Any]:
-    from service.db.engine import make_engine, make_sessionmaker, upgrade
-    from service.settings import Settings
-
-    engine = make_engine(Settings().db_url)
-    try:
-        upgrade(engine)
-        with make_sessionmaker(engine)() as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 def _rows(session: Any, side: dict[str, Any], spec: Any) -> None:
@@ -81,7 +67,7 @@ def store(
     note = f"measured locally (`latbench {kind}`), not by a server's runner"
     record = {**record, "notes": [*record.get("notes", []), note]}
     first = next(iter(sides.values()))[0]
-    with _session() as session:
+    with server_session() as session:
         for side, spec in sides.values():
             _rows(session, side, spec)
         job, _ = jobs.create_or_coalesce(

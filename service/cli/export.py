@@ -171,19 +171,10 @@ def models_command(
 def _models_json(entries: list) -> str:
     from service import reference
     from service.api.present import models_public
-    from service.db.engine import make_engine, make_sessionmaker, upgrade
-    from service.settings import Settings
+    from service.cli._db import local_database
 
-    settings = Settings()
-    engine = make_engine(settings.db_url)
-    try:
-        upgrade(engine)
-        with make_sessionmaker(engine)() as session:
-            body = models_public(
-                session, reference.load(settings.reference_csv), entries, len(entries)
-            )
-    finally:
-        engine.dispose()
+    with local_database() as (session, settings):
+        body = models_public(session, reference.load(settings.reference_csv), entries, len(entries))
     return body.model_dump_json(indent=2)
 
 

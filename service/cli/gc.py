@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli._db import server_session
+from service.cli._db import local_database
 
 
 def gc(
@@ -20,10 +20,9 @@ def gc(
 ) -> None:
     """Free artifacts the store holds past its bound (run on the server host)."""
     from service.retention import collect
-    from service.settings import get_settings
 
-    with server_session() as session:
-        freed = collect(session, get_settings(), dry_run=dry_run, limit_bytes=limit_bytes)
+    with local_database() as (session, settings):
+        freed = collect(session, settings, dry_run=dry_run, limit_bytes=limit_bytes)
     verb = "would free" if dry_run else "freed"
     for item in freed:
         used = datetime.fromtimestamp(item.last_used, UTC).strftime("%Y-%m-%d %H:%M")

@@ -142,14 +142,11 @@ def _adapted(device: str):
 
 def _stored_rows(device_class: str) -> list:
     """Training rows from the results stored in this installation's database."""
-    from service.db.engine import make_engine, make_sessionmaker, upgrade
+    from service.cli._db import server_session
     from service.db.results import list_results
     from service.predict.training import rows_from_results
-    from service.settings import get_settings
 
-    engine = make_engine(get_settings().db_url)
-    upgrade(engine)
-    with make_sessionmaker(engine)() as session:
+    with server_session() as session:
         rows = list_results(session, device_class=device_class, limit=100_000)
         return rows_from_results((result, spec) for result, spec, _ in rows)
 

@@ -53,18 +53,11 @@ def report(
 
 
 def _local(devices: list[str] | None) -> tuple[Any, dict[str, dict]]:
+    from service.cli._db import local_database
     from service.dashboard.report import data
-    from service.db.engine import make_engine, make_sessionmaker, upgrade
-    from service.settings import Settings
 
-    settings = Settings()
-    engine = make_engine(settings.db_url)
-    try:
-        upgrade(engine)
-        with make_sessionmaker(engine)() as session:
-            return data(session, reference_csv=settings.reference_csv, devices=devices)
-    finally:
-        engine.dispose()
+    with local_database() as (session, settings):
+        return data(session, reference_csv=settings.reference_csv, devices=devices)
 
 
 def _remote(url: str, token: str | None, devices: list[str] | None) -> tuple[Any, dict[str, dict]]:
