@@ -19,9 +19,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 def read_job(job_id: str, session: ReadSessionDep, caller: CallerDep) -> ModelJSON:
     """One job: its state, timestamps, error, and its result once done (someone else's upload's
     job: the 404 of a job that does not exist)."""
+    view = job_view(session, job_id=job_id)  # loads the job row: get_job below is no query
     job = jobs.get_job(session, job_id=job_id)
     owners.require_visible(session, caller, jobs.spec_hashes(job), what=f"job {job_id!r}")
-    view = job_view(session, job_id=job_id)
     if runners.revoked_among(session, [job.runner_id]):
         view.runner_revoked = True
         if isinstance(view.result, ResultPublic):
