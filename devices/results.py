@@ -131,6 +131,7 @@ class PredictedLatency(LatencyRecord):
 
     interval: tuple[float, float]
     level: float = Field(..., gt=0, lt=1)  # the interval's coverage (0.8: 10% to 90%)
+    achieved: float | None = Field(None, ge=0, le=1)  # what such intervals covered in nested CV
 
 
 class PredictionRecord(MeasurementRecord):

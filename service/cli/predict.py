@@ -55,8 +55,15 @@ def predict(
         raise fail(error) from None
     except LatbenchError as error:
         raise fail(error) from None
-    if as_json:
-        typer.echo(prediction.model_dump_json(indent=2))
+    if as_json:  # the shape a predict job's result has in the API (`latbench schema predict`)
+        doc = {
+            "model": prediction.model,
+            "spec_hash": prediction.spec_hash,
+            "device_class": prediction.device_class,
+            "features_stale": prediction.features_stale,
+            **prediction.record().stored(),
+        }
+        typer.echo(json.dumps(doc, indent=2))
         return
     info, domain = prediction.predictor, prediction.domain
     low, high = prediction.interval_ms

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from devices.results import PredictedLatency, PredictionRecord
+from devices.results import PredictionRecord
 from exporters.errors import LatbenchError, NotFoundError
 from exporters.features import onnx_features
 from exporters.formats import DeviceClass
@@ -78,18 +78,4 @@ def predict_artifact(
     cache = FeatureCache(local=data_dir / "predict" / "features.json")
     cached = cache.lookup(graph) or cache.put(graph, onnx_features(onnx_path))
     prediction = predictor.predict(graph, family, cached, allow_out_of_domain=allow_out_of_domain)
-    return PredictionRecord(
-        kind="predicted",
-        latency_ms=PredictedLatency(
-            median=prediction.latency_ms,
-            interval=prediction.interval_ms,
-            level=prediction.interval_level,
-        ),
-        predictor=prediction.predictor.model_dump(exclude={"training_ids"}),
-        domain=prediction.domain.model_dump(),
-        breakdown_ms=prediction.breakdown_ms,
-        runner=f"predictor {predictor.version}",
-        artifact=onnx_path.name,
-        device={"label": f"{device_class} (predicted)", "runtime": "predictor"},
-        notes=prediction.notes,
-    )
+    return prediction.record(artifact=onnx_path.name)

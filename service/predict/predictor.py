@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from exporters.errors import SpecError
 from exporters.features import GraphFeatures
 from exporters.formats import Precision
+from devices.results import PredictedLatency, PredictionRecord
 from exporters.spec import ModelSpec
 from service.predict.costmodel import CostModel, Proportional
 from service.predict.cv import LEVEL, Calibration
@@ -81,6 +82,26 @@ class Prediction(BaseModel):
     predictor: PredictorInfo
     features_stale: bool  # graph features from a cache made with other library versions
     notes: list[str]
+
+    def record(self, *, artifact: str | None = None) -> PredictionRecord:
+        """The one shape of a prediction: what a predict job stores and the API serves, and what
+        ``latbench predict --json`` prints (with the model beside it)."""
+        return PredictionRecord(
+            kind="predicted",
+            latency_ms=PredictedLatency(
+                median=self.latency_ms,
+                interval=self.interval_ms,
+                level=self.interval_level,
+                achieved=self.interval_achieved,
+            ),
+            predictor=self.predictor.model_dump(exclude={"training_ids"}),
+            domain=self.domain.model_dump(),
+            breakdown_ms=self.breakdown_ms,
+            runner=f"predictor {self.predictor.version}",
+            artifact=artifact,
+            device={"label": f"{self.device_class} (predicted)", "runtime": "predictor"},
+            notes=self.notes,
+        )
 
 
 class OutOfDomainError(SpecError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 
+import jsonschema_rs
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -15,6 +16,7 @@ from onnx import TensorProto, helper
 from exporters.features import onnx_features
 from exporters.formats import Precision
 from exporters.spec import parse_spec
+from service.cli.schema import schema_of
 from service.db.tables import ResultRow, SpecRow
 from service.predict import cv
 from service.predict.cv import cases, fit_candidate
@@ -150,9 +152,12 @@ def test_predict_command_json(tmp_path):
     result = latbench("predict", "repvit_m1_1", "--device", IPHONE, "--json", data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
+    jsonschema_rs.validate(schema_of("predict"), doc)  # the API's shape of a predicted result
     assert doc["kind"] == "predicted" and doc["device_class"] == IPHONE
     assert doc["domain"]["inside"] and doc["predictor"]["training_rows"] > 0
-    assert doc["interval_ms"][0] < doc["latency_ms"] < doc["interval_ms"][1]
+    latency = doc["latency_ms"]
+    assert latency["interval"][0] < latency["median"] < latency["interval"][1]
+    assert latency["level"] == 0.8 and 0 < latency["achieved"] <= 1
 
 
 def test_predict_unknown_device_class_is_a_usage_error(tmp_path):
@@ -262,6 +267,7 @@ def test_predict_command_abstains_outside_the_domain_unless_allowed(tmp_path):
     predictor = load_predictor(IPHONE, None)
     low, high = predictor.calibration.outside
     latency = prediction["latency_ms"]
-    assert prediction["interval_ms"] == pytest.approx([latency * math.exp(low), latency * math.exp(high)])  # fmt: skip
-    assert prediction["interval_achieved"] == pytest.approx(predictor.cv.coverage_outside)
+    median = latency["median"]
+    assert latency["interval"] == pytest.approx([median * math.exp(low), median * math.exp(high)])
+    assert latency["achieved"] == pytest.approx(predictor.cv.coverage_outside)
     assert not (tmp_path / "artifacts").exists()  # shipped features: nothing was exported
