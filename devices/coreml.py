@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from devices.host import cpu_model
-from devices.runner import Runner, Session, random_inputs, register_runner
+from devices.inputs import random_inputs
+from devices.runner import Runner, Session, register_runner
 from devices.settings import MeasureSettings
 from exporters.errors import RunnerError, RunnerUnavailableError
 from exporters.formats import DeviceClass, ExportFormat

@@ -9,7 +9,6 @@ without torch or coremltools works and says why those runners are unavailable.
 from __future__ import annotations
 
 import importlib
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from devices.sampling import (
     sample_for,
     sample_until_precise,
     warm_up,
+    with_thread_cpu_time,
 )
 from devices.settings import MeasureSettings, ab_isolated, parse_settings
 from devices.stats import median_ci_halfwidth, paired_ratio, ratio_ci, summarize
@@ -35,7 +35,6 @@ from exporters.formats import DeviceClass, ExportFormat
 
 RUNNER_MODULES = ("devices.ort", "devices.torch_runner", "devices.coreml")
 CPU_CLASSES = (DeviceClass.CPU_X86_64, DeviceClass.CPU_ARM64)
-INPUT_POOL_BYTES = 256 * 1024 * 1024
 ALIASES = {"cpu": "ort-cpu", "cuda": "ort-cuda", "gpu": "ort-cuda", "coreml": "coreml-mac"}
 
 
@@ -84,42 +83,6 @@ class Session(ABC):
 
     def close(self) -> None:
         """Release the runtime's resources."""
-
-
-def random_inputs(
-    specs: list[tuple[str, tuple[int, ...], Any]], pool: int, seed: int
-) -> list[dict[str, np.ndarray]]:
-    """``pool`` distinct standard-normal input sets (never zeros: sparse-aware kernels and
-    denormal handling make all-zero inputs faster than real images), fewer when the pool would
-    exceed INPUT_POOL_BYTES: a large input times a large pool must not exhaust the host."""
-    set_bytes = (
-        sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for _, shape, dtype in specs) or 1
-    )
-    pool = max(1, min(pool, INPUT_POOL_BYTES // set_bytes))
-    rng = np.random.default_rng(seed)
-    return [
-        {
-            name: rng.standard_normal(shape, dtype=np.float32).astype(dtype)
-            for name, shape, dtype in specs
-        }
-        for _ in range(pool)
-    ]
-
-
-def with_thread_cpu_time(run: Callable[[], float]) -> tuple[Callable[[], float], list[float]]:
-    """Wrap ``run`` to also collect the calling thread's CPU time per run, in ms. With one
-    intra-op thread ORT and PyTorch compute on the calling thread, so this is the compute time
-    without the time spent waiting for a core: on a shared host it stays steady when latency
-    does not (it still includes cache and memory-bandwidth effects of the neighbours)."""
-    cpu: list[float] = []
-
-    def timed() -> float:
-        start = time.thread_time_ns()
-        wall = run()
-        cpu.append((time.thread_time_ns() - start) / 1e6)
-        return wall
-
-    return timed, cpu
 
 
 Progress = Callable[[str, int, float], None]  # (phase, samples so far, CI half-width or progress)

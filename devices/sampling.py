@@ -140,3 +140,19 @@ def interleave(
     for side in abba_order(blocks, first):
         out[side].append(runs[side]())
     return out["A"], out["B"]
+
+
+def with_thread_cpu_time(run: Callable[[], float]) -> tuple[Callable[[], float], list[float]]:
+    """Wrap ``run`` to also collect the calling thread's CPU time per run, in ms. With one
+    intra-op thread ORT and PyTorch compute on the calling thread, so this is the compute time
+    without the time spent waiting for a core: on a shared host it stays steady when latency
+    does not (it still includes cache and memory-bandwidth effects of the neighbours)."""
+    cpu: list[float] = []
+
+    def timed() -> float:
+        start = time.thread_time_ns()
+        wall = run()
+        cpu.append((time.thread_time_ns() - start) / 1e6)
+        return wall
+
+    return timed, cpu

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from devices.host import default_threads
+from devices.inputs import random_inputs
 from devices.ort import gpu_facts
-from devices.runner import Runner, Session, random_inputs, register_runner
+from devices.runner import Runner, Session, register_runner
 from devices.settings import MeasureSettings
 from exporters.errors import RunnerError
 from exporters.formats import DeviceClass, ExportFormat

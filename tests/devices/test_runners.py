@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from devices.inputs import random_inputs
 from devices.runner import (
     ALIASES,
     get_runner,
     list_runners,
-    random_inputs,
     register_runner,
     runners_for,
 )
