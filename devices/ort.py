@@ -19,8 +19,9 @@ import numpy as np
 import psutil
 
 from devices.host import default_threads
+from devices.inputs import random_inputs
 from devices.layers import breakdown_from_ort_profile
-from devices.runner import Runner, Session, random_inputs, register_runner
+from devices.runner import Runner, Session, register_runner
 from devices.settings import MeasureSettings, parse_settings
 from exporters.errors import RunnerError
 from exporters.formats import QUANTIZATION_METADATA_KEY, DeviceClass, ExportFormat
