@@ -16,7 +16,7 @@ import numpy as np
 
 from exporters.errors import LatbenchError, SpecError
 from exporters.features import GraphFeatures
-from exporters.formats import DeviceClass
+from exporters.formats import DeviceClass, parse_device_class
 from service.predict.costmodel import BASELINES, CostModel, Proportional
 from service.predict.cv import (
     Calibration,
@@ -36,7 +36,6 @@ from service.predict.cv import (
 )
 from service.predict.featurecache import FeatureCache, identity_key
 from service.predict.hostcpu import host_latency
-from exporters.formats import parse_device_class
 from service.predict.training import TrainingRow
 
 PREDICTOR = "predictor"

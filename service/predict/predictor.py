@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from devices.results import PredictedLatency, PredictionRecord
 from exporters.errors import SpecError
 from exporters.features import GraphFeatures
 from exporters.formats import Precision
-from devices.results import PredictedLatency, PredictionRecord
 from exporters.spec import ModelSpec
 from service.predict.costmodel import CostModel, Proportional
 from service.predict.cv import LEVEL, Calibration

@@ -18,13 +18,12 @@ from typing import Any
 
 from exporters.errors import NotFoundError
 from exporters.features import FEATURES_VERSION
-from exporters.formats import DeviceClass
+from exporters.formats import DeviceClass, parse_device_class
 from exporters.spec import ModelSpec, library_versions
 from service.predict.cv import LEVEL, Sample
 from service.predict.featurecache import FeatureCache, identity_key
 from service.predict.fitting import Fit, fit_class
 from service.predict.predictor import PREDICTOR_VERSION, SCHEME, CvPublic, Prediction, Predictor
-from exporters.formats import parse_device_class
 from service.predict.training import device_classes, graph_spec, published_rows
 
 SHIPPED = "predictors.json"
