@@ -127,9 +127,9 @@ def data_dir() -> Path:
 def host_lock_path() -> Path:
     """The host lock the server and runners on this machine take too (LATBENCH_HOST_LOCK), so a
     CLI measurement never overlaps their exports or measurements."""
-    from devices.jobs.lock import DEFAULT_LOCK
+    from devices.jobs.lock import lock_path_from_env
 
-    return Path(os.environ.get("LATBENCH_HOST_LOCK", DEFAULT_LOCK))
+    return lock_path_from_env()
 
 
 def say(message: str) -> None:
