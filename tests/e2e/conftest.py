@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -55,10 +56,13 @@ class Proc:
 
 
 class Server(Proc):
-    def __init__(self, env: dict[str, str], log: Path, *options: str) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, *options: str, latbench: str = LATBENCH
+    ) -> None:
+        """``latbench serve`` of ``latbench`` (default: this environment's command)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__([LATBENCH, "serve", "--port", str(self.port), *options], env, log)
+        super().__init__([latbench, "serve", "--port", str(self.port), *options], env, log)
         self.http = httpx.Client(base_url=self.url, timeout=60)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -106,6 +110,22 @@ def celery_server(env: dict[str, str], log: Path) -> Iterator[tuple[Server, str]
             yield server, db_url
         finally:
             server.stop()
+
+
+def copy_checkout(repo: Path, dest: Path) -> None:
+    """Copy the files git lists in REPO (tracked, and untracked but not ignored) to DEST: what a
+    clone of this working tree holds, without build outputs, caches or a virtual environment."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    for name in listed:
+        if (repo / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo / name, dest / name)
 
 
 def service_env(directory: Path) -> dict[str, str]:

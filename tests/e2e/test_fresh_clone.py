@@ -3,14 +3,13 @@ its sources: the reference data ships inside the package."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, service_env
+from tests.e2e.conftest import Server, copy_checkout, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -19,17 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_fresh_copy_serves_published_top1_and_sources(tmp_path):
     clone = tmp_path / "alone" / "latbench"
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    for name in listed:
-        if (REPO / name).is_file():
-            (clone / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, clone / name)
+    copy_checkout(REPO, clone)
     assert not (clone.parent / "shared").exists()
     env = service_env(tmp_path) | {"PYTHONPATH": str(clone)}
     imported = subprocess.run(
