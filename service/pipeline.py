@@ -115,9 +115,17 @@ def compare_key(*, baseline: str, candidate: str) -> str:
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 
-def predict_key(*, spec_hash: str, device_class: DeviceClass) -> str:
-    """Identity of a prediction request: never equal to a measurement's ``request_key``."""
-    payload = ["predict", spec_hash, device_class.value]
+def predict_key(*, spec_hash: str, device_class: DeviceClass, allow_out_of_domain: bool) -> str:
+    """Identity of a prediction request: never equal to a measurement's ``request_key``. The
+    out-of-domain flag is part of it because it changes the answer: with it a graph of unseen
+    op types gets a number, without it the same request abstains, so a done answer given under
+    the flag must never be reused for a request that did not ask for one."""
+    payload = [
+        "predict",
+        spec_hash,
+        device_class.value,
+        {"allow_out_of_domain": allow_out_of_domain},
+    ]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 

@@ -48,7 +48,12 @@ class PublishedLatency:
 PUBLISHED_DEVICES = {
     "cpu-x86_64": ("Intel Core i9-9900X CPU (single thread)",),
     "cpu-arm64": ("ARM Cortex-A72 CPU (single thread)",),
-    "iphone12-class": ("iPhone 12 (iOS 16)", "iPhone 12 Pro", "iPhone 12"),
+    "iphone12-class": (
+        "iPhone 12 (iOS 16)",
+        "iPhone 12 Pro",
+        "iPhone 12",
+        "iPhone 12 Pro Max (iOS 16.0)",  # same A14 SoC as the iPhone 12
+    ),
     "gpu-cuda": ("NVIDIA GeForce RTX 2080Ti",),  # throughput only (batch 32): no latency rows
 }
 

@@ -155,14 +155,23 @@ def submit_predict(
     allow_out_of_domain: bool = False,
 ) -> Submission:
     """One ``predict`` job per device: the spec is exported to ONNX and predicted on the server
-    (``service.predict.kind``). Its request key is its own (``pipeline.predict_key``), so a
-    prediction never answers a measurement request, nor the reverse; a done one is reused unless
+    (``service.predict.kind``). Its request key is its own (``pipeline.predict_key``, the
+    out-of-domain flag included), so a prediction never answers a measurement request, nor the
+    reverse, nor one made with the flag a request without it; a done one is reused unless
     ``force``, an unfinished one joined. The request is checked as a measurement would be (a
     format the class cannot run is refused), whatever format the predictor reads."""
     plan = pipeline.plan(model, devices, formats, budget=settings.work_budget)
     onnx = ExportFormat.ONNX.value  # the graph the predictor reads
     wanted = [
-        Wanted(d, onnx, pipeline.predict_key(spec_hash=plan.spec_hash, device_class=d))
+        Wanted(
+            d,
+            onnx,
+            pipeline.predict_key(
+                spec_hash=plan.spec_hash,
+                device_class=d,
+                allow_out_of_domain=allow_out_of_domain,
+            ),
+        )
         for d in devices
     ]
     submitted = _submit(

@@ -8,8 +8,8 @@ split make the held-out cases:
   of its graph occurs in the training split, *outside* otherwise;
 - **op type**: for each op type that some rows have and others lack, every row with it (and the
   rest of those rows' families) is held out: cases of a graph with an op never seen, all outside.
-An interval is the 10%-90% range of held-out log-ratios (actual / predicted) of its own kind of
-case: inside from inside cases, outside from outside cases (never narrower than inside).
+An interval is a split-conformal bound on held-out log-ratios (actual / predicted) of its own
+kind of case: inside from inside cases, outside from outside cases (never narrower than inside).
 
 ``evaluate`` is nested: each outer split runs the whole procedure (choose terms, fit, calibrate
 the intervals) on its training rows only, then checks its held-out cases against the interval of
@@ -27,9 +27,8 @@ import numpy as np
 from service.predict.costmodel import CANDIDATES, CostModel, Vector
 from service.predict.training import TrainingRow
 
-LEVEL = 0.8  # nominal level of every interval: 10% and 90% quantiles of held-out log-ratios
+LEVEL = 0.8  # nominal level of every interval (split-conformal over held-out groups)
 FALLBACK = "macs+nodes"  # with one family there is nothing to cross-validate on
-MIN_CASES = 10  # fewer cases of a kind than this: that kind gives no interval of its own
 
 
 @dataclass(frozen=True)
@@ -119,20 +118,30 @@ def family_cases(found: list[Case]) -> list[Case]:
     return [c for c in found if c.split.startswith("family:")]
 
 
-def log_interval(groups: list[list[float]]) -> LogInterval:
-    """Bounds that cover ``LEVEL`` of a new group's cases, where the exchangeable unit is the
-    held-out group (a family's rows err together: one biased family is not n independent
-    misses). Split-conformal ranks over groups: the ceil((n + 1) * 0.9)-th smallest of the
-    groups' highest log-ratios, the floor((n + 1) * 0.1)-th of their lowest, clamped to the
-    extremes when n is small (with 8 families: the widest error any family showed)."""
-    n = len(groups)
-    tail = (1 - LEVEL) / 2
-    lows = sorted(min(g) for g in groups)
-    highs = sorted(max(g) for g in groups)
-    return (
-        lows[max(math.floor((n + 1) * tail), 1) - 1],
-        highs[min(math.ceil((n + 1) * (1 - tail)), n) - 1],
-    )
+def conformal_rank(n: int) -> int | None:
+    """The finite-sample split-conformal rank ceil((n + 1) * LEVEL) among ``n`` calibration
+    scores, or None when it exceeds n: with so few groups no finite bound has the guarantee
+    (for 80%, fewer than 4 groups)."""
+    rank = math.ceil((n + 1) * LEVEL - 1e-9)  # 1e-9: (n + 1) * 0.8 is not exact in binary
+    return rank if rank <= n else None
+
+
+def log_interval(groups: list[list[float]]) -> LogInterval | None:
+    """Bounds that cover all of a new group's cases with probability >= ``LEVEL``, where the
+    exchangeable unit is the held-out group (a family's rows err together: one biased family is
+    not n independent misses). Split-conformal with one score per group, its largest
+    |log(actual / predicted)|, and the bound the ``conformal_rank``-th smallest score: for a new
+    group exchangeable with the n calibration groups, P(its score <= that bound) >=
+    rank / (n + 1) >= LEVEL at every n, which a two-tailed rule cannot give with 8-9 groups (each
+    tail needs the ceil((n + 1) * 0.9)-th of n, which only exists for n >= 9; clamping it to the
+    extreme left 1 - 2 / (n + 1), 78% at n = 8). The price is symmetry in log space: the bound
+    is as wide below the prediction as the worst group was above it, or the reverse. None when
+    there are too few groups for the rank."""
+    rank = conformal_rank(len(groups))
+    if rank is None:
+        return None
+    bound = sorted(max(abs(r) for r in g) for g in groups)[rank - 1]
+    return (-bound, bound)
 
 
 def _groups(found: list[Case]) -> list[list[float]]:
@@ -142,21 +151,28 @@ def _groups(found: list[Case]) -> list[list[float]]:
     return list(by_split.values())
 
 
+def _widest(found: list[Case]) -> LogInterval:
+    bound = max(abs(c.log_ratio) for c in found)
+    return (-bound, bound)
+
+
 def calibrate(found: list[Case]) -> Calibration:
-    """Inside: the family-held-out cases inside the domain, each family one group (every
-    family case when fewer than ``MIN_CASES``). Outside: the hull of the inside interval and of
-    the intervals of each kind of outside case (family held out with an unseen op; op type held
-    out, each split one group), or of every error seen when neither kind has ``MIN_CASES``."""
+    """Inside: the family-held-out cases inside the domain, each family one group; when those
+    families are too few for the conformal rank, every family-held-out case (a family with an
+    unseen op erred at least as freely as one without), and when even those are too few, the
+    widest error seen. Outside: the hull of the inside interval and of the intervals of each kind
+    of outside case with groups enough for the rank (family held out with an unseen op; op type
+    held out, each split one group), or of every error seen when neither kind has."""
     family = [c for c in found if c.split.startswith("family:")]
     inside = [c for c in family if c.inside]
-    inner = log_interval(_groups(inside if len(inside) >= MIN_CASES else family))
+    inner = log_interval(_groups(inside)) or log_interval(_groups(family)) or _widest(found)
     pools = (
         [c for c in family if not c.inside],
         [c for c in found if c.split.startswith("op:")],
     )
-    parts = [inner] + [log_interval(_groups(pool)) for pool in pools if len(pool) >= MIN_CASES]
+    parts = [inner] + [p for pool in pools if pool and (p := log_interval(_groups(pool)))]
     if len(parts) == 1:
-        parts.append((min(c.log_ratio for c in found), max(c.log_ratio for c in found)))
+        parts.append(_widest(found))
     return Calibration(
         inside=inner,
         outside=(min(p[0] for p in parts), max(p[1] for p in parts)),
@@ -237,9 +253,28 @@ class Evaluation:
     cases: tuple[Case, ...]
     covered: tuple[bool, ...]  # the case's actual latency lay in its kind's interval
 
+    def _hits(self, inside: bool) -> list[bool]:
+        return [h for c, h in zip(self.cases, self.covered, strict=True) if c.inside == inside]
+
     def _coverage(self, inside: bool) -> tuple[float, int]:
-        hits = [h for c, h in zip(self.cases, self.covered, strict=True) if c.inside == inside]
+        hits = self._hits(inside)
         return (sum(hits) / len(hits) if hits else float("nan")), len(hits)
+
+    def coverage_ci(self, inside: bool, confidence: float = 0.95) -> tuple[float, float]:
+        """Exact (Clopper-Pearson) binomial interval of the coverage achieved by the cases of
+        one kind, so a figure from 9 cases is read with the uncertainty it has. Optimistic:
+        it treats cases as independent, while a family's rows miss together, so the effective
+        sample is nearer the number of groups (``coverage_*_groups`` in the summary)."""
+        from scipy.stats import binomtest
+
+        hits = self._hits(inside)
+        if not hits:
+            return float("nan"), float("nan")
+        found = binomtest(sum(hits), len(hits)).proportion_ci(confidence, method="exact")
+        return float(found.low), float(found.high)
+
+    def _group_count(self, inside: bool) -> int:
+        return len({c.split for c in self.cases if c.inside == inside})
 
     def summary(self) -> dict[str, float | int]:
         family = family_cases(list(self.cases))
@@ -259,6 +294,8 @@ class Evaluation:
             "coverage_inside_cases": n_in,
             "coverage_outside": coverage_out,
             "coverage_outside_cases": n_out,
+            "coverage_inside_groups": self._group_count(True),  # held-out families
+            "coverage_outside_groups": self._group_count(False),  # held-out splits of either kind
         }
 
 

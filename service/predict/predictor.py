@@ -25,7 +25,7 @@ from service.predict.costmodel import CostModel, Proportional
 from service.predict.cv import LEVEL, Calibration
 from service.predict.featurecache import CachedFeatures
 
-PREDICTOR_VERSION = 2
+PREDICTOR_VERSION = 3  # 3: symmetric split-conformal intervals with the finite-sample rank
 METHOD = "non-negative least squares on relative error over graph-feature terms"
 SCHEME = "leave-one-family-out, nested (terms chosen and intervals calibrated inside each fold)"
 

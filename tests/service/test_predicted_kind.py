@@ -154,6 +154,27 @@ def test_an_op_type_never_seen_abstains_unless_allowed(client):
     assert "Einsum" in listed["reason"]
 
 
+def test_a_prediction_allowed_outside_the_domain_does_not_answer_a_request_without_the_flag(
+    client,
+):
+    """The flag is part of the request's identity: a done out-of-domain answer given because it
+    was asked for is reused only by a request that asks for it too; one without the flag gets
+    its own job, which abstains."""
+    put_einsum_artifact(client.app.state.settings, SMALL)
+    allowed = profile(client, SMALL, allow_out_of_domain=True)
+    run_export_step(client, allowed["id"])
+    assert client.get(f"/jobs/{allowed['id']}").json()["state"] == "done"
+    assert profile(client, SMALL, allow_out_of_domain=True)["id"] == allowed["id"]
+
+    plain = profile(client, SMALL)
+    assert plain["id"] != allowed["id"] and not plain["cached"]
+    run_export_step(client, plain["id"])
+    job = client.get(f"/jobs/{plain['id']}").json()
+    assert job["state"] == "failed" and "Einsum" in job["error"]
+    [stored] = client.get("/results", params={"kind": "predicted"}).json()["data"]
+    assert stored["job_id"] == allowed["id"]  # the abstention stored nothing
+
+
 def test_a_class_with_a_registered_offline_runner_queues_instead_of_predicting(client):
     with client.app.state.sessions() as s:
         runners.register_runner(s, device_class=IPHONE, description={}, runner_id="phone")
