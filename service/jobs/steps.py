@@ -167,7 +167,10 @@ def _run_on_server(sessions: Sessions, task: JobTask, paths: dict[str, Path], ho
 
 def claim(session: Session, *, job_id: str, attempt: int, runner_id: str) -> None:
     """A runner takes a job of its own device class whose artifact is exported, at ``attempt``;
-    ConflictError otherwise (another class's job, one not yet exported, another attempt's)."""
+    ConflictError otherwise (another class's job, one not yet exported, another attempt's).
+    The job's move and the runner's link to it commit in one transaction: a crash or a refused
+    write between them leaves neither (a claimed job with no runner would wait for its timeout:
+    the reaper requeues a silent runner's job through that link)."""
     job = session.get(JobRow, job_id)
     runner = session.get(runners.RunnerRow, runner_id)
     if job is not None and (runner is None or runner.device_class != job.device_class):
@@ -182,6 +185,7 @@ def claim(session: Session, *, job_id: str, attempt: int, runner_id: str) -> Non
         attempt=attempt,
         runner_id=runner_id,
         measure_started_at=utcnow(),
+        commit=False,
     )
     runners.set_current_job(session, runner_id=runner_id, job_id=job_id)
 

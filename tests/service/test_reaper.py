@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from exporters.errors import ConflictError
 from service.db import jobs, runners
@@ -241,3 +243,41 @@ def test_a_job_waiting_past_the_redispatch_interval_is_sent_again_once_per_inter
     for seconds in (0, 61, 62, 100, 122):
         reap(sessions, settings, recorder, now=start + timedelta(seconds=seconds), sent=sent)
     assert recorder.submitted == [(waiting.id, 1), (waiting.id, 1)]  # at 61 s and at 122 s
+
+
+_NO_LINK = {  # a fault between the claim's two writes: the runner's link to its job is refused
+    "sqlite": [
+        "CREATE TRIGGER no_link BEFORE UPDATE OF current_job_id ON runners "
+        "WHEN NEW.current_job_id IS NOT NULL BEGIN SELECT RAISE(ABORT, 'link refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION no_link() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'link refused'; END $$",
+        "CREATE TRIGGER no_link BEFORE UPDATE OF current_job_id ON runners FOR EACH ROW "
+        "WHEN (NEW.current_job_id IS NOT NULL) EXECUTE FUNCTION no_link()",
+    ],
+}
+_DROP_LINK_FAULT = {"sqlite": "DROP TRIGGER no_link", "postgresql": "DROP TRIGGER no_link ON runners"}
+
+
+def test_a_claim_and_its_runner_link_commit_together_or_not_at_all(sessions):
+    with sessions() as s:
+        job = _exported(s)
+        runner, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
+        runner_id = runner.id
+        for statement in _NO_LINK[s.get_bind().dialect.name]:
+            s.execute(text(statement))
+        s.commit()
+    with sessions() as s, pytest.raises(DBAPIError, match="link refused"):
+        steps.claim(s, job_id=job.id, attempt=1, runner_id=runner_id)
+    with sessions() as s:  # no half state: the job is not claimed by a runner that lacks it
+        row = jobs.get_job(s, job_id=job.id)
+        assert (row.state, row.runner_id, row.measure_started_at) == ("queued", None, None)
+        assert s.get(RunnerRow, runner_id).current_job_id is None
+        s.execute(text(_DROP_LINK_FAULT[s.get_bind().dialect.name]))
+        s.commit()
+        steps.claim(s, job_id=job.id, attempt=1, runner_id=runner_id)
+    with sessions() as s:
+        row = jobs.get_job(s, job_id=job.id)
+        assert (row.state, row.runner_id) == ("measuring", runner_id)
+        assert s.get(RunnerRow, runner_id).current_job_id == job.id
