@@ -16,6 +16,7 @@ from service.db.jobs import JobState
 from service.db.tables import RunnerRow, utcnow
 from service.jobs import steps
 from service.jobs.ports import Dispatcher, Sessions
+from service.jobs.transitions import STARTED
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -99,16 +100,40 @@ def _requeue_runner_job(
         log.warning("runner %s went silent; job %s requeued", runner.id, job.id)
 
 
-def recover(sessions: Sessions, settings: Settings, dispatcher: Dispatcher) -> int:
-    """Queue every unfinished job again under a new attempt, except those still being measured by
-    an online runner (the reaper takes those if the runner dies); a job that has used its
-    attempts fails instead (a job that crashes the server is not retried on every start). Run
-    after the dispatcher has started: the embedded runner re-registers first, which ends what it
-    held before the restart."""
+def started_jobs(sessions: Sessions) -> set[tuple[str, int]]:
+    """The started attempts (``transitions.STARTED``: exporting, measuring) as this worker
+    starts, read before its dispatcher runs anything: what the restart may have interrupted."""
+    with sessions() as session:
+        return {
+            (j.id, j.attempt) for j in jobs.active_jobs(session) if JobState(j.state) in STARTED
+        }
+
+
+def recover(
+    sessions: Sessions,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    started: set[tuple[str, int]] | None = None,
+) -> int:
+    """Queue every attempt the restart interrupted (of ``started``, read before the dispatcher
+    started: default, now) again under a new attempt: exporting, or measuring by no online
+    runner; a job that has used its attempts fails instead (a job that crashes the server is not
+    retried on every start). A job still measured by an online runner is left to it (the reaper
+    takes it if the runner dies), and so is one this start's dispatcher already took. A queued
+    job never started: it is sent again at its attempt (a lost message strands nothing; a
+    duplicate changes nothing) and spends none, so restarts never fail jobs that never ran. The
+    count requeued. Run after the dispatcher has started: the embedded runner re-registers
+    first, which ends what it held before the restart."""
+    started = started_jobs(sessions) if started is None else started
     count = 0
     with sessions() as session:
         held = {r.current_job_id for r in runners.list_runners(session) if r.online}
         for job in jobs.active_jobs(session):
+            if job.state == JobState.QUEUED.value:
+                dispatcher.submit(job.id, job.attempt)
+                continue
+            if (job.id, job.attempt) not in started:
+                continue
             if job.state == JobState.MEASURING.value and job.id in held:
                 continue
             count += steps.requeue(

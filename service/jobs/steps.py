@@ -31,7 +31,7 @@ from service.db.results import record_prediction, record_result
 from service.db.tables import ComparisonRow, JobRow, PredictionRow, ResultRow, SpecRow, utcnow
 from service.dispatch import isolated
 from service.jobs.ports import Dispatcher, Sessions
-from service.jobs.transitions import Event, move, require
+from service.jobs.transitions import STARTED, Event, move, require
 from service.settings import Settings
 
 # How each job kind's validated result is stored (one db function per kind), keyed by kind name.
@@ -273,11 +273,15 @@ def fail_in(
 def requeue(
     session: Session, job: JobRow, dispatcher: Dispatcher, *, max_attempts: int, reason: str
 ) -> bool:
-    """Queue ``job`` again under a new attempt (what held the old one is now ignored; the
-    artifact is exported again for it, a cache hit, before a runner may claim it), unless it
-    has had ``max_attempts`` already: then it fails with ``reason``, so a job that crashes what
-    runs it (a worker, a runner, the server) is quarantined instead of retried forever. True
-    when requeued."""
+    """Queue ``job``, interrupted while it ran, again under a new attempt (what held the old
+    one is now ignored; the artifact is exported again for it, a cache hit, before a runner may
+    claim it), unless it has had ``max_attempts`` already: then it fails with ``reason``, so a
+    job that crashes what runs it (a worker, a runner, the server) is quarantined instead of
+    retried forever. True when requeued. Only a started attempt (``transitions.STARTED``:
+    exporting or measuring) is requeued or failed here; a job that never started is left as it
+    is (False): nothing of it was interrupted, so it spends no attempt."""
+    if JobState(job.state) not in STARTED:
+        return False
     attempt = job.attempt  # the conditional UPDATE refreshes the loaded row
     if attempt >= max_attempts:
         fail_in(

@@ -22,6 +22,12 @@ from service.db.jobs import JobState
 from service.db.tables import JobRow, utcnow
 
 UNFINISHED = frozenset(s for s in JobState if s.active)
+# An attempt has *started* once work on it began and has not ended: its export step took it
+# (``start_export``: exporting) or a runner claimed it (``claim``: measuring). Only a started
+# attempt can be interrupted, so only it may be requeued under a new attempt (which spends one of
+# LATBENCH_MAX_ATTEMPTS). A queued job never started, or exported and waiting for a runner, lost
+# nothing to a restart or a silent worker: it is sent again at the same attempt instead.
+STARTED = frozenset({JobState.EXPORTING, JobState.MEASURING})
 
 
 class Event(str, Enum):
@@ -96,11 +102,11 @@ TRANSITIONS: dict[Event, Transition] = {
         why="an export, device, runner or timeout error",
     ),
     Event.REQUEUE: Transition(
-        UNFINISHED,
+        STARTED,
         JobState.QUEUED,
         clears=("runner_id", "measure_started_at", "artifact_key", "artifact_keys"),
         next_attempt=True,
-        why="its runner went silent, or the server restarted",
+        why="its runner or export worker went silent, or the server restarted, while it ran",
     ),
 }
 

@@ -14,7 +14,7 @@ from service.db import jobs, runners
 from service.db.jobs import JobState
 from service.db.results import record_result
 from service.db.tables import JobRow, RunnerRow, utcnow
-from service.dispatch.reaper import reap, recover
+from service.dispatch.reaper import reap, recover, started_jobs
 from service.jobs import steps
 from service.jobs.transitions import Event, move
 from tests.service.test_db import _exported, _job, _mark_exported
@@ -161,25 +161,47 @@ def test_a_job_queued_past_the_queue_age_fails_with_its_own_reason(sessions, set
     assert "no cpu-x86_64 runner took the job" in job.error
 
 
-def test_recover_requeues_unfinished_jobs_but_not_live_measurements(sessions, settings):
+def test_recover_requeues_interrupted_jobs_but_not_live_measurements(sessions, settings):
     live_job, _ = _measuring(sessions)
     with sessions() as s:
-        waiting, _ = _job(s, key="w" * 64)
+        exporting, _ = _job(s, key="w" * 64)
+        move(s, Event.START_EXPORT, job_id=exporting.id, attempt=1)
     recorder = Recorder()
     assert recover(sessions, settings, recorder) == 1
-    assert recorder.submitted == [(waiting.id, 2)]
+    assert recorder.submitted == [(exporting.id, 2)]
     with sessions() as s:
         assert jobs.get_job(s, job_id=live_job).state == JobState.MEASURING.value
 
 
-def test_recover_requeues_what_a_re_registered_runner_was_measuring(sessions, settings):
-    """The embedded runner keeps its id across restarts: registering again ends its old job."""
-    job_id, runner_id = _measuring(sessions)
+def test_restarts_spend_no_attempt_of_a_job_that_never_started(sessions, settings):
+    """Queued (never exported, or exported and waiting for a runner): nothing of it ran, so a
+    restart only sends it again; as many restarts as the attempt cap leave it as it was."""
     with sessions() as s:
-        runners.register_runner(s, device_class="cpu-x86_64", description={}, runner_id=runner_id)
+        fresh, _ = _job(s, key="f" * 64)
+        waiting = _exported(s)
     recorder = Recorder()
-    assert recover(sessions, settings, recorder) == 1
-    assert recorder.submitted == [(job_id, 2)]
+    for _ in range(settings.max_attempts + 1):
+        assert recover(sessions, settings, recorder) == 0
+    with sessions() as s:
+        rows = [jobs.get_job(s, job_id=j.id) for j in (fresh, waiting)]
+        assert [(r.state, r.attempt) for r in rows] == [("queued", 1), ("queued", 1)]
+        assert rows[1].artifact_key == waiting.artifact_key  # still exported: no export again
+        runner, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
+        steps.claim(s, job_id=waiting.id, attempt=1, runner_id=runner.id)  # the message sent
+    assert set(recorder.submitted) == {(fresh.id, 1), (waiting.id, 1)}
+
+
+def test_recovery_leaves_what_this_start_already_took(sessions, settings):
+    """The worker's dispatcher starts before recovery (its runner re-registers first): an export
+    it began meanwhile was not interrupted by the restart and is not requeued."""
+    with sessions() as s:
+        job, _ = _job(s)
+    before = started_jobs(sessions)  # read as the worker starts: nothing was running
+    with sessions() as s:
+        move(s, Event.START_EXPORT, job_id=job.id, attempt=1)  # this start's export worker
+    assert recover(sessions, settings, Recorder(), before) == 0
+    with sessions() as s:
+        assert (jobs.get_job(s, job_id=job.id).state, job.attempt) == ("exporting", 1)
 
 
 def test_a_job_interrupted_max_attempts_times_is_failed_with_the_reason_not_requeued(
