@@ -1,5 +1,6 @@
-"""Server-side housekeeping, run periodically by the API process whatever the dispatcher:
-runners that stopped heart-beating go offline and their in-flight job returns to the queue; jobs
+"""Server-side housekeeping, run periodically by the worker process whatever the dispatcher:
+runners that stopped heart-beating go offline and their in-flight job returns to the queue, and
+so does a job whose export stopped heart-beating (its export worker vanished); jobs
 past the timeout or the queue age fail; a job waiting long is sent again (a lost message strands
 none); on startup, unfinished jobs are queued again (none is lost to a restart)."""
 
@@ -34,11 +35,19 @@ def reap(
     now = now or utcnow()
     with sessions() as session:
         _redispatch(session, settings, dispatcher, now, {} if sent is None else sent)
-        stale = runners.mark_stale_offline(
-            session, cutoff=now - timedelta(seconds=settings.heartbeat_timeout_s)
-        )
+        heard_since = now - timedelta(seconds=settings.heartbeat_timeout_s)
+        stale = runners.mark_stale_offline(session, cutoff=heard_since)
         for runner in stale:
             _requeue_runner_job(session, runner, settings, dispatcher)
+        for job in jobs.silent_exports(session, beat_before=heard_since):
+            reason = (
+                f"its export worker went silent (no heartbeat for "
+                f"{settings.heartbeat_timeout_s:g} s: LATBENCH_HEARTBEAT_TIMEOUT_S)"
+            )
+            if steps.requeue(
+                session, job, dispatcher, max_attempts=settings.max_attempts, reason=reason
+            ):
+                log.warning("the export of job %s went silent; requeued", job.id)
         for job in jobs.overdue_jobs(
             session, started_before=now - timedelta(seconds=settings.job_timeout_s)
         ):

@@ -153,6 +153,23 @@ def move(
     return moved
 
 
+def beat_export(session: Session, *, job_id: str, attempt: int) -> bool:
+    """The export's heartbeat (``beat_at``), written here beside the moves because it is keyed
+    like one: only while ``attempt`` is exporting, so a worker given up on beats nothing. Not a
+    move (the state stays); False once the attempt has moved on. Commits."""
+    beaten = session.execute(
+        update(JobRow)
+        .where(
+            JobRow.id == job_id,
+            JobRow.attempt == attempt,
+            JobRow.state == JobState.EXPORTING.value,
+        )
+        .values(beat_at=utcnow())
+    )
+    session.commit()
+    return beaten.rowcount == 1
+
+
 def require(session: Session, event: Event, *, job_id: str, attempt: int, **kwargs: Any) -> None:
     """``move`` where a move that does not apply is the caller's error: TransitionError saying
     where the job is and what ``event`` moves (a runner claiming a job it may not take)."""

@@ -139,6 +139,7 @@ def test_profile_by_artifact_id_is_created_exported_and_sent_to_the_device_queue
         task = steps.export_step(
             app.state.sessions, job_id=job_id, attempt=2, store_root=settings.data_dir,
             lock_path=settings.host_lock, workers=steps.export_workers(settings),
+            beat_s=settings.heartbeat_interval_s,
         )  # fmt: skip
         assert task is not None and task.artifact_key == key  # found, not built
 

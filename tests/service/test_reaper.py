@@ -16,7 +16,7 @@ from service.db.results import record_result
 from service.db.tables import JobRow, RunnerRow, utcnow
 from service.dispatch.reaper import reap, recover, started_jobs
 from service.jobs import steps
-from service.jobs.transitions import Event, move
+from service.jobs.transitions import Event, beat_export, move
 from tests.service.test_db import _exported, _job, _mark_exported
 
 
@@ -204,6 +204,52 @@ def test_recovery_leaves_what_this_start_already_took(sessions, settings):
         assert (jobs.get_job(s, job_id=job.id).state, job.attempt) == ("exporting", 1)
 
 
+def test_an_export_whose_worker_stopped_beating_is_requeued(sessions, settings):
+    """An export worker that vanished (SIGKILL, its host gone) leaves its job exporting with a
+    heartbeat that stops: past LATBENCH_HEARTBEAT_TIMEOUT_S the reaper queues it again under a
+    new attempt, long before the job timeout; a beating export is left alone."""
+    with sessions() as s:
+        silent, _ = _job(s, key="s" * 64)
+        beating, _ = _job(s, key="b" * 64)
+        for job in (silent, beating):
+            move(s, Event.START_EXPORT, job_id=job.id, attempt=1, started_at=utcnow())
+            assert beat_export(s, job_id=job.id, attempt=1)
+    _age(sessions, JobRow, silent.id, "beat_at", settings.heartbeat_timeout_s + 1)
+    recorder = Recorder()
+    reap(sessions, settings, recorder)
+    with sessions() as s:
+        requeued, running = (jobs.get_job(s, job_id=j.id) for j in (silent, beating))
+        assert (requeued.state, requeued.attempt) == ("queued", 2)
+        assert (running.state, running.attempt) == ("exporting", 1)
+        assert not beat_export(s, job_id=silent.id, attempt=1)  # the old attempt's worker
+    assert recorder.submitted == [(silent.id, 2)]
+
+
+def test_a_silent_export_on_its_last_attempt_fails_the_job(sessions, settings):
+    settings.max_attempts = 1
+    with sessions() as s:
+        job, _ = _job(s)
+        move(s, Event.START_EXPORT, job_id=job.id, attempt=1, started_at=utcnow())
+        beat_export(s, job_id=job.id, attempt=1)
+    _age(sessions, JobRow, job.id, "beat_at", settings.heartbeat_timeout_s + 1)
+    recorder = Recorder()
+    reap(sessions, settings, recorder)
+    with sessions() as s:
+        failed = jobs.get_job(s, job_id=job.id)
+    assert recorder.submitted == [] and failed.state == "failed"
+    assert "export worker went silent" in failed.error and "gave up after 1" in failed.error
+
+
+def test_recover_requeues_what_a_re_registered_runner_was_measuring(sessions, settings):
+    """The embedded runner keeps its id across restarts: registering again ends its old job."""
+    job_id, runner_id = _measuring(sessions)
+    with sessions() as s:
+        runners.register_runner(s, device_class="cpu-x86_64", description={}, runner_id=runner_id)
+    recorder = Recorder()
+    assert recover(sessions, settings, recorder) == 1
+    assert recorder.submitted == [(job_id, 2)]
+
+
 def test_a_job_interrupted_max_attempts_times_is_failed_with_the_reason_not_requeued(
     sessions, settings
 ):
@@ -269,17 +315,26 @@ def test_a_job_waiting_past_the_redispatch_interval_is_sent_again_once_per_inter
 
 _NO_LINK = {  # a fault between the claim's two writes: the runner's link to its job is refused
     "sqlite": [
-        "CREATE TRIGGER no_link BEFORE UPDATE OF current_job_id ON runners "
-        "WHEN NEW.current_job_id IS NOT NULL BEGIN SELECT RAISE(ABORT, 'link refused'); END"
+        (
+            "CREATE TRIGGER no_link BEFORE UPDATE OF current_job_id ON runners WHEN "
+            "NEW.current_job_id IS NOT NULL BEGIN SELECT RAISE(ABORT, 'link refused'); END"
+        )
     ],
     "postgresql": [
-        "CREATE FUNCTION no_link() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'link refused'; END $$",
-        "CREATE TRIGGER no_link BEFORE UPDATE OF current_job_id ON runners FOR EACH ROW "
-        "WHEN (NEW.current_job_id IS NOT NULL) EXECUTE FUNCTION no_link()",
+        (
+            "CREATE FUNCTION no_link() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'link refused'; END $$"
+        ),
+        (
+            "CREATE TRIGGER no_link BEFORE UPDATE OF current_job_id ON runners FOR EACH ROW "
+            "WHEN (NEW.current_job_id IS NOT NULL) EXECUTE FUNCTION no_link()"
+        ),
     ],
 }
-_DROP_LINK_FAULT = {"sqlite": "DROP TRIGGER no_link", "postgresql": "DROP TRIGGER no_link ON runners"}
+_DROP_LINK_FAULT = {
+    "sqlite": "DROP TRIGGER no_link",
+    "postgresql": "DROP TRIGGER no_link ON runners",
+}
 
 
 def test_a_claim_and_its_runner_link_commit_together_or_not_at_all(sessions):
