@@ -110,7 +110,7 @@ def run_worker(settings: Settings, *, migrate: bool = True) -> None:
     from service.db.engine import engine_for, make_sessionmaker, upgrade
     from service.dispatch import worker_dispatcher
     from service.dispatch.isolated import start_fork_server
-    from service.dispatch.reaper import Reaper, recover
+    from service.dispatch.reaper import Reaper, recover, started_jobs
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     stop = threading.Event()
@@ -125,9 +125,10 @@ def run_worker(settings: Settings, *, migrate: bool = True) -> None:
     start_fork_server()  # the export workers' server, started by this long-lived main thread
     dispatcher = worker_dispatcher(settings, sessions)
     reaper = Reaper(sessions, settings, dispatcher)
+    interrupted = started_jobs(sessions)  # before this start's dispatcher takes any job
     dispatcher.start()  # the embedded runner registers first: recovery then sees it online
     try:
-        requeued = recover(sessions, settings, dispatcher)
+        requeued = recover(sessions, settings, dispatcher, interrupted)
         reaper.start()
         log.info(
             "worker started (%s dispatcher, %d job(s) requeued)", settings.dispatcher, requeued

@@ -234,6 +234,14 @@ def overdue_jobs(session: Session, *, started_before: datetime) -> list[JobRow]:
     return list(session.scalars(query))
 
 
+def silent_exports(session: Session, *, beat_before: datetime) -> list[JobRow]:
+    """Jobs exporting whose export step last beat before ``beat_before``: its worker is gone."""
+    query = select(JobRow).where(
+        JobRow.state == JobState.EXPORTING.value, JobRow.beat_at < beat_before
+    )
+    return list(session.scalars(query))
+
+
 def stale_queued_jobs(session: Session, *, submitted_before: datetime) -> list[JobRow]:
     """Jobs still waiting in the queue that were submitted before ``submitted_before``."""
     query = select(JobRow).where(

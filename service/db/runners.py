@@ -87,6 +87,8 @@ def beat(sessions: Callable[[], Session], *, runner_id: str) -> bool:
 
 
 def set_current_job(session: Session, *, runner_id: str, job_id: str | None) -> None:
+    """Link the runner to the job it holds (None: to none). Commits, and with it whatever the
+    caller's transaction holds (a claim's move: the two land together or not at all)."""
     session.execute(
         update(RunnerRow).where(RunnerRow.id == runner_id).values(current_job_id=job_id)
     )

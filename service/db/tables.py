@@ -82,6 +82,8 @@ class JobRow(Base):
     artifact_keys: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # the export step's last heartbeat while exporting: a vanished export worker stops it
+    beat_at: Mapped[datetime | None] = mapped_column(DateTime)
     measure_started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 

@@ -65,6 +65,7 @@ def build_app(settings: Settings) -> Any:
             store_root=settings.data_dir,
             lock_path=settings.host_lock,
             workers=workers,
+            beat_s=settings.heartbeat_interval_s,
         )
         if task is not None:
             app.send_task(

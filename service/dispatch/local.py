@@ -218,6 +218,7 @@ class LocalDispatcher:
                 store_root=self.settings.data_dir,
                 lock_path=self.settings.host_lock,
                 workers=self._workers,
+                beat_s=self.settings.heartbeat_interval_s,
             )  # an exported job: its task, without exporting again
             if task is not None and task.device_class == self.device_class.value:
                 run_task(port, task, host)

@@ -1,5 +1,6 @@
-"""Server-side housekeeping, run periodically by the API process whatever the dispatcher:
-runners that stopped heart-beating go offline and their in-flight job returns to the queue; jobs
+"""Server-side housekeeping, run periodically by the worker process whatever the dispatcher:
+runners that stopped heart-beating go offline and their in-flight job returns to the queue, and
+so does a job whose export stopped heart-beating (its export worker vanished); jobs
 past the timeout or the queue age fail; a job waiting long is sent again (a lost message strands
 none); on startup, unfinished jobs are queued again (none is lost to a restart)."""
 
@@ -16,6 +17,7 @@ from service.db.jobs import JobState
 from service.db.tables import RunnerRow, utcnow
 from service.jobs import steps
 from service.jobs.ports import Dispatcher, Sessions
+from service.jobs.transitions import STARTED
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,19 @@ def reap(
     now = now or utcnow()
     with sessions() as session:
         _redispatch(session, settings, dispatcher, now, {} if sent is None else sent)
-        stale = runners.mark_stale_offline(
-            session, cutoff=now - timedelta(seconds=settings.heartbeat_timeout_s)
-        )
+        heard_since = now - timedelta(seconds=settings.heartbeat_timeout_s)
+        stale = runners.mark_stale_offline(session, cutoff=heard_since)
         for runner in stale:
             _requeue_runner_job(session, runner, settings, dispatcher)
+        for job in jobs.silent_exports(session, beat_before=heard_since):
+            reason = (
+                f"its export worker went silent (no heartbeat for "
+                f"{settings.heartbeat_timeout_s:g} s: LATBENCH_HEARTBEAT_TIMEOUT_S)"
+            )
+            if steps.requeue(
+                session, job, dispatcher, max_attempts=settings.max_attempts, reason=reason
+            ):
+                log.warning("the export of job %s went silent; requeued", job.id)
         for job in jobs.overdue_jobs(
             session, started_before=now - timedelta(seconds=settings.job_timeout_s)
         ):
@@ -99,16 +109,40 @@ def _requeue_runner_job(
         log.warning("runner %s went silent; job %s requeued", runner.id, job.id)
 
 
-def recover(sessions: Sessions, settings: Settings, dispatcher: Dispatcher) -> int:
-    """Queue every unfinished job again under a new attempt, except those still being measured by
-    an online runner (the reaper takes those if the runner dies); a job that has used its
-    attempts fails instead (a job that crashes the server is not retried on every start). Run
-    after the dispatcher has started: the embedded runner re-registers first, which ends what it
-    held before the restart."""
+def started_jobs(sessions: Sessions) -> set[tuple[str, int]]:
+    """The started attempts (``transitions.STARTED``: exporting, measuring) as this worker
+    starts, read before its dispatcher runs anything: what the restart may have interrupted."""
+    with sessions() as session:
+        return {
+            (j.id, j.attempt) for j in jobs.active_jobs(session) if JobState(j.state) in STARTED
+        }
+
+
+def recover(
+    sessions: Sessions,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    started: set[tuple[str, int]] | None = None,
+) -> int:
+    """Queue every attempt the restart interrupted (of ``started``, read before the dispatcher
+    started: default, now) again under a new attempt: exporting, or measuring by no online
+    runner; a job that has used its attempts fails instead (a job that crashes the server is not
+    retried on every start). A job still measured by an online runner is left to it (the reaper
+    takes it if the runner dies), and so is one this start's dispatcher already took. A queued
+    job never started: it is sent again at its attempt (a lost message strands nothing; a
+    duplicate changes nothing) and spends none, so restarts never fail jobs that never ran. The
+    count requeued. Run after the dispatcher has started: the embedded runner re-registers
+    first, which ends what it held before the restart."""
+    started = started_jobs(sessions) if started is None else started
     count = 0
     with sessions() as session:
         held = {r.current_job_id for r in runners.list_runners(session) if r.online}
         for job in jobs.active_jobs(session):
+            if job.state == JobState.QUEUED.value:
+                dispatcher.submit(job.id, job.attempt)
+                continue
+            if (job.id, job.attempt) not in started:
+                continue
             if job.state == JobState.MEASURING.value and job.id in held:
                 continue
             count += steps.requeue(

@@ -7,12 +7,16 @@ own report)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 import service.predict.kind  # noqa: F401  registers the server-side predict kind
@@ -31,8 +35,11 @@ from service.db.results import record_prediction, record_result
 from service.db.tables import ComparisonRow, JobRow, PredictionRow, ResultRow, SpecRow, utcnow
 from service.dispatch import isolated
 from service.jobs.ports import Dispatcher, Sessions
-from service.jobs.transitions import Event, move, require
+from service.jobs.transitions import STARTED, Event, beat_export, move, require
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
+_BEAT_JOIN_S = 10.0  # a beat in flight waits for the database at most its busy timeout
 
 # How each job kind's validated result is stored (one db function per kind), keyed by kind name.
 RECORDERS: dict[str, Callable[..., tuple[ResultRow | ComparisonRow | PredictionRow, bool]]] = {
@@ -60,67 +67,98 @@ def export_step(
     store_root: Path,
     lock_path: Path,
     workers: isolated.WorkerProcesses,
+    beat_s: float,
 ) -> JobTask | None:
     """Export the job's artifacts (one per role: a compare job's baseline and candidate) in one
     of ``workers`` (one already in the store is looked up here); the task for its runner once all
-    exist, or None when the job failed or was not this attempt's to export. WorkerStopped
-    (shutdown) leaves the job exporting, for the next start to queue it."""
+    exist, or None when the job failed or was not this attempt's to export. While it exports,
+    the job's heartbeat is written every ``beat_s`` (LATBENCH_HEARTBEAT_INTERVAL_S), so a worker
+    that vanishes is noticed by the reaper. WorkerStopped (shutdown) leaves the job exporting,
+    for the next start to queue it."""
     with sessions() as session:
         job = session.get(JobRow, job_id)
         if job is not None and _exported(job, attempt):  # a message sent again: pass it on
             return None if get_kind(job.kind).on_server else task_of(job)
-        started = move(
-            session, Event.START_EXPORT, job_id=job_id, attempt=attempt, started_at=utcnow()
-        )
-        if not started:
-            return None
-        job = jobs.get_job(session, job_id=job_id)
-        session.refresh(job)
-        hashes = job.specs or {MODEL: job.spec_hash}
-        rows = {role: session.get(SpecRow, h) for role, h in hashes.items()}
-        try:  # an upload is measured as given: its artifact is looked up, never built
-            keys = {
-                role: artifacts.upload_key(session, spec_hash=row.hash, fmt=job.format)
-                for role, row in rows.items()
-                if row.family == UPLOADED
-            }
-        except NotFoundError as exc:
-            fail_in(session, job_id=job_id, attempt=attempt, error=str(exc))
-            return None
-        specs = {role: parse_spec(row.body) for role, row in rows.items() if role not in keys}
-    fmt = ExportFormat(job.format)
-    export = partial(pipeline.export, store_root=store_root, lock_path=lock_path)
-    paths: dict[str, Path] = {}
-    for role, spec in specs.items():
-        try:
-            stored = artifact_key(spec.content_hash(), fmt, spec.precision_for(fmt))
-            cached = ArtifactStore(store_root).get(stored) is not None
-            report = export(spec, (fmt,)) if cached else workers.run(export, spec, (fmt,))
-            with sessions() as session:
-                artifacts.record_export(session, spec_hash=hashes[role], report=report)
-            artifact = report.require(fmt)
-            keys[role], paths[role] = artifact.key, Path(artifact.path)
-        except LatbenchError as exc:
-            error = f"{role}: {exc}" if job.specs else str(exc)
-            fail(sessions, job_id=job_id, attempt=attempt, error=error)
-            return None
-    keys = {role: keys[role] for role in hashes}  # the roles' order: the first is the job's key
-    several = keys if job.specs else {}
-    with sessions() as session:
+        now = utcnow()
         if not move(
-            session,
-            Event.EXPORTED,
-            job_id=job_id,
-            attempt=attempt,
-            artifact_key=next(iter(keys.values())),
-            artifact_keys=several or None,
+            session, Event.START_EXPORT, job_id=job_id, attempt=attempt, started_at=now, beat_at=now
         ):
             return None
-        task = task_of(jobs.get_job(session, job_id=job_id))
-    if get_kind(job.kind).on_server:
-        _run_on_server(sessions, task, paths, Host(lock_path=lock_path, data_dir=store_root))
-        return None
-    return task
+    with _beating(sessions, job_id=job_id, attempt=attempt, every_s=beat_s):
+        with sessions() as session:
+            job = jobs.get_job(session, job_id=job_id)
+            hashes = job.specs or {MODEL: job.spec_hash}
+            rows = {role: session.get(SpecRow, h) for role, h in hashes.items()}
+            try:  # an upload is measured as given: its artifact is looked up, never built
+                keys = {
+                    role: artifacts.upload_key(session, spec_hash=row.hash, fmt=job.format)
+                    for role, row in rows.items()
+                    if row.family == UPLOADED
+                }
+            except NotFoundError as exc:
+                fail_in(session, job_id=job_id, attempt=attempt, error=str(exc))
+                return None
+            specs = {role: parse_spec(row.body) for role, row in rows.items() if role not in keys}
+        fmt = ExportFormat(job.format)
+        export = partial(pipeline.export, store_root=store_root, lock_path=lock_path)
+        paths: dict[str, Path] = {}
+        for role, spec in specs.items():
+            try:
+                stored = artifact_key(spec.content_hash(), fmt, spec.precision_for(fmt))
+                cached = ArtifactStore(store_root).get(stored) is not None
+                report = export(spec, (fmt,)) if cached else workers.run(export, spec, (fmt,))
+                with sessions() as session:
+                    artifacts.record_export(session, spec_hash=hashes[role], report=report)
+                artifact = report.require(fmt)
+                keys[role], paths[role] = artifact.key, Path(artifact.path)
+            except LatbenchError as exc:
+                error = f"{role}: {exc}" if job.specs else str(exc)
+                fail(sessions, job_id=job_id, attempt=attempt, error=error)
+                return None
+        keys = {role: keys[role] for role in hashes}  # the roles' order: the first is the job's key
+        several = keys if job.specs else {}
+        with sessions() as session:
+            if not move(
+                session,
+                Event.EXPORTED,
+                job_id=job_id,
+                attempt=attempt,
+                artifact_key=next(iter(keys.values())),
+                artifact_keys=several or None,
+            ):
+                return None
+            task = task_of(jobs.get_job(session, job_id=job_id))
+        if get_kind(job.kind).on_server:
+            _run_on_server(sessions, task, paths, Host(lock_path=lock_path, data_dir=store_root))
+            return None
+        return task
+
+
+@contextmanager
+def _beating(sessions: Sessions, *, job_id: str, attempt: int, every_s: float) -> Iterator[None]:
+    """The export's heartbeat (``jobs.beat_at``) every ``every_s`` while the block runs: without
+    it an export worker that vanished (SIGKILL, its host gone) left its job exporting until the
+    job timeout; with it the reaper requeues the job within LATBENCH_HEARTBEAT_TIMEOUT_S. A beat
+    the database refuses is logged and the next one tried; the beats end with the block, or
+    once the attempt is no longer exporting (requeued, failed, exported)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            try:
+                with sessions() as session:
+                    if not beat_export(session, job_id=job_id, attempt=attempt):
+                        return
+            except SQLAlchemyError as exc:
+                log.warning("export heartbeat of job %s not recorded: %s", job_id, exc)
+
+    thread = threading.Thread(target=beat, name="latbench-export-beat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=_BEAT_JOIN_S)
 
 
 def _exported(job: JobRow, attempt: int) -> bool:
@@ -167,7 +205,10 @@ def _run_on_server(sessions: Sessions, task: JobTask, paths: dict[str, Path], ho
 
 def claim(session: Session, *, job_id: str, attempt: int, runner_id: str) -> None:
     """A runner takes a job of its own device class whose artifact is exported, at ``attempt``;
-    ConflictError otherwise (another class's job, one not yet exported, another attempt's)."""
+    ConflictError otherwise (another class's job, one not yet exported, another attempt's).
+    The job's move and the runner's link to it commit in one transaction: a crash or a refused
+    write between them leaves neither (a claimed job with no runner would wait for its timeout:
+    the reaper requeues a silent runner's job through that link)."""
     job = session.get(JobRow, job_id)
     runner = session.get(runners.RunnerRow, runner_id)
     if job is not None and (runner is None or runner.device_class != job.device_class):
@@ -182,6 +223,7 @@ def claim(session: Session, *, job_id: str, attempt: int, runner_id: str) -> Non
         attempt=attempt,
         runner_id=runner_id,
         measure_started_at=utcnow(),
+        commit=False,
     )
     runners.set_current_job(session, runner_id=runner_id, job_id=job_id)
 
@@ -269,11 +311,15 @@ def fail_in(
 def requeue(
     session: Session, job: JobRow, dispatcher: Dispatcher, *, max_attempts: int, reason: str
 ) -> bool:
-    """Queue ``job`` again under a new attempt (what held the old one is now ignored; the
-    artifact is exported again for it, a cache hit, before a runner may claim it), unless it
-    has had ``max_attempts`` already: then it fails with ``reason``, so a job that crashes what
-    runs it (a worker, a runner, the server) is quarantined instead of retried forever. True
-    when requeued."""
+    """Queue ``job``, interrupted while it ran, again under a new attempt (what held the old
+    one is now ignored; the artifact is exported again for it, a cache hit, before a runner may
+    claim it), unless it has had ``max_attempts`` already: then it fails with ``reason``, so a
+    job that crashes what runs it (a worker, a runner, the server) is quarantined instead of
+    retried forever. True when requeued. Only a started attempt (``transitions.STARTED``:
+    exporting or measuring) is requeued or failed here; a job that never started is left as it
+    is (False): nothing of it was interrupted, so it spends no attempt."""
+    if JobState(job.state) not in STARTED:
+        return False
     attempt = job.attempt  # the conditional UPDATE refreshes the loaded row
     if attempt >= max_attempts:
         fail_in(

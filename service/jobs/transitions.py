@@ -22,6 +22,12 @@ from service.db.jobs import JobState
 from service.db.tables import JobRow, utcnow
 
 UNFINISHED = frozenset(s for s in JobState if s.active)
+# An attempt has *started* once work on it began and has not ended: its export step took it
+# (``start_export``: exporting) or a runner claimed it (``claim``: measuring). Only a started
+# attempt can be interrupted, so only it may be requeued under a new attempt (which spends one of
+# LATBENCH_MAX_ATTEMPTS). A queued job never started, or exported and waiting for a runner, lost
+# nothing to a restart or a silent worker: it is sent again at the same attempt instead.
+STARTED = frozenset({JobState.EXPORTING, JobState.MEASURING})
 
 
 class Event(str, Enum):
@@ -96,11 +102,11 @@ TRANSITIONS: dict[Event, Transition] = {
         why="an export, device, runner or timeout error",
     ),
     Event.REQUEUE: Transition(
-        UNFINISHED,
+        STARTED,
         JobState.QUEUED,
         clears=("runner_id", "measure_started_at", "artifact_key", "artifact_keys"),
         next_attempt=True,
-        why="its runner went silent, or the server restarted",
+        why="its runner or export worker went silent, or the server restarted, while it ran",
     ),
 }
 
@@ -145,6 +151,23 @@ def move(
     if commit:
         session.commit()
     return moved
+
+
+def beat_export(session: Session, *, job_id: str, attempt: int) -> bool:
+    """The export's heartbeat (``beat_at``), written here beside the moves because it is keyed
+    like one: only while ``attempt`` is exporting, so a worker given up on beats nothing. Not a
+    move (the state stays); False once the attempt has moved on. Commits."""
+    beaten = session.execute(
+        update(JobRow)
+        .where(
+            JobRow.id == job_id,
+            JobRow.attempt == attempt,
+            JobRow.state == JobState.EXPORTING.value,
+        )
+        .values(beat_at=utcnow())
+    )
+    session.commit()
+    return beaten.rowcount == 1
 
 
 def require(session: Session, event: Event, *, job_id: str, attempt: int, **kwargs: Any) -> None:

@@ -31,9 +31,11 @@ SLOW_EXPORT = {"model": "fastvit_t8", "formats": ["onnx"]}
 TINY = {"model": "mobileone_s0", "input": {"height": 32, "width": 32}, "formats": ["onnx"]}
 
 
-def submit_and_wait_for_export(server: Server) -> str:
-    """A job accepted and in its export, with the export worker process running."""
-    response = server.http.post("/profile", json={"model": SLOW_EXPORT, "settings": FAST})
+def submit_and_wait_for_export(server: Server, **body) -> str:
+    """A job accepted and in its export, with the export worker process running; ``body``: more
+    fields of the request."""
+    body = {"model": SLOW_EXPORT, "settings": FAST, **body}
+    response = server.http.post("/profile", json=body)
     assert response.status_code == 202, response.text
     job_id = response.json()["jobs"][0]["id"]
     server.wait_job(job_id, states=("exporting",), timeout=120)
@@ -387,3 +389,42 @@ def test_a_silent_runner_loses_its_job_and_its_late_result_is_refused(base_env, 
     # report, or its result, are refused (409).
     assert refused in late
     assert [r["job_id"] for r in results] == [slow]
+
+
+@pytest.mark.faults
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_a_killed_export_worker_loses_its_job_within_the_heartbeat_window(base_env, tmp_path):
+    """The Celery export worker SIGKILLed mid-export (its fork server and export die with it):
+    its job stops heart-beating and is requeued within LATBENCH_HEARTBEAT_TIMEOUT_S (3 s here),
+    not left exporting until the job timeout (1800 s); the dispatcher starts another export
+    worker, which exports the new attempt, and a runner measures it. Before, the job stayed
+    `exporting` at attempt 1 and nothing took the export queue again."""
+    with celery_server(base_env, tmp_path / "server.log") as (server, _):
+        job_id = submit_and_wait_for_export(server, predict=False)  # measured: no runner yet
+        timeout_s = float(base_env["LATBENCH_HEARTBEAT_TIMEOUT_S"])
+        watched = time.monotonic() + 2 * timeout_s  # a live export is never taken for dead
+        while time.monotonic() < watched:
+            job = server.http.get(f"/jobs/{job_id}").json()
+            assert (job["state"], job["attempt"]) == ("exporting", 1), job
+            time.sleep(0.5)
+        [worker] = [
+            p for p in descendants(server.popen.pid)
+            if "service.dispatch.export_worker" in " ".join(p.cmdline())
+        ]  # fmt: skip
+        doomed = [worker, *descendants(worker.pid)]
+        worker.kill()
+        killed = time.monotonic()
+        assert_all_gone(doomed, within_s=30)
+        requeued = server.http.get(f"/jobs/{job_id}").json()
+        while requeued["attempt"] == 1 and time.monotonic() < killed + 60:
+            time.sleep(0.3)
+            requeued = server.http.get(f"/jobs/{job_id}").json()
+        assert requeued["attempt"] == 2, f"{requeued}\n{server.tail()}"
+        assert requeued["state"] in ("queued", "exporting"), requeued
+        runner, _ = start_runner(server, base_env, tmp_path / "runner.log")
+        try:
+            job = server.wait_job(job_id, timeout=600)
+        finally:
+            runner.kill()
+    assert (job["state"], job["attempt"]) == ("done", 2), job["error"]

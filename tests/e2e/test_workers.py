@@ -135,6 +135,47 @@ def test_the_api_and_the_worker_run_apart(base_env, tmp_path):
         api.stop()
 
 
+def start_worker(env: dict[str, str], log, *options: str, timeout: float = 180) -> Proc:
+    """`latbench worker` once its start is done (recovery included: it logs the line after)."""
+    worker = Proc([LATBENCH, "worker", "--no-migrate", *options], env, log)
+    deadline = time.monotonic() + timeout
+    while "worker started" not in log.read_text(errors="replace"):
+        assert worker.popen.poll() is None, worker.tail()
+        assert time.monotonic() < deadline, f"worker not started in {timeout:g} s:\n{worker.tail()}"
+        time.sleep(0.3)
+    return worker
+
+
+def test_restarts_spend_no_attempt_of_jobs_that_never_started(base_env, tmp_path):
+    """Jobs queued while no runner takes them (`latbench worker --no-local-runner`: recovery and
+    the reaper, nothing that exports or measures) outlive as many worker restarts as the attempt
+    cap, still queued at attempt 1; a worker with its runner then measures them. Before, each
+    start's recovery spent an attempt of every queued job and the cap'th failed them."""
+    env = base_env | {"LATBENCH_MAX_ATTEMPTS": "2"}
+    api = Server(env, tmp_path / "api.log", "--no-worker")
+    worker = None
+    try:
+        ids = []
+        for seed in (1, 2):
+            body = {"model": {"model": "mobileone_s0", "input": {"height": 32, "width": 32}},
+                    "formats": ["onnx"], "settings": {**FAST, "seed": seed}}  # fmt: skip
+            accepted = api.http.post("/profile", json=body)
+            assert accepted.status_code == 202, accepted.text
+            ids.append(accepted.json()["jobs"][0]["id"])
+        for n in range(3):  # one more start than the cap allows attempts
+            start_worker(env, tmp_path / f"idle-{n}.log", "--no-local-runner").kill()
+            views = [api.http.get(f"/jobs/{i}").json() for i in ids]
+            assert [(v["state"], v["attempt"]) for v in views] == [("queued", 1)] * 2, views
+        worker = start_worker(env, tmp_path / "worker.log")
+        for job_id in ids:
+            job = api.wait_job(job_id)
+            assert (job["state"], job["attempt"]) == ("done", 1), f"{job['error']}\n{worker.tail()}"
+    finally:
+        if worker is not None:
+            worker.kill()
+        api.stop()
+
+
 def test_settings_in_the_environment_are_not_overwritten(base_env, tmp_path):
     """LATBENCH_LOCAL_RUNNER=false holds: nothing measures this host, so a profile of its class
     is refused instead of queued."""

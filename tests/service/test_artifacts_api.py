@@ -134,10 +134,12 @@ def test_profile_by_artifact_id_is_created_exported_and_sent_to_the_device_queue
         assert dispatcher.submitted == []  # never through the export queue
         assert [(t.job_id, t.artifact_key) for t in dispatcher.dispatched] == [(job_id, key)]
         with app.state.sessions() as session:  # interrupted: queued again without its artifact
+            assert move(session, Event.CLAIM, job_id=job_id, attempt=1)
             assert move(session, Event.REQUEUE, job_id=job_id, attempt=1)
         task = steps.export_step(
             app.state.sessions, job_id=job_id, attempt=2, store_root=settings.data_dir,
             lock_path=settings.host_lock, workers=steps.export_workers(settings),
+            beat_s=settings.heartbeat_interval_s,
         )  # fmt: skip
         assert task is not None and task.artifact_key == key  # found, not built
 

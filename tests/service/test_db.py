@@ -93,6 +93,7 @@ def test_finished_job_frees_its_key_for_a_new_one(sessions):
 def test_transition_refuses_a_stale_attempt(sessions):
     with sessions() as s:
         job, _ = _job(s)
+        assert move(s, Event.START_EXPORT, job_id=job.id, attempt=1)
         assert move(s, Event.REQUEUE, job_id=job.id, attempt=1)
         moved = move(s, Event.START_EXPORT, job_id=job.id, attempt=1)
         current = jobs.get_job(s, job_id=job.id)

@@ -102,6 +102,7 @@ def test_a_model_past_the_memory_limit_fails_its_job_not_this_process(sessions, 
         store_root=settings.data_dir,
         lock_path=settings.host_lock,
         workers=steps.export_workers(settings),
+        beat_s=settings.heartbeat_interval_s,
     )
     with sessions() as s:
         failed = jobs.get_job(s, job_id=job.id)

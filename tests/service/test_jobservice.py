@@ -4,6 +4,8 @@ before it is stored, and time-driven changes run on an injected clock."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -17,11 +19,12 @@ from exporters.artifacts import ArtifactStore
 from exporters.errors import SpecError
 from service.db import jobs, runners
 from service.db.tables import utcnow
+from service.dispatch.isolated import WorkerError
 from service.dispatch.local import DatabasePort, local_runner_id
 from service.dispatch.reaper import reap
 from service.jobs import steps, submission
 from tests.service.doubles import FilePort, RecordingDispatcher
-from tests.service.test_db import _exported
+from tests.service.test_db import _exported, _job
 from tests.service.test_runner_host import _tiny_onnx
 
 KEY = "0123456789abcdef" * 2 + "-onnx-fp32"
@@ -128,10 +131,52 @@ def test_an_export_message_sent_again_passes_the_exported_job_on_without_exporti
         store_root=settings.data_dir,
         lock_path=settings.host_lock,
         workers=workers,
+        beat_s=settings.heartbeat_interval_s,
     )
     assert (task.job_id, task.attempt, task.artifact_key) == (queued.id, 1, KEY)
     with sessions() as s:
         assert jobs.get_job(s, job_id=queued.id).state == "queued"
+
+
+class HeldExport:
+    """Export workers whose export waits (bounded) until its job's heartbeat has been written
+    after the start, then fails: what the step wrote meanwhile is the test's to read."""
+
+    def __init__(self, sessions, job_id: str) -> None:
+        self.sessions, self.job_id, self.beats = sessions, job_id, []
+
+    def run(self, fn, *args):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with self.sessions() as s:
+                job = jobs.get_job(s, job_id=self.job_id)
+            if job.beat_at > job.started_at:
+                self.beats.append((job.state, job.attempt))
+                break
+            time.sleep(0.05)
+        raise WorkerError("held by the test")
+
+
+def test_an_export_beats_while_it_runs_and_stops_when_it_ends(sessions, settings):
+    """The heartbeat the reaper watches (a vanished export worker's job is requeued) is written
+    while the export runs, and ends with it."""
+    with sessions() as s:
+        job, _ = _job(s)
+    held = HeldExport(sessions, job.id)
+    task = steps.export_step(
+        sessions,
+        job_id=job.id,
+        attempt=1,
+        store_root=settings.data_dir,
+        lock_path=settings.host_lock,
+        workers=held,
+        beat_s=0.05,
+    )
+    assert task is None and held.beats == [("exporting", 1)]
+    with sessions() as s:
+        failed = jobs.get_job(s, job_id=job.id)
+    assert failed.state == "failed" and "held by the test" in failed.error
+    assert "latbench-export-beat" not in {t.name for t in threading.enumerate()}
 
 
 @pytest.mark.parametrize("ok", [True, False])

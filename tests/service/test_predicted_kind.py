@@ -61,6 +61,7 @@ def run_export_step(client, job_id: str, *, to_runner: bool = False) -> None:
             store_root=settings.data_dir,
             lock_path=settings.host_lock,
             workers=workers,
+            beat_s=settings.heartbeat_interval_s,
         )
     finally:
         workers.stop()

@@ -6,15 +6,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from exporters.errors import ConflictError
 from service.db import jobs, runners
 from service.db.jobs import JobState
 from service.db.results import record_result
 from service.db.tables import JobRow, RunnerRow, utcnow
-from service.dispatch.reaper import reap, recover
+from service.dispatch.reaper import reap, recover, started_jobs
 from service.jobs import steps
-from service.jobs.transitions import Event, move
+from service.jobs.transitions import Event, beat_export, move
 from tests.service.test_db import _exported, _job, _mark_exported
 
 
@@ -159,15 +161,83 @@ def test_a_job_queued_past_the_queue_age_fails_with_its_own_reason(sessions, set
     assert "no cpu-x86_64 runner took the job" in job.error
 
 
-def test_recover_requeues_unfinished_jobs_but_not_live_measurements(sessions, settings):
+def test_recover_requeues_interrupted_jobs_but_not_live_measurements(sessions, settings):
     live_job, _ = _measuring(sessions)
     with sessions() as s:
-        waiting, _ = _job(s, key="w" * 64)
+        exporting, _ = _job(s, key="w" * 64)
+        move(s, Event.START_EXPORT, job_id=exporting.id, attempt=1)
     recorder = Recorder()
     assert recover(sessions, settings, recorder) == 1
-    assert recorder.submitted == [(waiting.id, 2)]
+    assert recorder.submitted == [(exporting.id, 2)]
     with sessions() as s:
         assert jobs.get_job(s, job_id=live_job).state == JobState.MEASURING.value
+
+
+def test_restarts_spend_no_attempt_of_a_job_that_never_started(sessions, settings):
+    """Queued (never exported, or exported and waiting for a runner): nothing of it ran, so a
+    restart only sends it again; as many restarts as the attempt cap leave it as it was."""
+    with sessions() as s:
+        fresh, _ = _job(s, key="f" * 64)
+        waiting = _exported(s)
+    recorder = Recorder()
+    for _ in range(settings.max_attempts + 1):
+        assert recover(sessions, settings, recorder) == 0
+    with sessions() as s:
+        rows = [jobs.get_job(s, job_id=j.id) for j in (fresh, waiting)]
+        assert [(r.state, r.attempt) for r in rows] == [("queued", 1), ("queued", 1)]
+        assert rows[1].artifact_key == waiting.artifact_key  # still exported: no export again
+        runner, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
+        steps.claim(s, job_id=waiting.id, attempt=1, runner_id=runner.id)  # the message sent
+    assert set(recorder.submitted) == {(fresh.id, 1), (waiting.id, 1)}
+
+
+def test_recovery_leaves_what_this_start_already_took(sessions, settings):
+    """The worker's dispatcher starts before recovery (its runner re-registers first): an export
+    it began meanwhile was not interrupted by the restart and is not requeued."""
+    with sessions() as s:
+        job, _ = _job(s)
+    before = started_jobs(sessions)  # read as the worker starts: nothing was running
+    with sessions() as s:
+        move(s, Event.START_EXPORT, job_id=job.id, attempt=1)  # this start's export worker
+    assert recover(sessions, settings, Recorder(), before) == 0
+    with sessions() as s:
+        assert (jobs.get_job(s, job_id=job.id).state, job.attempt) == ("exporting", 1)
+
+
+def test_an_export_whose_worker_stopped_beating_is_requeued(sessions, settings):
+    """An export worker that vanished (SIGKILL, its host gone) leaves its job exporting with a
+    heartbeat that stops: past LATBENCH_HEARTBEAT_TIMEOUT_S the reaper queues it again under a
+    new attempt, long before the job timeout; a beating export is left alone."""
+    with sessions() as s:
+        silent, _ = _job(s, key="s" * 64)
+        beating, _ = _job(s, key="b" * 64)
+        for job in (silent, beating):
+            move(s, Event.START_EXPORT, job_id=job.id, attempt=1, started_at=utcnow())
+            assert beat_export(s, job_id=job.id, attempt=1)
+    _age(sessions, JobRow, silent.id, "beat_at", settings.heartbeat_timeout_s + 1)
+    recorder = Recorder()
+    reap(sessions, settings, recorder)
+    with sessions() as s:
+        requeued, running = (jobs.get_job(s, job_id=j.id) for j in (silent, beating))
+        assert (requeued.state, requeued.attempt) == ("queued", 2)
+        assert (running.state, running.attempt) == ("exporting", 1)
+        assert not beat_export(s, job_id=silent.id, attempt=1)  # the old attempt's worker
+    assert recorder.submitted == [(silent.id, 2)]
+
+
+def test_a_silent_export_on_its_last_attempt_fails_the_job(sessions, settings):
+    settings.max_attempts = 1
+    with sessions() as s:
+        job, _ = _job(s)
+        move(s, Event.START_EXPORT, job_id=job.id, attempt=1, started_at=utcnow())
+        beat_export(s, job_id=job.id, attempt=1)
+    _age(sessions, JobRow, job.id, "beat_at", settings.heartbeat_timeout_s + 1)
+    recorder = Recorder()
+    reap(sessions, settings, recorder)
+    with sessions() as s:
+        failed = jobs.get_job(s, job_id=job.id)
+    assert recorder.submitted == [] and failed.state == "failed"
+    assert "export worker went silent" in failed.error and "gave up after 1" in failed.error
 
 
 def test_recover_requeues_what_a_re_registered_runner_was_measuring(sessions, settings):
@@ -241,3 +311,50 @@ def test_a_job_waiting_past_the_redispatch_interval_is_sent_again_once_per_inter
     for seconds in (0, 61, 62, 100, 122):
         reap(sessions, settings, recorder, now=start + timedelta(seconds=seconds), sent=sent)
     assert recorder.submitted == [(waiting.id, 1), (waiting.id, 1)]  # at 61 s and at 122 s
+
+
+_NO_LINK = {  # a fault between the claim's two writes: the runner's link to its job is refused
+    "sqlite": [
+        (
+            "CREATE TRIGGER no_link BEFORE UPDATE OF current_job_id ON runners WHEN "
+            "NEW.current_job_id IS NOT NULL BEGIN SELECT RAISE(ABORT, 'link refused'); END"
+        )
+    ],
+    "postgresql": [
+        (
+            "CREATE FUNCTION no_link() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'link refused'; END $$"
+        ),
+        (
+            "CREATE TRIGGER no_link BEFORE UPDATE OF current_job_id ON runners FOR EACH ROW "
+            "WHEN (NEW.current_job_id IS NOT NULL) EXECUTE FUNCTION no_link()"
+        ),
+    ],
+}
+_DROP_LINK_FAULT = {
+    "sqlite": "DROP TRIGGER no_link",
+    "postgresql": "DROP TRIGGER no_link ON runners",
+}
+
+
+def test_a_claim_and_its_runner_link_commit_together_or_not_at_all(sessions):
+    with sessions() as s:
+        job = _exported(s)
+        runner, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
+        runner_id = runner.id
+        for statement in _NO_LINK[s.get_bind().dialect.name]:
+            s.execute(text(statement))
+        s.commit()
+    with sessions() as s, pytest.raises(DBAPIError, match="link refused"):
+        steps.claim(s, job_id=job.id, attempt=1, runner_id=runner_id)
+    with sessions() as s:  # no half state: the job is not claimed by a runner that lacks it
+        row = jobs.get_job(s, job_id=job.id)
+        assert (row.state, row.runner_id, row.measure_started_at) == ("queued", None, None)
+        assert s.get(RunnerRow, runner_id).current_job_id is None
+        s.execute(text(_DROP_LINK_FAULT[s.get_bind().dialect.name]))
+        s.commit()
+        steps.claim(s, job_id=job.id, attempt=1, runner_id=runner_id)
+    with sessions() as s:
+        row = jobs.get_job(s, job_id=job.id)
+        assert (row.state, row.runner_id) == ("measuring", runner_id)
+        assert s.get(RunnerRow, runner_id).current_job_id == job.id

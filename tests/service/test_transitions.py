@@ -119,7 +119,7 @@ def test_no_module_but_the_table_writes_a_job_state():
                     and any(getattr(arg, "id", None) == "JobRow" for arg in node.args)
                 ):
                     writers.append(str(path.relative_to(ROOT)))
-    assert writers == ["service/jobs/transitions.py"]
+    assert set(writers) == {"service/jobs/transitions.py"}  # its moves and the export's beat
 
 
 def test_the_architecture_doc_shows_the_table_as_it_is():
