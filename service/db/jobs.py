@@ -191,12 +191,12 @@ def list_jobs(
     offset: int = 0,
     viewer: str | None = None,
 ) -> tuple[list[JobRow], int]:
-    """Newest first; ``viewer``: only jobs whose first spec is no upload or one ``viewer``
-    uploaded (None: all, for an admin). A compare job's other side is the caller's to check
-    (``owners.may_see``)."""
+    """Newest first, and how many match; ``viewer``: only jobs every spec of which is no upload
+    or one ``viewer`` uploaded (``owners.visible_job``; None: all, for an admin), filtered in
+    the statement itself so the count is the number of jobs its pages hold."""
     query = select(JobRow)
     if viewer is not None:
-        query = query.where(owners.visible(JobRow.spec_hash, literal(viewer)))
+        query = query.where(owners.visible_job(literal(viewer)))
     if state:
         query = query.where(JobRow.state == state)
     if device_class:

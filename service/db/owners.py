@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, String, cast, exists, func, literal, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from exporters.errors import NotFoundError, QuotaError
 from service.auth import BOOTSTRAP_ADMIN, LOCAL, Caller
 from service.db.artifacts import UPLOADED, no_upload, uploaded
 from service.db.engine import commit_new
-from service.db.tables import ArtifactRow, SpecRow, UploadRow, UserRow
+from service.db.tables import ArtifactRow, JobRow, SpecRow, UploadRow, UserRow
 
 RESERVED = frozenset({BOOTSTRAP_ADMIN, LOCAL})  # callers no ``users add`` may impersonate
 
@@ -64,6 +64,25 @@ def visible(column: InstrumentedAttribute[str], viewer: ColumnElement[str]) -> C
     uploads = select(SpecRow.hash).where(SpecRow.family == UPLOADED)
     owned = select(UploadRow.content_hash).where(UploadRow.owner == viewer)
     return or_(column.not_in(uploads), column.in_(owned))
+
+
+def visible_job(viewer: ColumnElement[str]) -> ColumnElement[bool]:
+    """SQL: every spec the job measures (its first, ``jobs.spec_hash``, and each side of a
+    compare job in ``jobs.specs``) is no upload, or one ``viewer`` uploaded. In the listing's
+    own statement, so its count and its pages agree: a check of the first spec alone counted a
+    compare job against someone else's upload that the page then had to leave out. ``specs`` is
+    a JSON object of role -> hash, read as text on both databases (no JSON function is common to
+    SQLite and PostgreSQL): a hash is one of its values exactly when it appears there quoted
+    (hex hashes hold no LIKE wildcard, and the keys are role names)."""
+    hidden = select(literal(1)).where(
+        SpecRow.family == UPLOADED,
+        SpecRow.hash.not_in(select(UploadRow.content_hash).where(UploadRow.owner == viewer)),
+        or_(
+            SpecRow.hash == JobRow.spec_hash,
+            cast(JobRow.specs, String).like(literal('%"') + SpecRow.hash + literal('"%')),
+        ),
+    )
+    return ~exists(hidden.correlate(JobRow))
 
 
 def may_see(session: Session, caller: Caller, spec_hashes: Iterable[str]) -> bool:

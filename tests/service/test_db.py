@@ -240,3 +240,29 @@ def test_a_spec_asking_for_a_precision_is_stored_apart(sessions):
         rows = {row.hash: row.body for row in s.scalars(select(SpecRow))}
     assert rows[plain.content_hash()]["precision"] is None
     assert rows[fp16.content_hash()]["precision"] == "fp16"
+
+
+def test_a_job_listing_checks_every_spec_of_a_job_in_its_statement(sessions):
+    """A compare job whose second side is alice's upload is bob's to neither list nor count, on
+    both databases (the check reads ``jobs.specs`` as text: SQLite's and PostgreSQL's casts)."""
+    from service.db.artifacts import UPLOADED
+    from service.db.tables import UploadRow
+
+    upload = "f" * 32
+    with sessions() as s:
+        s.add(SpecRow(hash=upload, model="mine", family=UPLOADED, body={}))
+        s.add(UploadRow(artifact_key=f"{upload}-onnx-fp32", content_hash=upload, owner="alice",
+                        size_bytes=1))  # fmt: skip
+        s.commit()
+        _job(s, key="z" * 64)  # the zoo's: everyone's
+        jobs.upsert_spec(s, spec_hash=SPEC_HASH, model="mobileone_s0", family="mobileone",
+                         body=parse_spec("mobileone_s0").identity())  # fmt: skip
+        compare, _ = jobs.create_or_coalesce(
+            s, spec_hash=SPEC_HASH, device_class="cpu-x86_64", fmt="onnx", settings={},
+            request_key="c" * 64, user="alice", kind="compare",
+            specs={"baseline": SPEC_HASH, "candidate": upload},
+        )  # fmt: skip
+        for viewer, seen in (("bob", 1), ("alice", 2), (None, 2)):
+            rows, count = jobs.list_jobs(s, viewer=viewer)
+            assert count == len(rows) == seen, viewer
+        assert compare.id not in {r.id for r in jobs.list_jobs(s, viewer="bob")[0]}

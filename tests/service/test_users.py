@@ -163,3 +163,39 @@ def test_users_add_prints_a_token_once_and_stores_its_hash(settings, monkeypatch
         row = session.get(UserRow, "carol")
         assert row.token_hash == token_digest(token) and token not in row.token_hash
     engine.dispose()
+
+
+def test_a_job_listing_counts_what_its_pages_hold(team, tmp_path):
+    """Alice compares a zoo model (the job's first spec) against her upload: bob may not see the
+    job, and his count leaves it out as his pages do (the count once checked the first spec only,
+    so it ran one over and the pages came back short of it)."""
+    client, heads = team
+    key, private_job = _measured_upload(client, heads, tmp_path)
+    device = DeviceClass.of_this_cpu().value
+    compared = client.post(
+        "/compare",
+        json={"baseline": "mobileone_s0", "candidate": {"artifact": key}, "devices": [device]},
+        headers=heads["alice"],
+    )
+    assert compared.status_code == 202, compared.text
+    compare_job = compared.json()["jobs"][0]["id"]
+    with client.app.state.sessions() as session:
+        zoo_jobs = {_done_job(session, n) for n in (1, 2, 3)}
+
+    def pages(who: str) -> tuple[set[int], list[str]]:
+        """Every page of two: the counts they state, the ids they hold."""
+        counts, ids, offset = set(), [], 0
+        while True:
+            page = client.get(f"/jobs?limit=2&offset={offset}", headers=heads[who]).json()
+            counts.add(page["count"])
+            ids += [j["id"] for j in page["data"]]
+            if len(page["data"]) < 2:
+                return counts, ids
+            offset += 2
+
+    bob_counts, bob_ids = pages("bob")
+    assert set(bob_ids) == zoo_jobs
+    assert bob_counts == {len(bob_ids)} == {3}
+    alice_counts, alice_ids = pages("alice")
+    assert set(alice_ids) == zoo_jobs | {private_job, compare_job}
+    assert alice_counts == {len(alice_ids)} == {5}
