@@ -1,18 +1,21 @@
 """What the server keeps: the artifact store within ``LATBENCH_MAX_STORE_BYTES``, freed least
 recently used first, never an artifact an unfinished job needs; scratch a crash left behind (older
 than the job timeout, which no export or upload outlives) is swept at start and by gc. A freed export is built again when next asked for; a freed upload is gone (its
-owners' quota is freed with it, and its id answers 404 to them: upload it again)."""
+owners' quota is freed with it, and its id answers 404 to them: upload it again). Runner rows
+silent past ``LATBENCH_RUNNER_RETENTION_S`` that no job or result names are pruned."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from exporters.artifacts import ArtifactStore, Stored
+from service.db import runners
 from service.db.jobs import ACTIVE
-from service.db.tables import JobRow, UploadRow
+from service.db.tables import JobRow, UploadRow, utcnow
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,22 @@ def collect(
     return freed
 
 
+def prune_runners(
+    session: Session, settings: Settings, *, dry_run: bool = False, now: datetime | None = None
+) -> list[str]:
+    """Delete the rows of runners silent for ``LATBENCH_RUNNER_RETENTION_S`` that no job or
+    result names (``runners.prune_silent``: a named one keeps its results' provenance and
+    revocation); their ids, or with ``dry_run`` the ids that would go. ``now`` (naive UTC) lets
+    a test move time."""
+    cutoff = (now or utcnow()) - timedelta(seconds=settings.runner_retention_s)
+    pruned = runners.prune_silent(session, silent_before=cutoff, dry_run=dry_run)
+    if pruned and not dry_run:
+        log.info("pruned %d runner row(s) silent since %s", len(pruned), cutoff)
+    return pruned
+
+
 def at_start(session: Session, settings: Settings) -> None:
     """The worker's start, before its dispatcher runs anything: sweep scratch, bring the store
-    within its bound."""
+    within its bound, prune long-silent runner rows."""
     collect(session, settings)
+    prune_runners(session, settings)

@@ -100,6 +100,18 @@ class Settings(BaseSettings):
     measure_memory_mb: int = Field(
         8192, ge=256, le=1 << 24, description="address-space limit of each measuring process"
     )
+    max_runners_per_credential: int = Field(
+        64,
+        ge=1,
+        description="live (unrevoked) runner registrations one credential, or the shared "
+        "runner token, may hold; a runner registering again under its name takes its own row",
+    )
+    runner_retention_s: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="a runner row silent this long that no job or result names is pruned "
+        "(latbench gc, the worker's start)",
+    )
     heartbeat_interval_s: float = Field(5.0, gt=0)
     heartbeat_timeout_s: float = Field(30.0, gt=0)
     reaper_interval_s: float = Field(2.0, gt=0)

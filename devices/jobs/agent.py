@@ -6,6 +6,7 @@ coremltools): no torch, no database, no shared disk."""
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,12 @@ from exporters.errors import LatbenchError, RunnerError
 from exporters.formats import DeviceClass
 
 log = logging.getLogger(__name__)
+
+
+def default_name(device_class: DeviceClass) -> str:
+    """This host's name and the class: stable across restarts, and apart for two runners of
+    different classes on one host (two of one class on one host need ``--name`` each)."""
+    return f"{socket.gethostname()}/{device_class.value}"[:128]
 
 
 def heartbeat_forever(port: HttpPort, interval: float, stop: threading.Event) -> None:
@@ -39,9 +46,12 @@ def run_agent(
     cache: Path,
     lock_path: Path,
     cache_bytes: int = CACHE_BYTES,
+    name: str | None = None,
 ) -> None:
+    """Register as ``name`` (default ``default_name``: a restart takes the same server row
+    back), then serve the device class's queue until stopped."""
     port = HttpPort(server, cache=cache, cache_bytes=cache_bytes)
-    info = port.register(device_class, registration_token)
+    info = port.register(device_class, registration_token, name or default_name(device_class))
     if not (broker_url or info["broker_url"]):
         raise RunnerError(
             f"{server} runs the local dispatcher, which measures on its own host "

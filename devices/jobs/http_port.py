@@ -19,21 +19,23 @@ import os
 import shutil
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
 from devices.jobs.port import JobTask
 from exporters.artifacts import artifact_size_bytes
-from exporters.errors import ConflictError, RunnerError, error_from_response
+from exporters.errors import ConflictError, NotFoundError, RunnerError, error_from_response
 from exporters.formats import DeviceClass, ExportFormat
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BUSY = {429, 502, 503, 504}
 CACHE_BYTES = (
@@ -95,6 +97,8 @@ class HttpPort:
         self.cache = private_dir(cache)
         self.cache_bytes = cache_bytes
         self.runner_id = ""
+        self._registration: tuple[DeviceClass, str | None, str | None] | None = None
+        self._registering = threading.Lock()
         self.retry = retry
         self.sleep = sleep
 
@@ -130,24 +134,51 @@ class HttpPort:
             raise error_from_response(response)
         return response
 
-    def register(self, device_class: DeviceClass, registration_token: str | None) -> dict[str, Any]:
+    def register(
+        self, device_class: DeviceClass, registration_token: str | None, name: str | None = None
+    ) -> dict[str, Any]:
+        """Register (under ``name``: again after a restart, the same row) and act as the runner
+        the server answered with; kept, to register again if the server pruned the row."""
         from devices.host import host_facts
 
+        self._registration = (device_class, registration_token, name)
         headers = {"Authorization": f"Bearer {registration_token}"} if registration_token else {}
-        body = {"device_class": device_class.value, "description": host_facts()}
+        body: dict[str, Any] = {"device_class": device_class.value, "description": host_facts()}
+        if name:
+            body["name"] = name
         data = self._check(self.http.post("/runners", json=body, headers=headers)).json()
         self.runner_id = data["id"]
         self.http.headers["Authorization"] = f"Bearer {data['token']}"
         return data
 
+    def _as_runner(self, call: Callable[[], T]) -> T:
+        """``call`` (which reads ``runner_id`` when it runs); when the server answers that this
+        runner's row is gone (404 naming ``runner_id``: pruned after a long silence), register
+        again as before and call once more, so pruning never strands a live runner. One thread
+        registers; another that found the row gone meanwhile uses its registration."""
+        seen = self.runner_id
+        try:
+            return call()
+        except NotFoundError as exc:
+            if exc.field != "runner_id" or self._registration is None:
+                raise
+            with self._registering:
+                if self.runner_id == seen:
+                    log.warning("runner %s: %s; registering again", seen, exc)
+                    self.register(*self._registration)
+        return call()
+
     def heartbeat(self) -> None:
-        self._check(self.http.post(f"/runners/{self.runner_id}/heartbeat"))
+        self._as_runner(lambda: self._check(self.http.post(f"/runners/{self.runner_id}/heartbeat")))
 
     def claim(self, task: JobTask) -> bool:
         body = {"job_id": task.job_id, "attempt": task.attempt}
-        path = f"/runners/{self.runner_id}/claim"
         try:
-            self._check(self._post(path, body, idempotent=False))
+            self._as_runner(
+                lambda: self._check(
+                    self._post(f"/runners/{self.runner_id}/claim", body, idempotent=False)
+                )
+            )
         except ConflictError:
             return False
         return True

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, Response
 
 from exporters.artifacts import ArtifactStore
 from exporters.errors import AuthError, ConflictError
-from service.api.deps import RunnerDep, SessionDep, SettingsDep, bearer
+from service.api.deps import DispatcherDep, RunnerDep, SessionDep, SettingsDep, bearer
 from service.api.schemas import Claim, FailurePost, ResultPost, RunnerCreate, RunnerRegistered
 from service.auth import same_secret
 from service.db import runners
@@ -25,11 +25,19 @@ router = APIRouter(prefix="/runners", tags=["runners"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=RunnerRegistered)
 def register(
-    body: RunnerCreate, request: Request, session: SessionDep, settings: SettingsDep
+    body: RunnerCreate,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
 ) -> RunnerRegistered:
     """Attach a runner of a device class; its id and token for the calls below. A provisioned
     credential (``latbench runners add``) registers only its device classes; the shared
-    LATBENCH_RUNNER_TOKEN, where set, any; on loopback with neither, anyone may."""
+    LATBENCH_RUNNER_TOKEN, where set, any; on loopback with neither, anyone may. A runner that
+    names itself and registers again under that name and credential (a restart) takes its row
+    back with a new token, and whatever its old registration held is requeued; otherwise a row
+    is added, within LATBENCH_MAX_RUNNERS_PER_CREDENTIAL live rows per credential (429 past it),
+    so neither restarts nor a leaked token pile rows up."""
     given = bearer(request) or ""
     credential = runners.credential_by_token(session, given) if given else None
     if credential is not None and body.device_class.value not in credential.device_classes:
@@ -43,11 +51,25 @@ def register(
             "runner registration needs a runner credential (latbench runners add) or "
             "LATBENCH_RUNNER_TOKEN as bearer token"
         )
+    scope = credential.name if credential else None
+    again = runners.live_named(session, credential=scope, name=body.name) if body.name else None
+    if again is None:
+        runners.require_room(session, credential=scope, cap=settings.max_runners_per_credential)
+    else:
+        steps.release_runner_job(
+            session,
+            again,
+            dispatcher,
+            max_attempts=settings.max_attempts,
+            reason=f"runner {again.id} registered again as {body.name!r} while measuring it",
+        )
     row, token = runners.register_runner(
         session,
         device_class=body.device_class.value,
         description=body.description,
-        credential=credential.name if credential else None,
+        runner_id=again.id if again else None,
+        credential=scope,
+        name=body.name,
     )
     broker = settings.broker_url if settings.dispatcher == "celery" else None
     return RunnerRegistered(

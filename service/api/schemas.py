@@ -339,6 +339,13 @@ class ModelsPublic(BaseModel):
 
 class RunnerCreate(Strict):
     device_class: DeviceClass
+    name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="the runner's stable name (its host's, or --name): registering again under "
+        "it, with the same credential, takes its row back instead of adding one",
+    )
     description: Annotated[dict[str, Any], AfterValidator(_bounded_description)] = Field(
         default_factory=dict, max_length=64
     )

@@ -43,6 +43,13 @@ def runner(
         int | None,
         typer.Option(min=2**20, help="bound of the cache (default 10 GiB); least recent dropped"),
     ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="the name this runner registers under; a restart under the same name and "
+            "token takes its server row back (default: HOST/DEVICE_CLASS)"
+        ),
+    ] = None,
     lock: Annotated[
         Path,
         typer.Option(
@@ -71,6 +78,7 @@ def runner(
         cache=cache or default_cache(),
         **({"cache_bytes": cache_bytes} if cache_bytes else {}),
         lock_path=lock,
+        name=name,
     )
 
 

@@ -12,13 +12,21 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from exporters.errors import AuthError, ConflictError, NotFoundError
+from exporters.errors import AuthError, ConflictError, NotFoundError, QuotaError
 from service.db.engine import commit_new
-from service.db.tables import RunnerCredentialRow, RunnerRow, utcnow
+from service.db.tables import (
+    ComparisonRow,
+    JobRow,
+    PredictionRow,
+    ResultRow,
+    RunnerCredentialRow,
+    RunnerRow,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +42,10 @@ def register_runner(
     description: dict[str, Any],
     runner_id: str | None = None,
     credential: str | None = None,
+    name: str | None = None,
 ) -> tuple[RunnerRow, str]:
     """A runner row (new, or ``runner_id`` re-registered) and a fresh bearer token, shown once and
-    stored only as a hash. Commits."""
+    stored only as a hash: the row's old token stops working. Commits."""
     token = secrets.token_urlsafe(32)
     row = RunnerRow(
         id=runner_id or uuid.uuid4().hex,
@@ -47,16 +56,70 @@ def register_runner(
         current_job_id=None,
         last_heartbeat=utcnow(),
         credential=credential,
+        name=name,
     )
     row = session.merge(row)
     session.commit()
     return row, token
 
 
+def _live(credential: str | None) -> ColumnElement[bool]:
+    """SQL: unrevoked runners registered with ``credential`` (None: the shared token, or no
+    token on loopback)."""
+    registered = (
+        RunnerRow.credential.is_(None) if credential is None else RunnerRow.credential == credential
+    )
+    return and_(registered, RunnerRow.revoked_at.is_(None))
+
+
+def live_named(session: Session, *, credential: str | None, name: str) -> RunnerRow | None:
+    """The unrevoked runner registered as ``name`` with ``credential``: the row a registration
+    under that name takes back (a revoked one stays revoked, with its results' provenance)."""
+    query = select(RunnerRow).where(_live(credential), RunnerRow.name == name)
+    return session.scalars(query.order_by(RunnerRow.registered_at)).first()
+
+
+def require_room(session: Session, *, credential: str | None, cap: int) -> None:
+    """QuotaError, naming the cap and its setting, when ``credential`` (None: the shared token)
+    holds ``cap`` live runner rows already: one leaked token cannot fill the table."""
+    held = session.scalar(select(func.count()).where(_live(credential))) or 0
+    if held >= cap:
+        who = f"runner credential {credential!r}" if credential else "the shared runner token"
+        raise QuotaError(
+            f"{who} holds {held} live runner registrations, its cap "
+            f"(LATBENCH_MAX_RUNNERS_PER_CREDENTIAL={cap}): register again under one of their "
+            "names (latbench runner --name), revoke one (latbench runners revoke ID), or let "
+            "latbench gc prune the silent ones"
+        )
+
+
+def prune_silent(session: Session, *, silent_before: datetime, dry_run: bool = False) -> list[str]:
+    """Delete the runner rows silent since ``silent_before`` that hold no job and that no job,
+    result, comparison or prediction names; their ids (with ``dry_run``, what would go). A row
+    something names stays for good: a result's provenance is its runner row, and revocation is
+    read from it (a revoked runner's result pruned of its row would answer as cached again).
+    A pruned runner that is still alive is told so (404, field ``runner_id``) and registers
+    again. Commits."""
+    named = [
+        select(table.runner_id).where(table.runner_id.is_not(None))
+        for table in (JobRow, ResultRow, ComparisonRow, PredictionRow)
+    ]
+    query = select(RunnerRow.id).where(
+        RunnerRow.last_heartbeat < silent_before,
+        RunnerRow.current_job_id.is_(None),
+        *(RunnerRow.id.not_in(ids) for ids in named),
+    )
+    ids = list(session.scalars(query.order_by(RunnerRow.last_heartbeat)))
+    if ids and not dry_run:
+        session.execute(delete(RunnerRow).where(RunnerRow.id.in_(ids)))
+        session.commit()
+    return ids
+
+
 def authenticate(session: Session, *, runner_id: str, token: str | None) -> RunnerRow:
     row = session.get(RunnerRow, runner_id)
-    if row is None:
-        raise NotFoundError(f"no runner {runner_id!r}; register again")
+    if row is None:  # never registered, or pruned (the field tells the agent to register again)
+        raise NotFoundError(f"no runner {runner_id!r}; register again", field="runner_id")
     if not token or not hmac.compare_digest(row.token_hash, _digest(token)):
         raise AuthError(f"wrong token for runner {runner_id!r}")
     if row.revoked_at is not None:

@@ -150,6 +150,9 @@ class RunnerRow(Base):
     last_heartbeat: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     credential: Mapped[str | None] = mapped_column(String(64), index=True)  # None: shared token
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # the name the runner registers under (its host's, or --name): registering again under the
+    # same name and credential takes this row back instead of adding one; None: unnamed
+    name: Mapped[str | None] = mapped_column(String(128), index=True)
 
 
 class RunnerCredentialRow(Base):

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from service.db import jobs, runners
 from service.db.jobs import JobState
-from service.db.tables import RunnerRow, utcnow
+from service.db.tables import utcnow
 from service.jobs import steps
 from service.jobs.ports import Dispatcher, Sessions
 from service.jobs.transitions import STARTED
@@ -38,7 +38,13 @@ def reap(
         heard_since = now - timedelta(seconds=settings.heartbeat_timeout_s)
         stale = runners.mark_stale_offline(session, cutoff=heard_since)
         for runner in stale:
-            _requeue_runner_job(session, runner, settings, dispatcher)
+            steps.release_runner_job(
+                session,
+                runner,
+                dispatcher,
+                max_attempts=settings.max_attempts,
+                reason=f"runner {runner.id} went silent while measuring it",
+            )
         for job in jobs.silent_exports(session, beat_before=heard_since):
             reason = (
                 f"its export worker went silent (no heartbeat for "
@@ -91,22 +97,6 @@ def _redispatch(
         if sent.get(job.id, job.created_at) < cutoff:
             dispatcher.submit(job.id, job.attempt)
             sent[job.id] = now
-
-
-def _requeue_runner_job(
-    session: Session, runner: RunnerRow, settings: Settings, dispatcher: Dispatcher
-) -> None:
-    job_id = runner.current_job_id
-    runners.set_current_job(session, runner_id=runner.id, job_id=None)
-    if job_id is None:
-        return
-    job = jobs.get_job(session, job_id=job_id)
-    held = job.state == JobState.MEASURING.value and job.runner_id == runner.id
-    reason = f"runner {runner.id} went silent while measuring it"
-    if held and steps.requeue(
-        session, job, dispatcher, max_attempts=settings.max_attempts, reason=reason
-    ):
-        log.warning("runner %s went silent; job %s requeued", runner.id, job.id)
 
 
 def started_jobs(sessions: Sessions) -> set[tuple[str, int]]:

@@ -32,7 +32,15 @@ from service.db.artifacts import UPLOADED
 from service.db.comparisons import record_comparison
 from service.db.jobs import JobState
 from service.db.results import record_prediction, record_result
-from service.db.tables import ComparisonRow, JobRow, PredictionRow, ResultRow, SpecRow, utcnow
+from service.db.tables import (
+    ComparisonRow,
+    JobRow,
+    PredictionRow,
+    ResultRow,
+    RunnerRow,
+    SpecRow,
+    utcnow,
+)
 from service.dispatch import isolated
 from service.jobs.ports import Dispatcher, Sessions
 from service.jobs.transitions import STARTED, Event, beat_export, move, require
@@ -334,3 +342,19 @@ def requeue(
         dispatcher.submit(job.id, attempt + 1)
         return True
     return False
+
+
+def release_runner_job(
+    session: Session, runner: RunnerRow, dispatcher: Dispatcher, *, max_attempts: int, reason: str
+) -> None:
+    """Unlink ``runner`` from the job it holds and ``requeue`` that job if the runner was still
+    measuring it: the runner went silent (the reaper), or registered again under its name (a
+    restarted process, which knows nothing of what its old registration held)."""
+    job_id = runner.current_job_id
+    runners.set_current_job(session, runner_id=runner.id, job_id=None)
+    if job_id is None:
+        return
+    job = jobs.get_job(session, job_id=job_id)
+    held = job.state == JobState.MEASURING.value and job.runner_id == runner.id
+    if held and requeue(session, job, dispatcher, max_attempts=max_attempts, reason=reason):
+        log.warning("runner %s: %s; job %s requeued", runner.id, reason, job.id)

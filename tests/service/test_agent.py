@@ -4,16 +4,22 @@
 from __future__ import annotations
 
 import tarfile
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
+from devices.jobs.execute import run_task
 from devices.jobs.http_port import HttpPort
-from devices.jobs.port import JobTask
+from devices.jobs.port import Host, JobTask
 from exporters.artifacts import ArtifactStore
 from exporters.errors import AuthError, NotFoundError
 from exporters.formats import DeviceClass
+from service import retention
 from service.app import create_app
+from service.db import jobs, runners
+from service.db.tables import RunnerRow, utcnow
+from tests.service.test_compare import matmul_chain
 from tests.service.test_db import _exported
 
 SPEC_HASH = "0123456789abcdef0123456789abcdef"
@@ -118,3 +124,34 @@ def test_failed_extraction_leaves_nothing_that_looks_cached(agent, tmp_path):
         with pytest.raises(tarfile.TarError):
             client.fetch_artifact(*_key(task))
     assert not list(cache.iterdir())
+
+
+def test_an_agent_whose_row_was_pruned_registers_again_and_measures_a_job(settings, tmp_path):
+    """gc pruned the row of a runner silent past the retention (a host asleep for a week): its
+    next call is answered 404 naming ``runner_id``, so it registers again under its name and
+    measures the job it was sent, instead of failing every call from then on."""
+    with TestClient(create_app(settings)) as http:
+        port = HttpPort("http://testserver", cache=tmp_path / "cache", http=http)
+        port.register(DeviceClass.CPU_X86_64, registration_token=None, name="lab-host")
+        pruned = port.runner_id
+        sessions = http.app.state.sessions
+        with sessions() as s:
+            row = s.get(RunnerRow, pruned)
+            row.last_heartbeat = utcnow() - timedelta(seconds=settings.runner_retention_s + 60)
+            s.commit()
+            assert retention.prune_runners(s, settings) == [pruned]
+        key = f"{SPEC_HASH}-onnx-fp32"
+        ArtifactStore(settings.data_dir).put(key, lambda path: matmul_chain(path, 1) or {})
+        with sessions() as s:
+            job_id = _exported(s, artifact_key=key).id
+        fast = {"threads": 1, "max_seconds": 0.5, "warmup_max_seconds": 0.1}
+        task = JobTask(job_id, 1, "cpu-x86_64", "onnx", key, fast)
+        run_task(port, task, Host(lock_path=settings.host_lock))
+        with sessions() as s:
+            job, result = jobs.get_job(s, job_id=job_id), jobs.result_for(s, job_id=job_id)
+            assert job.state == "done", job.error
+            assert result is not None and result.runner_id == port.runner_id != pruned
+            assert [(r.id, r.name) for r in runners.list_runners(s)] == [
+                (port.runner_id, "lab-host")
+            ]
+        port.heartbeat()  # the new registration is the one in use

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.db import runners
+from service.db import jobs, runners
 from tests.service.doubles import RecordingDispatcher
 from tests.service.test_api import body, exported
 
@@ -30,10 +30,11 @@ def x86_token(client) -> str:
         return runners.add_credential(session, name="lab-x86", device_classes=["cpu-x86_64"])
 
 
-def register(client, token: str, device_class: str):
+def register(client, token: str, device_class: str, name: str | None = None):
+    named = {"name": name} if name else {}
     return client.post(
         "/runners",
-        json={"device_class": device_class},
+        json={"device_class": device_class, **named},
         headers={"authorization": f"Bearer {token}"},
     )
 
@@ -86,3 +87,55 @@ def test_a_revoked_runners_result_is_not_served_as_cached(client, x86_token):
     assert listed == {job_id: True}
     assert client.post(f"/runners/{runner['id']}/heartbeat", headers=auth).status_code == 401
     assert register(client, x86_token, "cpu-x86_64").status_code == 401
+
+
+def test_a_runner_restarted_n_times_is_one_row_and_its_held_job_is_requeued(client, x86_token):
+    """A restart registers again under the runner's name: the same row with a new token (the
+    old one refused), not a row per start; the job the old registration held goes back to the
+    queue at its next attempt, as a silent runner's does."""
+    job_id = exported(
+        client, client.post("/profile", json=body(devices=["cpu-x86_64"])).json()["jobs"][0]["id"]
+    )
+    first = register(client, x86_token, "cpu-x86_64", name="lab-host-1").json()
+    claim = {"job_id": job_id, "attempt": 1}
+    auth = {"authorization": f"Bearer {first['token']}"}
+    assert client.post(f"/runners/{first['id']}/claim", json=claim, headers=auth).status_code == 204
+    restarts = [register(client, x86_token, "cpu-x86_64", name="lab-host-1") for _ in range(5)]
+    assert [r.status_code for r in restarts] == [201] * 5
+    assert {r.json()["id"] for r in restarts} == {first["id"]}
+    with client.app.state.sessions() as session:
+        rows = runners.list_runners(session)
+        assert [(r.id, r.name, r.credential) for r in rows] == [
+            (first["id"], "lab-host-1", "lab-x86")
+        ]
+        job = jobs.get_job(session, job_id=job_id)
+        assert (job.state, job.attempt) == ("queued", 2)
+    assert (job_id, 2) in client.app.state.dispatcher.submitted  # sent again, for its next attempt
+    assert client.post(f"/runners/{first['id']}/heartbeat", headers=auth).status_code == 401
+    latest = {"authorization": f"Bearer {restarts[-1].json()['token']}"}
+    assert client.post(f"/runners/{first['id']}/heartbeat", headers=latest).status_code == 204
+    other = register(client, x86_token, "cpu-x86_64", name="lab-host-2").json()
+    assert other["id"] != first["id"]  # another name is another runner
+
+
+def test_registrations_past_the_cap_are_refused_naming_it(client, settings, x86_token):
+    """Live rows per credential (and for the shared token) are bounded: past the cap a new name
+    is refused with a 429 naming the cap and its setting; a known name still registers, and a
+    revoked runner frees its place."""
+    settings.max_runners_per_credential = 2
+    placed = [register(client, x86_token, "cpu-x86_64", name=n) for n in ("a", "b")]
+    assert [r.status_code for r in placed] == [201, 201]
+    refused = register(client, x86_token, "cpu-x86_64", name="c")
+    assert refused.status_code == 429
+    detail = refused.json()["detail"]
+    assert "'lab-x86'" in detail and "LATBENCH_MAX_RUNNERS_PER_CREDENTIAL=2" in detail
+    assert register(client, x86_token, "cpu-x86_64").status_code == 429  # unnamed: a new row too
+    assert register(client, x86_token, "cpu-x86_64", name="a").status_code == 201  # its own row
+    shared = [register(client, SHARED, "cpu-arm64").status_code for _ in range(3)]
+    assert shared == [201, 201, 429]  # the shared token's own cap
+    with client.app.state.sessions() as session:
+        runners.revoke(session, name=placed[0].json()["id"])
+    assert register(client, x86_token, "cpu-x86_64", name="c").status_code == 201
+    with client.app.state.sessions() as session:
+        live = [r for r in runners.list_runners(session) if r.revoked_at is None]
+    assert sorted(r.name or "" for r in live if r.credential == "lab-x86") == ["b", "c"]

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import timedelta
 
 from typer.testing import CliRunner
 
 from exporters.artifacts import ArtifactStore
 from service import retention
 from service.cli import app as cli
+from service.db import runners
+from service.db.tables import RunnerRow, utcnow
+from service.jobs import steps
 from service.settings import get_settings
-from tests.service.test_db import _exported
+from tests.service.test_db import MEASUREMENT, _exported
 
 HOUR = 3600.0
 
@@ -89,3 +93,31 @@ def test_scratch_left_by_a_crash_is_swept_at_start(sessions, settings):
     with sessions() as session:
         retention.at_start(session, settings)
     assert list(scratch.iterdir()) == [running]
+
+
+def test_gc_prunes_a_silent_unreferenced_runner_and_keeps_one_a_result_names(sessions, settings):
+    """A runner row silent past LATBENCH_RUNNER_RETENTION_S that nothing names goes; one whose
+    result is stored stays however silent (its result's provenance, and its revocation, which a
+    pruned row would forget: the revoked runner's result would answer as cached again); a
+    runner heard from lately stays."""
+    with sessions() as s:
+        job = _exported(s)
+        measured, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
+        steps.claim(s, job_id=job.id, attempt=1, runner_id=measured.id)
+    with sessions() as s:  # a runner's result arrives in a request of its own
+        steps.complete(s, job_id=job.id, attempt=1, runner_id=measured.id, result=MEASUREMENT)
+        runners.revoke(s, name=measured.id)
+        silent, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
+        fresh, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
+        long_ago = utcnow() - timedelta(seconds=settings.runner_retention_s + 60)
+        for row in (s.get(RunnerRow, measured.id), s.get(RunnerRow, silent.id)):
+            row.last_heartbeat = long_ago
+        s.commit()
+        ids = {"measured": measured.id, "silent": silent.id, "fresh": fresh.id}
+        assert retention.prune_runners(s, settings, dry_run=True) == [ids["silent"]]
+        assert len(runners.list_runners(s)) == 3  # a dry run prunes nothing
+        assert retention.prune_runners(s, settings) == [ids["silent"]]
+    with sessions() as s:
+        assert {r.id for r in runners.list_runners(s)} == {ids["measured"], ids["fresh"]}
+        assert runners.revoked_among(s, [ids["measured"]]) == {ids["measured"]}
+        assert retention.prune_runners(s, settings) == []
