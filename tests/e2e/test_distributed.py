@@ -28,7 +28,8 @@ def server(base_env, tmp_path):
 
 
 def start_runner(server: Server, env: dict[str, str], log) -> tuple[Proc, str]:
-    """A runner process; returns it with the id it registered under."""
+    """A runner process named after its log (two runners of one credential under one name would be
+    one restarted runner, sharing a row); returns it with the id it registered under."""
     before = {d["id"] for d in server.http.get("/devices").json()["data"]}
     proc = Proc(
         [
@@ -38,6 +39,8 @@ def start_runner(server: Server, env: dict[str, str], log) -> tuple[Proc, str]:
             server.url,
             "--device-class",
             "cpu-x86_64",
+            "--name",
+            log.stem,
             "--cache",
             str(log.with_suffix(".cache")),
         ],
