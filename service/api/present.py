@@ -46,10 +46,11 @@ def result_public(
     artifact: ArtifactRow | None,
     *,
     samples: bool = False,
+    runner_revoked: bool = False,
 ) -> ResultPublic:
-    """``artifact``: the one the result's job measured, loaded by the caller with the rest of its
-    rows (``jobs.get_job_rows``, ``results.list_results``): a lookup per row costs a query
-    each."""
+    """``artifact``: the one the result's job measured, and ``runner_revoked``, loaded by the
+    caller with the rest of its rows (``jobs.get_job_rows``, ``results.list_results``): a lookup
+    per row costs a query each."""
     measurement = {  # the artifact's report stands in for the bare file name the runner states
         **result.measurement,
         "artifact": _report(artifact),
@@ -65,6 +66,7 @@ def result_public(
         device_class=result.device_class,
         format=result.format,
         runner_id=result.runner_id,
+        runner_revoked=runner_revoked,
         weights=weights_said(is_upload(spec)),
         reparam=reparam_summary(
             artifact.report.get("reparam") if artifact else None, built=not is_upload(spec)
@@ -124,9 +126,10 @@ def job_brief(job: JobRow, *, cached: bool) -> JobBrief:
     )
 
 
-def job_view(session: Session, *, job_id: str) -> JobPublic:
-    """One job with its result (GET /jobs/{id}); a profile job's rows come in one query."""
-    rows = jobs.get_job_rows(session, job_id=job_id)
+def job_view(session: Session, *, job_id: str, viewer: str | None) -> JobPublic:
+    """One job with its result (GET /jobs/{id}); a profile job's rows, its runner's revocation
+    and ``viewer``'s right to see it (None: an admin) come in one statement."""
+    rows = jobs.get_job_rows(session, job_id=job_id, viewer=viewer)
     result: ResultPublic | ComparisonPublic | None = None
     if rows.job.kind == "compare":
         comparison = comparison_for(session, job_id=rows.job.id)
@@ -135,8 +138,10 @@ def job_view(session: Session, *, job_id: str) -> JobPublic:
         prediction = prediction_for(session, job_id=rows.job.id)
         result = result_public(prediction, rows.spec, rows.artifact) if prediction else None
     elif rows.result is not None:
-        result = result_public(rows.result, rows.spec, rows.artifact, samples=True)
-    return _job_public(rows.job, rows.spec.model, result)
+        result = result_public(
+            rows.result, rows.spec, rows.artifact, samples=True, runner_revoked=rows.runner_revoked
+        )
+    return _job_public(rows.job, rows.spec.model, result, runner_revoked=rows.runner_revoked)
 
 
 def job_public(session: Session, job: JobRow) -> JobPublic:
@@ -145,7 +150,11 @@ def job_public(session: Session, job: JobRow) -> JobPublic:
 
 
 def _job_public(
-    job: JobRow, model: str, result: ResultPublic | ComparisonPublic | None
+    job: JobRow,
+    model: str,
+    result: ResultPublic | ComparisonPublic | None,
+    *,
+    runner_revoked: bool = False,
 ) -> JobPublic:
     return JobPublic(
         id=job.id,
@@ -158,6 +167,7 @@ def _job_public(
         attempt=job.attempt,
         error=job.error,
         runner_id=job.runner_id,
+        runner_revoked=runner_revoked,
         submitted_by=job.user,
         settings=job.settings,
         created_at=job.created_at,

@@ -15,7 +15,6 @@ from service.api.deps import CallerDep, ReadSessionDep
 from service.api.present import result_public
 from service.api.responses import ModelJSON
 from service.api.schemas import ResultPublic, ResultsPublic, UtcTimestamp
-from service.db import runners
 from service.db.results import list_results
 
 router = APIRouter(prefix="/results", tags=["results"])
@@ -65,10 +64,10 @@ def read_results(
         limit=limit,
         viewer=None if caller.admin else caller.name,
     )
-    revoked = runners.revoked_among(session, [r.runner_id for r, _, _ in rows])
-    data = [result_public(r, spec, artifact) for r, spec, artifact in rows]
-    for shown in data:
-        shown.runner_revoked = shown.runner_id in revoked
+    data = [
+        result_public(row.result, row.spec, row.artifact, runner_revoked=row.runner_revoked)
+        for row in rows
+    ]
     if format == "csv":
         return Response(to_csv(data), media_type="text/csv")
     return ModelJSON(ResultsPublic(data=data, count=len(data)))

@@ -155,7 +155,7 @@ def _stored_rows(device_class: str) -> list:
 
     with server_session() as session:
         rows = list_results(session, device_class=device_class, limit=100_000)
-        return rows_from_results((result, spec) for result, spec, _ in rows)
+        return rows_from_results((row.result, row.spec) for row in rows)
 
 
 predictor_app.command("fit")(fit)

@@ -149,9 +149,9 @@ def model_page(
     ref = reference.load(settings.reference_csv).get(spec.model)
     artifacts = list(session.scalars(select(ArtifactRow).where(ArtifactRow.spec_hash == spec_hash)))
     history = [  # newest first
-        result
-        for result, _, _ in list_results(session, model=spec.model, limit=10000)
-        if result.spec_hash == spec_hash
+        row.result
+        for row in list_results(session, model=spec.model, limit=10000)
+        if row.result.spec_hash == spec_hash
     ]
     with_layers = next((r for r in history if r.measurement.get("layers")), None)
     return templates.TemplateResponse(

@@ -36,7 +36,7 @@ from exporters.formats import ExportFormat, Precision
 from service import reference
 from service.dashboard.pareto import frontier
 from service.db.accuracy import accuracies
-from service.db.results import list_results
+from service.db.results import Listed, list_results
 from service.db.tables import AccuracyRow, ResultRow, SpecRow
 
 
@@ -143,11 +143,11 @@ def is_published_spec(spec: SpecRow, ref: reference.Reference | None) -> bool:
     return ref.resolution is None or size == (1, 3, ref.resolution, ref.resolution)
 
 
-def _latest(rows: Iterable[tuple[ResultRow, SpecRow, Any]]) -> list[tuple[ResultRow, SpecRow]]:
+def _latest(rows: Iterable[Listed]) -> list[tuple[ResultRow, SpecRow]]:
     """The newest result of each request key (rows come newest first)."""
     seen: dict[str, tuple[ResultRow, SpecRow]] = {}
-    for result, spec, *_ in rows:
-        seen.setdefault(result.request_key, (result, spec))
+    for row in rows:
+        seen.setdefault(row.result.request_key, (row.result, row.spec))
     return list(seen.values())
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, literal, or_, select
+from sqlalchemy import Select, and_, bindparam, case, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,7 +17,7 @@ from exporters.errors import NotFoundError
 from exporters.spec import parse_spec
 from service.db import owners, runners
 from service.db.engine import commit_new
-from service.db.tables import ArtifactRow, JobRow, ResultRow, SpecRow
+from service.db.tables import ArtifactRow, JobRow, ResultRow, RunnerRow, SpecRow
 
 
 class JobState(str, Enum):
@@ -154,31 +154,44 @@ def spec_hashes(job: JobRow) -> set[str]:
 
 @dataclass(frozen=True)
 class JobRows:
-    """A job with the rows GET /jobs/{id} shows: its spec, and its result and artifact if any."""
+    """A job with the rows GET /jobs/{id} shows: its spec, its result and artifact if any, and
+    whether the runner that holds or measured it has been revoked since."""
 
     job: JobRow
     spec: SpecRow
     result: ResultRow | None
     artifact: ArtifactRow | None
+    runner_revoked: bool
 
 
-# built once: constructing an ORM statement costs about as much CPU as running it
-_JOB_ROWS = (
-    select(JobRow, SpecRow, ResultRow, ArtifactRow)
-    .join(SpecRow, SpecRow.hash == JobRow.spec_hash)
-    .outerjoin(ResultRow, ResultRow.job_id == JobRow.id)
-    .outerjoin(ArtifactRow, ArtifactRow.key == JobRow.artifact_key)
-    .where(JobRow.id == bindparam("job_id"))
-)
+def _job_rows(viewer: bool) -> Select:
+    """The statement of ``get_job_rows``; ``viewer``: with the caller's visibility of the job
+    as its last column (``owners.visible_job``). Built once each: constructing an ORM statement
+    costs about as much CPU as running it."""
+    query = (
+        select(JobRow, SpecRow, ResultRow, ArtifactRow, RunnerRow.revoked_at.is_not(None))
+        .join(SpecRow, SpecRow.hash == JobRow.spec_hash)
+        .outerjoin(ResultRow, ResultRow.job_id == JobRow.id)
+        .outerjoin(ArtifactRow, ArtifactRow.key == JobRow.artifact_key)
+        .outerjoin(RunnerRow, RunnerRow.id == JobRow.runner_id)
+        .where(JobRow.id == bindparam("job_id"))
+    )
+    return query.add_columns(owners.visible_job(bindparam("viewer"))) if viewer else query
 
 
-def get_job_rows(session: Session, *, job_id: str) -> JobRows:
-    """The job and its spec, result and artifact in one query: a query through the ORM costs
-    more CPU than the rest of a small request, and this route is polled."""
-    row = session.execute(_JOB_ROWS, {"job_id": job_id}).first()
-    if row is None:
+_JOB_ROWS = {viewer: _job_rows(viewer) for viewer in (False, True)}
+
+
+def get_job_rows(session: Session, *, job_id: str, viewer: str | None = None) -> JobRows:
+    """The job, its spec, result and artifact, its runner's revocation and (``viewer``: a
+    non-admin's name) whether they may see it, in one statement: a query through the ORM costs
+    more CPU than the rest of a small request, and this route is polled. A job the viewer may
+    not see is the NotFoundError of one that does not exist."""
+    params = {"job_id": job_id} if viewer is None else {"job_id": job_id, "viewer": viewer}
+    row = session.execute(_JOB_ROWS[viewer is not None], params).first()
+    if row is None or (viewer is not None and not row[-1]):
         raise NotFoundError(f"no job {job_id!r}")
-    return JobRows(*row)
+    return JobRows(*row[:5])
 
 
 def list_jobs(

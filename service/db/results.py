@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
@@ -18,6 +18,7 @@ from service.db.tables import (
     JobRow,
     PredictionRow,
     ResultRow,
+    RunnerRow,
     SpecRow,
 )
 from service.jobs.transitions import Event, move
@@ -96,6 +97,16 @@ def finish_with(session: Session, *, job: JobRow, runner_id: str | None, row: R)
     return session.scalars(select(table).where(table.job_id == job.id)).one(), False
 
 
+class Listed(NamedTuple):
+    """A result as listed: with its spec, the artifact its job measured, and whether its runner
+    has been revoked since (shown, never served as cached)."""
+
+    result: ResultRow | PredictionRow
+    spec: SpecRow
+    artifact: ArtifactRow | None
+    runner_revoked: bool
+
+
 def list_results(
     session: Session,
     *,
@@ -106,11 +117,12 @@ def list_results(
     limit: int = 1000,
     kind: str = "measured",
     viewer: str | None = None,
-) -> list[tuple[ResultRow | PredictionRow, SpecRow, ArtifactRow | None]]:
+) -> list[Listed]:
     """Newest first, from the table of ``kind`` (``LATENCY_TABLES``): measurements unless
-    predictions are asked for by name; each with its spec and the artifact its job measured, in
-    one query (a lookup per row, or a second query, costs a round trip each on the busiest
-    listing). ``viewer``: only what they may see (``owners.visible``); None: all (an admin)."""
+    predictions are asked for by name; each with its spec, the artifact its job measured and its
+    runner's revocation, in one query (a lookup per row, or a second query, costs a round trip
+    each on the busiest listing). ``viewer``: only what they may see (``owners.visible``); None:
+    all (an admin)."""
     filters = {
         "model": model,
         "family": family,
@@ -120,8 +132,7 @@ def list_results(
     }
     given = {name: value for name, value in filters.items() if value}
     query = _listing(kind, frozenset(given))
-    rows = session.execute(query, {**given, "limit": limit})
-    return [(result, spec, artifact) for result, spec, artifact in rows]
+    return [Listed(*row) for row in session.execute(query, {**given, "limit": limit})]
 
 
 @lru_cache(maxsize=64)
@@ -130,9 +141,10 @@ def _listing(kind: str, filters: frozenset[str]) -> Select:
     an ORM statement costs about as much CPU as running it (as ``jobs._JOB_ROWS``)."""
     table = LATENCY_TABLES[kind]
     query = (
-        select(table, SpecRow, ArtifactRow)
+        select(table, SpecRow, ArtifactRow, RunnerRow.revoked_at.is_not(None))
         .join(SpecRow, SpecRow.hash == table.spec_hash)
         .outerjoin(JobRow, JobRow.id == table.job_id)
+        .outerjoin(RunnerRow, RunnerRow.id == table.runner_id)
         .outerjoin(ArtifactRow, ArtifactRow.key == JobRow.artifact_key)
     )
     columns = {

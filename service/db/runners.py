@@ -226,10 +226,3 @@ def revoke(session: Session, *, name: str) -> list[str]:
 def revoked_runners() -> Select[tuple[str]]:
     """SQL: the ids of revoked runners (a result of theirs is no cache hit)."""
     return select(RunnerRow.id).where(RunnerRow.revoked_at.is_not(None))
-
-
-def revoked_among(session: Session, runner_ids: Iterable[str | None]) -> set[str]:
-    ids = {i for i in runner_ids if i}
-    if not ids:
-        return set()
-    return set(session.scalars(revoked_runners().where(RunnerRow.id.in_(ids))))

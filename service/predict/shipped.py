@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
@@ -108,13 +109,25 @@ def write_shipped(path: Path) -> dict[str, dict[str, Any]]:
     return entries
 
 
+@lru_cache(maxsize=1)
 def shipped_path() -> Path:
     return Path(str(resources.files("service.predict").joinpath("data", SHIPPED)))
 
 
 def shipped_entries() -> dict[str, dict[str, Any]]:
-    path = resources.files("service.predict").joinpath("data", SHIPPED)
-    return json.loads(path.read_text())["classes"] if path.is_file() else {}
+    """The shipped predictors by class, parsed once per version of the file (GET /devices asks
+    on every request; parsing it was a sixth of the route's CPU). Shared: read it, never change
+    it."""
+    try:
+        stamp = shipped_path().stat().st_mtime_ns
+    except FileNotFoundError:
+        return {}
+    return _parsed_shipped(stamp)
+
+
+@lru_cache(maxsize=1)
+def _parsed_shipped(_stamp: int) -> dict[str, dict[str, Any]]:
+    return json.loads(shipped_path().read_text())["classes"]
 
 
 def saved_path(data_dir: Path, device_class: DeviceClass) -> Path:

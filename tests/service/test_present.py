@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event
 
+from exporters.errors import NotFoundError
 from service.api.present import job_view, result_public
+from service.db import jobs
 from service.db.results import list_results, record_result
 from service.db.tables import ArtifactRow
 from tests.service.test_db import MEASUREMENT, SPEC_HASH, _job
@@ -36,13 +39,13 @@ def _done_job(session, index: int) -> str:
 
 
 @contextmanager
-def counted(session):
-    """The statements ``session`` sends while the block runs."""
+def counted(engine):
+    """The SELECT statements sent through ``engine`` while the block runs."""
     sent: list[str] = []
-    engine = session.get_bind()
 
     def record(_conn, _cursor, statement, *_args) -> None:
-        sent.append(statement)
+        if statement.lstrip().upper().startswith("SELECT"):
+            sent.append(statement)
 
     event.listen(engine, "before_cursor_execute", record)
     try:
@@ -53,19 +56,19 @@ def counted(session):
 
 def _listing(session) -> list[int]:
     rows = list_results(session, model="mobileone_s0")
-    shown = [result_public(r, spec, artifact) for r, spec, artifact in rows]
+    shown = [result_public(row.result, row.spec, row.artifact) for row in rows]
     return [r.artifact["size_bytes"] for r in shown]
 
 
 def test_results_listing_costs_the_same_queries_for_one_row_or_many(sessions):
     with sessions() as s:
         _done_job(s, 1)
-    with sessions() as s, counted(s) as one:
+    with sessions() as s, counted(s.get_bind()) as one:
         assert _listing(s) == [1]
     with sessions() as s:
         for index in range(2, 6):
             _done_job(s, index)
-    with sessions() as s, counted(s) as five:
+    with sessions() as s, counted(s.get_bind()) as five:
         assert sorted(_listing(s)) == [1, 2, 3, 4, 5]
     assert len(five) == len(one)
 
@@ -73,11 +76,44 @@ def test_results_listing_costs_the_same_queries_for_one_row_or_many(sessions):
 def test_job_view_loads_its_rows_in_one_query(sessions):
     with sessions() as s:
         job_id = _done_job(s, 7)
-    with sessions() as s, counted(s) as sent:
-        shown = job_view(s, job_id=job_id)
+    with sessions() as s, counted(s.get_bind()) as sent:
+        shown = job_view(s, job_id=job_id, viewer=None)
     assert shown.state == "done" and shown.model == "mobileone_s0"
     assert shown.result.latency_ms.median == 1.5 and shown.result.artifact["size_bytes"] == 7
-    assert len([q for q in sent if q.lstrip().upper().startswith("SELECT")]) == 1
+    assert not shown.runner_revoked and len(sent) == 1
+
+
+def test_a_job_views_visibility_and_revoked_runner_come_in_its_one_query(sessions):
+    """A user's view of a job also says whether they may see it and whether its runner was
+    revoked since, in the same statement (each was a query of its own: three for one view)."""
+    from service.db import runners
+    from service.db.artifacts import UPLOADED
+    from service.db.tables import SpecRow, UploadRow
+    from service.jobs import steps
+
+    with sessions() as s:
+        job_id = _done_job(s, 8)
+        runner, _ = runners.register_runner(s, device_class="cpu-x86_64", description={})
+        s.add(SpecRow(hash="u" * 32, model="addnet", family=UPLOADED, body={"model": "addnet"}))
+        s.add(UploadRow(artifact_key="k", content_hash="u" * 32, owner="alice", size_bytes=1))
+        s.commit()
+        private, _ = jobs.create_or_coalesce(
+            s, spec_hash="u" * 32, device_class="cpu-x86_64", fmt="onnx", settings={},
+            request_key="u" * 64, user="alice",
+        )  # fmt: skip
+        private.artifact_key = f"{SPEC_HASH}-onnx-8"
+        s.commit()
+        steps.claim(s, job_id=private.id, attempt=1, runner_id=runner.id)
+        runners.revoke(s, name=runner.id)
+    for viewer in ("alice", "bob"):
+        with sessions() as s, counted(s.get_bind()) as sent:
+            assert not job_view(s, job_id=job_id, viewer=viewer).runner_revoked  # the zoo's
+        assert len(sent) == 1
+    with sessions() as s, counted(s.get_bind()) as sent:
+        shown = job_view(s, job_id=private.id, viewer="alice")
+    assert shown.state == "measuring" and shown.runner_revoked and len(sent) == 1
+    with sessions() as s, pytest.raises(NotFoundError, match=f"no job '{private.id}'"):
+        job_view(s, job_id=private.id, viewer="bob")
 
 
 def test_each_listing_filter_selects_its_rows(sessions):
@@ -94,7 +130,7 @@ def test_each_listing_filter_selects_its_rows(sessions):
     with sessions() as s:
 
         def models(**filters) -> list[str]:
-            return [result.model for result, _, _ in list_results(s, **filters)]
+            return [row.result.model for row in list_results(s, **filters)]
 
         assert models() == ["resnet18", "mobileone_s0"]  # newest first
         assert models(model="resnet18") == ["resnet18"]
@@ -124,5 +160,8 @@ def test_a_result_of_an_uploaded_artifact_says_its_weights_are_the_uploads(sessi
         built, _ = _job(s, key="b" * 64)
         record_result(s, job=built, model="mobileone_s0", runner_id=None, measurement=MEASUREMENT)
     with sessions() as s:
-        shown = {r.model: result_public(r, spec, a).weights for r, spec, a in list_results(s)}
+        shown = {
+            row.result.model: result_public(row.result, row.spec, row.artifact).weights
+            for row in list_results(s)
+        }
     assert shown == {"addnet": "as uploaded", "mobileone_s0": "random"}

@@ -18,7 +18,7 @@ from service.db.users import add_user, token_digest
 from tests.exporters.test_sources import _onnx_model
 from tests.service.doubles import OCTET, RecordingDispatcher
 from tests.service.test_db import MEASUREMENT, SPEC_HASH
-from tests.service.test_present import _done_job
+from tests.service.test_present import _done_job, counted
 
 ADMIN = "bootstrap-admin-token-0123456789"
 FAST = {"threads": 1, "max_seconds": 1.0}
@@ -199,3 +199,18 @@ def test_a_job_listing_counts_what_its_pages_hold(team, tmp_path):
     alice_counts, alice_ids = pages("alice")
     assert set(alice_ids) == zoo_jobs | {private_job, compare_job}
     assert alice_counts == {len(alice_ids)} == {5}
+
+
+def test_a_polled_read_costs_one_statement_after_the_callers_token(team, tmp_path):
+    """GET /jobs/{id} and GET /results, as a user and as the admin: the user's token lookup, then
+    one statement holding the rows, the caller's right to see them and their runner's revocation
+    (a user's job view cost four statements after the token, the admin's two)."""
+    client, heads = team
+    _, job_id = _measured_upload(client, heads, tmp_path)
+    engine = client.app.state.sessions.kw["bind"]
+    for who, token_lookups in (("admin", 0), ("alice", 1)):
+        for path in (f"/jobs/{job_id}", "/results"):
+            with counted(engine) as sent:
+                answer = client.get(path, headers=heads[who])
+            assert answer.status_code == 200, answer.text
+            assert len(sent) == token_lookups + 1, (who, path, sent)
