@@ -36,7 +36,7 @@ def free_port() -> int:
 class Proc:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
-        self._out = open(log, "ab")
+        self._out = open(log, "ab")  # noqa: SIM115 (the process's output for its lifetime; closed by kill)
         self.popen = subprocess.Popen(
             args, env=env, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
         )

@@ -18,7 +18,10 @@ def _compose_command() -> list[str]:
     docker = shutil.which("docker")
     if (
         docker
-        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+        and subprocess.run(
+            [docker, "compose", "version"], capture_output=True, check=False
+        ).returncode
+        == 0
     ):
         return [docker, "compose"]
     if shutil.which("docker-compose"):
@@ -34,6 +37,7 @@ def _config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         [*_compose_command(), "-f", str(COMPOSE), "config"],
         env=full,
         capture_output=True,
+        check=False,
         text=True,
         timeout=60,
     )

@@ -45,6 +45,7 @@ def test_serve_refuses_an_open_bind_without_token(tmp_path):
         env=env,
         cwd=tmp_path,
         capture_output=True,
+        check=False,
         text=True,
         timeout=120,
     )
