@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install serve test test-faults test-sweep test-full bench clean
+.PHONY: install serve test test-faults test-sweep test-stress test-full bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test-faults: install  ## the long fault tests with real processes (crashes, rest
 
 test-sweep: install  ## a daily-rotating quarter of the full sweep (LATBENCH_FULL_SLICE, _SEED)
 	LATBENCH_FULL_SLICE=$${LATBENCH_FULL_SLICE:-4} $(BIN)/pytest -q -m full
+
+test-stress: install  ## five runs of the e2e and timing-sensitive tests, each beside two busy processes
+	.ci/stress 5
 
 test-full: install  ## everything, including the sweep over every seed-family variant
 	$(BIN)/pytest -q -m "not bench"
