@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from exporters.budget import WorkBudget
 
 
+@lru_cache(maxsize=256)  # asked per request of the Host header (an address parse is ~6 us)
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

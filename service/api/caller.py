@@ -34,6 +34,7 @@ class CallerGate:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self.loopback = is_loopback(settings.host)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,7 +53,7 @@ class CallerGate:
         await self.app(scope, receive, send)
 
     def _check_host(self, scope: Scope) -> None:
-        if not is_loopback(self.settings.host):
+        if not self.loopback:
             return  # every request needs a token there
         host = _header(scope, b"host")
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
