@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.settings import is_loopback
 from tests.service.doubles import RecordingDispatcher
 
 
@@ -28,6 +29,19 @@ def test_a_rebound_host_name_is_refused(client, host):
     response = client.get("/jobs", headers={"host": host})
     assert response.status_code == 422
     assert response.json()["field"] == "headers.host"
+
+
+def test_the_host_names_the_gate_remembers_are_bounded(client):
+    """The gate remembers each Host name it checked (it checks on every request): at most 256,
+    and never one longer than DNS allows, which is refused without being kept."""
+    is_loopback.cache_clear()
+    response = client.get("/jobs", headers={"host": "1" * 10_000})
+    assert response.status_code == 422
+    assert response.json()["field"] == "headers.host"
+    assert is_loopback.cache_info().currsize == 0
+    for i in range(300):
+        client.get("/jobs", headers={"host": f"10.0.{i // 256}.{i % 256}"})
+    assert is_loopback.cache_info().currsize == 256
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/json"])
