@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import jsonschema_rs
 import numpy as np
@@ -242,6 +243,7 @@ def test_concurrent_first_requests_load_a_class_once(monkeypatch):
 
     def counted(device_class, data_dir):
         loads.append(device_class)
+        time.sleep(0.2)  # a slow read: without the lock every thread would start one
         return load_predictor(device_class, data_dir)
 
     monkeypatch.setattr(job, "load_predictor", counted)
