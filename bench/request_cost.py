@@ -78,9 +78,9 @@ def count_child(data: Path, requests: int) -> None:
     from service.app import create_app
     from service.settings import get_settings
 
-    # round 2's create_app had no migrate flag: its replicas were the processes that skip it
-    options = {"migrate": False} if "migrate" in create_app.__code__.co_varnames else {}
-    options = options or {"replica": True}
+    # the schema is current; round 2's create_app said so with replica=True (no migrate flag)
+    current = "migrate" in create_app.__code__.co_varnames
+    options = {"migrate": False} if current else {"replica": True}
     app = create_app(get_settings(), RecordingDispatcher.this_host(), **options)
     job_id = json.loads((data / "seed.json").read_text())["job_id"]
 
