@@ -28,6 +28,14 @@ from exporters.errors import EquivalenceError
 from exporters.exporter import relative_error
 
 PROOF_TOLERANCE = 1e-8  # float64 proof: correct folds of the seed families land at 1e-16..1e-11
+# A draw of random weights can amplify float64 rounding past PROOF_TOLERANCE (mobileone_s4 once
+# proved at 9.3e-8); the tolerance then follows the draw's own amplification, up to a ceiling
+# that is still far below what a wrong fold costs (a forgotten variance or shift: 1e-3..1).
+# A correct fold's error over amplification × eps64 measured 0.07..12 over 12 draws of
+# mobileone_s0, mobileone_s4 and repvit_m2_3 (the amplification is one noisy reading).
+ROUNDING_MARGIN = 1000.0
+PROOF_CEILING = 1e-5
+_NUDGE = 1e-11  # relative change that measures amplification: ≫ eps64, and still linear
 _SEED = 20261123
 
 
@@ -50,6 +58,7 @@ class EquivalenceReport:
     deploy: FormStats
     generic_conv_bn_folds: int = 0  # pairs folded by latbench beyond the model's own methods
     fp32_rel_error: float | None = None  # float32 deploy form vs its exact (float64) value
+    amplification: float | None = None  # measured only where the fixed tolerance was exceeded
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -249,6 +258,8 @@ def _proven_folds(
 
     In float64 a correct fold agrees to ~1e-12 even where a random deep net amplifies fp32
     rounding into percent-level differences, so the proof separates wrong algebra from rounding.
+    Where a draw amplifies even float64 rounding past ``tolerance``, the tolerance follows that
+    amplification (measured, never past ``PROOF_CEILING``).
     Should latbench's own Conv+BN fusion break equivalence (a conv output also used in place
     elsewhere), it is dropped and the model's own folds alone are proven.
     """
@@ -261,10 +272,56 @@ def _proven_folds(
         deploy64 = copy.deepcopy(folded64)
         fuse_pairs(deploy64, pairs)
         report = check_equivalence(train64, deploy64, input_shape, tolerance=tolerance)
+        if not report.ok:
+            amplification = _float64_amplification(train64, input_shape)
+            rounding = ROUNDING_MARGIN * amplification * torch.finfo(torch.float64).eps
+            tolerance = max(tolerance, min(PROOF_CEILING, rounding))
+            report = replace(
+                report,
+                tolerance=tolerance,
+                ok=report.rel_error <= tolerance,
+                amplification=amplification,
+            )
         if not report.ok and pairs:
             pairs, deploy64 = [], folded64
-            report = check_equivalence(train64, folded64, input_shape, tolerance=tolerance)
+            report = replace(
+                check_equivalence(train64, folded64, input_shape, tolerance=tolerance),
+                amplification=report.amplification,
+            )
     return pairs, report, deploy64
+
+
+class _Nudged(TorchFunctionMode):
+    """Every floating tensor an op returns, off by up to ±``_NUDGE`` relative: rounding at every
+    op, made large enough to measure what the rest of the net makes of it."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+            return out
+        noise = torch.rand(out.shape, generator=self.generator, dtype=out.dtype) * 2 - 1
+        return out * (1 + _NUDGE * noise)
+
+
+@torch.no_grad()
+def _float64_amplification(train64: nn.Module, input_shape: tuple[int, ...]) -> float:
+    """Relative output change per relative change of every weight, statistic and op result: how
+    much this draw of random weights amplifies the float64 rounding that a fold moves (its folded
+    weights, their rounding shared by every position; its reordered sums)."""
+    generator = torch.Generator().manual_seed(_SEED)
+    x = torch.randn(*input_shape, generator=generator, dtype=torch.float64)
+    nudged = copy.deepcopy(train64)
+    for tensor in (*nudged.parameters(), *nudged.buffers()):
+        if tensor.is_floating_point():
+            noise = torch.rand(tensor.shape, generator=generator, dtype=torch.float64) * 2 - 1
+            tensor.mul_(1 + _NUDGE * noise)
+    with _Nudged(generator):
+        moved = nudged(x)
+    return relative_error(train64(x).numpy(), moved.numpy()) / _NUDGE
 
 
 @torch.no_grad()
@@ -274,6 +331,12 @@ def _float32_rounding(exact: nn.Module, model: nn.Module, input_shape: tuple[int
     generator = torch.Generator().manual_seed(_SEED)
     x = torch.randn(*input_shape, generator=generator, dtype=torch.float64)
     return relative_error(exact(x).numpy(), model(x.float()).numpy())
+
+
+def _amplified(report: EquivalenceReport) -> str:
+    if report.amplification is None:
+        return ""
+    return f", this draw of random weights amplifies rounding {report.amplification:.1g}×"
 
 
 def deploy_form(
@@ -293,7 +356,8 @@ def deploy_form(
     if not report.ok:
         raise EquivalenceError(
             f"deploy form differs from train form: relative error {report.rel_error:.3g} > "
-            f"tolerance {tolerance:.1g} (float64); a reparameterization fold is wrong"
+            f"tolerance {report.tolerance:.1g} (float64{_amplified(report)}); "
+            "a reparameterization fold is wrong"
         )
     deploy = reparameterize_model(train, inplace=False).eval()
     fuse_pairs(deploy, pairs)

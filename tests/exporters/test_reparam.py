@@ -4,6 +4,7 @@ from torch import nn
 
 from exporters.errors import EquivalenceError
 from exporters.reparam import (
+    PROOF_CEILING,
     PROOF_TOLERANCE,
     check_equivalence,
     conv_bn_pairs,
@@ -140,3 +141,65 @@ def test_deep_random_net_is_proven_in_float64_without_false_alarm():
     _, report = deploy_form(train, shape)
     assert report.rel_error < 1e-10
     assert report.fp32_rel_error is not None and report.fp32_rel_error > report.rel_error
+
+
+def _on_grid(scale: float = 1.0) -> nn.Conv2d:
+    """A conv whose weights lie on a 1/16 grid (times a power of two): sums of them are exact."""
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    conv.weight.data = torch.randint(-16, 17, conv.weight.shape) / 16 * scale
+    return conv
+
+
+class _RepPair(nn.Module):
+    """Two convs summed, folded into one by ``reparameterize`` (RepVGG's algebra without its
+    BatchNorms); with ``forget_b`` the fold drops the second branch, a wrong fold."""
+
+    def __init__(self, a: nn.Conv2d, b: nn.Conv2d, *, forget_b: bool = False) -> None:
+        super().__init__()
+        self.a, self.b, self.forget_b = a, b, forget_b
+        self.fused: nn.Conv2d | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fused(x) if self.fused is not None else self.a(x) + self.b(x)
+
+    def reparameterize(self) -> None:
+        fused = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        fused.weight.data = self.a.weight.data + (0 if self.forget_b else self.b.weight.data)
+        self.fused = fused
+        del self.a, self.b
+
+
+class _Cancelling(nn.Module):
+    """y = (a + b)(x) + c(x) + t(x) with c = −(a + b) exactly and t 2^-30 as large: what is left
+    is t, so the float64 rounding of a + b, which the fold moves, shows in y at about
+    eps64 / 2^-30 ≈ 1e-7, past the fixed proof tolerance."""
+
+    def __init__(self, *, forget_b: bool = False) -> None:
+        super().__init__()
+        a, b, self.c, self.t = _on_grid(), _on_grid(), _on_grid(), _on_grid(2**-30)
+        self.c.weight.data = -(a.weight.data + b.weight.data)
+        self.pair = _RepPair(a, b, forget_b=forget_b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pair(x) + self.c(x) + self.t(x)
+
+
+def test_a_draw_that_amplifies_float64_rounding_is_proven_against_its_own_amplification():
+    torch.manual_seed(0)
+    _, report = deploy_form(_Cancelling(), (2, 3, 16, 16))
+    assert report.ok
+    assert report.rel_error > PROOF_TOLERANCE, "the fixed tolerance alone would refuse this fold"
+    assert 1e8 < report.amplification < 1e10  # about 2^30: what the cancellation amplifies
+    assert PROOF_TOLERANCE < report.tolerance <= PROOF_CEILING
+    assert (report.train.convs, report.deploy.convs) == (4, 3)
+
+
+def test_a_wrong_fold_is_refused_where_rounding_raised_the_tolerance():
+    torch.manual_seed(0)
+    with pytest.raises(EquivalenceError, match=r"relative error .* amplifies rounding"):
+        deploy_form(_Cancelling(forget_b=True), (2, 3, 16, 16))
+
+
+def test_the_amplification_is_measured_only_where_the_fixed_tolerance_is_exceeded():
+    _, report = deploy_form(_conv_bn(), (2, 3, 16, 16))
+    assert report.ok and report.amplification is None and report.tolerance == PROOF_TOLERANCE
