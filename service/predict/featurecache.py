@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from exporters.errors import ExportError, LatbenchError
 from exporters.features import FEATURES_VERSION, GraphFeatures, onnx_features
 from exporters.formats import ExportFormat
 from exporters.spec import ModelSpec, library_versions
+from service.predict.packaged import data_path, report_missing
 
 SHIPPED = "features.json"
 
@@ -116,8 +116,11 @@ def _entry(spec: ModelSpec, features: GraphFeatures) -> dict[str, Any]:
 
 
 def _shipped_text() -> str:
-    path = resources.files("service.predict").joinpath("data", SHIPPED)
-    return path.read_text() if path.is_file() else "{}"
+    path = data_path(SHIPPED)
+    if not path.is_file():
+        report_missing(path, "features of the training rows are computed anew (an export each)")
+        return "{}"
+    return path.read_text()
 
 
 def _read(text: str) -> dict[str, Any]:

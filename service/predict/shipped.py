@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import lru_cache
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from exporters.spec import ModelSpec, library_versions
 from service.predict.cv import LEVEL, Sample
 from service.predict.featurecache import FeatureCache, identity_key
 from service.predict.fitting import Fit, fit_class
+from service.predict.packaged import data_path, report_missing
 from service.predict.predictor import PREDICTOR_VERSION, SCHEME, CvPublic, Prediction, Predictor
 from service.predict.training import device_classes, graph_spec, published_rows
 
@@ -109,9 +110,8 @@ def write_shipped(path: Path) -> dict[str, dict[str, Any]]:
     return entries
 
 
-@lru_cache(maxsize=1)
 def shipped_path() -> Path:
-    return Path(str(resources.files("service.predict").joinpath("data", SHIPPED)))
+    return data_path(SHIPPED)
 
 
 def shipped_entries() -> dict[str, dict[str, Any]]:
@@ -121,6 +121,7 @@ def shipped_entries() -> dict[str, dict[str, Any]]:
     try:
         stamp = shipped_path().stat().st_mtime_ns
     except FileNotFoundError:
+        report_missing(shipped_path(), "no shipped predictor: predictions abstain")
         return {}
     return _parsed_shipped(stamp)
 

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from exporters.errors import NotFoundError, SpecError
+from exporters.spec import parse_spec
 from service.app import create_app
 from service.predict import cv, job, shipped
 from service.predict.costmodel import CostModel, Proportional
@@ -109,6 +110,24 @@ def test_an_api_process_starts_and_answers_devices_without_fitting(settings, fit
         predictors = client.get("/devices").json()["predictors"]
     assert {p["device_class"] for p in predictors} == {c.value for c in device_classes()}
     assert fits == []
+
+
+def test_an_install_without_the_shipped_files_says_so_once(tmp_path, monkeypatch, caplog):
+    """A wheel that lost its package data is a broken install: it warns, once per file, instead
+    of abstaining (predictors) or exporting every training row anew (features) in silence."""
+    from service.predict import featurecache, packaged
+
+    monkeypatch.setattr(packaged, "data_path", lambda name: tmp_path / name)
+    monkeypatch.setattr(featurecache, "data_path", packaged.data_path)
+    monkeypatch.setattr(shipped, "data_path", packaged.data_path)
+    with caplog.at_level("WARNING", logger=packaged.__name__):
+        assert shipped.shipped_entries() == {} and shipped.shipped_entries() == {}
+        assert featurecache.FeatureCache().lookup(parse_spec("mobileone_s0")) is None
+        featurecache.FeatureCache()
+    missing = [r.getMessage() for r in caplog.records]
+    assert len(missing) == 2, missing
+    assert str(tmp_path / shipped.SHIPPED) in missing[0] and "predictions abstain" in missing[0]
+    assert str(tmp_path / featurecache.SHIPPED) in missing[1] and "computed anew" in missing[1]
 
 
 def test_routing_decides_once_per_class():
