@@ -6,9 +6,9 @@ An API process (``api_main``) answers requests and takes no job work. The worker
 recovery of unfinished jobs and the dispatcher's work (the embedded runner taking queued jobs from
 the database, or the Celery export workers). ``latbench serve`` migrates the schema once, then
 starts every part (spawned, never forked from a process that runs threads; each dies with it,
-``PR_SET_PDEATHSIG``) and watches them: a part that ends on its own is started again after
-RESTART_DELAY_S, unless it keeps dying right after its start, which stops the whole service;
-SIGTERM or Ctrl-C stops every part (SIGTERM, then SIGKILL after STOP_GRACE_S).
+``PR_SET_PDEATHSIG``) and watches them: a part that ends on its own is started again
+(``service.restarts``), unless it keeps dying right after its start, which stops the whole
+service; SIGTERM or Ctrl-C stops every part (SIGTERM, then SIGKILL after STOP_GRACE_S).
 
 A Python process answers about one core's worth of requests (one interpreter lock), so on a
 multi-core host reads scale with processes, not threads (bench/load.py prints both).
@@ -24,13 +24,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from devices.lifeline import die_with_parent
+from service.restarts import Restarts
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,9 +41,6 @@ log = logging.getLogger(__name__)
 
 SPAWN = multiprocessing.get_context("spawn")
 STOP_GRACE_S = 10.0
-RESTART_DELAY_S = 1.0
-QUICK_DEATH_S = 10.0  # a part that ends this soon after its start ...
-MAX_QUICK_DEATHS = 5  # ... this many times in a row cannot start: the service stops
 MAX_AUTO_WORKERS = 4  # each process holds torch and the zoo (for the work budget): ~0.5 GB
 LOG_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
 
@@ -105,7 +103,8 @@ def worker_main(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings, *, migrate: bool = True) -> None:
-    """The worker process: dispatcher work, recovery and the reaper, until SIGTERM or SIGINT."""
+    """The worker process: dispatcher work, recovery and the reaper, until SIGTERM or SIGINT, or
+    until its dispatcher fails (then status 1, for the supervisor or the orchestrator to see)."""
     from service import retention
     from service.db.engine import engine_for, make_sessionmaker, upgrade
     from service.dispatch import worker_dispatcher
@@ -127,19 +126,22 @@ def run_worker(settings: Settings, *, migrate: bool = True) -> None:
     reaper = Reaper(sessions, settings, dispatcher)
     interrupted = started_jobs(sessions)  # before this start's dispatcher takes any job
     dispatcher.start()  # the embedded runner registers first: recovery then sees it online
+    failure: str | None = None
     try:
         requeued = recover(sessions, settings, dispatcher, interrupted)
         reaper.start()
         log.info(
             "worker started (%s dispatcher, %d job(s) requeued)", settings.dispatcher, requeued
         )
-        while not stop.wait(1.0):
-            pass
+        while failure is None and not stop.wait(1.0):
+            failure = dispatcher.failure()
     finally:
         reaper.stop()
         dispatcher.stop()
         engine.dispose()
         log.info("worker stopped")
+    if failure is not None:
+        raise SystemExit(f"latbench worker: {failure}")
 
 
 @dataclass
@@ -151,7 +153,7 @@ class Part:
     args: tuple[Any, ...]
     process: BaseProcess | None = None
     started: float = 0.0
-    quick_deaths: int = 0
+    restarts: Restarts = field(default_factory=Restarts)
 
     def start(self) -> None:
         self.process = SPAWN.Process(target=self.target, args=self.args, name=self.name)
@@ -181,17 +183,16 @@ class Supervisor:
         return status
 
     def _ended(self, part: Part) -> int:
-        """Start ``part`` again (after RESTART_DELAY_S), or 1 when it cannot start."""
+        """Start ``part`` again (``service.restarts``), or 1 when it cannot start."""
         assert part.process is not None
         part.process.join(STOP_GRACE_S)  # it has ended: this only reaps it
-        quick = time.monotonic() - part.started < QUICK_DEATH_S
-        part.quick_deaths = part.quick_deaths + 1 if quick else 0
         log.warning("%s ended (exit %s)", part.name, part.process.exitcode)
-        if part.quick_deaths >= MAX_QUICK_DEATHS:
+        delay = part.restarts.ended(time.monotonic() - part.started)
+        if delay is None:
             log.error("%s ended %d times right after its start; stopping", part.name,
-                      part.quick_deaths)  # fmt: skip
+                      part.restarts.quick_deaths)  # fmt: skip
             return 1
-        if self._stop.wait(RESTART_DELAY_S):
+        if self._stop.wait(delay):
             return 0
         log.warning("starting %s again", part.name)
         part.start()

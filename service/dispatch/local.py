@@ -108,6 +108,9 @@ class InDatabase:
     def serves(self, device_class: str) -> bool:
         return serves_locally(self.settings, device_class)
 
+    def failure(self) -> str | None:
+        return None
+
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
@@ -134,6 +137,11 @@ class LocalDispatcher:
 
     def serves(self, device_class: str) -> bool:
         return serves_locally(self.settings, device_class)
+
+    def failure(self) -> str | None:
+        """None: each export and measurement runs in a bounded child of its own, and a child
+        that dies fails its job, not the dispatcher."""
+        return None
 
     def start(self) -> None:
         if not self.settings.local_runner:

@@ -25,6 +25,10 @@ class Dispatcher(Protocol):
     def serves(self, device_class: str) -> bool:
         """Whether a job for this device class can ever be measured through this backend."""
 
+    def failure(self) -> str | None:
+        """Why this backend can no longer work (a process it needs keeps dying at its start):
+        the worker process stops on it, with status 1. None while it works."""
+
     def start(self) -> None: ...
 
     def stop(self) -> None: ...

@@ -38,6 +38,9 @@ class RecordingDispatcher:
     def serves(self, device_class: str) -> bool:
         return self.classes is None or device_class in self.classes
 
+    def failure(self) -> str | None:
+        return None
+
     def start(self) -> None:
         """Nothing runs: jobs stay where the job service put them."""
 
