@@ -37,7 +37,8 @@ def register(
     names itself and registers again under that name and credential (a restart) takes its row
     back with a new token, and whatever its old registration held is requeued; otherwise a row
     is added, within LATBENCH_MAX_RUNNERS_PER_CREDENTIAL live rows per credential (429 past it),
-    so neither restarts nor a leaked token pile rows up."""
+    so neither restarts nor a leaked token pile rows up; concurrent registrations of one
+    credential take turns."""
     given = bearer(request) or ""
     credential = runners.credential_by_token(session, given) if given else None
     if credential is not None and body.device_class.value not in credential.device_classes:
@@ -52,6 +53,7 @@ def register(
             "LATBENCH_RUNNER_TOKEN as bearer token"
         )
     scope = credential.name if credential else None
+    runners.lock_registrations(session, credential=scope)  # until register_runner commits
     again = runners.live_named(session, credential=scope, name=body.name) if body.name else None
     if again is None:
         runners.require_room(session, credential=scope, cap=settings.max_runners_per_credential)

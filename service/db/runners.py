@@ -35,6 +35,17 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def lock_registrations(session: Session, *, credential: str | None) -> None:
+    """Registrations under one credential one at a time, until this transaction ends: two under
+    one name cannot both find it free, nor two pass the cap together. PostgreSQL: an advisory
+    lock of the transaction; SQLite serializes every writing transaction already."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"latbench runners {credential or ''}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
 def register_runner(
     session: Session,
     *,

@@ -139,3 +139,40 @@ def test_registrations_past_the_cap_are_refused_naming_it(client, settings, x86_
     with client.app.state.sessions() as session:
         live = [r for r in runners.list_runners(session) if r.revoked_at is None]
     assert sorted(r.name or "" for r in live if r.credential == "lab-x86") == ["b", "c"]
+
+
+def test_two_registrations_under_one_name_at_once_make_one_row(sessions):
+    """The first registration has looked the name up and found it free; a second, meanwhile,
+    waits for it (PostgreSQL: the credential's advisory lock; SQLite: its one writer), then finds
+    the row and takes it back instead of adding a second row under the same name."""
+    import threading
+
+    from sqlalchemy import func, select
+
+    from service.db.tables import RunnerRow
+
+    def register(session, found) -> None:
+        runners.lock_registrations(session, credential="lab")
+        again = runners.live_named(session, credential="lab", name="pixel")
+        found.append(again)
+        runners.register_runner(
+            session, device_class="cpu-x86", description={}, credential="lab", name="pixel",
+            runner_id=again.id if again else None,
+        )  # fmt: skip
+
+    second_found: list = []
+    with sessions() as first, sessions() as second:
+        runners.lock_registrations(first, credential="lab")
+        assert runners.live_named(first, credential="lab", name="pixel") is None
+        later = threading.Thread(target=register, args=(second, second_found))
+        later.start()
+        later.join(1.0)
+        assert later.is_alive(), "the second registration went ahead of the first's commit"
+        runners.register_runner(
+            first, device_class="cpu-x86", description={}, credential="lab", name="pixel"
+        )
+        later.join(30)
+    with sessions() as session:
+        named = session.scalar(select(func.count()).where(RunnerRow.name == "pixel"))
+    assert named == 1
+    assert second_found[0] is not None
