@@ -118,12 +118,16 @@ def recover(
     started: default, now) again under a new attempt: exporting, or measuring by no online
     runner; a job that has used its attempts fails instead (a job that crashes the server is not
     retried on every start). A job still measured by an online runner is left to it (the reaper
-    takes it if the runner dies), and so is one this start's dispatcher already took. A queued
+    takes it if the runner dies), and so is one this start's dispatcher already took, and, with
+    Celery, an export still beating: its export worker may run on another host, which this
+    restart did not stop (the reaper takes it if the beat stops). A queued
     job never started: it is sent again at its attempt (a lost message strands nothing; a
     duplicate changes nothing) and spends none, so restarts never fail jobs that never ran. The
     count requeued. Run after the dispatcher has started: the embedded runner re-registers
     first, which ends what it held before the restart."""
     started = started_jobs(sessions) if started is None else started
+    heard_since = utcnow() - timedelta(seconds=settings.heartbeat_timeout_s)
+    exports_elsewhere = settings.dispatcher == "celery"
     count = 0
     with sessions() as session:
         held = {r.current_job_id for r in runners.list_runners(session) if r.online}
@@ -134,6 +138,9 @@ def recover(
             if (job.id, job.attempt) not in started:
                 continue
             if job.state == JobState.MEASURING.value and job.id in held:
+                continue
+            beating = job.beat_at is not None and job.beat_at >= heard_since
+            if job.state == JobState.EXPORTING.value and exports_elsewhere and beating:
                 continue
             count += steps.requeue(
                 session,

@@ -358,3 +358,28 @@ def test_a_claim_and_its_runner_link_commit_together_or_not_at_all(sessions):
         row = jobs.get_job(s, job_id=job.id)
         assert (row.state, row.runner_id) == ("measuring", runner_id)
         assert s.get(RunnerRow, runner_id).current_job_id == job.id
+
+
+@pytest.mark.parametrize("dispatcher", ["local", "celery"])
+def test_recovery_leaves_a_beating_celery_export_to_its_worker(sessions, settings, dispatcher):
+    """With Celery an export worker may run on another host, which a restart of the worker
+    process does not stop: an export still beating is left to it (the reaper takes it should the
+    beat stop), one silent past the heartbeat timeout is requeued. The embedded dispatcher's
+    exports ran in the restarted process's children: requeued at once, beating or not."""
+    settings.dispatcher = dispatcher
+    with sessions() as s:
+        beating, _ = _job(s, key="b" * 64)
+        silent, _ = _job(s, key="s" * 64)
+        for job in (beating, silent):
+            move(s, Event.START_EXPORT, job_id=job.id, attempt=1, started_at=utcnow())
+            assert beat_export(s, job_id=job.id, attempt=1)
+    _age(sessions, JobRow, silent.id, "beat_at", settings.heartbeat_timeout_s + 1)
+    recorder = Recorder()
+    recover(sessions, settings, recorder)
+    left = [] if dispatcher == "local" else [beating.id]
+    assert sorted(recorder.submitted) == sorted(
+        (j.id, 2) for j in (beating, silent) if j.id not in left
+    )
+    with sessions() as s:
+        states = {j.id: jobs.get_job(s, job_id=j.id).state for j in (beating, silent)}
+    assert states == {j.id: "exporting" if j.id in left else "queued" for j in (beating, silent)}
