@@ -110,7 +110,7 @@ def test_sigterm_to_a_celery_serve_ends_every_child_and_frees_the_database(base_
             query = text("SELECT state FROM jobs WHERE id = :id")
             state = conn.execute(query, {"id": job_id}).scalar_one()
         engine.dispose()
-        assert state == "exporting"  # left for the next start to queue again
+        assert state == "exporting"  # the next start queues it again once its beat is silent
 
 
 @pytest.mark.faults
