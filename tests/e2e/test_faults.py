@@ -361,7 +361,11 @@ def test_artifact_disk_full_fails_the_job_with_the_reason_and_publishes_nothing(
 @pytest.mark.postgres
 def test_a_silent_runner_loses_its_job_and_its_late_result_is_refused(base_env, tmp_path):
     """A runner stopped (SIGSTOP) holding a job: no heartbeat, so its job goes to another runner;
-    resumed (SIGCONT), whatever it posts for the lost attempt is refused."""
+    resumed (SIGCONT), whatever it posts for the lost attempt is refused. The heir stands for
+    another host, with a host lock of its own: the stopped runner may already hold this host's,
+    and keeps it while stopped, as one measurement per host must (the heir then waited on it
+    until the test gave up, once in CI)."""
+    heir_env = {**base_env, "LATBENCH_HOST_LOCK": str(tmp_path / "heir-host.lock")}
     with celery_server(base_env, tmp_path / "server.log") as (server, _):
         silent, silent_id = start_runner(server, base_env, tmp_path / "silent.log")
         heir = None
@@ -369,7 +373,7 @@ def test_a_silent_runner_loses_its_job_and_its_late_result_is_refused(base_env, 
             slow = profile(server, seed=3, max_seconds=6.0, target_rel_ci=0.0001, max_iters=100000)
             assert server.wait_job(slow, states=("measuring",))["runner_id"] == silent_id
             os.killpg(silent.popen.pid, signal.SIGSTOP)
-            heir, heir_id = start_runner(server, base_env, tmp_path / "heir.log")
+            heir, heir_id = start_runner(server, heir_env, tmp_path / "heir.log")
             job = server.wait_job(slow)
             os.killpg(silent.popen.pid, signal.SIGCONT)
             deadline = time.monotonic() + 60
