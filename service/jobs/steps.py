@@ -82,16 +82,20 @@ def export_step(
     exist, or None when the job failed or was not this attempt's to export. While it exports,
     the job's heartbeat is written every ``beat_s`` (LATBENCH_HEARTBEAT_INTERVAL_S), so a worker
     that vanishes is noticed by the reaper. WorkerStopped (shutdown) leaves the job exporting,
-    for the next start to queue it."""
+    for the next start to queue it. A message sent again for an exported job: ``_again``."""
     with sessions() as session:
         job = session.get(JobRow, job_id)
-        if job is not None and _exported(job, attempt):  # a message sent again: pass it on
-            return None if get_kind(job.kind).on_server else task_of(job)
-        now = utcnow()
-        if not move(
-            session, Event.START_EXPORT, job_id=job_id, attempt=attempt, started_at=now, beat_at=now
-        ):
-            return None
+        if job is not None and _exported(job, attempt):
+            task, keys = task_of(job), job.artifact_keys or {MODEL: job.artifact_key}
+            exported = True
+        else:
+            now = utcnow()
+            exported = False
+            if not move(session, Event.START_EXPORT, job_id=job_id, attempt=attempt,
+                        started_at=now, beat_at=now):  # fmt: skip
+                return None
+    if exported:
+        return _again(sessions, task, keys, store_root=store_root, lock_path=lock_path)
     with _beating(sessions, job_id=job_id, attempt=attempt, every_s=beat_s):
         with sessions() as session:
             job = jobs.get_job(session, job_id=job_id)
@@ -140,6 +144,24 @@ def export_step(
             _run_on_server(sessions, task, paths, Host(lock_path=lock_path, data_dir=store_root))
             return None
         return task
+
+
+def _again(
+    sessions: Sessions, task: JobTask, keys: dict[str, str], *, store_root: Path, lock_path: Path
+) -> JobTask | None:
+    """An exported job whose message came again (recovery, the reaper's re-send): a runner's
+    task is passed on; a kind that runs on the server (predict) runs again, since the worker
+    that ran it may have stopped before it stored its result (a repeat stores nothing twice)."""
+    if not get_kind(task.kind).on_server:
+        return task
+    store = ArtifactStore(store_root)
+    try:
+        paths = {role: store.require(key).path for role, key in keys.items()}
+    except NotFoundError as exc:  # removed since (retention): nothing left to run it on
+        fail(sessions, job_id=task.job_id, attempt=task.attempt, error=str(exc))
+        return None
+    _run_on_server(sessions, task, paths, Host(lock_path=lock_path, data_dir=store_root))
+    return None
 
 
 @contextmanager

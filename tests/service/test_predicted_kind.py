@@ -94,6 +94,28 @@ def put_einsum_artifact(settings, model) -> None:
     put_artifact(settings, model, einsum_graph)
 
 
+def test_a_predict_job_whose_worker_stopped_after_its_export_is_answered_when_sent_again(
+    client, monkeypatch
+):
+    """The worker that exported a predict job may stop before it runs the prediction: the job
+    waits exported (queued, its artifact stored). Recovery or the reaper's re-send hands the
+    export step the same message again, which runs the prediction then, instead of leaving the
+    job for a runner that never comes until the queue age fails it."""
+    brief = profile(client, "mobileone_s0")
+    with monkeypatch.context() as stopped:
+        stopped.setattr(steps, "_run_on_server", lambda *args: None)  # stopped right there
+        run_export_step(client, brief["id"])
+    job = client.get(f"/jobs/{brief['id']}").json()
+    assert (job["state"], job["attempt"], job["result"]) == ("queued", 1, None)
+    run_export_step(client, brief["id"])  # the message again: no export, the prediction runs
+    job = client.get(f"/jobs/{brief['id']}").json()
+    assert (job["state"], job["error"]) == ("done", None)
+    assert job["result"]["kind"] == "predicted"
+    run_export_step(client, brief["id"])  # once more: nothing left to do, nothing stored twice
+    predicted = client.get("/results", params={"kind": "predicted"}).json()
+    assert [r["job_id"] for r in predicted["data"]] == [brief["id"]]
+
+
 def test_a_class_without_runner_is_predicted_end_to_end(client):
     brief = profile(client, "mobileone_s0")
     assert (brief["kind"], brief["device"], brief["state"]) == ("predict", IPHONE, "queued")
