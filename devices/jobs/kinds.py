@@ -42,11 +42,21 @@ def register_kind(
     return add
 
 
-def get_kind(name: str) -> Kind:
+def _loaded() -> dict[str, Kind]:
     for module in KIND_MODULES:
         importlib.import_module(module)
-    if name not in _KINDS:
+    return _KINDS
+
+
+def get_kind(name: str) -> Kind:
+    kinds = _loaded()
+    if name not in kinds:
         raise SpecError(
-            f"unknown job kind {name!r}; known: {', '.join(sorted(_KINDS))}", field="kind"
+            f"unknown job kind {name!r}; known: {', '.join(sorted(kinds))}", field="kind"
         )
-    return _KINDS[name]
+    return kinds[name]
+
+
+def server_kinds() -> list[str]:
+    """The kinds the server runs itself, in a job's export step."""
+    return sorted(name for name, kind in _loaded().items() if kind.on_server)

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from devices.jobs.bounded import Limits
 from devices.jobs.execute import run_task
+from devices.jobs.kinds import server_kinds
 from devices.jobs.port import Host, JobTask
 from exporters.artifacts import ArtifactStore
 from exporters.errors import ConflictError
@@ -181,7 +182,8 @@ class LocalDispatcher:
 
     def _queued(self) -> list[tuple[str, int]]:
         """The oldest queued jobs this worker can take: to export (any class: a server-side kind
-        runs here too), or exported for this host's class."""
+        runs here too), exported for this host's class, or exported of a server-side kind (its
+        worker stopped before it ran: ``steps.export_step`` runs it again)."""
         query = (
             select(JobRow.id, JobRow.attempt)
             .where(
@@ -189,6 +191,7 @@ class LocalDispatcher:
                 or_(
                     JobRow.artifact_key.is_(None),
                     JobRow.device_class == self.device_class.value,
+                    JobRow.kind.in_(server_kinds()),
                 ),
             )
             .order_by(JobRow.created_at)

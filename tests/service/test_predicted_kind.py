@@ -7,6 +7,8 @@ allowed, and never answers a later measurement request."""
 
 from __future__ import annotations
 
+import time
+
 import onnx
 import pytest
 from fastapi.testclient import TestClient
@@ -18,6 +20,7 @@ from exporters.formats import ExportFormat
 from exporters.spec import parse_spec
 from service.app import create_app
 from service.db import runners
+from service.dispatch.local import LocalDispatcher
 from service.jobs import steps
 from service.predict.policy import is_prediction, require_measured
 from service.predict.shipped import load_predictor
@@ -114,6 +117,28 @@ def test_a_predict_job_whose_worker_stopped_after_its_export_is_answered_when_se
     run_export_step(client, brief["id"])  # once more: nothing left to do, nothing stored twice
     predicted = client.get("/results", params={"kind": "predicted"}).json()
     assert [r["job_id"] for r in predicted["data"]] == [brief["id"]]
+
+
+def test_the_embedded_worker_answers_a_predict_job_its_last_start_left_exported(
+    client, monkeypatch
+):
+    """The same, on the embedded dispatcher: its worker takes queued jobs from the database and
+    takes an exported predict job too, though it is of no runner's class here."""
+    brief = profile(client, "mobileone_s0")
+    with monkeypatch.context() as stopped:
+        stopped.setattr(steps, "_run_on_server", lambda *args: None)
+        run_export_step(client, brief["id"])
+    settings = client.app.state.settings.model_copy(update={"local_runner": True})
+    worker = LocalDispatcher(settings, client.app.state.sessions)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (job := client.get(f"/jobs/{brief['id']}").json())["state"] == "queued":
+            assert time.monotonic() < deadline, "the embedded worker left the job queued"
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    assert (job["state"], job["error"], job["result"]["kind"]) == ("done", None, "predicted")
 
 
 def test_a_class_without_runner_is_predicted_end_to_end(client):
