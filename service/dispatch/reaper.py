@@ -29,31 +29,19 @@ def reap(
     dispatcher: Dispatcher,
     now: datetime | None = None,
     sent: dict[str, datetime] | None = None,
+    seeing_since: datetime | None = None,
 ) -> None:
     """One pass; ``now`` (naive UTC, default the clock) lets a test move time instead of waiting;
-    ``sent`` remembers across passes when each waiting job was last sent again."""
+    ``sent`` remembers across passes when each waiting job was last sent again. Silence (of a
+    runner, of an export) is judged only where the database has been seen since
+    ``seeing_since`` for a whole LATBENCH_HEARTBEAT_TIMEOUT_S (None: always): while it was
+    away nothing could beat, so a beat missed then says nothing of who is gone."""
     now = now or utcnow()
+    heard_since = now - timedelta(seconds=settings.heartbeat_timeout_s)
     with sessions() as session:
         _redispatch(session, settings, dispatcher, now, {} if sent is None else sent)
-        heard_since = now - timedelta(seconds=settings.heartbeat_timeout_s)
-        stale = runners.mark_stale_offline(session, cutoff=heard_since)
-        for runner in stale:
-            steps.release_runner_job(
-                session,
-                runner,
-                dispatcher,
-                max_attempts=settings.max_attempts,
-                reason=f"runner {runner.id} went silent while measuring it",
-            )
-        for job in jobs.silent_exports(session, beat_before=heard_since):
-            reason = (
-                f"its export worker went silent (no heartbeat for "
-                f"{settings.heartbeat_timeout_s:g} s: LATBENCH_HEARTBEAT_TIMEOUT_S)"
-            )
-            if steps.requeue(
-                session, job, dispatcher, max_attempts=settings.max_attempts, reason=reason
-            ):
-                log.warning("the export of job %s went silent; requeued", job.id)
+        if seeing_since is None or seeing_since <= heard_since:
+            _reap_silent(session, settings, dispatcher, heard_since)
         for job in jobs.overdue_jobs(
             session, started_before=now - timedelta(seconds=settings.job_timeout_s)
         ):
@@ -76,6 +64,30 @@ def reap(
                 f"{settings.max_queue_age_s:g} s of its submission; attach one and submit again "
                 "(LATBENCH_MAX_QUEUE_AGE_S)",
             )
+
+
+def _reap_silent(
+    session: Session, settings: Settings, dispatcher: Dispatcher, heard_since: datetime
+) -> None:
+    """Runners and exports not heard from since ``heard_since``: offline, and their job queued
+    again under a new attempt (or failed at the attempt cap)."""
+    for runner in runners.mark_stale_offline(session, cutoff=heard_since):
+        steps.release_runner_job(
+            session,
+            runner,
+            dispatcher,
+            max_attempts=settings.max_attempts,
+            reason=f"runner {runner.id} went silent while measuring it",
+        )
+    for job in jobs.silent_exports(session, beat_before=heard_since):
+        reason = (
+            f"its export worker went silent (no heartbeat for "
+            f"{settings.heartbeat_timeout_s:g} s: LATBENCH_HEARTBEAT_TIMEOUT_S)"
+        )
+        if steps.requeue(
+            session, job, dispatcher, max_attempts=settings.max_attempts, reason=reason
+        ):
+            log.warning("the export of job %s went silent; requeued", job.id)
 
 
 def _redispatch(
@@ -156,6 +168,7 @@ class Reaper:
     def __init__(self, sessions: Sessions, settings: Settings, dispatcher: Dispatcher) -> None:
         self._args = (sessions, settings, dispatcher)
         self._sent: dict[str, datetime] = {}
+        self._seeing_since: datetime | None = None
         self._interval = settings.reaper_interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="latbench-reaper", daemon=True)
@@ -169,7 +182,18 @@ class Reaper:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                reap(*self._args, sent=self._sent)
-            except Exception:  # keep reaping: a transient DB error must not end housekeeping
-                log.exception("reaper pass failed")
+            self.run_pass()
+
+    def run_pass(self, now: datetime | None = None) -> None:
+        """One pass of ``reap``, which judges silence only after a whole heartbeat window of
+        seeing the database: since this reaper started, or since its last pass that failed
+        (a database outage: nothing could beat meanwhile, and a 30 s outage would otherwise
+        requeue every running job)."""
+        now = now or utcnow()
+        if self._seeing_since is None:
+            self._seeing_since = now
+        try:
+            reap(*self._args, now=now, sent=self._sent, seeing_since=self._seeing_since)
+        except Exception:  # keep reaping: a transient DB error must not end housekeeping
+            self._seeing_since = None
+            log.exception("reaper pass failed")

@@ -14,7 +14,7 @@ from service.db import jobs, runners
 from service.db.jobs import JobState
 from service.db.results import record_result
 from service.db.tables import JobRow, RunnerRow, utcnow
-from service.dispatch.reaper import reap, recover, started_jobs
+from service.dispatch.reaper import Reaper, reap, recover, started_jobs
 from service.jobs import steps
 from service.jobs.transitions import Event, beat_export, move
 from tests.service.test_db import _exported, _job, _mark_exported
@@ -383,3 +383,41 @@ def test_recovery_leaves_a_beating_celery_export_to_its_worker(sessions, setting
     with sessions() as s:
         states = {j.id: jobs.get_job(s, job_id=j.id).state for j in (beating, silent)}
     assert states == {j.id: "exporting" if j.id in left else "queued" for j in (beating, silent)}
+
+
+def test_silence_during_a_database_outage_costs_no_attempt(sessions, settings):
+    """A runner and an export that last beat before an outage as long as the heartbeat timeout
+    could not beat during it: the reaper's first pass after the database is back leaves them;
+    only a whole heartbeat window of seeing the database, without a beat, is silence."""
+    from sqlalchemy.exc import OperationalError
+
+    measured, runner_id = _measuring(sessions)
+    with sessions() as s:
+        exporting, _ = _job(s, key="e" * 64)
+        move(s, Event.START_EXPORT, job_id=exporting.id, attempt=1, started_at=utcnow())
+        beat_export(s, job_id=exporting.id, attempt=1)
+    down = [False]
+
+    def flaky():
+        if down[0]:
+            raise OperationalError("SELECT 1", None, ConnectionRefusedError("database down"))
+        return sessions()
+
+    recorder = Recorder()
+    reaper = Reaper(flaky, settings, recorder)
+    window = timedelta(seconds=settings.heartbeat_timeout_s)
+    start = utcnow()
+    reaper.run_pass(start)  # seeing the database from here
+    down[0] = True
+    reaper.run_pass(start + window)  # the outage: this pass fails
+    down[0] = False
+    _age(sessions, RunnerRow, runner_id, "last_heartbeat", settings.heartbeat_timeout_s + 1)
+    _age(sessions, JobRow, exporting.id, "beat_at", settings.heartbeat_timeout_s + 1)
+    back = utcnow()
+    reaper.run_pass(back)  # back: both look silent by the clock, but nothing could beat
+    assert recorder.submitted == []
+    with sessions() as s:
+        assert jobs.get_job(s, job_id=measured).state == "measuring"
+        assert jobs.get_job(s, job_id=exporting.id).state == "exporting"
+    reaper.run_pass(back + window)  # a whole window seen since, and still no beat: silence
+    assert sorted(recorder.submitted) == sorted([(measured, 2), (exporting.id, 2)])
