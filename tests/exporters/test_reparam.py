@@ -203,3 +203,21 @@ def test_a_wrong_fold_is_refused_where_rounding_raised_the_tolerance():
 def test_the_amplification_is_measured_only_where_the_fixed_tolerance_is_exceeded():
     _, report = deploy_form(_conv_bn(), (2, 3, 16, 16))
     assert report.ok and report.amplification is None and report.tolerance == PROOF_TOLERANCE
+
+
+class _Fussy(_Cancelling):
+    """Checks a value of its own on every call, as models check shapes or masks: a nudged
+    forward fails that check."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        one = torch.ones(1, dtype=x.dtype)
+        if not torch.equal(one * 1.0, one):
+            raise RuntimeError("a constant changed")
+        return super().forward(x)
+
+
+def test_where_the_amplification_cannot_be_measured_the_fixed_tolerance_holds():
+    torch.manual_seed(0)
+    with pytest.raises(EquivalenceError, match=r"tolerance 1e-08 \(float64\); a reparam") as raised:
+        deploy_form(_Fussy(), (2, 3, 16, 16))
+    assert "amplifies" not in str(raised.value)
