@@ -5,7 +5,8 @@ A process that ran a while is started again at once (after RESTART_DELAY_S): the
 SIGKILL ended one run, not the service. One that keeps dying right after its start (a broker that
 refuses it, a setting it cannot use) is started again later each time, 1, 2, 4, 8 s, and after
 MAX_QUICK_DEATHS in a row not at all: the caller stops, loudly, instead of starting a Python
-process every second for ever."""
+process every second for ever. A process that ends with CANNOT_WORK has applied this rule to a
+process of its own (the worker to its export workers) and is not started again either."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 RESTART_DELAY_S = 1.0
 QUICK_DEATH_S = 10.0  # a process that ends this soon after its start ...
 MAX_QUICK_DEATHS = 5  # ... this many times in a row cannot start
+CANNOT_WORK = 3  # the exit status of a process that has given up itself: not started again
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from devices.lifeline import die_with_parent
-from service.restarts import Restarts
+from service.restarts import CANNOT_WORK, Restarts
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -104,7 +104,8 @@ def worker_main(settings: Settings) -> None:
 
 def run_worker(settings: Settings, *, migrate: bool = True) -> None:
     """The worker process: dispatcher work, recovery and the reaper, until SIGTERM or SIGINT, or
-    until its dispatcher fails (then status 1, for the supervisor or the orchestrator to see)."""
+    until its dispatcher fails (then exit status CANNOT_WORK: its supervisor stops the service
+    rather than start it again; an orchestrator sees the status)."""
     from service import retention
     from service.db.engine import engine_for, make_sessionmaker, upgrade
     from service.dispatch import worker_dispatcher
@@ -141,7 +142,8 @@ def run_worker(settings: Settings, *, migrate: bool = True) -> None:
         engine.dispose()
         log.info("worker stopped")
     if failure is not None:
-        raise SystemExit(f"latbench worker: {failure}")
+        log.error("the worker cannot work: %s", failure)
+        raise SystemExit(CANNOT_WORK)
 
 
 @dataclass
@@ -187,6 +189,9 @@ class Supervisor:
         assert part.process is not None
         part.process.join(STOP_GRACE_S)  # it has ended: this only reaps it
         log.warning("%s ended (exit %s)", part.name, part.process.exitcode)
+        if part.process.exitcode == CANNOT_WORK:
+            log.error("%s cannot work (its log says why); stopping", part.name)
+            return 1
         delay = part.restarts.ended(time.monotonic() - part.started)
         if delay is None:
             log.error("%s ended %d times right after its start; stopping", part.name,

@@ -27,7 +27,7 @@ class Dispatcher(Protocol):
 
     def failure(self) -> str | None:
         """Why this backend can no longer work (a process it needs keeps dying at its start):
-        the worker process stops on it, with status 1. None while it works."""
+        the worker process stops on it (``service.restarts.CANNOT_WORK``). None while it works."""
 
     def start(self) -> None: ...
 

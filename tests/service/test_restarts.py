@@ -14,7 +14,7 @@ import pytest
 
 from service import restarts, workers
 from service.dispatch import celery_dispatch
-from service.restarts import MAX_QUICK_DEATHS, QUICK_DEATH_S, Restarts
+from service.restarts import CANNOT_WORK, MAX_QUICK_DEATHS, QUICK_DEATH_S, Restarts
 
 
 def test_a_process_that_keeps_dying_at_its_start_waits_longer_each_time_then_is_given_up():
@@ -62,7 +62,11 @@ def test_export_workers_that_die_at_their_start_are_started_less_often_then_fail
 
 
 def _dies_at_once() -> None:
-    raise SystemExit(3)
+    raise SystemExit(7)
+
+
+def _gives_up() -> None:
+    raise SystemExit(CANNOT_WORK)
 
 
 def test_the_supervisor_stops_the_service_when_a_part_keeps_dying_at_its_start(fast_restarts):
@@ -75,4 +79,38 @@ def test_the_supervisor_stops_the_service_when_a_part_keeps_dying_at_its_start(f
             signal.signal(sig, handler)
     assert status == 1
     assert part.restarts.quick_deaths == MAX_QUICK_DEATHS
-    assert part.process is not None and part.process.exitcode == 3
+    assert part.process is not None and part.process.exitcode == 7
+
+
+def test_a_part_that_cannot_work_stops_the_service_without_a_restart():
+    """The worker ends with CANNOT_WORK when its export workers cannot start: starting it again
+    would start them again too, so the supervisor stops at once."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    part = workers.Part("worker", _gives_up, ())
+    try:
+        status = workers.Supervisor([part]).run()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert status == 1
+    assert part.restarts.quick_deaths == 0  # never counted as a death to start again after
+    assert part.process is not None and part.process.exitcode == CANNOT_WORK
+
+
+def test_the_worker_ends_with_cannot_work_when_its_dispatcher_fails(settings, monkeypatch):
+    from service import dispatch
+    from tests.service.doubles import RecordingDispatcher
+
+    class Failing(RecordingDispatcher):
+        def failure(self) -> str | None:
+            return "an export worker ended 5 times right after its start (last exit 3)"
+
+    monkeypatch.setattr(dispatch, "worker_dispatcher", lambda *_: Failing.this_host())
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with pytest.raises(SystemExit) as ended:
+            workers.run_worker(settings)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert ended.value.code == CANNOT_WORK
