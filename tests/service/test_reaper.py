@@ -204,17 +204,23 @@ def test_recovery_leaves_what_this_start_already_took(sessions, settings):
         assert (jobs.get_job(s, job_id=job.id).state, job.attempt) == ("exporting", 1)
 
 
+def _beating_and_silent(sessions, settings):
+    """Two jobs exporting: one beat just now, one silent past the heartbeat timeout."""
+    with sessions() as s:
+        beating, _ = _job(s, key="b" * 64)
+        silent, _ = _job(s, key="s" * 64)
+        for job in (beating, silent):
+            move(s, Event.START_EXPORT, job_id=job.id, attempt=1, started_at=utcnow())
+            assert beat_export(s, job_id=job.id, attempt=1)
+    _age(sessions, JobRow, silent.id, "beat_at", settings.heartbeat_timeout_s + 1)
+    return beating, silent
+
+
 def test_an_export_whose_worker_stopped_beating_is_requeued(sessions, settings):
     """An export worker that vanished (SIGKILL, its host gone) leaves its job exporting with a
     heartbeat that stops: past LATBENCH_HEARTBEAT_TIMEOUT_S the reaper queues it again under a
     new attempt, long before the job timeout; a beating export is left alone."""
-    with sessions() as s:
-        silent, _ = _job(s, key="s" * 64)
-        beating, _ = _job(s, key="b" * 64)
-        for job in (silent, beating):
-            move(s, Event.START_EXPORT, job_id=job.id, attempt=1, started_at=utcnow())
-            assert beat_export(s, job_id=job.id, attempt=1)
-    _age(sessions, JobRow, silent.id, "beat_at", settings.heartbeat_timeout_s + 1)
+    beating, silent = _beating_and_silent(sessions, settings)
     recorder = Recorder()
     reap(sessions, settings, recorder)
     with sessions() as s:
@@ -367,13 +373,7 @@ def test_recovery_leaves_a_beating_celery_export_to_its_worker(sessions, setting
     beat stop), one silent past the heartbeat timeout is requeued. The embedded dispatcher's
     exports ran in the restarted process's children: requeued at once, beating or not."""
     settings.dispatcher = dispatcher
-    with sessions() as s:
-        beating, _ = _job(s, key="b" * 64)
-        silent, _ = _job(s, key="s" * 64)
-        for job in (beating, silent):
-            move(s, Event.START_EXPORT, job_id=job.id, attempt=1, started_at=utcnow())
-            assert beat_export(s, job_id=job.id, attempt=1)
-    _age(sessions, JobRow, silent.id, "beat_at", settings.heartbeat_timeout_s + 1)
+    beating, silent = _beating_and_silent(sessions, settings)
     recorder = Recorder()
     recover(sessions, settings, recorder)
     left = [] if dispatcher == "local" else [beating.id]

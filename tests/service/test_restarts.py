@@ -31,6 +31,15 @@ def test_a_run_that_lasted_starts_the_count_again():
 
 
 @pytest.fixture
+def own_signals():
+    """The supervisor and the worker install SIGTERM/SIGINT handlers: pytest's come back."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+@pytest.fixture
 def fast_restarts(monkeypatch):
     monkeypatch.setattr(restarts, "RESTART_DELAY_S", 0.1)
     monkeypatch.setattr(celery_dispatch, "POLL_S", 0.02)
@@ -69,35 +78,29 @@ def _gives_up() -> None:
     raise SystemExit(CANNOT_WORK)
 
 
-def test_the_supervisor_stops_the_service_when_a_part_keeps_dying_at_its_start(fast_restarts):
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+def test_the_supervisor_stops_the_service_when_a_part_keeps_dying_at_its_start(
+    fast_restarts, own_signals
+):
     part = workers.Part("worker", _dies_at_once, ())
-    try:
-        status = workers.Supervisor([part]).run()
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    status = workers.Supervisor([part]).run()
     assert status == 1
     assert part.restarts.quick_deaths == MAX_QUICK_DEATHS
     assert part.process is not None and part.process.exitcode == 7
 
 
-def test_a_part_that_cannot_work_stops_the_service_without_a_restart():
+def test_a_part_that_cannot_work_stops_the_service_without_a_restart(own_signals):
     """The worker ends with CANNOT_WORK when its export workers cannot start: starting it again
     would start them again too, so the supervisor stops at once."""
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     part = workers.Part("worker", _gives_up, ())
-    try:
-        status = workers.Supervisor([part]).run()
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    status = workers.Supervisor([part]).run()
     assert status == 1
     assert part.restarts.quick_deaths == 0  # never counted as a death to start again after
     assert part.process is not None and part.process.exitcode == CANNOT_WORK
 
 
-def test_the_worker_ends_with_cannot_work_when_its_dispatcher_fails(settings, monkeypatch):
+def test_the_worker_ends_with_cannot_work_when_its_dispatcher_fails(
+    settings, monkeypatch, own_signals
+):
     from service import dispatch
     from tests.service.doubles import RecordingDispatcher
 
@@ -106,11 +109,6 @@ def test_the_worker_ends_with_cannot_work_when_its_dispatcher_fails(settings, mo
             return "an export worker ended 5 times right after its start (last exit 3)"
 
     monkeypatch.setattr(dispatch, "worker_dispatcher", lambda *_: Failing.this_host())
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with pytest.raises(SystemExit) as ended:
-            workers.run_worker(settings)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    with pytest.raises(SystemExit) as ended:
+        workers.run_worker(settings)
     assert ended.value.code == CANNOT_WORK
