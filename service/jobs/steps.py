@@ -85,15 +85,12 @@ def export_step(
     for the next start to queue it. A message sent again for an exported job: ``_again``."""
     with sessions() as session:
         job = session.get(JobRow, job_id)
-        if job is not None and _exported(job, attempt):
+        exported = job is not None and _exported(job, attempt)
+        if exported:
             task, keys = task_of(job), job.artifact_keys or {MODEL: job.artifact_key}
-            exported = True
-        else:
-            now = utcnow()
-            exported = False
-            if not move(session, Event.START_EXPORT, job_id=job_id, attempt=attempt,
-                        started_at=now, beat_at=now):  # fmt: skip
-                return None
+        elif not move(session, Event.START_EXPORT, job_id=job_id, attempt=attempt,
+                      started_at=(now := utcnow()), beat_at=now):  # fmt: skip
+            return None
     if exported:
         return _again(sessions, task, keys, store_root=store_root, lock_path=lock_path)
     with _beating(sessions, job_id=job_id, attempt=attempt, every_s=beat_s):

@@ -118,10 +118,11 @@ def shipped_entries() -> dict[str, dict[str, Any]]:
     """The shipped predictors by class, parsed once per version of the file (GET /devices asks
     on every request; parsing it was a sixth of the route's CPU). Shared: read it, never change
     it."""
+    path = shipped_path()
     try:
-        stamp = shipped_path().stat().st_mtime_ns
+        stamp = path.stat().st_mtime_ns
     except FileNotFoundError:
-        report_missing(shipped_path(), "no shipped predictor: predictions abstain")
+        report_missing(path, "no shipped predictor: predictions abstain")
         return {}
     return _parsed_shipped(stamp)
 
